@@ -1,0 +1,180 @@
+/// The FastCDC cut-point search (Xia et al., USENIX ATC 2016, "FastCDC: a Fast and Efficient
+/// Content-Defined Chunking Approach for Data Deduplication"), with normalized chunking level 2.
+///
+/// A gear hash rolls over the bytes after the minimum size; a cut is made after the first byte
+/// where the hash's top bits are all zero. Before the average size the mask has two more bits
+/// (harder), after it two fewer (easier), which pulls sizes towards the average. The scan is
+/// resumable: when the buffered bytes end before a cut, the next call continues where it
+/// stopped instead of hashing the same bytes again.
+struct FastCDCScanner {
+    let minByteCount: Int
+    let averageByteCount: Int
+    let maxByteCount: Int
+    private let maskSmall: UInt64
+    private let maskLarge: UInt64
+    /// The next offset to hash, counted from the chunk's first byte.
+    private var position: Int
+    private var hash: UInt64
+
+    init(minByteCount: Int, averageByteCount: Int, maxByteCount: Int) {
+        self.minByteCount = minByteCount
+        self.averageByteCount = averageByteCount
+        self.maxByteCount = maxByteCount
+        let bits = averageByteCount.trailingZeroBitCount
+        // Top-bit masks: the top bits of a gear hash depend on the most recent 64 bytes.
+        self.maskSmall = ~UInt64(0) << UInt64(64 - min(63, bits + 2))
+        self.maskLarge = ~UInt64(0) << UInt64(64 - max(1, bits - 2))
+        self.position = minByteCount
+        self.hash = 0
+    }
+
+    /// Forgets the scan state; call after a cut.
+    mutating func reset() {
+        position = minByteCount
+        hash = 0
+    }
+
+    /// Looks for the end of the chunk that starts at `bytes[0]`.
+    ///
+    /// - Returns: the chunk's length if a cut point lies within the `count` bytes given (or
+    ///   `isFinal` says no more bytes will come), nil if more bytes are needed.
+    mutating func cutLength(_ bytes: UnsafePointer<UInt8>, count: Int, isFinal: Bool) -> Int? {
+        if count <= minByteCount {
+            return isFinal && count > 0 ? count : nil
+        }
+        let limit = Swift.min(count, maxByteCount)
+        let normal = Swift.min(averageByteCount, limit)
+        var i = position
+        var h = hash
+        let cut: Int? = GearTable.values.withUnsafeBufferPointer { gear -> Int? in
+            let g = gear.baseAddress!
+            while i < normal {
+                h = (h << 1) &+ g[Int(bytes[i])]
+                i += 1
+                if h & maskSmall == 0 { return i }
+            }
+            while i < limit {
+                h = (h << 1) &+ g[Int(bytes[i])]
+                i += 1
+                if h & maskLarge == 0 { return i }
+            }
+            return nil
+        }
+        if let cut { return cut }
+        if limit == maxByteCount { return maxByteCount }
+        position = i
+        hash = h
+        return isFinal ? count : nil
+    }
+}
+
+/// Cuts a stream into chunks while holding at most one maximum chunk plus one read in memory.
+///
+/// The caller pours bytes in with ``fill(_:)`` or ``append(_:)`` and takes finished chunks out
+/// with ``nextChunk(isFinal:)``. Used by the synchronous file chunker and the async chunk
+/// sequence alike, so both cut at exactly the same places.
+public struct ChunkSplitter {
+    public let configuration: ChunkerConfiguration
+    private var scanner: FastCDCScanner?
+    private var buffer: [UInt8]
+    private var start = 0
+    private var end = 0
+    /// Plain offset, in the whole stream, of the next chunk to be returned.
+    public private(set) var nextOffset: Int64 = 0
+
+    /// Makes a splitter; throws if the configuration is invalid.
+    public init(configuration: ChunkerConfiguration = .default) throws(ChunkerError) {
+        try configuration.validate()
+        self.configuration = configuration
+        if case .contentDefined(let lo, let avg, let hi) = configuration {
+            scanner = FastCDCScanner(minByteCount: lo, averageByteCount: avg, maxByteCount: hi)
+        }
+        buffer = [UInt8](repeating: 0, count: configuration.maxByteCount + Limits.chunkerReadByteCount)
+    }
+
+    /// How many bytes ``append(_:)`` or ``fill(_:)`` can take now.
+    public var freeByteCount: Int {
+        buffer.count - (end - start)
+    }
+
+    /// Bytes buffered but not yet returned in a chunk.
+    public var bufferedByteCount: Int { end - start }
+
+    /// Lets `read` write directly into free buffer space; returns what `read` returned (bytes
+    /// written, 0 at end of input).
+    public mutating func fill(_ read: (UnsafeMutableRawBufferPointer) throws -> Int) rethrows -> Int {
+        compactIfNeeded()
+        let n = try buffer.withUnsafeMutableBytes { raw in
+            try read(UnsafeMutableRawBufferPointer(rebasing: raw[end..<raw.count]))
+        }
+        precondition(n >= 0 && end + n <= buffer.count, "read returned an impossible count")
+        end += n
+        return n
+    }
+
+    /// Copies up to ``freeByteCount`` bytes in; returns how many were taken.
+    public mutating func append(_ bytes: UnsafeRawBufferPointer) -> Int {
+        compactIfNeeded()
+        let n = Swift.min(bytes.count, buffer.count - end)
+        guard n > 0 else { return 0 }
+        buffer.withUnsafeMutableBytes { raw in
+            UnsafeMutableRawBufferPointer(rebasing: raw[end..<(end + n)])
+                .copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<n]))
+        }
+        end += n
+        return n
+    }
+
+    /// The next finished chunk, or nil when more bytes are needed (or, with `isFinal`, when
+    /// every byte has been returned).
+    public mutating func nextChunk(isFinal: Bool) -> Chunk? {
+        let available = end - start
+        guard available > 0 else { return nil }
+        let length: Int?
+        switch configuration {
+        case .fixed(let size):
+            length = available >= size ? size : (isFinal ? available : nil)
+        case .contentDefined:
+            length = buffer.withUnsafeBufferPointer { buf in
+                scanner!.cutLength(buf.baseAddress! + start, count: available, isFinal: isFinal)
+            }
+        }
+        guard let length else { return nil }
+        let chunk = Chunk(offset: nextOffset, bytes: Array(buffer[start..<(start + length)]))
+        start += length
+        nextOffset += Int64(length)
+        scanner?.reset()
+        return chunk
+    }
+
+    /// Moves the unreturned bytes to the front when the free tail gets small, so a read always
+    /// has room; the bytes moved are at most one read plus a partial chunk.
+    private mutating func compactIfNeeded() {
+        guard start > 0, buffer.count - end < Limits.chunkerReadByteCount || start == end else { return }
+        let count = end - start
+        if count > 0 {
+            buffer.withUnsafeMutableBytes { raw in
+                let base = raw.baseAddress!
+                base.copyMemory(from: base + start, byteCount: count)
+            }
+        }
+        start = 0
+        end = count
+    }
+}
+
+/// One chunk of a stream: its plain bytes and where they start in the stream.
+public struct Chunk: Sendable {
+    /// Plain offset of the first byte within the stream.
+    public var offset: Int64
+    /// The plain bytes.
+    public var bytes: [UInt8]
+
+    public init(offset: Int64, bytes: [UInt8]) {
+        self.offset = offset
+        self.bytes = bytes
+    }
+
+    /// The number of plain bytes.
+    public var byteCount: Int { bytes.count }
+}

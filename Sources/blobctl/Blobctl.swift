@@ -1,0 +1,12 @@
+import ArgumentParser
+
+/// The one binary of Blobstore: every role and every command.
+@main
+struct Blobctl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "blobctl",
+        abstract: "Blobstore: a distributed file and blob store.",
+        version: "0.1.0",
+        subcommands: [RingCommand.self, BenchCommand.self]
+    )
+}
