@@ -98,6 +98,50 @@ public final class ChunkCompressor {
         return EncodedChunk(codec: .zstd, payload: out, plainByteCount: plain.count)
     }
 
+    /// Builds the whole stored frame directly: header, then the zstd payload written in place,
+    /// or the plain bytes copied once when the chunk is stored raw.
+    func frame(for plain: UnsafeRawBufferPointer) -> [UInt8] {
+        let headerSize = FrameHeader.byteCount
+        var codec = ChunkCodec.raw
+        var stored = plain.count
+        var frame: [UInt8]
+        if plain.count > 0 && probeSuggestsCompressible(plain) {
+            let limit = Int(Double(plain.count) * policy.maxStoredFraction)
+            let bound = ZSTD_compressBound(plain.count)
+            frame = [UInt8](unsafeUninitializedCapacity: headerSize + bound) { buf, initialized in
+                let n = ZSTD_compress2(context, buf.baseAddress! + headerSize, bound, plain.baseAddress, plain.count)
+                if ZSTD_isError(n) == 0 && n <= limit {
+                    codec = .zstd
+                    stored = n
+                    initialized = headerSize + n
+                } else {
+                    initialized = 0
+                }
+            }
+            if codec == .zstd {
+                writeHeader(into: &frame, codec: codec, plainByteCount: plain.count, storedByteCount: stored)
+                return frame
+            }
+        }
+        frame = [UInt8](unsafeUninitializedCapacity: headerSize + plain.count) { buf, initialized in
+            if plain.count > 0 {
+                UnsafeMutableRawPointer(buf.baseAddress! + headerSize).copyMemory(from: plain.baseAddress!, byteCount: plain.count)
+            }
+            initialized = headerSize + plain.count
+        }
+        writeHeader(into: &frame, codec: .raw, plainByteCount: plain.count, storedByteCount: plain.count)
+        return frame
+    }
+
+    private func writeHeader(into frame: inout [UInt8], codec: ChunkCodec, plainByteCount: Int, storedByteCount: Int) {
+        let checksum = frame.withUnsafeBytes { Checksum.xxh3(UnsafeRawBufferPointer(rebasing: $0[FrameHeader.byteCount...])) }
+        let header = FrameHeader(
+            codec: codec, plainByteCount: plainByteCount, storedByteCount: storedByteCount, payloadChecksum: checksum)
+        frame.withUnsafeMutableBytes { raw in
+            header.bytes.withUnsafeBytes { raw.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: FrameHeader.byteCount) }
+        }
+    }
+
     /// Encodes a chunk: zstd when it saves enough, raw otherwise.
     public func encode(_ plain: [UInt8]) -> EncodedChunk {
         plain.withUnsafeBytes { encode($0) }

@@ -21,11 +21,17 @@ struct FastCDCScanner {
         self.averageByteCount = averageByteCount
         self.maxByteCount = maxByteCount
         let bits = averageByteCount.trailingZeroBitCount
-        // Top-bit masks: the top bits of a gear hash depend on the most recent 64 bytes.
-        self.maskSmall = ~UInt64(0) << UInt64(64 - min(63, bits + 2))
-        self.maskLarge = ~UInt64(0) << UInt64(64 - max(1, bits - 2))
+        // High-bit masks (bits 62 down): the high bits of a gear hash depend on the most recent
+        // 63 bytes. Bit 63 stays out of the mask so that `mask << 1` loses nothing, which lets
+        // the scan below test odd positions on the doubled hash (FastCDC 2020's two-byte roll).
+        self.maskSmall = Self.mask(bits: bits + 2)
+        self.maskLarge = Self.mask(bits: bits - 2)
         self.position = minByteCount
         self.hash = 0
+    }
+
+    static func mask(bits: Int) -> UInt64 {
+        (~UInt64(0) << UInt64(64 - Swift.min(62, Swift.max(1, bits)))) >> 1
     }
 
     /// Forgets the scan state; call after a cut.
@@ -47,18 +53,36 @@ struct FastCDCScanner {
         var i = position
         var h = hash
         let cut: Int? = GearTable.values.withUnsafeBufferPointer { gear -> Int? in
-            let g = gear.baseAddress!
-            while i < normal {
-                h = (h << 1) &+ g[Int(bytes[i])]
-                i += 1
-                if h & maskSmall == 0 { return i }
+            GearTable.shiftedValues.withUnsafeBufferPointer { shiftedGear -> Int? in
+                let g = gear.baseAddress!
+                let gs = shiftedGear.baseAddress!
+                // Two bytes per step. With t = h << 2: t + (g[a] << 1) is the hash after the
+                // first byte, doubled, and t + (g[a] << 1) + g[b] the hash after the second; the
+                // loop-carried chain is one shift and one add per two bytes.
+                func scan(to end: Int, mask: UInt64) -> Int? {
+                    let maskShifted = mask << 1
+                    while i + 2 <= end {
+                        let a = gs[Int(bytes[i])]
+                        let b = g[Int(bytes[i + 1])]
+                        let t = h << 2
+                        if (t &+ a) & maskShifted == 0 {
+                            i += 1
+                            return i
+                        }
+                        h = t &+ (a &+ b)
+                        i += 2
+                        if h & mask == 0 { return i }
+                    }
+                    if i < end {
+                        h = (h << 1) &+ g[Int(bytes[i])]
+                        i += 1
+                        if h & mask == 0 { return i }
+                    }
+                    return nil
+                }
+                if let cut = scan(to: normal, mask: maskSmall) { return cut }
+                return scan(to: limit, mask: maskLarge)
             }
-            while i < limit {
-                h = (h << 1) &+ g[Int(bytes[i])]
-                i += 1
-                if h & maskLarge == 0 { return i }
-            }
-            return nil
         }
         if let cut { return cut }
         if limit == maxByteCount { return maxByteCount }
@@ -128,6 +152,14 @@ public struct ChunkSplitter {
     /// The next finished chunk, or nil when more bytes are needed (or, with `isFinal`, when
     /// every byte has been returned).
     public mutating func nextChunk(isFinal: Bool) -> Chunk? {
+        withNextChunk(isFinal: isFinal) { offset, bytes in Chunk(offset: offset, bytes: Array(bytes)) }
+    }
+
+    /// Lends the next finished chunk's bytes, in place, to `body` (no copy); nil when more bytes
+    /// are needed. The bytes are valid only inside `body`.
+    public mutating func withNextChunk<T>(
+        isFinal: Bool, _ body: (_ offset: Int64, _ bytes: UnsafeRawBufferPointer) throws -> T
+    ) rethrows -> T? {
         let available = end - start
         guard available > 0 else { return nil }
         let length: Int?
@@ -140,11 +172,13 @@ public struct ChunkSplitter {
             }
         }
         guard let length else { return nil }
-        let chunk = Chunk(offset: nextOffset, bytes: Array(buffer[start..<(start + length)]))
+        let result = try buffer.withUnsafeBytes { raw in
+            try body(nextOffset, UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)]))
+        }
         start += length
         nextOffset += Int64(length)
         scanner?.reset()
-        return chunk
+        return result
     }
 
     /// Moves the unreturned bytes to the front when the free tail gets small, so a read always

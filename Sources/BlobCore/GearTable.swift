@@ -10,6 +10,9 @@ enum GearTable {
         var rng = SplitMix64(seed: seed)
         return (0..<256).map { _ in rng.next() }
     }()
+
+    /// Each value shifted left by one, for the two-byte step of the scan.
+    static let shiftedValues: [UInt64] = values.map { $0 << 1 }
 }
 
 /// SplitMix64 (Steele, Lea, Flood 2014): a tiny seedable generator, the same on every platform.

@@ -78,7 +78,7 @@ struct ChunkFrameTests {
     }
 
     @Test("a flipped bit anywhere in the header or payload is detected", arguments: [ChunkCodec.raw, .zstd])
-    func bitFlips(codec: ChunkCodec) {
+    func bitFlips(codec: ChunkCodec) throws {
         let plain = codec == .raw ? Self.randomBytes(700) : Self.logText(2000)
         let frame = ChunkFrame.make(ChunkCompressor(policy: .init(probeSampleByteCount: 0)).encode(plain))
         #expect(try FrameHeader(parsing: frame).codec == codec)

@@ -55,6 +55,46 @@ struct PartitionAssignment {
         }
         self.table = table
         self.loads = quotas.memberQuotas
+        mixWithinWeightClasses(members: members)
+    }
+
+    /// Swaps replicas between partitions, only between members of equal weight in domains of
+    /// equal weight, whenever the failure-domain rule still holds after the swap.
+    ///
+    /// The wrap-around layout puts each member in a contiguous run, so a member shares its
+    /// partitions with only two or three others; when it leaves, those few could take none of
+    /// its replicas and the rest would have to move twice. Mixing spreads every member's
+    /// partners over all members of their class. It keeps each partition's pattern of weight
+    /// classes, which is what lets a heavy member later grow to one replica per partition
+    /// without displacing light ones (the het5 scenarios of the placement benchmark).
+    /// Loads do not change. The swaps come from a fixed-seed generator: the same everywhere.
+    private mutating func mixWithinWeightClasses(members: [RingMember]) {
+        var domainWeight = [Double](repeating: 0, count: quotas.domainCount)
+        for (m, member) in members.enumerated() { domainWeight[quotas.domainOfMember[m]] += member.weight }
+        var classOf: [String: Int] = [:]
+        let memberClass = members.indices.map { m -> Int in
+            let key = "\(members[m].weight)/\(domainWeight[quotas.domainOfMember[m]])"
+            if let c = classOf[key] { return c }
+            classOf[key] = classOf.count
+            return classOf.count - 1
+        }
+        var slotsOfClass = [[Int]](repeating: [], count: classOf.count)
+        for slot in table.indices { slotsOfClass[memberClass[Int(table[slot])]].append(slot) }
+        var rng = SplitMix64(seed: 0x4D49_5850_4C41_4345)  // "MIXPLACE"
+        for slots in slotsOfClass where slots.count > 1 {
+            for _ in 0..<(2 * slots.count) {
+                let a = slots[Int(rng.next() % UInt64(slots.count))]
+                let b = slots[Int(rng.next() % UInt64(slots.count))]
+                let (pa, pb) = (a / replicaCount, b / replicaCount)
+                let (ma, mb) = (Int(table[a]), Int(table[b]))
+                guard pa != pb, ma != mb,
+                      canReplace(column: a % replicaCount, in: pa, with: mb),
+                      canReplace(column: b % replicaCount, in: pb, with: ma)
+                else { continue }
+                table[a] = UInt16(mb)
+                table[b] = UInt16(ma)
+            }
+        }
     }
 
     /// Starts from a previous table (already translated to the new member indices, with
