@@ -28,11 +28,11 @@ struct CoreBenchmark {
             var lines = ["machine: \(machine); build: \(build); zstd level \(zstdLevel); single core, best of runs",
                          "logs: \(logBytes) bytes (\(logChunks) chunks, ratio \(String(format: "%.2f", logCompressionRatio))); random: \(randomBytes) bytes",
                          "",
-                         "what".padding(toLength: 34, withPad: " ", startingAt: 0) + "data    " + "MB/s",
-                         String(repeating: "-", count: 52)]
+                         "what".padding(toLength: 42, withPad: " ", startingAt: 0) + "data    " + "    MB/s",
+                         String(repeating: "-", count: 62)]
             for f in figures {
                 let mbps = String(format: "%8.0f", f.megabytesPerSecond)
-                lines.append(f.name.padding(toLength: 34, withPad: " ", startingAt: 0)
+                lines.append(f.name.padding(toLength: 42, withPad: " ", startingAt: 0)
                              + f.data.padding(toLength: 8, withPad: " ", startingAt: 0) + mbps
                              + (f.note.map { "  (\($0))" } ?? ""))
             }

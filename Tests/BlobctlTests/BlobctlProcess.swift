@@ -1,0 +1,73 @@
+import Foundation
+import Testing
+
+/// Runs the built `blobctl` binary as a user would, with a time limit, and stops it by PID.
+struct BlobctlProcess {
+    struct Output {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// The `blobctl` next to this test bundle (SwiftPM builds both into the same folder).
+    static var executableURL: URL {
+        get throws {
+            if let path = ProcessInfo.processInfo.environment["BLOBCTL_PATH"] {
+                return URL(fileURLWithPath: path)
+            }
+            var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            for _ in 0..<4 {
+                let candidate = dir.appendingPathComponent("blobctl")
+                if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+                dir = dir.deletingLastPathComponent()
+            }
+            throw TestFailure("blobctl binary not found near \(CommandLine.arguments[0]); build it or set BLOBCTL_PATH")
+        }
+    }
+
+    /// Runs `blobctl args...`, waits at most `timeout`, and returns its status and output.
+    static func run(_ args: [String], timeout: Duration = .seconds(120)) async throws -> Output {
+        let process = Process()
+        process.executableURL = try executableURL
+        process.arguments = args
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("blobctl-out-\(UUID().uuidString)")
+        let err = FileManager.default.temporaryDirectory.appendingPathComponent("blobctl-err-\(UUID().uuidString)")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+        defer {
+            try? FileManager.default.removeItem(at: out)
+            try? FileManager.default.removeItem(at: err)
+        }
+        process.standardOutput = try FileHandle(forWritingTo: out)
+        process.standardError = try FileHandle(forWritingTo: err)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            throw TestFailure("blobctl \(args.joined(separator: " ")) did not finish within \(timeout)")
+        }
+        process.waitUntilExit()
+        return Output(
+            status: process.terminationStatus,
+            stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
+            stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A fresh temporary directory, removed at the end of `body`.
+func withTemporaryDirectory<T>(_ body: (URL) async throws -> T) async throws -> T {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("blobtest-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    return try await body(dir)
+}
