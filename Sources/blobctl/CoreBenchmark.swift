@@ -110,6 +110,15 @@ struct CoreBenchmark {
             if name == "logs" { storedLogBytes = encoded.reduce(0) { $0 + $1.payload.count } }
             let frames = encoded.map(ChunkFrame.make)
             let decompressor = ChunkDecompressor()
+            if name == "logs" {
+                figures.append(Figure(name: "zstd decompress", data: name, megabytesPerSecond: measure(total) {
+                    for e in encoded {
+                        sink &+= UInt64(e.payload.withUnsafeBytes {
+                            decompressor.decompress($0, plainByteCount: e.plainByteCount)?.count ?? 0
+                        })
+                    }
+                }))
+            }
             figures.append(Figure(name: "decode (checksum + zstd + SHA-256)", data: name,
                                   megabytesPerSecond: measure(total) {
                 for (f, c) in zip(frames, set) {
