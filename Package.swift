@@ -19,6 +19,12 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.0.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.20.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.25.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
     ],
     targets: [
         // Debian's libzstd and libxxhash behind module maps: glue, not code.
@@ -44,7 +50,21 @@ let package = Package(
         ),
         // Role libraries: they import the core and never each other.
         .target(name: "BlobMaster", dependencies: ["BlobCore"], swiftSettings: strictSettings),
-        .target(name: "BlobChunkServer", dependencies: ["BlobCore"], swiftSettings: strictSettings),
+        .target(
+            name: "BlobChunkServer",
+            dependencies: [
+                "BlobCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .target(name: "BlobClient", dependencies: ["BlobCore"], swiftSettings: strictSettings),
         .executableTarget(
             name: "blobctl",
@@ -54,6 +74,8 @@ let package = Package(
                 "BlobChunkServer",
                 "BlobClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
         ),
@@ -63,8 +85,22 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "BlobChunkServerTests",
+            dependencies: [
+                "BlobChunkServer",
+                "BlobCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "BlobctlTests",
-            dependencies: ["blobctl", "BlobCore"],
+            dependencies: [
+                "blobctl", "BlobCore", "BlobChunkServer",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             swiftSettings: strictSettings
         ),
     ]

@@ -184,6 +184,13 @@ public enum ChunkFrame {
         return header
     }
 
+    /// Checks a whole frame (header, lengths, payload checksum) without decompressing it.
+    @discardableResult
+    public static func verify(_ frame: [UInt8]) throws(FrameError) -> FrameHeader {
+        let result = frame.withUnsafeBytes { raw in Result { () throws(FrameError) in try verify(raw) } }
+        return try result.get()
+    }
+
     /// Checks a frame and returns its plain bytes; with `expectedID`, also checks that the plain
     /// bytes hash to it (SHA-256), so a reader never hands out bytes other than the chunk's.
     public static func decode(

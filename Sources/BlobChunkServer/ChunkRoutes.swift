@@ -1,0 +1,187 @@
+import BlobCore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// The chunk server's HTTP routes (docs/api.md).
+struct ChunkRoutes: Sendable {
+    let storage: ChunkStorage
+    let forwarder: ReplicationForwarder
+    let signer: RequestSigner
+    let serverID: String
+    let addressBox: AddressBox
+    var address: String { addressBox.current }
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.put("/v1/chunks/:id") { request, context in try await write(request, context) }
+        router.get("/v1/chunks/:id") { request, context in try await read(request, context) }
+        router.head("/v1/chunks/:id") { request, context in try await head(request, context) }
+        router.delete("/v1/chunks/:id") { request, context in try await delete(request, context) }
+        router.get("/v1/chunks") { request, context in try await inventory(request, context) }
+        router.get("/v1/status") { request, context in try await status(request, context) }
+    }
+
+    // MARK: Helpers
+
+    func authorize(_ request: Request, _ roles: Set<RequestRole>) throws -> RequestRole {
+        try signer.verify(
+            header: request.headers[.authorization], method: request.method.rawValue,
+            pathAndQuery: request.head.path ?? "", now: Int64(Date().timeIntervalSince1970), allowed: roles)
+    }
+
+    func chunkID(_ context: BasicRequestContext) throws -> ChunkID {
+        try ChunkID(hex: context.parameters.get("id") ?? "")
+    }
+
+    // MARK: Routes
+
+    func write(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let role = try authorize(request, [.client, .server, .master])
+        let id = try chunkID(context)
+        let targets = try ReplicationForwarder.parseTargets(request.uri.queryParameters.get("replicas"))
+        guard role != .server || targets.isEmpty else {
+            throw BlobError(.invalidArgument, reason: "replicas.chained", "a forwarded write may not name further replicas")
+        }
+        let quorum = request.uri.queryParameters.get("quorum").flatMap { Int($0) } ?? (targets.count + 1)
+        guard (1...(targets.count + 1)).contains(quorum) else {
+            throw BlobError(.invalidArgument, reason: "quorum.outOfRange",
+                            "quorum \(quorum) must be between 1 and \(targets.count + 1) (this server plus its targets)")
+        }
+        let maxFrame = FrameHeader.byteCount + Limits.maxStoredByteCount
+        if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > maxFrame {
+            throw BlobError(.tooLarge, reason: "body.tooLarge", "a chunk frame is at most \(maxFrame) bytes; this body declares \(declared)")
+        }
+        let body = try await request.body.collect(upTo: maxFrame)
+        let frame = Array(buffer: body)
+        if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared != frame.count {
+            throw BlobError(.invalidArgument, reason: "body.lengthMismatch",
+                            "body is \(frame.count) bytes but Content-Length says \(declared)")
+        }
+        let header = try await storage.verifyIncoming(frame, id: id)
+        try await storage.checkRoom(for: frame.count)
+
+        // Local write and forwarding run at the same time; the answer waits for all of them.
+        var stored: [(address: String, id: String)] = []
+        var failed: [ReplicaFailure] = []
+        var alreadyPresent = false
+        var localError: (any Error)?
+        await withTaskGroup(of: (String, Result<(String, Bool), any Error>).self) { group in
+            group.addTask {
+                do {
+                    let present = try await storage.write(frame, header: header, id: id)
+                    return (address, .success((serverID, present)))
+                } catch {
+                    return (address, .failure(error))
+                }
+            }
+            for target in targets {
+                group.addTask {
+                    do {
+                        return (target, .success((try await forwarder.forward(frame, id: id, to: target), false)))
+                    } catch {
+                        return (target, .failure(error))
+                    }
+                }
+            }
+            for await (target, result) in group {
+                switch result {
+                case .success(let (server, present)):
+                    if target == address {
+                        alreadyPresent = present
+                        stored.insert((target, server), at: 0)
+                    } else {
+                        stored.append((target, server))
+                    }
+                case .failure(let error):
+                    if target == address { localError = error }
+                    let coded = error as? any CodedError
+                    failed.append(ReplicaFailure(
+                        target: target, code: coded?.code.rawValue ?? BlobErrorCode.unavailable.rawValue,
+                        message: coded?.message ?? "\(error)"))
+                }
+            }
+        }
+        if let localError, targets.isEmpty { throw localError }
+        let result = ChunkWriteResult(
+            id: id.hex, stored: stored.map(\.address), storedServerIDs: stored.map(\.id),
+            failed: failed.sorted { $0.target < $1.target }, quorumMet: stored.count >= quorum,
+            alreadyPresent: alreadyPresent)
+        if !result.quorumMet {
+            storage.count("writesBelowQuorum")
+            return try jsonResponse(result, status: .serviceUnavailable)
+        }
+        return try jsonResponse(result, status: alreadyPresent ? .ok : .created)
+    }
+
+    func read(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        _ = try authorize(request, [.client, .server, .master])
+        let id = try chunkID(context)
+        let frame = try await storage.read(id)
+        var headers = HTTPFields()
+        if request.uri.queryParameters.get("format") == "plain" {
+            let plain: [UInt8]
+            do throws(FrameError) {
+                plain = try ChunkFrame.decode(frame, expectedID: id)
+            } catch {
+                storage.count("checksumFailures")
+                try await storage.quarantine(id, storedByteCount: frame.count, because: error.message)
+                throw BlobError(.corruptChunk, reason: "chunk.quarantined",
+                                "chunk \(id.shortHex)… failed its check on this server (\(error.reason)); "
+                                    + "moved to quarantine; read another replica")
+            }
+            headers[.contentType] = "application/octet-stream"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: plain)))
+        }
+        headers[.contentType] = "application/x-blob-frame"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: frame)))
+    }
+
+    func head(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        _ = try authorize(request, [.client, .server, .master])
+        let id = try chunkID(context)
+        guard let header = try await storage.diskHeader(id) else {
+            throw BlobError(.notFound, reason: "chunk.notFound", "chunk \(id.shortHex)… is not stored on this server")
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = "application/x-blob-frame"
+        headers[.contentLength] = String(header.frameByteCount)
+        headers[HTTPField.Name("X-Blob-Plain-Length")!] = String(header.plainByteCount)
+        headers[HTTPField.Name("X-Blob-Codec")!] = header.codec.description
+        return Response(status: .ok, headers: headers)
+    }
+
+    func delete(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        _ = try authorize(request, [.master])
+        let id = try chunkID(context)
+        guard try await storage.remove(id) else {
+            throw BlobError(.notFound, reason: "chunk.notFound", "chunk \(id.shortHex)… is not stored on this server")
+        }
+        return Response(status: .noContent)
+    }
+
+    func inventory(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        _ = try authorize(request, [.client, .server, .master])
+        let after = try request.uri.queryParameters.get("after").map { try ChunkID(hex: $0) }
+        let limit = request.uri.queryParameters.get("limit").flatMap { Int($0) } ?? 1000
+        guard (1...10_000).contains(limit) else {
+            throw BlobError(.invalidArgument, reason: "inventory.limit", "limit must be between 1 and 10000, got \(limit)")
+        }
+        let page = try await storage.inventory(after: after, limit: limit)
+        return try jsonResponse(InventoryPage(
+            chunks: page.map { InventoryEntry(id: $0.0.hex, storedBytes: $0.1) },
+            next: page.count == limit ? page.last?.0.hex : nil))
+    }
+
+    func status(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        _ = try authorize(request, [.client, .server, .master])
+        let stats = storage.snapshot
+        let (free, reserve) = try await storage.space()
+        let configuration = storage.configuration
+        return try jsonResponse(ChunkServerStatus(
+            serverID: serverID, address: address, zone: configuration.zone, weight: configuration.weight,
+            capacityBytes: configuration.capacityBytes, reserveBytes: reserve, usedBytes: stats.storedBytes,
+            freeDiskBytes: free, chunkCount: stats.chunkCount, logicalBytes: stats.logicalBytes,
+            storedBytes: stats.storedBytes, counters: stats.counters))
+    }
+}

@@ -1,0 +1,87 @@
+import AsyncHTTPClient
+import BlobCore
+import Foundation
+import Hummingbird
+public import Logging
+import NIOCore
+import ServiceLifecycle
+public import UnixSignals
+import Synchronization
+
+/// A chunk server process: storage, HTTP API, scrubber, run until SIGTERM or SIGINT.
+public struct ChunkServer: Sendable {
+    public let configuration: ChunkServerConfiguration
+    public let logger: Logger
+
+    public init(configuration: ChunkServerConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Runs until a graceful shutdown signal. `onListening` receives the bound `host:port` and
+    /// the server id once requests are accepted; the address is also written to
+    /// `DIR/listen-address`.
+    public func run(
+        gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint],
+        onListening: @escaping @Sendable (_ address: String, _ serverID: String) async -> Void = { _, _ in }
+    ) async throws {
+        let signer = try RequestSigner(secret: configuration.secret)
+        let storage = ChunkStorage(configuration: configuration, logger: logger)
+        let serverID = try await storage.open()
+        var logger = self.logger
+        logger[metadataKey: "node.id"] = "\(serverID)"
+        logger[metadataKey: "node.role"] = "chunkserver"
+        // A peer that is down refuses connections; AHC retries until the connect timeout, so
+        // keep that short: the write answers with the failure instead of waiting for it.
+        var clientConfiguration = HTTPClient.Configuration()
+        clientConfiguration.timeout = .init(
+            connect: .nanoseconds(Int64(configuration.peerConnectTimeout.components.seconds) * 1_000_000_000
+                + configuration.peerConnectTimeout.components.attoseconds / 1_000_000_000),
+            read: .seconds(Int64(configuration.forwardTimeout.components.seconds)))
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
+        let box = AddressBox("\(configuration.advertisedHost ?? configuration.host):\(configuration.port)")
+        let routes = ChunkRoutes(
+            storage: storage, forwarder: ReplicationForwarder(client: client, signer: signer, timeout: configuration.forwardTimeout),
+            signer: signer, serverID: serverID, addressBox: box)
+        let router = Router()
+        router.add(middleware: JSONErrorMiddleware(node: serverID))
+        routes.register(on: router)
+        let configuration = self.configuration
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
+            onServerRunning: { [logger] channel in
+                let port = channel.localAddress?.port ?? configuration.port
+                let bound = "\(configuration.advertisedHost ?? configuration.host):\(port)"
+                box.set(bound)
+                let file = configuration.dataDirectory + "/listen-address"
+                try? Data((bound + "\n").utf8).write(to: URL(fileURLWithPath: file), options: .atomic)
+                logger.info("chunk server listening", metadata: ["address": "\(bound)"])
+                await onListening(bound, serverID)
+            },
+            logger: logger)
+        let scrubber = Scrubber(
+            storage: storage, bytesPerSecond: configuration.scrubBytesPerSecond,
+            passInterval: configuration.scrubPassInterval, logger: logger, clock: ContinuousClock())
+        let group = ServiceGroup(configuration: .init(
+            services: [app, scrubber], gracefulShutdownSignals: gracefulShutdownSignals, logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
+        logger.info("chunk server stopped")
+    }
+}
+
+/// The address the server answers on, known only once the port is bound.
+final class AddressBox: Sendable {
+    private let value: Mutex<String>
+    init(_ initial: String) {
+        value = Mutex(initial)
+    }
+    func set(_ address: String) { value.withLock { $0 = address } }
+    var current: String { value.withLock { $0 } }
+}

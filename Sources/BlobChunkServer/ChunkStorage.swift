@@ -1,0 +1,234 @@
+import BlobCore
+import Glibc
+import Logging
+import NIOPosix
+import Synchronization
+
+/// The chunk server's storage engine: verified, durable, deduplicated writes; verified reads;
+/// quarantine; statistics. Blocking file work runs on NIO's thread pool, never on the
+/// cooperative pool.
+///
+/// Memory per stored chunk: none. There is no in-memory index; the file system is the index
+/// (`DIR/chunks/ab/cd/<id>`), and the statistics are a few counters updated on each change.
+final class ChunkStorage: Sendable {
+    struct Statistics: Sendable {
+        var chunkCount: Int64 = 0
+        var storedBytes: Int64 = 0
+        var logicalBytes: Int64 = 0
+        var counters: [String: Int64] = [:]
+    }
+
+    let disk: DiskChunkStore
+    let configuration: ChunkServerConfiguration
+    let logger: Logger
+    private let statistics = Mutex(Statistics())
+    private let sequence = Atomic<UInt64>(0)
+    private let gate = WriteGate()
+    private let threadPool: NIOThreadPool
+
+    init(configuration: ChunkServerConfiguration, logger: Logger, threadPool: NIOThreadPool = .singleton) {
+        self.disk = DiskChunkStore(root: configuration.dataDirectory)
+        self.configuration = configuration
+        self.logger = logger
+        self.threadPool = threadPool
+    }
+
+    /// Creates the layout, removes leftovers of a crash, counts what is stored.
+    func open() async throws -> String {
+        try await threadPool.runIfActive { [disk] in
+            let removed = try disk.prepare()
+            let id = try disk.loadOrCreateServerID()
+            var stats = Statistics()
+            var after: ChunkID?
+            while true {
+                let page = try disk.inventory(after: after, limit: 1000)
+                for (chunk, size) in page {
+                    stats.chunkCount += 1
+                    stats.storedBytes += Int64(size)
+                    stats.logicalBytes += Int64(disk.readHeader(chunk)?.plainByteCount ?? 0)
+                }
+                guard let last = page.last else { break }
+                after = last.0
+            }
+            stats.counters["temporaryFilesRemovedAtStart"] = Int64(removed)
+            self.statistics.withLock { $0 = stats }
+            return id
+        }
+    }
+
+    func count(_ name: String, _ delta: Int64 = 1) {
+        statistics.withLock { $0.counters[name, default: 0] += delta }
+    }
+
+    var snapshot: Statistics { statistics.withLock { $0 } }
+
+    /// Free disk bytes and the reserve that writes must leave.
+    func space() async throws -> (free: Int64, reserve: Int64) {
+        try await threadPool.runIfActive { [disk, configuration] in
+            let (free, total) = disk.diskSpace()
+            let reserve = configuration.reserveBytes ?? min(total / 20, 4 << 30)
+            return (free, reserve)
+        }
+    }
+
+    /// Refuses a write of `byteCount` bytes that would pass the capacity or eat the reserve.
+    func checkRoom(for byteCount: Int) async throws {
+        let used = snapshot.storedBytes
+        if let capacity = configuration.capacityBytes, used + Int64(byteCount) > capacity {
+            count("writesRefusedFull")
+            throw BlobError(.insufficientStorage, reason: "capacity.exceeded",
+                            "server holds \(used) of its \(capacity)-byte capacity; a \(byteCount)-byte chunk does not fit. "
+                                + "Write to another server, or raise --capacity")
+        }
+        let (free, reserve) = try await space()
+        if free - Int64(byteCount) < reserve {
+            count("writesRefusedFull")
+            throw BlobError(.insufficientStorage, reason: "disk.reserve",
+                            "the disk has \(free) bytes free and \(reserve) are kept in reserve; write to another server or free space")
+        }
+    }
+
+    /// Verifies a frame sent by a caller: header, checksum, decompression, and that the plain
+    /// bytes hash to `id`. Nothing is stored unless this passes.
+    func verifyIncoming(_ frame: [UInt8], id: ChunkID) async throws -> FrameHeader {
+        try await threadPool.runIfActive {
+            let header = try ChunkFrame.verify(frame)
+            _ = try ChunkFrame.decode(frame, expectedID: id)
+            return header
+        }
+    }
+
+    /// Stores a verified frame durably. Returns true when an intact copy was already there
+    /// (nothing is rewritten). Concurrent writes of one id are serialised, so they share one
+    /// file write.
+    func write(_ frame: [UInt8], header: FrameHeader, id: ChunkID) async throws -> Bool {
+        await gate.acquire(id)
+        do {
+            let present = try await existingCopyIsIntact(id)
+            if present {
+                count("writesAlreadyPresent")
+                await gate.release(id)
+                return true
+            }
+            let n = sequence.add(1, ordering: .relaxed).newValue
+            try await threadPool.runIfActive { [disk] in try disk.writeFrame(frame, for: id, sequence: n) }
+            statistics.withLock {
+                $0.chunkCount += 1
+                $0.storedBytes += Int64(frame.count)
+                $0.logicalBytes += Int64(header.plainByteCount)
+                $0.counters["writes", default: 0] += 1
+                $0.counters["bytesWritten", default: 0] += Int64(frame.count)
+            }
+            await gate.release(id)
+            return false
+        } catch {
+            count("writeErrors")
+            await gate.release(id)
+            throw error
+        }
+    }
+
+    /// Whether an intact frame is stored under `id`; a damaged one is quarantined first.
+    private func existingCopyIsIntact(_ id: ChunkID) async throws -> Bool {
+        guard let frame = try await threadPool.runIfActive({ [disk] in try disk.readFrame(id) }) else { return false }
+        if (try? ChunkFrame.verify(frame)) != nil { return true }
+        try await quarantine(id, storedByteCount: frame.count, because: "rewrite found a damaged copy")
+        return false
+    }
+
+    /// The stored frame after checking its header and checksum. A frame that fails is moved to
+    /// quarantine and reported as corrupt, so the caller reads another replica.
+    func read(_ id: ChunkID) async throws -> [UInt8] {
+        guard let frame = try await threadPool.runIfActive({ [disk] in try disk.readFrame(id) }) else {
+            count("readsNotFound")
+            throw BlobError(.notFound, reason: "chunk.notFound", "chunk \(id.shortHex)… is not stored on this server")
+        }
+        do throws(FrameError) {
+            try ChunkFrame.verify(frame)
+        } catch {
+            count("checksumFailures")
+            try await quarantine(id, storedByteCount: frame.count, because: error.message)
+            throw BlobError(.corruptChunk, reason: "chunk.quarantined",
+                            "chunk \(id.shortHex)… failed its check on this server (\(error.reason)); "
+                                + "moved to quarantine; read another replica", underlying: error)
+        }
+        statistics.withLock {
+            $0.counters["reads", default: 0] += 1
+            $0.counters["bytesRead", default: 0] += Int64(frame.count)
+        }
+        return frame
+    }
+
+    func quarantine(_ id: ChunkID, storedByteCount: Int, because reason: String) async throws {
+        let stamp = Int64(time(nil))
+        let moved = try await threadPool.runIfActive { [disk] in try disk.quarantine(id, stamp: stamp) }
+        guard moved else { return }
+        statistics.withLock {
+            $0.chunkCount -= 1
+            $0.storedBytes -= Int64(storedByteCount)
+            $0.counters["quarantined", default: 0] += 1
+        }
+        logger.warning("chunk quarantined", metadata: ["chunk.id": "\(id.shortHex)", "error.reason": "\(reason)"])
+    }
+
+    /// Deletes a chunk; false when it was not there.
+    func remove(_ id: ChunkID) async throws -> Bool {
+        await gate.acquire(id)
+        let header: FrameHeader?
+        let size: Int?
+        do {
+            header = try await threadPool.runIfActive { [disk] in disk.readHeader(id) }
+            size = try await threadPool.runIfActive { [disk] in try disk.remove(id) }
+        } catch {
+            await gate.release(id)
+            throw error
+        }
+        await gate.release(id)
+        guard let size else { return false }
+        statistics.withLock {
+            $0.chunkCount -= 1
+            $0.storedBytes -= Int64(size)
+            $0.logicalBytes -= Int64(header?.plainByteCount ?? 0)
+            $0.counters["deletes", default: 0] += 1
+        }
+        return true
+    }
+
+    /// The stored frame as it is on disk, unchecked, for the scrubber.
+    func readForScrub(_ id: ChunkID) async throws -> [UInt8]? {
+        try await threadPool.runIfActive { [disk] in try disk.readFrame(id) }
+    }
+
+    /// The stored frame's header, without reading or checking the payload.
+    func diskHeader(_ id: ChunkID) async throws -> FrameHeader? {
+        try await threadPool.runIfActive { [disk] in disk.readHeader(id) }
+    }
+
+    func inventory(after: ChunkID?, limit: Int) async throws -> [(ChunkID, Int)] {
+        try await threadPool.runIfActive { [disk] in try disk.inventory(after: after, limit: limit) }
+    }
+}
+
+/// Serialises work on one chunk id: the second writer of an id waits for the first, then finds
+/// the chunk present and writes nothing.
+actor WriteGate {
+    private var waiting: [ChunkID: [CheckedContinuation<Void, Never>]] = [:]
+
+    func acquire(_ id: ChunkID) async {
+        if waiting[id] == nil {
+            waiting[id] = []
+            return
+        }
+        await withCheckedContinuation { waiting[id]!.append($0) }
+    }
+
+    func release(_ id: ChunkID) {
+        guard var queue = waiting[id], !queue.isEmpty else {
+            waiting[id] = nil
+            return
+        }
+        let next = queue.removeFirst()
+        waiting[id] = queue
+        next.resume()
+    }
+}

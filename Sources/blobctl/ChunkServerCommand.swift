@@ -1,0 +1,103 @@
+import ArgumentParser
+import BlobChunkServer
+import BlobCore
+import Foundation
+import Logging
+
+/// `blobctl chunkserver`: runs one chunk server in the foreground.
+struct ChunkServerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chunkserver",
+        abstract: "Run a chunk server: durable, verified chunk storage over HTTP.",
+        discussion: """
+            Stores chunk frames under DIR/chunks, answers the HTTP API of docs/api.md, scrubs in \
+            the background, and stops gracefully on SIGTERM or SIGINT. With port 0 it picks a free \
+            port; the bound address is printed and written to DIR/listen-address.
+            """
+    )
+
+    @Option(help: "Data directory (created if missing).")
+    var data: String
+
+    @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free one).")
+    var listen: String = "127.0.0.1:0"
+
+    @Option(help: "Address peers and clients should use, if not the listen address.")
+    var advertise: String?
+
+    @Option(help: "Failure zone of this server.")
+    var zone: String = "default"
+
+    @Option(help: "Relative capacity weight in the ring.")
+    var weight: Double = 1
+
+    @Option(help: "Most bytes of chunks to hold (K, M, G, T suffixes).")
+    var capacity: String?
+
+    @Option(help: "Free disk space to keep (default: 5% of the disk or 4 GiB, whichever is smaller).")
+    var reserve: String?
+
+    @Option(help: "File holding the cluster secret (at least 16 bytes). Env: BLOBCTL_SECRET_FILE.")
+    var secretFile: String?
+
+    @Option(help: "Background scrub rate in bytes per second (K, M suffixes); 0 turns it off.")
+    var scrubRate: String = "32M"
+
+    @Option(help: "Seconds between two scrub passes.")
+    var scrubInterval: Int = 3600
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        let (host, port) = try Self.parseAddress(listen)
+        let advertisedHost = try advertise.map { try Self.parseAddress($0).host }
+        let secret = try Self.loadSecret(secretFile)
+        func size(_ text: String?, _ name: String) throws -> Int64? {
+            guard let text else { return nil }
+            guard let n = ByteCountParser.parse(text), n >= 0 else {
+                throw ValidationError("--\(name) \(text) is not a size; use e.g. 500G or 2T")
+            }
+            return Int64(n)
+        }
+        guard weight.isFinite, weight >= 0 else { throw ValidationError("--weight must be a number >= 0") }
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+        let configuration = ChunkServerConfiguration(
+            dataDirectory: URL(fileURLWithPath: data).standardizedFileURL.path, host: host, port: port,
+            advertisedHost: advertisedHost, zone: zone, weight: weight,
+            capacityBytes: try size(capacity, "capacity"), reserveBytes: try size(reserve, "reserve"),
+            secret: secret, scrubBytesPerSecond: try size(scrubRate, "scrub-rate") ?? 0,
+            scrubPassInterval: .seconds(max(1, scrubInterval)))
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+            return handler
+        }
+        let logger = Logger(label: "blobctl.chunkserver")
+        try await ChunkServer(configuration: configuration, logger: logger).run { address, serverID in
+            FileHandle.standardOutput.write(Data("chunkserver \(serverID) listening on http://\(address)\n".utf8))
+        }
+    }
+
+    static func parseAddress(_ text: String) throws -> (host: String, port: Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+              (0...65535).contains(port), !text[..<colon].isEmpty
+        else { throw ValidationError("\(text) is not HOST:PORT (e.g. 127.0.0.1:9401)") }
+        return (String(text[..<colon]), port)
+    }
+
+    static func loadSecret(_ path: String?) throws -> [UInt8] {
+        guard let path = path ?? ProcessInfo.processInfo.environment["BLOBCTL_SECRET_FILE"] else {
+            throw ValidationError("no cluster secret: pass --secret-file FILE (or set BLOBCTL_SECRET_FILE); "
+                                  + "create one with: head -c 32 /dev/urandom | base64 > secret")
+        }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ValidationError("cannot read the secret file \(path); check the path and its permissions")
+        }
+        let secret = RequestSigner.secret(fromFileText: text)
+        guard secret.count >= 16 else {
+            throw ValidationError("the secret in \(path) is shorter than 16 bytes; make a longer one")
+        }
+        return secret
+    }
+}
