@@ -3,6 +3,7 @@ import BlobCore
 import Foundation
 import NIOCore
 import NIOHTTP1
+import Synchronization
 import Testing
 
 /// A `blobctl chunkserver` child process with its own data directory, stopped by its PID.
@@ -82,11 +83,11 @@ final class ChunkServerProcess: @unchecked Sendable {
 }
 
 /// A signing HTTP client for tests.
-struct TestClient {
+struct TestClient: Sendable {
     let http: HTTPClient
     let signer: RequestSigner
 
-    struct Reply {
+    struct Reply: Sendable {
         var status: Int
         var body: [UInt8]
         var headers: HTTPHeaders
@@ -138,4 +139,12 @@ func withChunkServers<T>(
             throw error
         }
     }
+}
+
+/// A list that concurrent tasks append to.
+final class LockedList<Element: Sendable>: Sendable {
+    private let storage = Mutex<[Element]>([])
+    func append(_ element: Element) { storage.withLock { $0.append(element) } }
+    var items: [Element] { storage.withLock { $0 } }
+    var count: Int { storage.withLock { $0.count } }
 }
