@@ -62,44 +62,43 @@ struct ChunkRoutes: Sendable {
         try await storage.checkRoom(for: frame.count)
 
         // Local write and forwarding run at the same time; the answer waits for all of them.
-        var stored: [(address: String, id: String)] = []
-        var failed: [ReplicaFailure] = []
-        var alreadyPresent = false
-        var localError: (any Error)?
-        await withTaskGroup(of: (String, Result<(String, Bool), any Error>).self) { group in
+        // Each outcome is tagged by index (-1: this server); errors become plain values in the
+        // child task so nothing but Sendable data crosses back.
+        let outcomes = await withTaskGroup(of: ReplicaOutcome.self) { group in
             group.addTask {
                 do {
                     let present = try await storage.write(frame, header: header, id: id)
-                    return (address, .success((serverID, present)))
+                    return ReplicaOutcome(index: -1, serverID: serverID, alreadyPresent: present, error: nil)
                 } catch {
-                    return (address, .failure(error))
+                    return ReplicaOutcome(index: -1, serverID: nil, alreadyPresent: false, error: BlobError.wrapping(error))
                 }
             }
-            for target in targets {
+            for (index, target) in targets.enumerated() {
                 group.addTask {
                     do {
-                        return (target, .success((try await forwarder.forward(frame, id: id, to: target), false)))
+                        let server = try await forwarder.forward(frame, id: id, to: target)
+                        return ReplicaOutcome(index: index, serverID: server, alreadyPresent: false, error: nil)
                     } catch {
-                        return (target, .failure(error))
+                        return ReplicaOutcome(index: index, serverID: nil, alreadyPresent: false, error: BlobError.wrapping(error))
                     }
                 }
             }
-            for await (target, result) in group {
-                switch result {
-                case .success(let (server, present)):
-                    if target == address {
-                        alreadyPresent = present
-                        stored.insert((target, server), at: 0)
-                    } else {
-                        stored.append((target, server))
-                    }
-                case .failure(let error):
-                    if target == address { localError = error }
-                    let coded = error as? any CodedError
-                    failed.append(ReplicaFailure(
-                        target: target, code: coded?.code.rawValue ?? BlobErrorCode.unavailable.rawValue,
-                        message: coded?.message ?? "\(error)"))
-                }
+            var collected: [ReplicaOutcome] = []
+            for await outcome in group { collected.append(outcome) }
+            return collected
+        }
+        var stored: [(address: String, id: String)] = []
+        var failed: [ReplicaFailure] = []
+        var alreadyPresent = false
+        var localError: BlobError?
+        for outcome in outcomes.sorted(by: { $0.index < $1.index }) {
+            let target = outcome.index < 0 ? address : targets[outcome.index]
+            if let error = outcome.error {
+                if outcome.index < 0 { localError = error }
+                failed.append(ReplicaFailure(target: target, code: error.code.rawValue, message: error.message))
+            } else {
+                if outcome.index < 0 { alreadyPresent = outcome.alreadyPresent }
+                stored.append((target, outcome.serverID ?? target))
             }
         }
         if let localError, targets.isEmpty { throw localError }
@@ -183,5 +182,24 @@ struct ChunkRoutes: Sendable {
             capacityBytes: configuration.capacityBytes, reserveBytes: reserve, usedBytes: stats.storedBytes,
             freeDiskBytes: free, chunkCount: stats.chunkCount, logicalBytes: stats.logicalBytes,
             storedBytes: stats.storedBytes, counters: stats.counters))
+    }
+}
+
+/// What one replica of a write came to.
+struct ReplicaOutcome: Sendable {
+    let index: Int
+    let serverID: String?
+    let alreadyPresent: Bool
+    let error: BlobError?
+}
+
+extension BlobError {
+    /// Any error as a ``BlobError``, keeping code, reason and message of coded errors.
+    static func wrapping(_ error: any Error) -> BlobError {
+        if let blob = error as? BlobError { return blob }
+        if let coded = error as? any CodedError {
+            return BlobError(coded.code, reason: coded.reason, coded.message)
+        }
+        return BlobError(.unavailable, reason: "peer.unreachable", "\(error)")
     }
 }

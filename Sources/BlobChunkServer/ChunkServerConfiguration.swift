@@ -1,4 +1,4 @@
-public import BlobCore
+import BlobCore
 
 /// Everything a chunk server needs to run; no hidden globals.
 public struct ChunkServerConfiguration: Sendable {

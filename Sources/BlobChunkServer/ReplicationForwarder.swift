@@ -13,7 +13,8 @@ struct ReplicationForwarder: Sendable {
     /// Parses `host:port` targets; anything else is refused before a byte moves.
     static func parseTargets(_ text: String?) throws -> [String] {
         guard let text, !text.isEmpty else { return [] }
-        let targets = text.split(separator: ",").map(String.init)
+        // Rebuilt from UTF-8 so they are native Swift strings, whatever decoded the query.
+        let targets = text.split(separator: ",").map { String(decoding: Array($0.utf8), as: UTF8.self) }
         guard targets.count <= 15 else {
             throw BlobError(.invalidArgument, reason: "replicas.tooMany", "at most 15 replica targets per write, got \(targets.count)")
         }
