@@ -4,6 +4,7 @@ import Foundation
 import Hummingbird
 public import Logging
 import NIOCore
+import NIOPosix
 import ServiceLifecycle
 public import UnixSignals
 import Synchronization
@@ -26,7 +27,23 @@ public struct ChunkServer: Sendable {
         onListening: @escaping @Sendable (_ address: String, _ serverID: String) async -> Void = { _, _ in }
     ) async throws {
         let signer = try RequestSigner(secret: configuration.secret)
-        let storage = ChunkStorage(configuration: configuration, logger: logger)
+        let diskThreads = NIOThreadPool(numberOfThreads: configuration.diskThreadCount)
+        diskThreads.start()
+        do {
+            try await run(diskThreads: diskThreads, signer: signer, gracefulShutdownSignals: gracefulShutdownSignals,
+                          onListening: onListening)
+        } catch {
+            try? await diskThreads.shutdownGracefully()
+            throw error
+        }
+        try await diskThreads.shutdownGracefully()
+    }
+
+    private func run(
+        diskThreads: NIOThreadPool, signer: RequestSigner, gracefulShutdownSignals: [UnixSignal],
+        onListening: @escaping @Sendable (_ address: String, _ serverID: String) async -> Void
+    ) async throws {
+        let storage = ChunkStorage(configuration: configuration, logger: logger, threadPool: diskThreads)
         let serverID = try await storage.open()
         var logger = self.logger
         logger[metadataKey: "node.id"] = "\(serverID)"

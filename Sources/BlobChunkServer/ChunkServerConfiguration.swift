@@ -25,12 +25,14 @@ public struct ChunkServerConfiguration: Sendable {
     public var forwardTimeout: Duration
     /// Time allowed to connect to a peer; a peer that is down fails the forward after this.
     public var peerConnectTimeout: Duration
+    /// Threads for blocking file calls (reads, writes, fsync).
+    public var diskThreadCount: Int
 
     public init(
         dataDirectory: String, host: String = "127.0.0.1", port: Int = 0, advertisedHost: String? = nil,
         zone: String = "default", weight: Double = 1, capacityBytes: Int64? = nil, reserveBytes: Int64? = nil,
         secret: [UInt8], scrubBytesPerSecond: Int64 = 32 << 20, scrubPassInterval: Duration = .seconds(3600),
-        forwardTimeout: Duration = .seconds(30), peerConnectTimeout: Duration = .seconds(1)
+        forwardTimeout: Duration = .seconds(30), peerConnectTimeout: Duration = .seconds(1), diskThreadCount: Int = 16
     ) {
         self.dataDirectory = dataDirectory
         self.host = host
@@ -45,5 +47,6 @@ public struct ChunkServerConfiguration: Sendable {
         self.scrubPassInterval = scrubPassInterval
         self.forwardTimeout = forwardTimeout
         self.peerConnectTimeout = peerConnectTimeout
+        self.diskThreadCount = diskThreadCount
     }
 }

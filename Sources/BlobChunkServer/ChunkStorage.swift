@@ -26,7 +26,12 @@ final class ChunkStorage: Sendable {
     private let gate = WriteGate()
     private let threadPool: NIOThreadPool
 
-    init(configuration: ChunkServerConfiguration, logger: Logger, threadPool: NIOThreadPool = .singleton) {
+    private let freeSpace = Mutex<(free: Int64, reserve: Int64, checked: ContinuousClock.Instant?)>((0, 0, nil))
+
+    /// `threadPool` runs the blocking file calls; it must be started and is not shut down here.
+    /// Several threads let concurrent writes wait on fsync together (ext4 commits them in one
+    /// journal transaction) instead of queueing behind one another.
+    init(configuration: ChunkServerConfiguration, logger: Logger, threadPool: NIOThreadPool) {
         self.disk = DiskChunkStore(root: configuration.dataDirectory)
         self.configuration = configuration
         self.logger = logger
@@ -62,13 +67,20 @@ final class ChunkStorage: Sendable {
 
     var snapshot: Statistics { statistics.withLock { $0 } }
 
-    /// Free disk bytes and the reserve that writes must leave.
+    /// Free disk bytes and the reserve that writes must leave; statvfs at most once a second,
+    /// minus what was written since.
     func space() async throws -> (free: Int64, reserve: Int64) {
-        try await threadPool.runIfActive { [disk, configuration] in
+        let cached = freeSpace.withLock { $0 }
+        if let checked = cached.checked, checked.duration(to: .now) < .seconds(1) {
+            return (cached.free, cached.reserve)
+        }
+        let fresh: (free: Int64, reserve: Int64) = try await threadPool.runIfActive { [disk, configuration] in
             let (free, total) = disk.diskSpace()
             let reserve = configuration.reserveBytes ?? min(total / 20, 4 << 30)
             return (free, reserve)
         }
+        freeSpace.withLock { $0 = (fresh.free, fresh.reserve, .now) }
+        return fresh
     }
 
     /// Refuses a write of `byteCount` bytes that would pass the capacity or eat the reserve.
@@ -90,12 +102,11 @@ final class ChunkStorage: Sendable {
 
     /// Verifies a frame sent by a caller: header, checksum, decompression, and that the plain
     /// bytes hash to `id`. Nothing is stored unless this passes.
-    func verifyIncoming(_ frame: [UInt8], id: ChunkID) async throws -> FrameHeader {
-        try await threadPool.runIfActive {
-            let header = try ChunkFrame.verify(frame)
-            _ = try ChunkFrame.decode(frame, expectedID: id)
-            return header
-        }
+    /// CPU work only (checksum, decompression, SHA-256), so it runs on the caller's task.
+    func verifyIncoming(_ frame: [UInt8], id: ChunkID) throws(FrameError) -> FrameHeader {
+        let header = try ChunkFrame.verify(frame)
+        _ = try ChunkFrame.decode(frame, expectedID: id)
+        return header
     }
 
     /// Stores a verified frame durably. Returns true when an intact copy was already there
@@ -104,23 +115,41 @@ final class ChunkStorage: Sendable {
     func write(_ frame: [UInt8], header: FrameHeader, id: ChunkID) async throws -> Bool {
         await gate.acquire(id)
         do {
-            let present = try await existingCopyIsIntact(id)
-            if present {
-                count("writesAlreadyPresent")
-                await gate.release(id)
-                return true
-            }
             let n = sequence.add(1, ordering: .relaxed).newValue
-            try await threadPool.runIfActive { [disk] in try disk.writeFrame(frame, for: id, sequence: n) }
-            statistics.withLock {
-                $0.chunkCount += 1
-                $0.storedBytes += Int64(frame.count)
-                $0.logicalBytes += Int64(header.plainByteCount)
-                $0.counters["writes", default: 0] += 1
-                $0.counters["bytesWritten", default: 0] += Int64(frame.count)
+            // One trip to the thread pool: keep an intact existing copy, else write.
+            let outcome = try await threadPool.runIfActive { [disk] () throws -> WriteOutcome in
+                if let existing = try disk.readFrame(id) {
+                    if (try? ChunkFrame.verify(existing)) != nil { return .alreadyPresent }
+                    // Keep the damaged copy for inspection, then store the good one.
+                    _ = try disk.quarantine(id, stamp: Int64(time(nil)))
+                    try disk.writeFrame(frame, for: id, sequence: n)
+                    return .replacedDamaged(existing.count)
+                }
+                try disk.writeFrame(frame, for: id, sequence: n)
+                return .written
             }
+            statistics.withLock {
+                switch outcome {
+                case .alreadyPresent:
+                    $0.counters["writesAlreadyPresent", default: 0] += 1
+                case .written, .replacedDamaged:
+                    if case .replacedDamaged(let size) = outcome {
+                        // The damaged copy went to quarantine and the good one took its place.
+                        $0.chunkCount -= 1
+                        $0.storedBytes -= Int64(size)
+                        $0.counters["quarantined", default: 0] += 1
+                        $0.counters["damagedCopiesReplaced", default: 0] += 1
+                    }
+                    $0.chunkCount += 1
+                    $0.storedBytes += Int64(frame.count)
+                    $0.logicalBytes += Int64(header.plainByteCount)
+                    $0.counters["writes", default: 0] += 1
+                    $0.counters["bytesWritten", default: 0] += Int64(frame.count)
+                }
+            }
+            freeSpace.withLock { $0.free -= Int64(frame.count) }
             await gate.release(id)
-            return false
+            return outcome == .alreadyPresent
         } catch {
             count("writeErrors")
             await gate.release(id)
@@ -128,12 +157,8 @@ final class ChunkStorage: Sendable {
         }
     }
 
-    /// Whether an intact frame is stored under `id`; a damaged one is quarantined first.
-    private func existingCopyIsIntact(_ id: ChunkID) async throws -> Bool {
-        guard let frame = try await threadPool.runIfActive({ [disk] in try disk.readFrame(id) }) else { return false }
-        if (try? ChunkFrame.verify(frame)) != nil { return true }
-        try await quarantine(id, storedByteCount: frame.count, because: "rewrite found a damaged copy")
-        return false
+    enum WriteOutcome: Equatable, Sendable {
+        case written, alreadyPresent, replacedDamaged(Int)
     }
 
     /// The stored frame after checking its header and checksum. A frame that fails is moved to
