@@ -61,6 +61,8 @@ public struct ChunkServer: Sendable {
             storage: storage, forwarder: ReplicationForwarder(client: client, signer: signer, timeout: configuration.forwardTimeout),
             signer: signer, serverID: serverID, addressBox: box)
         let router = Router()
+        let inFlight = InFlightCounter()
+        router.add(middleware: inFlight)
         router.add(middleware: JSONErrorMiddleware(node: serverID))
         routes.register(on: router)
         let configuration = self.configuration
@@ -80,8 +82,15 @@ public struct ChunkServer: Sendable {
         let scrubber = Scrubber(
             storage: storage, bytesPerSecond: configuration.scrubBytesPerSecond,
             passInterval: configuration.scrubPassInterval, logger: logger, clock: ContinuousClock())
+        var services: [any Service] = [app, scrubber]
+        if let masterURL = configuration.masterURL {
+            services.append(MasterLink(
+                masterURL: masterURL, client: client, signer: signer, storage: storage, serverID: serverID,
+                addressBox: box, inFlight: { inFlight.current }, defaultInterval: configuration.heartbeatInterval,
+                logger: logger))
+        }
         let group = ServiceGroup(configuration: .init(
-            services: [app, scrubber], gracefulShutdownSignals: gracefulShutdownSignals, logger: logger))
+            services: services, gracefulShutdownSignals: gracefulShutdownSignals, logger: logger))
         do {
             try await group.run()
         } catch {
@@ -95,10 +104,64 @@ public struct ChunkServer: Sendable {
 
 /// The address the server answers on, known only once the port is bound.
 final class AddressBox: Sendable {
-    private let value: Mutex<String>
-    init(_ initial: String) {
-        value = Mutex(initial)
+    private struct State {
+        var address: String
+        var isBound = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
     }
-    func set(_ address: String) { value.withLock { $0 = address } }
-    var current: String { value.withLock { $0 } }
+    private let state: Mutex<State>
+
+    init(_ initial: String) {
+        state = Mutex(State(address: initial))
+    }
+
+    /// Records the bound address and wakes everyone waiting for it.
+    func set(_ address: String) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.address = address
+            state.isBound = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    var current: String { state.withLock { $0.address } }
+
+    /// Returns once the server is listening (at once if it already is), or when the calling
+    /// task is cancelled; the caller checks ``isBound`` or cancellation afterwards.
+    func waitUntilBound() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let ready = state.withLock { state -> Bool in
+                    if state.isBound || Task.isCancelled { return true }
+                    state.waiters.append(continuation)
+                    return false
+                }
+                if ready { continuation.resume() }
+            }
+        } onCancel: {
+            let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+                defer { state.waiters = [] }
+                return state.waiters
+            }
+            for waiter in waiters { waiter.resume() }
+        }
+    }
+
+    var isBound: Bool { state.withLock { $0.isBound } }
+}
+
+/// Counts requests being served, for heartbeats.
+final class InFlightCounter: RouterMiddleware, Sendable {
+    typealias Context = BasicRequestContext
+    private let count = Atomic<Int64>(0)
+
+    var current: Int64 { count.load(ordering: .relaxed) }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        count.add(1, ordering: .relaxed)
+        defer { count.subtract(1, ordering: .relaxed) }
+        return try await next(request, context)
+    }
 }

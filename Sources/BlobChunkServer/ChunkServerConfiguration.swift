@@ -27,12 +27,17 @@ public struct ChunkServerConfiguration: Sendable {
     public var peerConnectTimeout: Duration
     /// Threads for blocking file calls (reads, writes, fsync).
     public var diskThreadCount: Int
+    /// The master to register and heartbeat with (`http://host:port`); nil runs standalone.
+    public var masterURL: String?
+    /// Heartbeat interval until the master names one.
+    public var heartbeatInterval: Duration
 
     public init(
         dataDirectory: String, host: String = "127.0.0.1", port: Int = 0, advertisedHost: String? = nil,
         zone: String = "default", weight: Double = 1, capacityBytes: Int64? = nil, reserveBytes: Int64? = nil,
         secret: [UInt8], scrubBytesPerSecond: Int64 = 32 << 20, scrubPassInterval: Duration = .seconds(3600),
-        forwardTimeout: Duration = .seconds(30), peerConnectTimeout: Duration = .seconds(1), diskThreadCount: Int = 16
+        forwardTimeout: Duration = .seconds(30), peerConnectTimeout: Duration = .seconds(1), diskThreadCount: Int = 16,
+        masterURL: String? = nil, heartbeatInterval: Duration = .seconds(5)
     ) {
         self.dataDirectory = dataDirectory
         self.host = host
@@ -48,5 +53,7 @@ public struct ChunkServerConfiguration: Sendable {
         self.forwardTimeout = forwardTimeout
         self.peerConnectTimeout = peerConnectTimeout
         self.diskThreadCount = diskThreadCount
+        self.masterURL = masterURL
+        self.heartbeatInterval = heartbeatInterval
     }
 }

@@ -46,6 +46,12 @@ struct ChunkServerCommand: AsyncParsableCommand {
     @Option(help: "Seconds between two scrub passes.")
     var scrubInterval: Int = 3600
 
+    @Option(help: "The master to register and heartbeat with, http://HOST:PORT. Env: BLOBCTL_MASTER.")
+    var master: String?
+
+    @Option(help: "Heartbeat interval in milliseconds until the master names one.")
+    var heartbeatInterval: Int = 5000
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -61,13 +67,16 @@ struct ChunkServerCommand: AsyncParsableCommand {
             return Int64(n)
         }
         guard weight.isFinite, weight >= 0 else { throw ValidationError("--weight must be a number >= 0") }
+        let masterURL = try (master ?? ProcessInfo.processInfo.environment["BLOBCTL_MASTER"]).map(Self.parseMasterURL)
+        guard heartbeatInterval >= 10 else { throw ValidationError("--heartbeat-interval must be at least 10 ms") }
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         let configuration = ChunkServerConfiguration(
             dataDirectory: URL(fileURLWithPath: data).standardizedFileURL.path, host: host, port: port,
             advertisedHost: advertisedHost, zone: zone, weight: weight,
             capacityBytes: try size(capacity, "capacity"), reserveBytes: try size(reserve, "reserve"),
             secret: secret, scrubBytesPerSecond: try size(scrubRate, "scrub-rate") ?? 0,
-            scrubPassInterval: .seconds(max(1, scrubInterval)))
+            scrubPassInterval: .seconds(max(1, scrubInterval)), masterURL: masterURL,
+            heartbeatInterval: .milliseconds(heartbeatInterval))
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = Logger.Level(rawValue: logLevel) ?? .info
@@ -84,6 +93,14 @@ struct ChunkServerCommand: AsyncParsableCommand {
               (0...65535).contains(port), !text[..<colon].isEmpty
         else { throw ValidationError("\(text) is not HOST:PORT (e.g. 127.0.0.1:9401)") }
         return (String(text[..<colon]), port)
+    }
+
+    static func parseMasterURL(_ text: String) throws -> String {
+        let trimmed = text.hasSuffix("/") ? String(text.dropLast()) : text
+        guard trimmed.hasPrefix("http://"), let address = try? parseAddress(String(trimmed.dropFirst(7))), address.port > 0 else {
+            throw ValidationError("--master \(text) is not http://HOST:PORT (e.g. http://127.0.0.1:9400)")
+        }
+        return trimmed
     }
 
     static func loadSecret(_ path: String?) throws -> [UInt8] {

@@ -148,3 +148,7 @@ final class LockedList<Element: Sendable>: Sendable {
     var items: [Element] { storage.withLock { $0 } }
     var count: Int { storage.withLock { $0.count } }
 }
+
+enum HTTPClientForTests {
+    static func make() -> HTTPClient { HTTPClient(eventLoopGroupProvider: .singleton) }
+}

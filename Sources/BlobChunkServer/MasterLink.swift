@@ -1,0 +1,113 @@
+import AsyncHTTPClient
+import BlobCore
+import Foundation
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// The chunk server's side of the membership protocol, in one place: register with the master,
+/// then heartbeat at the interval it asks for; register again when it forgets us. Failures are
+/// logged and retried with capped exponential backoff and jitter; the loop ends on graceful
+/// shutdown.
+struct MasterLink: Service {
+    let masterURL: String
+    let client: HTTPClient
+    let signer: RequestSigner
+    let storage: ChunkStorage
+    let serverID: String
+    let addressBox: AddressBox
+    let inFlight: @Sendable () -> Int64
+    let defaultInterval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        // Register only once the port is bound, so the master learns the real address.
+        await cancelWhenGracefulShutdown { await addressBox.waitUntilBound() }
+        guard addressBox.isBound, !Task.isCancelled else { return }
+        do {
+            try await cancelWhenGracefulShutdown {
+                var interval = defaultInterval
+                var registered = false
+                var failures = 0
+                var sequence: Int64 = 0
+                while !Task.isCancelled {
+                    do {
+                        let reply: MembershipReply
+                        if registered {
+                            sequence += 1
+                            reply = try await heartbeat(sequence: sequence)
+                        } else {
+                            reply = try await register()
+                            registered = true
+                            logger.info("registered with master", metadata: ["peer.id": "\(masterURL)"])
+                        }
+                        failures = 0
+                        interval = .milliseconds(min(max(reply.heartbeatIntervalMilliseconds, 50), 60_000))
+                        try await Task.sleep(for: interval)
+                    } catch let error as BlobError where error.code == .notFound {
+                        // The master does not know us (it lost its state or removed us): register again.
+                        registered = false
+                        logger.info("master does not know this server; registering again")
+                    } catch is CancellationError {
+                        return
+                    } catch {
+                        failures += 1
+                        let backoff = Self.backoff(failures: failures, cap: max(interval, .seconds(5)))
+                        logger.debug("master unreachable", metadata: [
+                            "peer.id": "\(masterURL)", "error.message": "\(error)", "retry.in": "\(backoff)",
+                        ])
+                        try await Task.sleep(for: backoff)
+                    }
+                }
+            }
+        } catch is CancellationError {
+            // Graceful shutdown.
+        }
+    }
+
+    /// 100 ms doubling up to `cap`, with up to 50% random jitter so a restarted cluster does not
+    /// hit the master in lockstep.
+    static func backoff(failures: Int, cap: Duration) -> Duration {
+        let base = Duration.milliseconds(100) * (1 << min(failures - 1, 10))
+        let capped = min(base, cap)
+        return capped + capped * Double.random(in: 0..<0.5)
+    }
+
+    func usage() async throws -> ServerUsage {
+        let stats = storage.snapshot
+        let (free, _) = try await storage.space()
+        return ServerUsage(usedBytes: stats.storedBytes, freeDiskBytes: free, chunkCount: stats.chunkCount,
+                           logicalBytes: stats.logicalBytes, inFlightRequests: inFlight())
+    }
+
+    func register() async throws -> MembershipReply {
+        let configuration = storage.configuration
+        let body = ServerRegistration(
+            serverID: serverID, address: addressBox.current, zone: configuration.zone, weight: configuration.weight,
+            capacityBytes: configuration.capacityBytes, usage: try await usage())
+        return try await post("/v1/cluster/servers", body)
+    }
+
+    func heartbeat(sequence: Int64) async throws -> MembershipReply {
+        let body = ServerHeartbeat(serverID: serverID, address: addressBox.current, usage: try await usage(), sequence: sequence)
+        return try await post("/v1/cluster/servers/\(serverID)/heartbeat", body)
+    }
+
+    func post<Body: Encodable>(_ path: String, _ body: Body) async throws -> MembershipReply {
+        var request = HTTPClientRequest(url: masterURL + path)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "Authorization", value: signer.token(
+            role: .server, method: "POST", pathAndQuery: path,
+            expiry: Int64(Date().timeIntervalSince1970) + RequestSigner.defaultLifetimeSeconds))
+        request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
+        let response = try await client.execute(request, timeout: .seconds(10))
+        let data = Data(buffer: try await response.body.collect(upTo: 1 << 20))
+        guard (200..<300).contains(response.status.code) else {
+            if let error = try? JSONDecoder().decode(ErrorBody.self, from: data) { throw error.error }
+            if response.status.code == 404 { throw BlobError(.notFound, "master answered 404 for \(path)") }
+            throw BlobError(.unavailable, reason: "master.http", "master answered HTTP \(response.status.code) for \(path)")
+        }
+        return try JSONDecoder().decode(MembershipReply.self, from: data)
+    }
+}
