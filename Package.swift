@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.25.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.0.0"),
     ],
     targets: [
         // Debian's libzstd and libxxhash behind module maps: glue, not code.
@@ -49,7 +50,14 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         // Role libraries: they import the core and never each other.
-        .target(name: "BlobMaster", dependencies: ["BlobCore"], swiftSettings: strictSettings),
+        .target(
+            name: "BlobMaster",
+            dependencies: [
+                "BlobCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "BlobChunkServer",
             dependencies: [
@@ -84,6 +92,11 @@ let package = Package(
         .testTarget(
             name: "BlobCoreTests",
             dependencies: ["BlobCore"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "BlobMasterTests",
+            dependencies: ["BlobMaster", "BlobCore"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs the system packages Blobstore builds against (Debian/Ubuntu): zstd and xxHash
-# headers and pkg-config. Does nothing when they are already there.
+# Installs the system packages Blobstore builds against (Debian/Ubuntu): zstd, xxHash and
+# SQLite headers and pkg-config. Does nothing when they are already there.
 set -euo pipefail
 missing=()
 [ -f /usr/include/zstd.h ] || missing+=(libzstd-dev)
 [ -f /usr/include/xxhash.h ] || missing+=(libxxhash-dev)
+[ -f /usr/include/sqlite3.h ] || missing+=(libsqlite3-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

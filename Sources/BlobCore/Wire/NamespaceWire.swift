@@ -1,0 +1,105 @@
+/// Manifests and file versions: what the master stores and serves (docs/api.md).
+
+/// One chunk of a file version, in order: where its plain bytes sit in the file.
+public struct ManifestEntry: Codable, Sendable, Hashable {
+    public var chunkID: ChunkID
+    public var offset: Int64
+    public var length: Int64
+
+    public init(chunkID: ChunkID, offset: Int64, length: Int64) {
+        self.chunkID = chunkID
+        self.offset = offset
+        self.length = length
+    }
+}
+
+/// What a client asks the master to commit after its chunks are durable.
+public struct ManifestCommit: Codable, Sendable, Hashable {
+    public var path: BlobPath
+    public var size: Int64
+    public var contentType: String
+    /// SHA-256 of the whole file, lowercase hex.
+    public var sha256: String
+    public var chunks: [ManifestEntry]
+
+    public init(path: BlobPath, size: Int64, contentType: String, sha256: String, chunks: [ManifestEntry]) {
+        self.path = path
+        self.size = size
+        self.contentType = contentType
+        self.sha256 = sha256
+        self.chunks = chunks
+    }
+
+    /// Checks the parts a store cannot: lengths, tiling, hash spelling, limits.
+    public func validate(maxChunks: Int) throws(BlobError) {
+        guard size >= 0 else { throw BlobError(.invalidArgument, reason: "manifest.size", "file size \(size) is negative") }
+        guard chunks.count <= maxChunks else {
+            throw BlobError(.invalidArgument, reason: "manifest.tooManyChunks",
+                            "a manifest holds at most \(maxChunks) chunks, this one \(chunks.count); split the file")
+        }
+        guard sha256.utf8.count == 64, sha256.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else {
+            throw BlobError(.invalidArgument, reason: "manifest.sha256", "sha256 must be 64 lowercase hex characters")
+        }
+        guard contentType.utf8.count <= 255, !contentType.unicodeScalars.contains(where: { $0.value < 0x20 }) else {
+            throw BlobError(.invalidArgument, reason: "manifest.contentType", "content type must be at most 255 printable bytes")
+        }
+        var next: Int64 = 0
+        for (i, entry) in chunks.enumerated() {
+            guard entry.length > 0, entry.length <= Int64(Limits.maxChunkByteCount) else {
+                throw BlobError(.invalidArgument, reason: "manifest.chunkLength",
+                                "chunk \(i) has length \(entry.length); lengths are 1...\(Limits.maxChunkByteCount)")
+            }
+            guard entry.offset == next else {
+                throw BlobError(.invalidArgument, reason: "manifest.tiling",
+                                "chunk \(i) starts at \(entry.offset) but the previous one ends at \(next); "
+                                    + "chunks must tile the file without gaps or overlaps")
+            }
+            next += entry.length
+        }
+        guard next == size else {
+            throw BlobError(.invalidArgument, reason: "manifest.tiling",
+                            "chunks cover \(next) bytes but the file size is \(size)")
+        }
+    }
+}
+
+/// A committed version of a file (or its tombstone).
+public struct FileVersion: Codable, Sendable, Hashable {
+    public var path: BlobPath
+    /// 1 for the first commit at a path, then +1 with every commit or delete.
+    public var version: Int64
+    public var size: Int64
+    public var contentType: String
+    public var sha256: String
+    /// Milliseconds since 1970.
+    public var createdAtMilliseconds: Int64
+    public var isDeleted: Bool
+    /// Bytes the chunks take on disk, per replica (compressed); 0 for a tombstone.
+    public var storedBytes: Int64
+    public var chunkCount: Int
+
+    public init(path: BlobPath, version: Int64, size: Int64, contentType: String, sha256: String,
+                createdAtMilliseconds: Int64, isDeleted: Bool, storedBytes: Int64, chunkCount: Int) {
+        self.path = path
+        self.version = version
+        self.size = size
+        self.contentType = contentType
+        self.sha256 = sha256
+        self.createdAtMilliseconds = createdAtMilliseconds
+        self.isDeleted = isDeleted
+        self.storedBytes = storedBytes
+        self.chunkCount = chunkCount
+    }
+}
+
+/// One page of a listing, in path order.
+public struct FileListPage: Codable, Sendable, Hashable {
+    public var files: [FileVersion]
+    /// Pass as `after` for the next page; nil at the end.
+    public var next: String?
+
+    public init(files: [FileVersion], next: String?) {
+        self.files = files
+        self.next = next
+    }
+}

@@ -1,0 +1,284 @@
+public import BlobCore
+import Foundation
+import GRDB
+
+/// ``MetadataStore`` on an embedded SQLite database (GRDB), in WAL mode.
+///
+/// Durability: `synchronous = FULL`, so the WAL is fsynced at every commit and an acknowledged
+/// commit survives a power cut (WAL with NORMAL stays consistent but may lose the last commits).
+/// Paths are stored as BLOBs of their UTF-8 bytes, so order and prefix ranges are plain byte
+/// comparisons that use the primary key, and listing never scans with OFFSET.
+public final class SQLiteMetadataStore: MetadataStore {
+    public static let maxManifestChunks = 1 << 20
+    private let pool: DatabasePool
+
+    /// Opens (creating and migrating) the database at `path`.
+    public init(path: String) throws {
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        configuration.busyMode = .timeout(10)
+        pool = try DatabasePool(path: path, configuration: configuration)
+        try Self.migrator.migrate(pool)
+    }
+
+    /// Versioned schema migrations; each runs once, in order, in its own transaction.
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: namespace, chunks, replicas") { db in
+            try db.execute(sql: """
+                CREATE TABLE chunks (
+                    id BLOB PRIMARY KEY NOT NULL CHECK (length(id) = 32),
+                    plain_size INTEGER NOT NULL CHECK (plain_size >= 0),
+                    stored_size INTEGER NOT NULL CHECK (stored_size >= 0),
+                    first_seen_ms INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                CREATE TABLE replicas (
+                    chunk_id BLOB NOT NULL REFERENCES chunks(id),
+                    server_id TEXT NOT NULL,
+                    reported_ms INTEGER NOT NULL,
+                    PRIMARY KEY (chunk_id, server_id)
+                ) WITHOUT ROWID;
+                CREATE INDEX replicas_by_server ON replicas(server_id, chunk_id);
+                CREATE TABLE versions (
+                    id INTEGER PRIMARY KEY,
+                    path BLOB NOT NULL,
+                    version INTEGER NOT NULL,
+                    size INTEGER NOT NULL,
+                    content_type TEXT NOT NULL,
+                    sha256 TEXT NOT NULL,
+                    created_ms INTEGER NOT NULL,
+                    deleted INTEGER NOT NULL DEFAULT 0,
+                    stored_bytes INTEGER NOT NULL DEFAULT 0,
+                    chunk_count INTEGER NOT NULL DEFAULT 0,
+                    UNIQUE (path, version)
+                );
+                CREATE TABLE manifest_entries (
+                    version_id INTEGER NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
+                    seq INTEGER NOT NULL,
+                    chunk_id BLOB NOT NULL REFERENCES chunks(id),
+                    offset INTEGER NOT NULL,
+                    length INTEGER NOT NULL,
+                    PRIMARY KEY (version_id, seq)
+                ) WITHOUT ROWID;
+                CREATE INDEX manifest_entries_by_chunk ON manifest_entries(chunk_id);
+                CREATE TABLE current_files (
+                    path BLOB PRIMARY KEY NOT NULL,
+                    version_id INTEGER NOT NULL REFERENCES versions(id)
+                ) WITHOUT ROWID;
+                """)
+        }
+        return migrator
+    }
+
+    // MARK: Chunks and replicas
+
+    public func recordReplicas(_ reports: [ReplicaReport], on serverID: String, nowMilliseconds: Int64) async throws {
+        try await pool.write { db in
+            for r in reports {
+                try db.execute(sql: """
+                    INSERT INTO chunks (id, plain_size, stored_size, first_seen_ms) VALUES (?, ?, ?, ?)
+                    ON CONFLICT(id) DO NOTHING
+                    """, arguments: [Self.blob(r.chunkID), r.plainByteCount, r.storedByteCount, nowMilliseconds])
+                try db.execute(sql: """
+                    INSERT INTO replicas (chunk_id, server_id, reported_ms) VALUES (?, ?, ?)
+                    ON CONFLICT(chunk_id, server_id) DO UPDATE SET reported_ms = excluded.reported_ms
+                    """, arguments: [Self.blob(r.chunkID), serverID, nowMilliseconds])
+            }
+        }
+    }
+
+    public func removeReplicas(_ chunkIDs: [ChunkID], on serverID: String) async throws {
+        try await pool.write { db in
+            for id in chunkIDs {
+                try db.execute(sql: "DELETE FROM replicas WHERE chunk_id = ? AND server_id = ?",
+                               arguments: [Self.blob(id), serverID])
+            }
+        }
+    }
+
+    public func replicaLocations(of chunkIDs: [ChunkID]) async throws -> [ChunkID: [String]] {
+        try await pool.read { db in
+            var out: [ChunkID: [String]] = [:]
+            for id in chunkIDs {
+                let servers = try String.fetchAll(
+                    db, sql: "SELECT server_id FROM replicas WHERE chunk_id = ? ORDER BY server_id", arguments: [Self.blob(id)])
+                if !servers.isEmpty { out[id] = servers }
+            }
+            return out
+        }
+    }
+
+    public func referenceCounts(of chunkIDs: [ChunkID]) async throws -> [ChunkID: Int] {
+        try await pool.read { db in
+            var out: [ChunkID: Int] = [:]
+            for id in chunkIDs {
+                out[id] = try Int.fetchOne(
+                    db, sql: "SELECT COUNT(*) FROM manifest_entries WHERE chunk_id = ?", arguments: [Self.blob(id)]) ?? 0
+            }
+            return out
+        }
+    }
+
+    // MARK: Namespace
+
+    public func commit(_ manifest: ManifestCommit, nowMilliseconds: Int64) async throws -> FileVersion {
+        try manifest.validate(maxChunks: Self.maxManifestChunks)
+        return try await pool.write { db in
+            var storedBytes: Int64 = 0
+            var checked: [ChunkID: Int64] = [:]
+            for (i, entry) in manifest.chunks.enumerated() {
+                if let stored = checked[entry.chunkID] {
+                    storedBytes += stored
+                    continue
+                }
+                guard let row = try Row.fetchOne(db, sql: """
+                    SELECT c.plain_size AS plain, c.stored_size AS stored,
+                           (SELECT COUNT(*) FROM replicas r WHERE r.chunk_id = c.id) AS copies
+                    FROM chunks c WHERE c.id = ?
+                    """, arguments: [Self.blob(entry.chunkID)]), (row["copies"] as Int64) > 0
+                else {
+                    throw BlobError(.invalidArgument, reason: "manifest.unknownChunk",
+                                    "chunk \(i) (\(entry.chunkID.shortHex)…) is not durable on any server; "
+                                        + "upload it before committing the manifest")
+                }
+                guard (row["plain"] as Int64) == entry.length else {
+                    throw BlobError(.invalidArgument, reason: "manifest.chunkLength",
+                                    "chunk \(i) (\(entry.chunkID.shortHex)…) is \(row["plain"] as Int64) bytes, "
+                                        + "the manifest says \(entry.length)")
+                }
+                checked[entry.chunkID] = row["stored"]
+                storedBytes += row["stored"] as Int64
+            }
+            let path = Self.blob(manifest.path)
+            let version = (try Int64.fetchOne(db, sql: "SELECT MAX(version) FROM versions WHERE path = ?", arguments: [path]) ?? 0) + 1
+            try db.execute(sql: """
+                INSERT INTO versions (path, version, size, content_type, sha256, created_ms, deleted, stored_bytes, chunk_count)
+                VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)
+                """, arguments: [path, version, manifest.size, manifest.contentType, manifest.sha256, nowMilliseconds,
+                                 storedBytes, manifest.chunks.count])
+            let versionID = db.lastInsertedRowID
+            let insert = try db.cachedStatement(sql: """
+                INSERT INTO manifest_entries (version_id, seq, chunk_id, offset, length) VALUES (?, ?, ?, ?, ?)
+                """)
+            for (seq, entry) in manifest.chunks.enumerated() {
+                try insert.execute(arguments: [versionID, seq, Self.blob(entry.chunkID), entry.offset, entry.length])
+            }
+            try db.execute(sql: """
+                INSERT INTO current_files (path, version_id) VALUES (?, ?)
+                ON CONFLICT(path) DO UPDATE SET version_id = excluded.version_id
+                """, arguments: [path, versionID])
+            return FileVersion(
+                path: manifest.path, version: version, size: manifest.size, contentType: manifest.contentType,
+                sha256: manifest.sha256, createdAtMilliseconds: nowMilliseconds, isDeleted: false,
+                storedBytes: storedBytes, chunkCount: manifest.chunks.count)
+        }
+    }
+
+    public func stat(_ path: BlobPath) async throws -> FileVersion? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: """
+                SELECT v.* FROM current_files f JOIN versions v ON v.id = f.version_id WHERE f.path = ?
+                """, arguments: [Self.blob(path)]).map(Self.fileVersion)
+        }
+    }
+
+    public func manifest(of path: BlobPath, version: Int64?) async throws -> (FileVersion, [ManifestEntry])? {
+        try await pool.read { db in
+            let row: Row?
+            if let version {
+                row = try Row.fetchOne(db, sql: "SELECT * FROM versions WHERE path = ? AND version = ?",
+                                       arguments: [Self.blob(path), version])
+            } else {
+                row = try Row.fetchOne(db, sql: """
+                    SELECT v.* FROM current_files f JOIN versions v ON v.id = f.version_id WHERE f.path = ?
+                    """, arguments: [Self.blob(path)])
+            }
+            guard let row else { return nil }
+            let entries = try Row.fetchAll(db, sql: """
+                SELECT chunk_id, offset, length FROM manifest_entries WHERE version_id = ? ORDER BY seq
+                """, arguments: [row["id"] as Int64]).map { entry in
+                ManifestEntry(chunkID: try ChunkID(digestBytes: [UInt8](entry["chunk_id"] as Data)),
+                              offset: entry["offset"], length: entry["length"])
+            }
+            return (try Self.fileVersion(row), entries)
+        }
+    }
+
+    public func list(prefix: String, after: String?, limit: Int) async throws -> FileListPage {
+        guard (1...10_000).contains(limit) else {
+            throw BlobError(.invalidArgument, reason: "list.limit", "limit must be between 1 and 10000, got \(limit)")
+        }
+        let lower = Data(prefix.utf8)
+        let upper = Self.prefixUpperBound(Array(prefix.utf8))
+        return try await pool.read { db in
+            var sql = "SELECT v.* FROM current_files f JOIN versions v ON v.id = f.version_id WHERE f.path >= ?"
+            var arguments: StatementArguments = [lower]
+            if let after {
+                sql += " AND f.path > ?"
+                arguments += [Data(after.utf8)]
+            }
+            if let upper {
+                sql += " AND f.path < ?"
+                arguments += [Data(upper)]
+            }
+            sql += " ORDER BY f.path LIMIT ?"
+            arguments += [limit]
+            let files = try Row.fetchAll(db, sql: sql, arguments: arguments).map(Self.fileVersion)
+            return FileListPage(files: files, next: files.count == limit ? files.last?.path.value : nil)
+        }
+    }
+
+    public func delete(_ path: BlobPath, nowMilliseconds: Int64) async throws -> FileVersion {
+        try await pool.write { db in
+            let key = Self.blob(path)
+            guard try Row.fetchOne(db, sql: "SELECT 1 FROM current_files WHERE path = ?", arguments: [key]) != nil else {
+                throw BlobError(.notFound, reason: "file.notFound", "no file at \(path); list with `blobctl ls`")
+            }
+            let version = (try Int64.fetchOne(db, sql: "SELECT MAX(version) FROM versions WHERE path = ?", arguments: [key]) ?? 0) + 1
+            try db.execute(sql: """
+                INSERT INTO versions (path, version, size, content_type, sha256, created_ms, deleted)
+                VALUES (?, ?, 0, '', '', ?, 1)
+                """, arguments: [key, version, nowMilliseconds])
+            try db.execute(sql: "DELETE FROM current_files WHERE path = ?", arguments: [key])
+            return FileVersion(path: path, version: version, size: 0, contentType: "", sha256: "",
+                               createdAtMilliseconds: nowMilliseconds, isDeleted: true, storedBytes: 0, chunkCount: 0)
+        }
+    }
+
+    public func checkIntegrity() async throws -> Bool {
+        try await pool.read { db in
+            let result = try String.fetchAll(db, sql: "PRAGMA integrity_check")
+            let foreignKeys = try Row.fetchAll(db, sql: "PRAGMA foreign_key_check")
+            return result == ["ok"] && foreignKeys.isEmpty
+        }
+    }
+
+    // MARK: Encoding
+
+    static func blob(_ id: ChunkID) -> Data { Data(id.digestBytes) }
+    static func blob(_ path: BlobPath) -> Data { Data(path.value.utf8) }
+
+    /// The smallest byte string greater than every string with this prefix; nil when the prefix
+    /// is empty or all 0xFF (no upper bound needed).
+    static func prefixUpperBound(_ prefix: [UInt8]) -> [UInt8]? {
+        var bytes = prefix
+        while let last = bytes.last {
+            if last < 0xFF {
+                bytes[bytes.count - 1] = last + 1
+                return bytes
+            }
+            bytes.removeLast()
+        }
+        return nil
+    }
+
+    static func fileVersion(_ row: Row) throws -> FileVersion {
+        let pathBytes: Data = row["path"]
+        return FileVersion(
+            path: try BlobPath(String(decoding: pathBytes, as: UTF8.self)), version: row["version"], size: row["size"],
+            contentType: row["content_type"], sha256: row["sha256"], createdAtMilliseconds: row["created_ms"],
+            isDeleted: (row["deleted"] as Int64) != 0, storedBytes: row["stored_bytes"], chunkCount: row["chunk_count"])
+    }
+}
