@@ -49,12 +49,30 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // HTTP glue shared by the server roles: JSON errors, the status mapping, request counting.
+        .target(
+            name: "BlobServerSupport",
+            dependencies: [
+                "BlobCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // Role libraries: they import the core and never each other.
         .target(
             name: "BlobMaster",
             dependencies: [
                 "BlobCore",
+                "BlobServerSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
         ),
@@ -62,6 +80,7 @@ let package = Package(
             name: "BlobChunkServer",
             dependencies: [
                 "BlobCore",
+                "BlobServerSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
@@ -96,13 +115,14 @@ let package = Package(
         ),
         .testTarget(
             name: "BlobMasterTests",
-            dependencies: ["BlobMaster", "BlobCore"],
+            dependencies: ["BlobMaster", "BlobCore", "BlobServerSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "BlobChunkServerTests",
             dependencies: [
                 "BlobChunkServer",
+                "BlobServerSupport",
                 "BlobCore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],

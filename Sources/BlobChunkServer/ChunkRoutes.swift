@@ -1,4 +1,5 @@
 import BlobCore
+import BlobServerSupport
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -25,9 +26,7 @@ struct ChunkRoutes: Sendable {
     // MARK: Helpers
 
     func authorize(_ request: Request, _ roles: Set<RequestRole>) throws -> RequestRole {
-        try signer.verify(
-            header: request.headers[.authorization], method: request.method.rawValue,
-            pathAndQuery: request.head.path ?? "", now: Int64(Date().timeIntervalSince1970), allowed: roles)
+        try BlobServerSupport.authorize(request, signer: signer, roles: roles)
     }
 
     func chunkID(_ context: BasicRequestContext) throws -> ChunkID {

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import BlobCore
+import BlobServerSupport
 import Foundation
 import Logging
 import NIOCore

@@ -1,5 +1,6 @@
 @testable import BlobChunkServer
 import BlobCore
+import BlobServerSupport
 import Foundation
 import Testing
 

@@ -1,7 +1,7 @@
 public import BlobCore
 import Foundation
 public import Hummingbird
-import HTTPTypes
+public import HTTPTypes
 import NIOCore
 
 /// The one place where error codes become HTTP statuses.
@@ -24,11 +24,11 @@ public enum ErrorStatus {
 }
 
 /// An error answered as JSON: `{"code", "reason", "message", "node"}`.
-struct JSONErrorResponse: HTTPResponseError {
-    let body: ErrorBody
-    let status: HTTPResponse.Status
+public struct JSONErrorResponse: HTTPResponseError {
+    public let body: ErrorBody
+    public let status: HTTPResponse.Status
 
-    init(_ error: any Error, node: String?) {
+    public init(_ error: any Error, node: String?) {
         let coded: (code: BlobErrorCode, reason: String, message: String)
         switch error {
         case let e as any CodedError:
@@ -50,7 +50,7 @@ struct JSONErrorResponse: HTTPResponseError {
             ? .methodNotAllowed : ErrorStatus.status(for: coded.code)
     }
 
-    func response(from request: Request, context: some RequestContext) throws -> Response {
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
         let data = (try? JSONEncoder().encode(body)) ?? Data("{}".utf8)
@@ -59,10 +59,14 @@ struct JSONErrorResponse: HTTPResponseError {
 }
 
 /// Turns every error a route throws, and unknown routes, into a JSON error response.
-struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+public struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     let node: String
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    public init(node: String) {
+        self.node = node
+    }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
         } catch {
@@ -71,10 +75,30 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
-func jsonResponse(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+/// A JSON body with sorted keys.
+public func jsonResponse(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
     var headers = HTTPFields()
     headers[.contentType] = "application/json"
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
     return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+}
+
+/// Checks a request's token against the cluster secret; returns the signer's role.
+public func authorize(_ request: Request, signer: RequestSigner, roles: Set<RequestRole>) throws -> RequestRole {
+    try signer.verify(
+        header: request.headers[.authorization], method: request.method.rawValue,
+        pathAndQuery: request.head.path ?? "", now: Int64(Date().timeIntervalSince1970), allowed: roles)
+}
+
+/// Decodes a JSON body of at most `maxByteCount` bytes; malformed JSON is `invalidArgument`.
+public func decodeJSONBody<T: Decodable>(_ type: T.Type, from request: Request, maxByteCount: Int) async throws -> T {
+    let body = try await request.body.collect(upTo: maxByteCount)
+    do {
+        return try JSONDecoder().decode(type, from: Data(buffer: body))
+    } catch let error as any CodedError {
+        throw BlobError(error.code, reason: error.reason, error.message)
+    } catch {
+        throw BlobError(.invalidArgument, reason: "body.json", "the body is not the expected JSON: \(error)")
+    }
 }
