@@ -7,6 +7,6 @@ struct Blobctl: AsyncParsableCommand {
         commandName: "blobctl",
         abstract: "Blobstore: a distributed file and blob store.",
         version: "0.1.0",
-        subcommands: [ChunkServerCommand.self, RingCommand.self, BenchCommand.self]
+        subcommands: [MasterCommand.self, ChunkServerCommand.self, RingCommand.self, BenchCommand.self]
     )
 }

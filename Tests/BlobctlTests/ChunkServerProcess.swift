@@ -6,21 +6,24 @@ import NIOHTTP1
 import Synchronization
 import Testing
 
-/// A `blobctl chunkserver` child process with its own data directory, stopped by its PID.
+/// A `blobctl chunkserver` or `blobctl master` child process with its own data directory,
+/// stopped by its PID.
 final class ChunkServerProcess: @unchecked Sendable {
     // Mutated only from the owning test task: start, stop and kill run sequentially.
     let dataDirectory: URL
     let secretFile: URL
     let extraArguments: [String]
+    let role: String
     private(set) var process: Process?
     private(set) var address = ""
     private(set) var serverID = ""
     private var logURL: URL
 
-    init(dataDirectory: URL, secretFile: URL, extraArguments: [String] = []) {
+    init(dataDirectory: URL, secretFile: URL, extraArguments: [String] = [], role: String = "chunkserver") {
         self.dataDirectory = dataDirectory
         self.secretFile = secretFile
         self.extraArguments = extraArguments
+        self.role = role
         self.logURL = dataDirectory.deletingLastPathComponent().appendingPathComponent(
             dataDirectory.lastPathComponent + ".log")
     }
@@ -31,7 +34,7 @@ final class ChunkServerProcess: @unchecked Sendable {
         try? FileManager.default.removeItem(at: addressFile)
         let p = Process()
         p.executableURL = try BlobctlProcess.executableURL
-        p.arguments = ["chunkserver", "--data", dataDirectory.path, "--listen", "127.0.0.1:\(port)",
+        p.arguments = [role, "--data", dataDirectory.path, "--listen", "127.0.0.1:\(port)",
                        "--secret-file", secretFile.path, "--log-level", "warning"] + extraArguments
         if !FileManager.default.fileExists(atPath: logURL.path) {
             _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
@@ -51,11 +54,11 @@ final class ChunkServerProcess: @unchecked Sendable {
                     .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
                 return
             }
-            guard p.isRunning else { throw TestFailure("chunkserver exited early: \(log_())") }
+            guard p.isRunning else { throw TestFailure("\(role) exited early: \(log_())") }
             try await Task.sleep(for: .milliseconds(20))
         }
         try await kill()
-        throw TestFailure("chunkserver did not start within \(timeout): \(log_())")
+        throw TestFailure("\(role) did not start within \(timeout): \(log_())")
     }
 
     private func log_() -> String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
@@ -152,3 +155,6 @@ final class LockedList<Element: Sendable>: Sendable {
 enum HTTPClientForTests {
     static func make() -> HTTPClient { HTTPClient(eventLoopGroupProvider: .singleton) }
 }
+
+/// The same helper runs `blobctl master`.
+typealias DaemonProcess = ChunkServerProcess

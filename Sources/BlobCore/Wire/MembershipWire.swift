@@ -26,7 +26,7 @@ public struct ServerRegistration: Codable, Sendable, Equatable {
 }
 
 /// A chunk server's usage, sent at registration and with every heartbeat.
-public struct ServerUsage: Codable, Sendable, Equatable {
+public struct ServerUsage: Codable, Sendable, Hashable {
     public var usedBytes: Int64
     public var freeDiskBytes: Int64
     public var chunkCount: Int64

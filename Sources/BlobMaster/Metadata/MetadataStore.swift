@@ -50,4 +50,37 @@ public protocol MetadataStore: Sendable {
 
     /// Runs the database's own consistency check; true when it passes.
     func checkIntegrity() async throws -> Bool
+
+    /// Saves (inserts or replaces) what the master knows of a chunk server.
+    func saveServer(_ server: ServerRecord) async throws
+
+    /// Every chunk server the master has known, by id.
+    func servers() async throws -> [ServerRecord]
+
+    /// Saves a ring epoch (as its JSON); epochs only grow.
+    func saveRing(epoch: UInt64, json: [UInt8]) async throws
+
+    /// The newest saved ring's JSON, if any.
+    func latestRing() async throws -> [UInt8]?
+}
+
+/// A chunk server as the master persists it: identity, address and placement attributes.
+/// Liveness is not persisted: after a master restart every server is unknown until it
+/// heartbeats again.
+public struct ServerRecord: Sendable, Hashable, Codable {
+    public var id: String
+    public var address: String
+    public var zone: String
+    public var weight: Double
+    public var capacityBytes: Int64?
+    public var registeredAtMilliseconds: Int64
+
+    public init(id: String, address: String, zone: String, weight: Double, capacityBytes: Int64?, registeredAtMilliseconds: Int64) {
+        self.id = id
+        self.address = address
+        self.zone = zone
+        self.weight = weight
+        self.capacityBytes = capacityBytes
+        self.registeredAtMilliseconds = registeredAtMilliseconds
+    }
 }

@@ -9,7 +9,7 @@ import GRDB
 /// Paths are stored as BLOBs of their UTF-8 bytes, so order and prefix ranges are plain byte
 /// comparisons that use the primary key, and listing never scans with OFFSET.
 public final class SQLiteMetadataStore: MetadataStore {
-    public static let maxManifestChunks = 1 << 20
+    public static let maxManifestChunks = 1 << 18
     private let pool: DatabasePool
 
     /// Opens (creating and migrating) the database at `path`.
@@ -67,6 +67,22 @@ public final class SQLiteMetadataStore: MetadataStore {
                     path BLOB PRIMARY KEY NOT NULL,
                     version_id INTEGER NOT NULL REFERENCES versions(id)
                 ) WITHOUT ROWID;
+                """)
+        }
+        migrator.registerMigration("v2: servers and rings") { db in
+            try db.execute(sql: """
+                CREATE TABLE servers (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    address TEXT NOT NULL,
+                    zone TEXT NOT NULL,
+                    weight REAL NOT NULL,
+                    capacity_bytes INTEGER,
+                    registered_ms INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                CREATE TABLE rings (
+                    epoch INTEGER PRIMARY KEY NOT NULL,
+                    json BLOB NOT NULL
+                );
                 """)
         }
         return migrator
@@ -252,6 +268,44 @@ public final class SQLiteMetadataStore: MetadataStore {
             let result = try String.fetchAll(db, sql: "PRAGMA integrity_check")
             let foreignKeys = try Row.fetchAll(db, sql: "PRAGMA foreign_key_check")
             return result == ["ok"] && foreignKeys.isEmpty
+        }
+    }
+
+    // MARK: Membership
+
+    public func saveServer(_ server: ServerRecord) async throws {
+        try await pool.write { db in
+            try db.execute(sql: """
+                INSERT INTO servers (id, address, zone, weight, capacity_bytes, registered_ms) VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT(id) DO UPDATE SET address = excluded.address, zone = excluded.zone, weight = excluded.weight,
+                    capacity_bytes = excluded.capacity_bytes
+                """, arguments: [server.id, server.address, server.zone, server.weight, server.capacityBytes,
+                                 server.registeredAtMilliseconds])
+        }
+    }
+
+    public func servers() async throws -> [ServerRecord] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM servers ORDER BY id").map { row in
+                ServerRecord(id: row["id"], address: row["address"], zone: row["zone"], weight: row["weight"],
+                             capacityBytes: row["capacity_bytes"], registeredAtMilliseconds: row["registered_ms"])
+            }
+        }
+    }
+
+    public func saveRing(epoch: UInt64, json: [UInt8]) async throws {
+        try await pool.write { db in
+            let newest = try Int64.fetchOne(db, sql: "SELECT MAX(epoch) FROM rings") ?? 0
+            guard Int64(epoch) > newest else {
+                throw BlobError(.staleEpoch, reason: "ring.staleEpoch", "ring epoch \(epoch) is not newer than \(newest)")
+            }
+            try db.execute(sql: "INSERT INTO rings (epoch, json) VALUES (?, ?)", arguments: [Int64(epoch), Data(json)])
+        }
+    }
+
+    public func latestRing() async throws -> [UInt8]? {
+        try await pool.read { db in
+            try Data.fetchOne(db, sql: "SELECT json FROM rings ORDER BY epoch DESC LIMIT 1").map { [UInt8]($0) }
         }
     }
 

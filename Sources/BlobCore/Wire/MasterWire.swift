@@ -1,0 +1,159 @@
+/// The JSON bodies of the master's client-facing API (docs/api.md).
+
+/// One chunk a writer is about to send: its id and plain size.
+public struct PlacementRequestEntry: Codable, Sendable, Hashable {
+    public var id: ChunkID
+    public var plainByteCount: Int64
+
+    public init(id: ChunkID, plainByteCount: Int64) {
+        self.id = id
+        self.plainByteCount = plainByteCount
+    }
+}
+
+/// A server as placement answers name it.
+public struct ServerEndpoint: Codable, Sendable, Hashable {
+    public var id: String
+    public var address: String
+
+    public init(id: String, address: String) {
+        self.id = id
+        self.address = address
+    }
+}
+
+/// Where one chunk is, or where it should go.
+public struct PlacementAnswer: Codable, Sendable, Hashable {
+    public var id: ChunkID
+    /// True when the chunk already has enough live replicas: do not send it again.
+    public var isPresent: Bool
+    /// Live servers holding it now.
+    public var holders: [ServerEndpoint]
+    /// When not present: the servers to write to, first replica first (send to the first,
+    /// naming the others as replicas).
+    public var targets: [ServerEndpoint]
+
+    public init(id: ChunkID, isPresent: Bool, holders: [ServerEndpoint], targets: [ServerEndpoint]) {
+        self.id = id
+        self.isPresent = isPresent
+        self.holders = holders
+        self.targets = targets
+    }
+}
+
+public struct PlacementRequest: Codable, Sendable, Hashable {
+    public var chunks: [PlacementRequestEntry]
+    public init(chunks: [PlacementRequestEntry]) { self.chunks = chunks }
+}
+
+public struct PlacementReply: Codable, Sendable, Hashable {
+    public var ringEpoch: UInt64
+    public var replicaCount: Int
+    public var chunks: [PlacementAnswer]
+    public init(ringEpoch: UInt64, replicaCount: Int, chunks: [PlacementAnswer]) {
+        self.ringEpoch = ringEpoch
+        self.replicaCount = replicaCount
+        self.chunks = chunks
+    }
+}
+
+/// A writer's acknowledgement: these servers answered that the chunk is durable.
+public struct ReplicaAcknowledgement: Codable, Sendable, Hashable {
+    public var id: ChunkID
+    public var plainByteCount: Int64
+    public var storedByteCount: Int64
+    public var serverIDs: [String]
+
+    public init(id: ChunkID, plainByteCount: Int64, storedByteCount: Int64, serverIDs: [String]) {
+        self.id = id
+        self.plainByteCount = plainByteCount
+        self.storedByteCount = storedByteCount
+        self.serverIDs = serverIDs
+    }
+}
+
+public struct ReplicaAcknowledgements: Codable, Sendable, Hashable {
+    public var chunks: [ReplicaAcknowledgement]
+    public init(chunks: [ReplicaAcknowledgement]) { self.chunks = chunks }
+}
+
+/// A chunk server's batch report of changes on its disk.
+public struct ChunkReport: Codable, Sendable, Hashable {
+    public var added: [ReplicaAcknowledgement]
+    public var removed: [ChunkID]
+    public var quarantined: [ChunkID]
+
+    public init(added: [ReplicaAcknowledgement], removed: [ChunkID], quarantined: [ChunkID]) {
+        self.added = added
+        self.removed = removed
+        self.quarantined = quarantined
+    }
+}
+
+/// One chunk of a read plan: the manifest entry and where to read it, preferred first.
+public struct ReadPlanEntry: Codable, Sendable, Hashable {
+    public var chunk: ManifestEntry
+    public var replicas: [ServerEndpoint]
+
+    public init(chunk: ManifestEntry, replicas: [ServerEndpoint]) {
+        self.chunk = chunk
+        self.replicas = replicas
+    }
+}
+
+public struct ReadPlan: Codable, Sendable, Hashable {
+    public var file: FileVersion
+    public var chunks: [ReadPlanEntry]
+
+    public init(file: FileVersion, chunks: [ReadPlanEntry]) {
+        self.file = file
+        self.chunks = chunks
+    }
+}
+
+/// Liveness of a chunk server as the master sees it.
+public enum ServerState: String, Codable, Sendable, Hashable {
+    /// Heartbeats arrive on time.
+    case alive
+    /// Heartbeats are late; reads and writes route around it, no repair yet.
+    case suspect
+    /// Silent past the grace period; its data is to be re-replicated.
+    case down
+    /// Known from before a master restart, not heard from since.
+    case unknown
+}
+
+public struct ServerStatusEntry: Codable, Sendable, Hashable {
+    public var id: String
+    public var address: String
+    public var zone: String
+    public var weight: Double
+    public var state: ServerState
+    public var inRing: Bool
+    public var usage: ServerUsage?
+    public var millisecondsSinceHeartbeat: Int64?
+
+    public init(id: String, address: String, zone: String, weight: Double, state: ServerState, inRing: Bool,
+                usage: ServerUsage?, millisecondsSinceHeartbeat: Int64?) {
+        self.id = id
+        self.address = address
+        self.zone = zone
+        self.weight = weight
+        self.state = state
+        self.inRing = inRing
+        self.usage = usage
+        self.millisecondsSinceHeartbeat = millisecondsSinceHeartbeat
+    }
+}
+
+public struct ClusterStatus: Codable, Sendable, Hashable {
+    public var ringEpoch: UInt64?
+    public var replicaCount: Int
+    public var servers: [ServerStatusEntry]
+
+    public init(ringEpoch: UInt64?, replicaCount: Int, servers: [ServerStatusEntry]) {
+        self.ringEpoch = ringEpoch
+        self.replicaCount = replicaCount
+        self.servers = servers
+    }
+}

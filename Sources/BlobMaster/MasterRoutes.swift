@@ -1,0 +1,142 @@
+import BlobCore
+import BlobServerSupport
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// The master's HTTP routes (docs/api.md).
+struct MasterRoutes: Sendable {
+    let membership: Membership
+    let store: any MetadataStore
+    let signer: RequestSigner
+    static let maxPlacementBatch = 10_000
+    static let maxBodyByteCount = 64 << 20
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.post("/v1/cluster/servers") { request, _ in
+            _ = try auth(request, [.server])
+            let registration = try await decodeJSONBody(ServerRegistration.self, from: request, maxByteCount: 1 << 20)
+            return try jsonResponse(try await membership.register(registration, nowMilliseconds: Self.now()))
+        }
+        router.post("/v1/cluster/servers/:id/heartbeat") { request, context in
+            _ = try auth(request, [.server])
+            let beat = try await decodeJSONBody(ServerHeartbeat.self, from: request, maxByteCount: 1 << 20)
+            guard beat.serverID == context.parameters.get("id") else {
+                throw BlobError(.invalidArgument, reason: "heartbeat.id", "the body's server id differs from the path's")
+            }
+            return try jsonResponse(try await membership.heartbeat(beat))
+        }
+        router.post("/v1/cluster/servers/:id/reports") { request, context in
+            _ = try auth(request, [.server])
+            let id = context.parameters.get("id") ?? ""
+            guard await membership.endpoint(id) != nil else {
+                throw BlobError(.notFound, reason: "server.unknown", "server \(id) is not registered; register first")
+            }
+            let report = try await decodeJSONBody(ChunkReport.self, from: request, maxByteCount: Self.maxBodyByteCount)
+            try await store.recordReplicas(
+                report.added.map { ReplicaReport(chunkID: $0.id, plainByteCount: $0.plainByteCount, storedByteCount: $0.storedByteCount) },
+                on: id, nowMilliseconds: Self.now())
+            try await store.removeReplicas(report.removed + report.quarantined, on: id)
+            return Response(status: .noContent)
+        }
+        router.get("/v1/cluster/status") { request, _ in
+            _ = try auth(request, [.client, .server, .master])
+            return try jsonResponse(await membership.status())
+        }
+        router.get("/v1/ring") { request, _ in
+            _ = try auth(request, [.client, .server, .master])
+            guard let ring = await membership.ring else {
+                throw BlobError(.notFound, reason: "ring.missing", "no ring yet; start at least as many chunk servers as replicas")
+            }
+            return try jsonResponse(ring)
+        }
+        router.post("/v1/placement") { request, _ in
+            _ = try auth(request, [.client, .master])
+            let ask = try await decodeJSONBody(PlacementRequest.self, from: request, maxByteCount: Self.maxBodyByteCount)
+            guard ask.chunks.count <= Self.maxPlacementBatch else {
+                throw BlobError(.invalidArgument, reason: "placement.batch",
+                                "at most \(Self.maxPlacementBatch) chunks per placement request, got \(ask.chunks.count)")
+            }
+            return try jsonResponse(try await membership.place(ask.chunks))
+        }
+        router.post("/v1/replicas") { request, _ in
+            _ = try auth(request, [.client, .master])
+            let acks = try await decodeJSONBody(ReplicaAcknowledgements.self, from: request, maxByteCount: Self.maxBodyByteCount)
+            guard acks.chunks.count <= Self.maxPlacementBatch else {
+                throw BlobError(.invalidArgument, reason: "replicas.batch", "at most \(Self.maxPlacementBatch) chunks per request")
+            }
+            var byServer: [String: [ReplicaReport]] = [:]
+            for ack in acks.chunks {
+                guard ack.plainByteCount >= 0, ack.plainByteCount <= Int64(Limits.maxChunkByteCount), ack.storedByteCount >= 0 else {
+                    throw BlobError(.invalidArgument, reason: "replicas.size", "chunk \(ack.id.shortHex)… has an impossible size")
+                }
+                for server in ack.serverIDs {
+                    guard await membership.endpoint(server) != nil else {
+                        throw BlobError(.invalidArgument, reason: "replicas.unknownServer", "no server \(server) is registered")
+                    }
+                    byServer[server, default: []].append(ReplicaReport(
+                        chunkID: ack.id, plainByteCount: ack.plainByteCount, storedByteCount: ack.storedByteCount))
+                }
+            }
+            for (server, reports) in byServer.sorted(by: { $0.key < $1.key }) {
+                try await store.recordReplicas(reports, on: server, nowMilliseconds: Self.now())
+            }
+            return Response(status: .noContent)
+        }
+        router.post("/v1/files") { request, _ in
+            _ = try auth(request, [.client, .master])
+            let commit = try await decodeJSONBody(ManifestCommit.self, from: request, maxByteCount: Self.maxBodyByteCount)
+            return try jsonResponse(try await store.commit(commit, nowMilliseconds: Self.now()), status: .created)
+        }
+        router.get("/v1/files") { request, _ in
+            _ = try auth(request, [.client, .master])
+            let path = try Self.path(request)
+            guard let file = try await store.stat(path) else {
+                throw BlobError(.notFound, reason: "file.notFound", "no file at \(path); list with `blobctl ls`")
+            }
+            return try jsonResponse(file)
+        }
+        router.delete("/v1/files") { request, _ in
+            _ = try auth(request, [.client, .master])
+            return try jsonResponse(try await store.delete(try Self.path(request), nowMilliseconds: Self.now()))
+        }
+        router.get("/v1/files/plan") { request, _ in
+            _ = try auth(request, [.client, .master])
+            let query = request.uri.queryParameters
+            let offset = try Self.integer(query.get("offset"), name: "offset") ?? 0
+            let length = try Self.integer(query.get("length"), name: "length")
+            return try jsonResponse(try await membership.readPlan(path: try Self.path(request), offset: offset, length: length))
+        }
+        router.get("/v1/list") { request, _ in
+            _ = try auth(request, [.client, .master])
+            let query = request.uri.queryParameters
+            let limit = try Self.integer(query.get("limit"), name: "limit") ?? 1000
+            return try jsonResponse(try await store.list(
+                prefix: query.get("prefix").map(Self.native) ?? "", after: query.get("after").map(Self.native), limit: Int(limit)))
+        }
+    }
+
+    func auth(_ request: Request, _ roles: Set<RequestRole>) throws -> RequestRole {
+        try authorize(request, signer: signer, roles: roles)
+    }
+
+    static func path(_ request: Request) throws -> BlobPath {
+        guard let text = request.uri.queryParameters.get("path") else {
+            throw BlobError(.invalidArgument, reason: "path.missing", "add ?path=<file path> to the request")
+        }
+        return try BlobPath(native(text))
+    }
+
+    static func integer(_ text: String?, name: String) throws -> Int64? {
+        guard let text else { return nil }
+        guard let value = Int64(text), value >= 0 else {
+            throw BlobError(.invalidArgument, reason: "query.\(name)", "\(name) must be a whole number >= 0, got \(text)")
+        }
+        return value
+    }
+
+    /// Query values as native Swift strings (they may arrive as bridged ones).
+    static func native(_ text: some StringProtocol) -> String { String(decoding: Array(text.utf8), as: UTF8.self) }
+
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+}

@@ -1,0 +1,74 @@
+public import BlobCore
+
+extension Membership {
+    /// For each chunk: present (enough live replicas; do not send it) or the servers to write it
+    /// to, from the ring, with servers that are not alive replaced by the next usable ones.
+    public func place(_ entries: [PlacementRequestEntry]) async throws -> PlacementReply {
+        guard let ring else {
+            throw BlobError(.insufficientReplicas, reason: "ring.missing",
+                            "no ring yet: \(status().servers.count) servers registered, \(replicaCount) failure domains "
+                                + "needed; start more chunk servers")
+        }
+        let locations = try await store.replicaLocations(of: entries.map(\.id))
+        var answers: [PlacementAnswer] = []
+        answers.reserveCapacity(entries.count)
+        for entry in entries {
+            let holders = (locations[entry.id] ?? []).filter { isUsable($0) }.compactMap { endpoint($0) }
+            if holders.count >= ring.replicaCount {
+                answers.append(PlacementAnswer(id: entry.id, isPresent: true, holders: holders, targets: []))
+            } else {
+                let targets = writeTargets(for: entry.id, in: ring).compactMap { endpoint($0) }
+                answers.append(PlacementAnswer(id: entry.id, isPresent: false, holders: holders, targets: targets))
+            }
+        }
+        return PlacementReply(ringEpoch: ring.epoch, replicaCount: ring.replicaCount, chunks: answers)
+    }
+
+    /// The ring's replicas of the chunk's partition, in order, keeping the usable ones; each
+    /// unusable one is replaced by the next usable member found in the following partitions
+    /// that keeps the failure domains distinct. Deterministic for a given ring and liveness.
+    func writeTargets(for id: ChunkID, in ring: PlacementRing) -> [String] {
+        let key: (RingMember) -> String = { ring.failureDomain == .zone ? $0.zone : $0.id }
+        let partition = ring.partition(for: id)
+        let wanted = ring.replicaIndices(forPartition: partition).map { ring.members[Int($0)] }
+        var chosen = wanted.filter { isUsable($0.id) }
+        var domains = Set(chosen.map(key))
+        var step = 1
+        while chosen.count < ring.replicaCount && step < ring.partitionCount {
+            let next = (partition + step) % ring.partitionCount
+            for index in ring.replicaIndices(forPartition: next) where chosen.count < ring.replicaCount {
+                let member = ring.members[Int(index)]
+                guard member.weight > 0, isUsable(member.id), !domains.contains(key(member)),
+                      !wanted.contains(where: { $0.id == member.id }) else { continue }
+                chosen.append(member)
+                domains.insert(key(member))
+            }
+            step += 1
+        }
+        return chosen.map(\.id)
+    }
+
+    /// The manifest entries of the current version of `path` that overlap the byte range, each
+    /// with the servers holding it: alive ones first, rotated per chunk to spread reads.
+    public func readPlan(path: BlobPath, offset: Int64, length: Int64?) async throws -> ReadPlan {
+        guard let (file, entries) = try await store.manifest(of: path, version: nil) else {
+            throw BlobError(.notFound, reason: "file.notFound", "no file at \(path); list with `blobctl ls`")
+        }
+        guard offset >= 0, offset <= file.size, (length ?? 0) >= 0 else {
+            throw BlobError(.invalidArgument, reason: "range.invalid",
+                            "range starting at \(offset) is outside the file of \(file.size) bytes")
+        }
+        let end = length.map { min(file.size, offset + $0) } ?? file.size
+        let overlapping = entries.filter { $0.offset < end && $0.offset + $0.length > offset }
+        let locations = try await store.replicaLocations(of: overlapping.map(\.chunkID))
+        var plan: [ReadPlanEntry] = []
+        for (i, entry) in overlapping.enumerated() {
+            let servers = locations[entry.chunkID] ?? []
+            let alive = servers.filter { state(of: $0) == .alive }
+            let others = servers.filter { let s = state(of: $0); return s != .alive && s != .down }
+            let rotated = alive.isEmpty ? alive : Array(alive[(i % alive.count)...] + alive[..<(i % alive.count)])
+            plan.append(ReadPlanEntry(chunk: entry, replicas: (rotated + others).compactMap { endpoint($0) }))
+        }
+        return ReadPlan(file: file, chunks: plan)
+    }
+}

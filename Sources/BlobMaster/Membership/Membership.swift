@@ -1,0 +1,169 @@
+public import BlobCore
+import Foundation
+public import Logging
+
+/// Liveness rules: a server is suspect when a heartbeat is `suspectAfter` late, down after
+/// `downAfter` (the grace period before its data is re-replicated).
+public struct LivenessPolicy: Sendable, Hashable {
+    public var heartbeatInterval: Duration
+    public var suspectAfter: Duration
+    public var downAfter: Duration
+
+    public init(heartbeatInterval: Duration = .seconds(5), suspectAfter: Duration = .seconds(15),
+                downAfter: Duration = .seconds(600)) {
+        self.heartbeatInterval = heartbeatInterval
+        self.suspectAfter = suspectAfter
+        self.downAfter = downAfter
+    }
+
+    /// The state of a server last heard from `silence` ago (nil: not since the master started).
+    public func state(silence: Duration?) -> ServerState {
+        guard let silence else { return .unknown }
+        if silence >= downAfter { return .down }
+        if silence >= suspectAfter { return .suspect }
+        return .alive
+    }
+}
+
+/// The registry of chunk servers and the owner of the ring.
+///
+/// Registrations are persisted; heartbeats and usage live in memory. Admission: with
+/// `autoAdmit` (the default, for local and small clusters) a server that registers for the
+/// first time joins the ring at once, which makes a new epoch; without it, it waits outside the
+/// ring, holding no data, until an operator adds it (`blobctl node add`, issue 7).
+public actor Membership {
+    struct Live {
+        var lastHeartbeat: ContinuousClock.Instant
+        var usage: ServerUsage
+        var sequence: Int64
+    }
+
+    let store: any MetadataStore
+    let policy: LivenessPolicy
+    let replicaCount: Int
+    let partitionPower: Int
+    let autoAdmit: Bool
+    let logger: Logger
+    private var records: [String: ServerRecord] = [:]
+    private var live: [String: Live] = [:]
+    public private(set) var ring: PlacementRing?
+
+    public init(store: any MetadataStore, policy: LivenessPolicy, replicaCount: Int,
+                partitionPower: Int = PlacementRing.defaultPartitionPower, autoAdmit: Bool, logger: Logger) {
+        self.store = store
+        self.policy = policy
+        self.replicaCount = replicaCount
+        self.partitionPower = partitionPower
+        self.autoAdmit = autoAdmit
+        self.logger = logger
+    }
+
+    /// Loads the known servers and the newest ring.
+    public func load() async throws {
+        for record in try await store.servers() { records[record.id] = record }
+        if let json = try await store.latestRing() {
+            ring = try JSONDecoder().decode(PlacementRing.self, from: Data(json))
+        }
+    }
+
+    public func register(_ registration: ServerRegistration, nowMilliseconds: Int64) async throws -> MembershipReply {
+        guard !registration.serverID.isEmpty, registration.serverID.utf8.count <= 128,
+              registration.weight.isFinite, registration.weight >= 0, registration.zone.utf8.count <= 128
+        else {
+            throw BlobError(.invalidArgument, reason: "server.invalid", "server id, zone or weight is out of range")
+        }
+        let known = records[registration.serverID]
+        let record = ServerRecord(
+            id: registration.serverID, address: registration.address, zone: registration.zone,
+            weight: registration.weight, capacityBytes: registration.capacityBytes,
+            registeredAtMilliseconds: known?.registeredAtMilliseconds ?? nowMilliseconds)
+        if known != record {
+            try await store.saveServer(record)
+            records[record.id] = record
+            if known?.address != record.address {
+                logger.info("server registered", metadata: ["peer.id": "\(record.id)", "address": "\(record.address)"])
+            }
+        }
+        live[record.id] = Live(lastHeartbeat: .now, usage: registration.usage, sequence: 0)
+        if autoAdmit, ring?.members.contains(where: { $0.id == record.id }) != true {
+            try await admit([record.id])
+        }
+        return reply
+    }
+
+    public func heartbeat(_ beat: ServerHeartbeat) throws -> MembershipReply {
+        guard let record = records[beat.serverID] else {
+            throw BlobError(.notFound, reason: "server.unknown", "server \(beat.serverID) is not registered; register first")
+        }
+        if record.address != beat.address {
+            throw BlobError(.notFound, reason: "server.moved", "server \(beat.serverID) changed address; register again")
+        }
+        live[beat.serverID] = Live(lastHeartbeat: .now, usage: beat.usage, sequence: beat.sequence)
+        return reply
+    }
+
+    var reply: MembershipReply {
+        MembershipReply(heartbeatIntervalMilliseconds: Self.milliseconds(policy.heartbeatInterval), ringEpoch: ring?.epoch)
+    }
+
+    /// Adds servers to the ring (a new epoch), as far as the ring can be built: with fewer
+    /// failure domains than replicas there is no ring yet, and placement answers that.
+    public func admit(_ ids: [String]) async throws {
+        var members = ring?.members ?? []
+        for id in Set(ids).union(pending).sorted() {
+            guard let record = records[id] else { throw BlobError(.notFound, reason: "server.unknown", "no server \(id)") }
+            members.removeAll { $0.id == id }
+            members.append(RingMember(id: id, zone: record.zone, weight: record.weight))
+        }
+        let attempt = Result { () throws(RingError) -> PlacementRing in
+            if let ring { return try ring.next(members: members) }
+            return try PlacementRing.build(members: members, replicaCount: replicaCount, partitionPower: partitionPower)
+        }
+        let next: PlacementRing
+        switch attempt {
+        case .success(let ring):
+            next = ring
+        case .failure(.insufficientFailureDomains(let needed, let available, _)):
+            logger.info("ring waits for servers", metadata: ["needed": "\(needed)", "available": "\(available)"])
+            pending.formUnion(ids)
+            return
+        case .failure(let error):
+            throw error
+        }
+        let json = try JSONEncoder().encode(next)
+        try await store.saveRing(epoch: next.epoch, json: [UInt8](json))
+        ring = next
+        pending.subtract(next.members.map(\.id))
+        logger.info("ring epoch changed", metadata: ["ring.epoch": "\(next.epoch)", "server.count": "\(next.members.count)"])
+    }
+
+    /// Servers admitted while the ring could not yet be built.
+    private var pending: Set<String> = []
+
+    public func state(of id: String) -> ServerState {
+        policy.state(silence: live[id].map { $0.lastHeartbeat.duration(to: .now) })
+    }
+
+    public func endpoint(_ id: String) -> ServerEndpoint? {
+        records[id].map { ServerEndpoint(id: $0.id, address: $0.address) }
+    }
+
+    /// Servers that reads and writes may use now: alive ones only.
+    public func isUsable(_ id: String) -> Bool { state(of: id) == .alive }
+
+    public func status() -> ClusterStatus {
+        let inRing = Set(ring?.members.map(\.id) ?? [])
+        let servers = records.values.sorted { $0.id < $1.id }.map { r in
+            let l = live[r.id]
+            return ServerStatusEntry(
+                id: r.id, address: r.address, zone: r.zone, weight: r.weight, state: state(of: r.id),
+                inRing: inRing.contains(r.id), usage: l?.usage,
+                millisecondsSinceHeartbeat: l.map { Self.milliseconds($0.lastHeartbeat.duration(to: .now)) })
+        }
+        return ClusterStatus(ringEpoch: ring?.epoch, replicaCount: replicaCount, servers: servers)
+    }
+
+    static func milliseconds(_ d: Duration) -> Int64 {
+        d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
+    }
+}

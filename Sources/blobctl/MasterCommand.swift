@@ -1,0 +1,73 @@
+import ArgumentParser
+import BlobCore
+import BlobMaster
+import Foundation
+import Logging
+
+/// `blobctl master`: runs the master in the foreground.
+struct MasterCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "master",
+        abstract: "Run the master: namespace, membership, ring and placement.",
+        discussion: """
+            Keeps its metadata in DIR/master.sqlite (SQLite in WAL mode, synchronous=FULL), answers \
+            the HTTP API of docs/api.md and stops gracefully on SIGTERM or SIGINT. With port 0 it \
+            picks a free port; the bound address is printed and written to DIR/listen-address.
+            """
+    )
+
+    @Option(help: "Data directory (created if missing).")
+    var data: String
+
+    @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free one).")
+    var listen: String = "127.0.0.1:9400"
+
+    @Option(help: "Replicas per chunk.")
+    var replicas: Int = 3
+
+    @Option(help: "The ring has 2^P partitions.")
+    var partitionPower: Int = PlacementRing.defaultPartitionPower
+
+    @Option(help: "Heartbeat interval asked of chunk servers, in milliseconds.")
+    var heartbeatInterval: Int = 5000
+
+    @Option(help: "A server is suspect after this many milliseconds without a heartbeat.")
+    var suspectAfter: Int = 15_000
+
+    @Option(help: "A server is down (its data to be re-replicated) after this many milliseconds.")
+    var downAfter: Int = 600_000
+
+    @Flag(inversion: .prefixedNo, help: "Admit a server into the ring when it first registers.")
+    var autoAdmit = true
+
+    @Option(help: "File holding the cluster secret (at least 16 bytes). Env: BLOBCTL_SECRET_FILE.")
+    var secretFile: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        let (host, port) = try ChunkServerCommand.parseAddress(listen)
+        guard (1...16).contains(replicas) else { throw ValidationError("--replicas must be between 1 and 16") }
+        guard PlacementRing.partitionPowerRange.contains(partitionPower) else {
+            throw ValidationError("--partition-power must be in \(PlacementRing.partitionPowerRange)")
+        }
+        guard heartbeatInterval >= 10, suspectAfter > heartbeatInterval, downAfter >= suspectAfter else {
+            throw ValidationError("need 10 <= --heartbeat-interval < --suspect-after <= --down-after (milliseconds)")
+        }
+        let configuration = MasterConfiguration(
+            dataDirectory: URL(fileURLWithPath: data).standardizedFileURL.path, host: host, port: port,
+            replicaCount: replicas, partitionPower: partitionPower,
+            liveness: LivenessPolicy(heartbeatInterval: .milliseconds(heartbeatInterval),
+                                     suspectAfter: .milliseconds(suspectAfter), downAfter: .milliseconds(downAfter)),
+            autoAdmit: autoAdmit, secret: try ChunkServerCommand.loadSecret(secretFile))
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+            return handler
+        }
+        try await MasterServer(configuration: configuration, logger: Logger(label: "blobctl.master")).run { address in
+            FileHandle.standardOutput.write(Data("master listening on http://\(address)\n".utf8))
+        }
+    }
+}
