@@ -27,6 +27,9 @@ final class ChunkStorage: Sendable {
     private let threadPool: NIOThreadPool
 
     private let freeSpace = Mutex<(free: Int64, reserve: Int64, checked: ContinuousClock.Instant?)>((0, 0, nil))
+    /// Changes not yet reported to the master, oldest first; bounded (see ``noteForReport``).
+    private let pendingReport = Mutex(ChunkReport(added: [], removed: [], quarantined: []))
+    static let maxPendingReportEntries = 1 << 20
 
     /// `threadPool` runs the blocking file calls; it must be started and is not shut down here.
     /// Several threads let concurrent writes wait on fsync together (ext4 commits them in one
@@ -58,6 +61,45 @@ final class ChunkStorage: Sendable {
             stats.counters["temporaryFilesRemovedAtStart"] = Int64(removed)
             self.statistics.withLock { $0 = stats }
             return id
+        }
+    }
+
+    /// Queues a change for the next report to the master. Past the bound the oldest entries are
+    /// dropped and counted; the full inventory sent at every registration repairs the gap.
+    func noteForReport(added: ReplicaAcknowledgement? = nil, removed: ChunkID? = nil, quarantined: ChunkID? = nil) {
+        let dropped = pendingReport.withLock { report -> Bool in
+            if let added { report.added.append(added) }
+            if let removed { report.removed.append(removed) }
+            if let quarantined { report.quarantined.append(quarantined) }
+            let total = report.added.count + report.removed.count + report.quarantined.count
+            guard total > Self.maxPendingReportEntries else { return false }
+            if !report.added.isEmpty { report.added.removeFirst() } else if !report.removed.isEmpty {
+                report.removed.removeFirst()
+            } else { report.quarantined.removeFirst() }
+            return true
+        }
+        if dropped { count("reportEntriesDropped") }
+    }
+
+    /// Takes up to `limit` queued changes for one report.
+    func takeReport(limit: Int) -> ChunkReport {
+        pendingReport.withLock { report in
+            let added = Array(report.added.prefix(limit))
+            report.added.removeFirst(added.count)
+            let removed = Array(report.removed.prefix(limit - added.count))
+            report.removed.removeFirst(removed.count)
+            let quarantined = Array(report.quarantined.prefix(limit - added.count - removed.count))
+            report.quarantined.removeFirst(quarantined.count)
+            return ChunkReport(added: added, removed: removed, quarantined: quarantined)
+        }
+    }
+
+    /// Puts back a report that could not be delivered, ahead of newer changes.
+    func requeue(_ failed: ChunkReport) {
+        pendingReport.withLock { report in
+            report.added.insert(contentsOf: failed.added, at: 0)
+            report.removed.insert(contentsOf: failed.removed, at: 0)
+            report.quarantined.insert(contentsOf: failed.quarantined, at: 0)
         }
     }
 
@@ -148,6 +190,8 @@ final class ChunkStorage: Sendable {
                 }
             }
             freeSpace.withLock { $0.free -= Int64(frame.count) }
+            noteForReport(added: ReplicaAcknowledgement(
+                id: id, plainByteCount: Int64(header.plainByteCount), storedByteCount: Int64(frame.count), serverIDs: []))
             await gate.release(id)
             return outcome == .alreadyPresent
         } catch {
@@ -188,6 +232,7 @@ final class ChunkStorage: Sendable {
         let stamp = Int64(time(nil))
         let moved = try await threadPool.runIfActive { [disk] in try disk.quarantine(id, stamp: stamp) }
         guard moved else { return }
+        noteForReport(quarantined: id)
         statistics.withLock {
             $0.chunkCount -= 1
             $0.storedBytes -= Int64(storedByteCount)
@@ -210,6 +255,7 @@ final class ChunkStorage: Sendable {
         }
         await gate.release(id)
         guard let size else { return false }
+        noteForReport(removed: id)
         statistics.withLock {
             $0.chunkCount -= 1
             $0.storedBytes -= Int64(size)

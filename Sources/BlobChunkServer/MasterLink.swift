@@ -37,8 +37,11 @@ struct MasterLink: Service {
                         if registered {
                             sequence += 1
                             reply = try await heartbeat(sequence: sequence)
+                            try await sendPendingReports()
                         } else {
                             reply = try await register()
+                            // The master's facts may be gone (new master, lost state): tell it all.
+                            try await sendFullInventory()
                             registered = true
                             logger.info("registered with master", metadata: ["peer.id": "\(masterURL)"])
                         }
@@ -94,7 +97,50 @@ struct MasterLink: Service {
         return try await post("/v1/cluster/servers/\(serverID)/heartbeat", body)
     }
 
+    static let reportBatch = 10_000
+
+    /// Sends queued changes in batches; a batch that fails goes back to the queue.
+    func sendPendingReports() async throws {
+        for _ in 0..<100 {
+            let report = storage.takeReport(limit: Self.reportBatch)
+            if report.added.isEmpty && report.removed.isEmpty && report.quarantined.isEmpty { return }
+            do {
+                try await send(report)
+            } catch {
+                storage.requeue(report)
+                throw error
+            }
+        }
+    }
+
+    /// Reports every stored chunk, page by page (plain sizes from the frame headers).
+    func sendFullInventory() async throws {
+        var after: ChunkID?
+        while true {
+            let page = try await storage.inventory(after: after, limit: Self.reportBatch)
+            guard let last = page.last else { return }
+            var added: [ReplicaAcknowledgement] = []
+            for (id, stored) in page {
+                guard let header = try await storage.diskHeader(id) else { continue }
+                added.append(ReplicaAcknowledgement(
+                    id: id, plainByteCount: Int64(header.plainByteCount), storedByteCount: Int64(stored), serverIDs: []))
+            }
+            try await send(ChunkReport(added: added, removed: [], quarantined: []))
+            after = last.0
+        }
+    }
+
+    func send(_ report: ChunkReport) async throws {
+        let path = "/v1/cluster/servers/\(serverID)/reports"
+        _ = try await request(path, report)
+    }
+
     func post<Body: Encodable>(_ path: String, _ body: Body) async throws -> MembershipReply {
+        let data = try await request(path, body)
+        return try JSONDecoder().decode(MembershipReply.self, from: data)
+    }
+
+    func request<Body: Encodable>(_ path: String, _ body: Body) async throws -> Data {
         var request = HTTPClientRequest(url: masterURL + path)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
@@ -102,13 +148,13 @@ struct MasterLink: Service {
             role: .server, method: "POST", pathAndQuery: path,
             expiry: Int64(Date().timeIntervalSince1970) + RequestSigner.defaultLifetimeSeconds))
         request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
-        let response = try await client.execute(request, timeout: .seconds(10))
-        let data = Data(buffer: try await response.body.collect(upTo: 1 << 20))
+        let response = try await client.execute(request, timeout: .seconds(30))
+        let data = Data(buffer: try await response.body.collect(upTo: 4 << 20))
         guard (200..<300).contains(response.status.code) else {
             if let error = try? JSONDecoder().decode(ErrorBody.self, from: data) { throw error.error }
             if response.status.code == 404 { throw BlobError(.notFound, "master answered 404 for \(path)") }
             throw BlobError(.unavailable, reason: "master.http", "master answered HTTP \(response.status.code) for \(path)")
         }
-        return try JSONDecoder().decode(MembershipReply.self, from: data)
+        return data
     }
 }

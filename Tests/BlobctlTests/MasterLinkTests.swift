@@ -12,6 +12,7 @@ final class RecordingMaster: Sendable {
     let registrations = LockedList<ServerRegistration>()
     let heartbeats = LockedList<ServerHeartbeat>()
     let refused = LockedList<String>()
+    let reports = LockedList<ChunkReport>()
     private let forgetServers = Mutex(false)
     let signer: RequestSigner
 
@@ -40,6 +41,12 @@ final class RecordingMaster: Sendable {
             guard beat.serverID == context.parameters.get("id") else { return Self.status(400) }
             self.heartbeats.append(beat)
             return try Self.reply()
+        }
+        router.post("/v1/cluster/servers/:id/reports") { request, _ -> Response in
+            guard self.authorized(request) else { return Self.status(401) }
+            let body = try await request.body.collect(upTo: 16 << 20)
+            self.reports.append(try JSONDecoder().decode(ChunkReport.self, from: Data(buffer: body)))
+            return Self.status(204)
         }
         return router
     }
@@ -105,6 +112,9 @@ struct MasterLinkTests {
                     #expect(try await ChunkServerFaultTests.eventually(within: .seconds(10)) {
                         master.heartbeats.items.contains { $0.usage.chunkCount == 1 && $0.usage.logicalBytes == 200_000 }
                     })
+                    #expect(try await ChunkServerFaultTests.eventually(within: .seconds(10)) {
+                        master.reports.items.contains { $0.added.contains { $0.id == id && $0.plainByteCount == 200_000 } }
+                    }, "the new chunk is reported")
                     let sequences = master.heartbeats.items.map(\.sequence)
                     #expect(sequences == sequences.sorted() && Set(sequences).count == sequences.count)
 
@@ -112,6 +122,10 @@ struct MasterLinkTests {
                     master.forget(true)
                     #expect(try await ChunkServerFaultTests.eventually(within: .seconds(10)) { master.registrations.count >= 2 })
                     #expect(master.refused.items.isEmpty, "\(master.refused.items)")
+                    // After registering again it reports its whole inventory.
+                    #expect(try await ChunkServerFaultTests.eventually(within: .seconds(10)) {
+                        master.reports.items.filter { $0.added.contains { $0.id == id } }.count >= 2
+                    })
                     try await server.stop()
                 } catch {
                     try? await server.kill()

@@ -125,6 +125,31 @@ struct MasterTests {
         }
     }
 
+    @Test("chunk servers report what they store: a chunk written without acknowledgements becomes present")
+    func reportsBuildFacts() async throws {
+        try await Self.withCluster(servers: 3) { master, servers, client, _ async throws -> Void in
+            #expect(try await ChunkServerFaultTests.eventually(within: .seconds(15)) {
+                try await Self.status(client, master).ringEpoch != nil
+            })
+            let plain = SyntheticData.logs(byteCount: 50_000, seed: 9)
+            let id = ChunkID(hashing: plain)
+            let others = servers.dropFirst().map(\.address).joined(separator: ",")
+            #expect(try await client.send(.PUT, servers[0].address, "/v1/chunks/\(id.hex)?replicas=\(others)",
+                                          body: ChunkEncoder().frame(for: plain)).status == 201)
+            let ask = PlacementRequest(chunks: [PlacementRequestEntry(id: id, plainByteCount: 50_000)])
+            #expect(try await ChunkServerFaultTests.eventually(within: .seconds(10)) {
+                let reply = try await Self.post(client, master, "/v1/placement", ask).json(PlacementReply.self)
+                return reply.chunks.first?.isPresent == true && reply.chunks.first?.holders.count == 3
+            }, "the master learned all three replicas from the servers' reports")
+            // A deletion on one server is reported too: the chunk is no longer fully present.
+            #expect(try await client.send(.DELETE, servers[2].address, "/v1/chunks/\(id.hex)", role: .master).status == 204)
+            #expect(try await ChunkServerFaultTests.eventually(within: .seconds(10)) {
+                let reply = try await Self.post(client, master, "/v1/placement", ask).json(PlacementReply.self)
+                return reply.chunks.first?.isPresent == false && reply.chunks.first?.holders.count == 2
+            })
+        }
+    }
+
     @Test("bad input gets a 4xx JSON error and changes nothing")
     func badInput() async throws {
         try await Self.withCluster(servers: 0) { master, _, client, _ in
