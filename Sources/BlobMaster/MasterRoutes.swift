@@ -13,107 +13,142 @@ struct MasterRoutes: Sendable {
     static let maxBodyByteCount = 64 << 20
 
     func register(on router: Router<BasicRequestContext>) {
-        router.post("/v1/cluster/servers") { request, _ in
-            _ = try auth(request, [.server])
-            let registration = try await decodeJSONBody(ServerRegistration.self, from: request, maxByteCount: 1 << 20)
-            return try jsonResponse(try await membership.register(registration, nowMilliseconds: Self.now()))
+        router.post("/v1/cluster/servers") { request, context in try await registerServer(request, context) }
+        router.post("/v1/cluster/servers/:id/heartbeat") { request, context in try await heartbeat(request, context) }
+        router.post("/v1/cluster/servers/:id/reports") { request, context in try await reports(request, context) }
+        router.get("/v1/cluster/status") { request, context in try await clusterStatus(request, context) }
+        router.get("/v1/ring") { request, context in try await ring(request, context) }
+        router.post("/v1/placement") { request, context in try await placement(request, context) }
+        router.post("/v1/replicas") { request, context in try await acknowledge(request, context) }
+        router.post("/v1/files") { request, context in try await commit(request, context) }
+        router.get("/v1/files") { request, context in try await stat(request, context) }
+        router.delete("/v1/files") { request, context in try await delete(request, context) }
+        router.get("/v1/files/plan") { request, context in try await plan(request, context) }
+        router.get("/v1/list") { request, context in try await list(request, context) }
+    }
+
+    func registerServer(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
+        _ = try auth(request, [.server])
+        let registration = try await decodeJSONBody(ServerRegistration.self, from: request, maxByteCount: 1 << 20)
+        let reply = try await membership.register(registration, nowMilliseconds: Self.now())
+        return try jsonResponse(reply)
+    }
+
+    func heartbeat(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        _ = try auth(request, [.server])
+        let beat = try await decodeJSONBody(ServerHeartbeat.self, from: request, maxByteCount: 1 << 20)
+        guard beat.serverID == context.parameters.get("id") else {
+            throw BlobError(.invalidArgument, reason: "heartbeat.id", "the body's server id differs from the path's")
         }
-        router.post("/v1/cluster/servers/:id/heartbeat") { request, context in
-            _ = try auth(request, [.server])
-            let beat = try await decodeJSONBody(ServerHeartbeat.self, from: request, maxByteCount: 1 << 20)
-            guard beat.serverID == context.parameters.get("id") else {
-                throw BlobError(.invalidArgument, reason: "heartbeat.id", "the body's server id differs from the path's")
+        let reply = try await membership.heartbeat(beat)
+        return try jsonResponse(reply)
+    }
+
+    func reports(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        _ = try auth(request, [.server])
+        let id = context.parameters.get("id") ?? ""
+        guard await membership.endpoint(id) != nil else {
+            throw BlobError(.notFound, reason: "server.unknown", "server \(id) is not registered; register first")
+        }
+        let report = try await decodeJSONBody(ChunkReport.self, from: request, maxByteCount: Self.maxBodyByteCount)
+        try await store.recordReplicas(
+            report.added.map { ReplicaReport(chunkID: $0.id, plainByteCount: $0.plainByteCount, storedByteCount: $0.storedByteCount) },
+            on: id, nowMilliseconds: Self.now())
+        try await store.removeReplicas(report.removed + report.quarantined, on: id)
+        return Response(status: .noContent)
+    }
+
+    func clusterStatus(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
+        _ = try auth(request, [.client, .server, .master])
+        let status = await membership.status()
+        return try jsonResponse(status)
+    }
+
+    func ring(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
+        _ = try auth(request, [.client, .server, .master])
+        guard let ring = await membership.ring else {
+            throw BlobError(.notFound, reason: "ring.missing", "no ring yet; start at least as many chunk servers as replicas")
+        }
+        return try jsonResponse(ring)
+    }
+
+    func placement(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
+        _ = try auth(request, [.client, .master])
+        let ask = try await decodeJSONBody(PlacementRequest.self, from: request, maxByteCount: Self.maxBodyByteCount)
+        guard ask.chunks.count <= Self.maxPlacementBatch else {
+            throw BlobError(.invalidArgument, reason: "placement.batch",
+                            "at most \(Self.maxPlacementBatch) chunks per placement request, got \(ask.chunks.count)")
+        }
+        let reply = try await membership.place(ask.chunks)
+        return try jsonResponse(reply)
+    }
+
+    func acknowledge(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
+        _ = try auth(request, [.client, .master])
+        let acks = try await decodeJSONBody(ReplicaAcknowledgements.self, from: request, maxByteCount: Self.maxBodyByteCount)
+        guard acks.chunks.count <= Self.maxPlacementBatch else {
+            throw BlobError(.invalidArgument, reason: "replicas.batch", "at most \(Self.maxPlacementBatch) chunks per request")
+        }
+        var byServer: [String: [ReplicaReport]] = [:]
+        for ack in acks.chunks {
+            guard ack.plainByteCount >= 0, ack.plainByteCount <= Int64(Limits.maxChunkByteCount), ack.storedByteCount >= 0 else {
+                throw BlobError(.invalidArgument, reason: "replicas.size", "chunk \(ack.id.shortHex)… has an impossible size")
             }
-            return try jsonResponse(try await membership.heartbeat(beat))
-        }
-        router.post("/v1/cluster/servers/:id/reports") { request, context in
-            _ = try auth(request, [.server])
-            let id = context.parameters.get("id") ?? ""
-            guard await membership.endpoint(id) != nil else {
-                throw BlobError(.notFound, reason: "server.unknown", "server \(id) is not registered; register first")
-            }
-            let report = try await decodeJSONBody(ChunkReport.self, from: request, maxByteCount: Self.maxBodyByteCount)
-            try await store.recordReplicas(
-                report.added.map { ReplicaReport(chunkID: $0.id, plainByteCount: $0.plainByteCount, storedByteCount: $0.storedByteCount) },
-                on: id, nowMilliseconds: Self.now())
-            try await store.removeReplicas(report.removed + report.quarantined, on: id)
-            return Response(status: .noContent)
-        }
-        router.get("/v1/cluster/status") { request, _ in
-            _ = try auth(request, [.client, .server, .master])
-            return try jsonResponse(await membership.status())
-        }
-        router.get("/v1/ring") { request, _ in
-            _ = try auth(request, [.client, .server, .master])
-            guard let ring = await membership.ring else {
-                throw BlobError(.notFound, reason: "ring.missing", "no ring yet; start at least as many chunk servers as replicas")
-            }
-            return try jsonResponse(ring)
-        }
-        router.post("/v1/placement") { request, _ in
-            _ = try auth(request, [.client, .master])
-            let ask = try await decodeJSONBody(PlacementRequest.self, from: request, maxByteCount: Self.maxBodyByteCount)
-            guard ask.chunks.count <= Self.maxPlacementBatch else {
-                throw BlobError(.invalidArgument, reason: "placement.batch",
-                                "at most \(Self.maxPlacementBatch) chunks per placement request, got \(ask.chunks.count)")
-            }
-            return try jsonResponse(try await membership.place(ask.chunks))
-        }
-        router.post("/v1/replicas") { request, _ in
-            _ = try auth(request, [.client, .master])
-            let acks = try await decodeJSONBody(ReplicaAcknowledgements.self, from: request, maxByteCount: Self.maxBodyByteCount)
-            guard acks.chunks.count <= Self.maxPlacementBatch else {
-                throw BlobError(.invalidArgument, reason: "replicas.batch", "at most \(Self.maxPlacementBatch) chunks per request")
-            }
-            var byServer: [String: [ReplicaReport]] = [:]
-            for ack in acks.chunks {
-                guard ack.plainByteCount >= 0, ack.plainByteCount <= Int64(Limits.maxChunkByteCount), ack.storedByteCount >= 0 else {
-                    throw BlobError(.invalidArgument, reason: "replicas.size", "chunk \(ack.id.shortHex)… has an impossible size")
+            for server in ack.serverIDs {
+                guard await membership.endpoint(server) != nil else {
+                    throw BlobError(.invalidArgument, reason: "replicas.unknownServer", "no server \(server) is registered")
                 }
-                for server in ack.serverIDs {
-                    guard await membership.endpoint(server) != nil else {
-                        throw BlobError(.invalidArgument, reason: "replicas.unknownServer", "no server \(server) is registered")
-                    }
-                    byServer[server, default: []].append(ReplicaReport(
-                        chunkID: ack.id, plainByteCount: ack.plainByteCount, storedByteCount: ack.storedByteCount))
-                }
+                byServer[server, default: []].append(ReplicaReport(
+                    chunkID: ack.id, plainByteCount: ack.plainByteCount, storedByteCount: ack.storedByteCount))
             }
-            for (server, reports) in byServer.sorted(by: { $0.key < $1.key }) {
-                try await store.recordReplicas(reports, on: server, nowMilliseconds: Self.now())
-            }
-            return Response(status: .noContent)
         }
-        router.post("/v1/files") { request, _ in
-            _ = try auth(request, [.client, .master])
-            let commit = try await decodeJSONBody(ManifestCommit.self, from: request, maxByteCount: Self.maxBodyByteCount)
-            return try jsonResponse(try await store.commit(commit, nowMilliseconds: Self.now()), status: .created)
+        for (server, reports) in byServer.sorted(by: { $0.key < $1.key }) {
+            try await store.recordReplicas(reports, on: server, nowMilliseconds: Self.now())
         }
-        router.get("/v1/files") { request, _ in
-            _ = try auth(request, [.client, .master])
-            let path = try Self.path(request)
-            guard let file = try await store.stat(path) else {
-                throw BlobError(.notFound, reason: "file.notFound", "no file at \(path); list with `blobctl ls`")
-            }
-            return try jsonResponse(file)
+        return Response(status: .noContent)
+    }
+
+    func commit(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
+        _ = try auth(request, [.client, .master])
+        let commit = try await decodeJSONBody(ManifestCommit.self, from: request, maxByteCount: Self.maxBodyByteCount)
+        let version = try await store.commit(commit, nowMilliseconds: Self.now())
+        return try jsonResponse(version, status: .created)
+    }
+
+    func stat(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
+        _ = try auth(request, [.client, .master])
+        let path = try Self.path(request)
+        guard let file = try await store.stat(path) else {
+            throw BlobError(.notFound, reason: "file.notFound", "no file at \(path); list with `blobctl ls`")
         }
-        router.delete("/v1/files") { request, _ in
-            _ = try auth(request, [.client, .master])
-            return try jsonResponse(try await store.delete(try Self.path(request), nowMilliseconds: Self.now()))
-        }
-        router.get("/v1/files/plan") { request, _ in
-            _ = try auth(request, [.client, .master])
-            let query = request.uri.queryParameters
-            let offset = try Self.integer(query.get("offset"), name: "offset") ?? 0
-            let length = try Self.integer(query.get("length"), name: "length")
-            return try jsonResponse(try await membership.readPlan(path: try Self.path(request), offset: offset, length: length))
-        }
-        router.get("/v1/list") { request, _ in
-            _ = try auth(request, [.client, .master])
-            let query = request.uri.queryParameters
-            let limit = try Self.integer(query.get("limit"), name: "limit") ?? 1000
-            return try jsonResponse(try await store.list(
-                prefix: query.get("prefix").map(Self.native) ?? "", after: query.get("after").map(Self.native), limit: Int(limit)))
-        }
+        return try jsonResponse(file)
+    }
+
+    func delete(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
+        _ = try auth(request, [.client, .master])
+        let path = try Self.path(request)
+        let version = try await store.delete(path, nowMilliseconds: Self.now())
+        return try jsonResponse(version)
+    }
+
+    func plan(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
+        _ = try auth(request, [.client, .master])
+        let query = request.uri.queryParameters
+        let offset = try Self.integer(query.get("offset"), name: "offset") ?? 0
+        let length = try Self.integer(query.get("length"), name: "length")
+        let path = try Self.path(request)
+        let plan = try await membership.readPlan(path: path, offset: offset, length: length)
+        return try jsonResponse(plan)
+    }
+
+    func list(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
+        _ = try auth(request, [.client, .master])
+        let query = request.uri.queryParameters
+        let limit = try Self.integer(query.get("limit"), name: "limit") ?? 1000
+        let prefix = query.get("prefix").map(Self.native) ?? ""
+        let after = query.get("after").map(Self.native)
+        let page = try await store.list(prefix: prefix, after: after, limit: Int(limit))
+        return try jsonResponse(page)
     }
 
     func auth(_ request: Request, _ roles: Set<RequestRole>) throws -> RequestRole {

@@ -49,11 +49,9 @@ public struct MasterServer: Sendable {
     ) async throws {
         let signer = try RequestSigner(secret: configuration.secret)
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
+        // Opening runs the schema migrations. A full integrity check reads the whole database, so
+        // it is left to tests and to fsck rather than paid at every start.
         let store = try SQLiteMetadataStore(path: configuration.dataDirectory + "/master.sqlite")
-        guard try await store.checkIntegrity() else {
-            throw BlobError(.internal, reason: "metadata.integrity",
-                            "the metadata database failed its integrity check; restore it from a backup")
-        }
         var logger = self.logger
         logger[metadataKey: "node.role"] = "master"
         let membership = Membership(

@@ -6,7 +6,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure the store's building blocks and paths.",
-        subcommands: [BenchCoreCommand.self, BenchChunkServerCommand.self]
+        subcommands: [BenchCoreCommand.self, BenchChunkServerCommand.self, BenchMetadataCommand.self]
     )
 }
 

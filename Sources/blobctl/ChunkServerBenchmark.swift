@@ -173,26 +173,28 @@ final class BenchServer: @unchecked Sendable {
     // Used from one task at a time: start, then stop.
     let directory: String
     let secretFile: String
+    let role: String
     var process: Process?
     var address = ""
 
-    init(directory: String, secretFile: String) throws {
+    init(directory: String, secretFile: String, role: String = "chunkserver") throws {
         self.directory = directory
         self.secretFile = secretFile
+        self.role = role
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
 
     func start() async throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        p.arguments = ["chunkserver", "--data", directory, "--listen", "127.0.0.1:0", "--secret-file", secretFile,
-                       "--scrub-rate", "0", "--log-level", "warning"]
+        p.arguments = [role, "--data", directory, "--listen", "127.0.0.1:0", "--secret-file", secretFile,
+                       "--log-level", "warning"] + (role == "chunkserver" ? ["--scrub-rate", "0"] : [])
         p.standardInput = FileHandle.nullDevice
         p.standardOutput = FileHandle.nullDevice
         try p.run()
         process = p
         let file = directory + "/listen-address"
-        for _ in 0..<1000 {
+        for _ in 0..<3000 {
             if let text = try? String(contentsOfFile: file, encoding: .utf8), !text.isEmpty {
                 address = text.trimmingCharacters(in: .whitespacesAndNewlines)
                 return
@@ -200,7 +202,17 @@ final class BenchServer: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(10))
         }
         stop()
-        throw ValidationError("chunk server in \(directory) did not start within 10 s")
+        throw ValidationError("\(role) in \(directory) did not start within 10 s")
+    }
+
+    /// Peak resident memory of the process (VmHWM), in MiB.
+    func peakRSSMebibytes() -> Double {
+        guard let p = process,
+              let text = try? String(contentsOfFile: "/proc/\(p.processIdentifier)/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kib = Double(line.split(separator: " ").dropFirst().first ?? "")
+        else { return 0 }
+        return kib / 1024
     }
 
     /// SIGTERM, a bounded wait for a graceful exit, then SIGKILL.

@@ -32,6 +32,9 @@ public protocol MetadataStore: Sendable {
     /// version or the new one, never a mix; of two concurrent commits the later one is current.
     func commit(_ manifest: ManifestCommit, nowMilliseconds: Int64) async throws -> FileVersion
 
+    /// Commits many manifests in one transaction (imports, benchmarks' bulk loads): all or none.
+    func commit(batch manifests: [ManifestCommit], nowMilliseconds: Int64) async throws -> [FileVersion]
+
     /// The current version of a path; nil when absent or deleted.
     func stat(_ path: BlobPath) async throws -> FileVersion?
 

@@ -141,55 +141,65 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     public func commit(_ manifest: ManifestCommit, nowMilliseconds: Int64) async throws -> FileVersion {
         try manifest.validate(maxChunks: Self.maxManifestChunks)
+        return try await pool.write { db in try Self.commit(manifest, in: db, nowMilliseconds: nowMilliseconds) }
+    }
+
+    public func commit(batch manifests: [ManifestCommit], nowMilliseconds: Int64) async throws -> [FileVersion] {
+        for manifest in manifests { try manifest.validate(maxChunks: Self.maxManifestChunks) }
         return try await pool.write { db in
-            var storedBytes: Int64 = 0
-            var checked: [ChunkID: Int64] = [:]
-            for (i, entry) in manifest.chunks.enumerated() {
-                if let stored = checked[entry.chunkID] {
-                    storedBytes += stored
-                    continue
-                }
-                guard let row = try Row.fetchOne(db, sql: """
-                    SELECT c.plain_size AS plain, c.stored_size AS stored,
-                           (SELECT COUNT(*) FROM replicas r WHERE r.chunk_id = c.id) AS copies
-                    FROM chunks c WHERE c.id = ?
-                    """, arguments: [Self.blob(entry.chunkID)]), (row["copies"] as Int64) > 0
-                else {
-                    throw BlobError(.invalidArgument, reason: "manifest.unknownChunk",
-                                    "chunk \(i) (\(entry.chunkID.shortHex)…) is not durable on any server; "
-                                        + "upload it before committing the manifest")
-                }
-                guard (row["plain"] as Int64) == entry.length else {
-                    throw BlobError(.invalidArgument, reason: "manifest.chunkLength",
-                                    "chunk \(i) (\(entry.chunkID.shortHex)…) is \(row["plain"] as Int64) bytes, "
-                                        + "the manifest says \(entry.length)")
-                }
-                checked[entry.chunkID] = row["stored"]
-                storedBytes += row["stored"] as Int64
-            }
-            let path = Self.blob(manifest.path)
-            let version = (try Int64.fetchOne(db, sql: "SELECT MAX(version) FROM versions WHERE path = ?", arguments: [path]) ?? 0) + 1
-            try db.execute(sql: """
-                INSERT INTO versions (path, version, size, content_type, sha256, created_ms, deleted, stored_bytes, chunk_count)
-                VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)
-                """, arguments: [path, version, manifest.size, manifest.contentType, manifest.sha256, nowMilliseconds,
-                                 storedBytes, manifest.chunks.count])
-            let versionID = db.lastInsertedRowID
-            let insert = try db.cachedStatement(sql: """
-                INSERT INTO manifest_entries (version_id, seq, chunk_id, offset, length) VALUES (?, ?, ?, ?, ?)
-                """)
-            for (seq, entry) in manifest.chunks.enumerated() {
-                try insert.execute(arguments: [versionID, seq, Self.blob(entry.chunkID), entry.offset, entry.length])
-            }
-            try db.execute(sql: """
-                INSERT INTO current_files (path, version_id) VALUES (?, ?)
-                ON CONFLICT(path) DO UPDATE SET version_id = excluded.version_id
-                """, arguments: [path, versionID])
-            return FileVersion(
-                path: manifest.path, version: version, size: manifest.size, contentType: manifest.contentType,
-                sha256: manifest.sha256, createdAtMilliseconds: nowMilliseconds, isDeleted: false,
-                storedBytes: storedBytes, chunkCount: manifest.chunks.count)
+            try manifests.map { try Self.commit($0, in: db, nowMilliseconds: nowMilliseconds) }
         }
+    }
+
+    /// One commit inside the caller's write transaction.
+    static func commit(_ manifest: ManifestCommit, in db: Database, nowMilliseconds: Int64) throws -> FileVersion {
+        var storedBytes: Int64 = 0
+        var checked: [ChunkID: Int64] = [:]
+        for (i, entry) in manifest.chunks.enumerated() {
+            if let stored = checked[entry.chunkID] {
+                storedBytes += stored
+                continue
+            }
+            guard let row = try Row.fetchOne(db, sql: """
+                SELECT c.plain_size AS plain, c.stored_size AS stored,
+                       (SELECT COUNT(*) FROM replicas r WHERE r.chunk_id = c.id) AS copies
+                FROM chunks c WHERE c.id = ?
+                """, arguments: [blob(entry.chunkID)]), (row["copies"] as Int64) > 0
+            else {
+                throw BlobError(.invalidArgument, reason: "manifest.unknownChunk",
+                                "chunk \(i) (\(entry.chunkID.shortHex)…) is not durable on any server; "
+                                    + "upload it before committing the manifest")
+            }
+            guard (row["plain"] as Int64) == entry.length else {
+                throw BlobError(.invalidArgument, reason: "manifest.chunkLength",
+                                "chunk \(i) (\(entry.chunkID.shortHex)…) is \(row["plain"] as Int64) bytes, "
+                                    + "the manifest says \(entry.length)")
+            }
+            checked[entry.chunkID] = row["stored"]
+            storedBytes += row["stored"] as Int64
+        }
+        let path = blob(manifest.path)
+        let version = (try Int64.fetchOne(db, sql: "SELECT MAX(version) FROM versions WHERE path = ?", arguments: [path]) ?? 0) + 1
+        try db.execute(sql: """
+            INSERT INTO versions (path, version, size, content_type, sha256, created_ms, deleted, stored_bytes, chunk_count)
+            VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)
+            """, arguments: [path, version, manifest.size, manifest.contentType, manifest.sha256, nowMilliseconds,
+                             storedBytes, manifest.chunks.count])
+        let versionID = db.lastInsertedRowID
+        let insert = try db.cachedStatement(sql: """
+            INSERT INTO manifest_entries (version_id, seq, chunk_id, offset, length) VALUES (?, ?, ?, ?, ?)
+            """)
+        for (seq, entry) in manifest.chunks.enumerated() {
+            try insert.execute(arguments: [versionID, seq, blob(entry.chunkID), entry.offset, entry.length])
+        }
+        try db.execute(sql: """
+            INSERT INTO current_files (path, version_id) VALUES (?, ?)
+            ON CONFLICT(path) DO UPDATE SET version_id = excluded.version_id
+            """, arguments: [path, versionID])
+        return FileVersion(
+            path: manifest.path, version: version, size: manifest.size, contentType: manifest.contentType,
+            sha256: manifest.sha256, createdAtMilliseconds: nowMilliseconds, isDeleted: false,
+            storedBytes: storedBytes, chunkCount: manifest.chunks.count)
     }
 
     public func stat(_ path: BlobPath) async throws -> FileVersion? {

@@ -1,0 +1,224 @@
+import ArgumentParser
+import AsyncHTTPClient
+import BlobCore
+import BlobMaster
+import Foundation
+import NIOCore
+
+/// `blobctl bench metadata`: a real master process, measured over HTTP on 127.0.0.1.
+struct BenchMetadataCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "metadata",
+        abstract: "Commit rate, stat and list latency, and master memory with many files and chunk references.",
+        discussion: """
+            Bulk-loads --files one-chunk files and --chunk-refs chunk references (in files of \
+            --chunks-per-file chunks) straight into a fresh master database, starts a real \
+            `blobctl master` process on it, then measures over HTTP: commits per second of new \
+            one-chunk files from --clients concurrent clients; p50/p99 of stat of random files and of \
+            1,000-entry list pages from random cursors; and the master's peak RSS (VmHWM). Build in \
+            release first.
+            """
+    )
+
+    @Option(help: "One-chunk files loaded before measuring stat and list.")
+    var files: Int = 1_000_000
+
+    @Option(help: "Chunk references loaded (as large files) before measuring memory.")
+    var chunkRefs: Int = 10_000_000
+
+    @Option(help: "Chunks per file for the chunk-reference load.")
+    var chunksPerFile: Int = 1000
+
+    @Option(help: "Commits measured.")
+    var commits: Int = 20_000
+
+    @Option(help: "Concurrent committing clients.")
+    var clients: Int = 8
+
+    @Option(help: "Directory for the master's data (a fresh temporary one by default).")
+    var dir: String?
+
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    struct Results: Codable {
+        var files: Int
+        var chunkRefs: Int
+        var loadSeconds: Double
+        var commitsPerSecond: Double
+        var statP50Milliseconds: Double
+        var statP99Milliseconds: Double
+        var listP50Milliseconds: Double
+        var listP99Milliseconds: Double
+        var masterPeakRSSMebibytes: Double
+        var databaseMebibytes: Double
+    }
+
+    func run() async throws {
+        guard files >= 1000, chunkRefs >= 0, chunksPerFile >= 1, commits >= 1, clients >= 1 else {
+            throw ValidationError("need --files >= 1000 and positive counts")
+        }
+        let root = dir ?? (NSTemporaryDirectory() + "blobctl-bench-metadata-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(atPath: root + "/master", withIntermediateDirectories: true)
+        defer { if dir == nil { try? FileManager.default.removeItem(atPath: root) } }
+        let secret = (0..<32).map { _ in UInt8.random(in: 97...122) }
+        try Data(secret).write(to: URL(fileURLWithPath: root + "/secret"))
+        let signer = try RequestSigner(secret: secret)
+
+        let loadStart = ContinuousClock.now
+        try await bulkLoad(database: root + "/master/master.sqlite")
+        let loadSeconds = Self.seconds(ContinuousClock.now - loadStart)
+        log("loaded \(files) files and \(chunkRefs) chunk references in \(Int(loadSeconds)) s")
+
+        let master = try BenchServer(directory: root + "/master", secretFile: root + "/secret", role: "master")
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            try await master.start()
+            let client = BenchHTTP(http: http, signer: signer, address: master.address)
+            // A server for the chunks the commits name, registered like a real one would.
+            let registration = ServerRegistration(
+                serverID: "bench-cs", address: "127.0.0.1:1", zone: "z", weight: 1, capacityBytes: nil,
+                usage: ServerUsage(usedBytes: 0, freeDiskBytes: 0, chunkCount: 0, logicalBytes: 0, inFlightRequests: 0))
+            _ = try await client.send("POST", "/v1/cluster/servers", registration, role: .server)
+            let rate = try await measureCommits(client)
+            log("commits: \(Int(rate))/s")
+            let stat = try await measure(2000) { _ in
+                let path = "load/\(Int.random(in: 0..<files))"
+                _ = try await client.send("GET", "/v1/files?path=\(path)", Optional<Int>.none)
+            }
+            let list = try await measure(300) { _ in
+                let after = "load/\(Int.random(in: 0..<files))"
+                _ = try await client.send("GET", "/v1/list?prefix=load/&after=\(after)&limit=1000", Optional<Int>.none)
+            }
+            let rss = master.peakRSSMebibytes()
+            master.stop()
+            try await http.shutdown()
+            let database = Self.fileMebibytes(root + "/master/master.sqlite")
+            let results = Results(
+                files: files, chunkRefs: chunkRefs, loadSeconds: loadSeconds, commitsPerSecond: rate,
+                statP50Milliseconds: stat.0, statP99Milliseconds: stat.1, listP50Milliseconds: list.0,
+                listP99Milliseconds: list.1, masterPeakRSSMebibytes: rss, databaseMebibytes: database)
+            if json {
+                print(String(decoding: try JSONEncoder().encode(results), as: UTF8.self))
+            } else {
+                print("""
+                    master with \(files) files and \(chunkRefs) chunk references (database \(Int(database)) MiB)
+                    commits (one-chunk files, \(clients) clients): \(Int(rate)) per second
+                    stat: p50 \(String(format: "%.2f", stat.0)) ms, p99 \(String(format: "%.2f", stat.1)) ms
+                    list page of 1000: p50 \(String(format: "%.2f", list.0)) ms, p99 \(String(format: "%.2f", list.1)) ms
+                    master peak RSS: \(Int(rss)) MiB
+                    """)
+            }
+        } catch {
+            master.stop()
+            try? await http.shutdown()
+            throw error
+        }
+    }
+
+    func log(_ text: String) { FileHandle.standardError.write(Data((text + "\n").utf8)) }
+
+    /// Fills a fresh database through the store's batch commit (one transaction per batch).
+    func bulkLoad(database: String) async throws {
+        let store = try SQLiteMetadataStore(path: database)
+        let batch = 5000
+        var loaded = 0
+        while loaded < files {
+            let n = min(batch, files - loaded)
+            let ids = (0..<n).map { ChunkID(hashing: Array("file-chunk:\(loaded + $0)".utf8)) }
+            try await store.recordReplicas(ids.map { ReplicaReport(chunkID: $0, plainByteCount: 1000, storedByteCount: 600) },
+                                           on: "bench-cs", nowMilliseconds: 1)
+            let manifests = try ids.enumerated().map { i, id in
+                ManifestCommit(path: try BlobPath("load/\(loaded + i)"), size: 1000, contentType: "text/plain",
+                               sha256: id.hex, chunks: [ManifestEntry(chunkID: id, offset: 0, length: 1000)])
+            }
+            _ = try await store.commit(batch: manifests, nowMilliseconds: 1)
+            loaded += n
+        }
+        var refs = 0
+        var file = 0
+        while refs < chunkRefs {
+            let n = min(chunksPerFile, chunkRefs - refs)
+            let ids = (0..<n).map { ChunkID(hashing: Array("ref-chunk:\(refs + $0)".utf8)) }
+            try await store.recordReplicas(ids.map { ReplicaReport(chunkID: $0, plainByteCount: 1 << 20, storedByteCount: 1 << 19) },
+                                           on: "bench-cs", nowMilliseconds: 1)
+            let entries = ids.enumerated().map { ManifestEntry(chunkID: $1, offset: Int64($0) << 20, length: 1 << 20) }
+            _ = try await store.commit(ManifestCommit(path: try BlobPath("big/\(file)"), size: Int64(n) << 20,
+                                                      contentType: "video/mp4", sha256: ids[0].hex, chunks: entries),
+                                       nowMilliseconds: 1)
+            refs += n
+            file += 1
+        }
+    }
+
+    func measureCommits(_ client: BenchHTTP) async throws -> Double {
+        // Chunks first, acknowledged in batches, so the timed part is commits alone.
+        let ids = (0..<commits).map { ChunkID(hashing: Array("commit-chunk:\($0)".utf8)) }
+        for start in stride(from: 0, to: ids.count, by: 5000) {
+            let acks = ids[start..<min(ids.count, start + 5000)].map {
+                ReplicaAcknowledgement(id: $0, plainByteCount: 4096, storedByteCount: 2048, serverIDs: ["bench-cs"])
+            }
+            _ = try await client.send("POST", "/v1/replicas", ReplicaAcknowledgements(chunks: acks))
+        }
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<clients {
+                group.addTask {
+                    var i = worker
+                    while i < ids.count {
+                        let commit = ManifestCommit(
+                            path: try BlobPath("commits/\(i)"), size: 4096, contentType: "application/octet-stream",
+                            sha256: ids[i].hex, chunks: [ManifestEntry(chunkID: ids[i], offset: 0, length: 4096)])
+                        _ = try await client.send("POST", "/v1/files", commit)
+                        i += clients
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        return Double(commits) / Self.seconds(ContinuousClock.now - start)
+    }
+
+    /// p50 and p99 in milliseconds of `count` sequential calls.
+    func measure(_ count: Int, _ body: (Int) async throws -> Void) async throws -> (Double, Double) {
+        var samples: [Double] = []
+        for i in 0..<count {
+            let start = ContinuousClock.now
+            try await body(i)
+            samples.append(Self.seconds(ContinuousClock.now - start) * 1000)
+        }
+        samples.sort()
+        return (samples[samples.count / 2], samples[min(samples.count - 1, samples.count * 99 / 100)])
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+    }
+
+    static func fileMebibytes(_ path: String) -> Double {
+        let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+        return Double((attributes?[.size] as? Int) ?? 0) / 1_048_576
+    }
+}
+
+/// Signed JSON requests to one address.
+struct BenchHTTP: Sendable {
+    let http: HTTPClient
+    let signer: RequestSigner
+    let address: String
+
+    func send<T: Encodable>(_ method: String, _ path: String, _ body: T?, role: RequestRole = .client) async throws -> Int {
+        var request = HTTPClientRequest(url: "http://\(address)\(path)")
+        request.method = .RAW(value: method)
+        request.headers.add(name: "Authorization", value: signer.token(
+            role: role, method: method, pathAndQuery: path, expiry: Int64(Date().timeIntervalSince1970) + 300))
+        if let body { request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body))) }
+        let response = try await http.execute(request, timeout: .seconds(60))
+        var bytes = 0
+        for try await part in response.body { bytes += part.readableBytes }
+        guard response.status.code < 300 else {
+            throw ValidationError("\(method) \(path) answered \(response.status.code)")
+        }
+        return bytes
+    }
+}
