@@ -115,7 +115,10 @@ let package = Package(
         ),
         .testTarget(
             name: "BlobMasterTests",
-            dependencies: ["BlobMaster", "BlobCore", "BlobServerSupport"],
+            dependencies: [
+                "BlobMaster", "BlobCore", "BlobServerSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(
