@@ -55,8 +55,10 @@ struct MembershipTests {
 
     @Test("servers go suspect then down without heartbeats; placement routes around them, keeping zones distinct")
     func routesAroundDownServers() async throws {
-        let policy = LivenessPolicy(heartbeatInterval: .milliseconds(10), suspectAfter: .milliseconds(150),
-                                    downAfter: .milliseconds(300))
+        // Wide enough margins that a loaded machine (the whole suite runs in parallel) does not
+        // make the heartbeating servers late too.
+        let policy = LivenessPolicy(heartbeatInterval: .milliseconds(10), suspectAfter: .milliseconds(800),
+                                    downAfter: .milliseconds(1600))
         try await Self.withMembership(servers: 6, zones: 3, policy: policy) { membership, _ in
             let ring = try #require(await membership.ring)
             // Keep all but cs-4 alive until cs-4 is down.
@@ -71,6 +73,7 @@ struct MembershipTests {
             }
             #expect(sawSuspect)
             #expect(await membership.state(of: "cs-4") == .down)
+            for i in [0, 1, 2, 3, 5] { try await Self.heartbeat(membership, i, sequence: sequence + 1) }
             let reply = try await membership.place(Self.ids.map { PlacementRequestEntry(id: $0, plainByteCount: 1) })
             var substituted = 0
             for answer in reply.chunks {
@@ -94,18 +97,19 @@ struct MembershipTests {
 
     @Test("chunks with R live holders are present; with a holder down they are placed again")
     func presence() async throws {
-        let policy = LivenessPolicy(heartbeatInterval: .milliseconds(10), suspectAfter: .milliseconds(100),
-                                    downAfter: .milliseconds(200))
+        let policy = LivenessPolicy(heartbeatInterval: .milliseconds(10), suspectAfter: .milliseconds(800),
+                                    downAfter: .milliseconds(1600))
         try await Self.withMembership(servers: 3, zones: 3, policy: policy) { membership, store in
             let id = Self.ids[7]
             for server in ["cs-0", "cs-1", "cs-2"] {
                 try await store.recordReplicas([ReplicaReport(chunkID: id, plainByteCount: 10, storedByteCount: 10)],
                                                on: server, nowMilliseconds: 1)
             }
+            for i in [0, 1, 2] { try await Self.heartbeat(membership, i, sequence: 1) }
             let present = try await membership.place([PlacementRequestEntry(id: id, plainByteCount: 10)])
             #expect(present.chunks[0].isPresent && present.chunks[0].holders.count == 3)
             let deadline = ContinuousClock.now + .seconds(10)
-            var sequence: Int64 = 0
+            var sequence: Int64 = 1
             while await membership.state(of: "cs-2") == .alive && ContinuousClock.now < deadline {
                 sequence += 1
                 for i in [0, 1] { try await Self.heartbeat(membership, i, sequence: sequence) }
