@@ -124,8 +124,7 @@ struct BenchChunkServerCommand: AsyncParsableCommand {
             }
             try await group.waitForAll()
         }
-        let elapsed = ContinuousClock.now - start
-        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        return (ContinuousClock.now - start).inSeconds
     }
 
     func send(_ http: HTTPClient, _ signer: RequestSigner, _ method: String, _ address: String, _ path: String,
@@ -160,8 +159,7 @@ struct BenchChunkServerCommand: AsyncParsableCommand {
             fsync(dfd)
             close(dfd)
         }
-        let elapsed = ContinuousClock.now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        let seconds = (ContinuousClock.now - start).inSeconds
         let bytes = Double(frames.count << 20)
         return Figure(name: "disk limit: write+fsync+rename (no HTTP)", streams: 1, replicas: 1,
                       megabytesPerSecond: bytes / seconds / 1e6, diskMegabytesPerSecond: bytes / seconds / 1e6)

@@ -77,11 +77,7 @@ struct ChunkServerCommand: AsyncParsableCommand {
             secret: secret, scrubBytesPerSecond: try size(scrubRate, "scrub-rate") ?? 0,
             scrubPassInterval: .seconds(max(1, scrubInterval)), masterURL: masterURL,
             heartbeatInterval: .milliseconds(heartbeatInterval))
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-            return handler
-        }
+        bootstrapLogging(level: logLevel)
         let logger = Logger(label: "blobctl.chunkserver")
         try await ChunkServer(configuration: configuration, logger: logger).run { address, serverID in
             FileHandle.standardOutput.write(Data("chunkserver \(serverID) listening on http://\(address)\n".utf8))

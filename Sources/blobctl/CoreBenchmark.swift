@@ -48,7 +48,7 @@ struct CoreBenchmark {
             let elapsed = ContinuousClock().measure(body)
             best = min(best, elapsed)
         }
-        let seconds = Double(best.components.seconds) + Double(best.components.attoseconds) * 1e-18
+        let seconds = best.inSeconds
         return Double(byteCount) / seconds / 1e6
     }
 
@@ -176,7 +176,7 @@ struct CoreBenchmark {
             })
         }
         if sink == -1 { print("") }
-        let seconds = Double(best.components.seconds) + Double(best.components.attoseconds) * 1e-18
+        let seconds = best.inSeconds
         return seconds / Double(ids.count) * 1e9
     }
 

@@ -61,11 +61,7 @@ struct MasterCommand: AsyncParsableCommand {
             liveness: LivenessPolicy(heartbeatInterval: .milliseconds(heartbeatInterval),
                                      suspectAfter: .milliseconds(suspectAfter), downAfter: .milliseconds(downAfter)),
             autoAdmit: autoAdmit, secret: try ChunkServerCommand.loadSecret(secretFile))
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-            return handler
-        }
+        bootstrapLogging(level: logLevel)
         try await MasterServer(configuration: configuration, logger: Logger(label: "blobctl.master")).run { address in
             FileHandle.standardOutput.write(Data("master listening on http://\(address)\n".utf8))
         }

@@ -191,9 +191,7 @@ struct BenchMetadataCommand: AsyncParsableCommand {
         return (samples[samples.count / 2], samples[min(samples.count - 1, samples.count * 99 / 100)])
     }
 
-    static func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
-    }
+    static func seconds(_ d: Duration) -> Double { d.inSeconds }
 
     static func fileMebibytes(_ path: String) -> Double {
         let attributes = try? FileManager.default.attributesOfItem(atPath: path)
