@@ -85,6 +85,27 @@ public final class SQLiteMetadataStore: MetadataStore {
                 );
                 """)
         }
+        migrator.registerMigration("v3: listing fields in current_files") { db in
+            // A list page then reads one contiguous key range of current_files instead of also
+            // looking up each row's version (1,000 random B-tree probes per page on a large store).
+            try db.execute(sql: """
+                ALTER TABLE current_files ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE current_files ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE current_files ADD COLUMN content_type TEXT NOT NULL DEFAULT '';
+                ALTER TABLE current_files ADD COLUMN sha256 TEXT NOT NULL DEFAULT '';
+                ALTER TABLE current_files ADD COLUMN created_ms INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE current_files ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE current_files ADD COLUMN chunk_count INTEGER NOT NULL DEFAULT 0;
+                UPDATE current_files SET
+                    version = (SELECT v.version FROM versions v WHERE v.id = current_files.version_id),
+                    size = (SELECT v.size FROM versions v WHERE v.id = current_files.version_id),
+                    content_type = (SELECT v.content_type FROM versions v WHERE v.id = current_files.version_id),
+                    sha256 = (SELECT v.sha256 FROM versions v WHERE v.id = current_files.version_id),
+                    created_ms = (SELECT v.created_ms FROM versions v WHERE v.id = current_files.version_id),
+                    stored_bytes = (SELECT v.stored_bytes FROM versions v WHERE v.id = current_files.version_id),
+                    chunk_count = (SELECT v.chunk_count FROM versions v WHERE v.id = current_files.version_id);
+                """)
+        }
         return migrator
     }
 
@@ -193,9 +214,14 @@ public final class SQLiteMetadataStore: MetadataStore {
             try insert.execute(arguments: [versionID, seq, blob(entry.chunkID), entry.offset, entry.length])
         }
         try db.execute(sql: """
-            INSERT INTO current_files (path, version_id) VALUES (?, ?)
-            ON CONFLICT(path) DO UPDATE SET version_id = excluded.version_id
-            """, arguments: [path, versionID])
+            INSERT INTO current_files (path, version_id, version, size, content_type, sha256, created_ms, stored_bytes,
+                                       chunk_count)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(path) DO UPDATE SET version_id = excluded.version_id, version = excluded.version,
+                size = excluded.size, content_type = excluded.content_type, sha256 = excluded.sha256,
+                created_ms = excluded.created_ms, stored_bytes = excluded.stored_bytes, chunk_count = excluded.chunk_count
+            """, arguments: [path, versionID, version, manifest.size, manifest.contentType, manifest.sha256, nowMilliseconds,
+                             storedBytes, manifest.chunks.count])
         return FileVersion(
             path: manifest.path, version: version, size: manifest.size, contentType: manifest.contentType,
             sha256: manifest.sha256, createdAtMilliseconds: nowMilliseconds, isDeleted: false,
@@ -204,9 +230,8 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     public func stat(_ path: BlobPath) async throws -> FileVersion? {
         try await pool.read { db in
-            try Row.fetchOne(db, sql: """
-                SELECT v.* FROM current_files f JOIN versions v ON v.id = f.version_id WHERE f.path = ?
-                """, arguments: [Self.blob(path)]).map(Self.fileVersion)
+            try Row.fetchOne(db, sql: "SELECT \(Self.currentColumns) FROM current_files WHERE path = ?",
+                             arguments: [Self.blob(path)]).map(Self.fileVersion)
         }
     }
 
@@ -239,7 +264,7 @@ public final class SQLiteMetadataStore: MetadataStore {
         let lower = Data(prefix.utf8)
         let upper = Self.prefixUpperBound(Array(prefix.utf8))
         return try await pool.read { db in
-            var sql = "SELECT v.* FROM current_files f JOIN versions v ON v.id = f.version_id WHERE f.path >= ?"
+            var sql = "SELECT \(Self.currentColumns) FROM current_files f WHERE f.path >= ?"
             var arguments: StatementArguments = [lower]
             if let after {
                 sql += " AND f.path > ?"
@@ -337,6 +362,10 @@ public final class SQLiteMetadataStore: MetadataStore {
         }
         return nil
     }
+
+    /// The columns of current_files that make a ``FileVersion`` (a live file: never deleted).
+    static let currentColumns =
+        "path, version, size, content_type, sha256, created_ms, 0 AS deleted, stored_bytes, chunk_count"
 
     static func fileVersion(_ row: Row) throws -> FileVersion {
         let pathBytes: Data = row["path"]
