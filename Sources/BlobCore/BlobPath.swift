@@ -43,6 +43,11 @@ public struct BlobPath: Hashable, Comparable, Sendable, CustomStringConvertible,
         value = String(decoding: bytes, as: UTF8.self)
     }
 
+    /// A path read back from the store that validated it when it was written.
+    package init(validated value: String) {
+        self.value = value
+    }
+
     public var description: String { value }
 
     public static func < (a: BlobPath, b: BlobPath) -> Bool {

@@ -239,19 +239,19 @@ public final class SQLiteMetadataStore: MetadataStore {
         try await pool.read { db in
             let row: Row?
             if let version {
-                row = try Row.fetchOne(db, sql: "SELECT * FROM versions WHERE path = ? AND version = ?",
+                row = try Row.fetchOne(db, sql: "SELECT \(Self.versionColumns), id FROM versions WHERE path = ? AND version = ?",
                                        arguments: [Self.blob(path), version])
             } else {
                 row = try Row.fetchOne(db, sql: """
-                    SELECT v.* FROM current_files f JOIN versions v ON v.id = f.version_id WHERE f.path = ?
+                    SELECT \(Self.currentColumns), version_id FROM current_files WHERE path = ?
                     """, arguments: [Self.blob(path)])
             }
             guard let row else { return nil }
             let entries = try Row.fetchAll(db, sql: """
                 SELECT chunk_id, offset, length FROM manifest_entries WHERE version_id = ? ORDER BY seq
-                """, arguments: [row["id"] as Int64]).map { entry in
-                ManifestEntry(chunkID: try ChunkID(digestBytes: [UInt8](entry["chunk_id"] as Data)),
-                              offset: entry["offset"], length: entry["length"])
+                """, arguments: [row[9] as Int64]).map { entry in
+                ManifestEntry(chunkID: try ChunkID(digestBytes: [UInt8](entry[0] as Data)),
+                              offset: entry[1], length: entry[2])
             }
             return (try Self.fileVersion(row), entries)
         }
@@ -363,15 +363,21 @@ public final class SQLiteMetadataStore: MetadataStore {
         return nil
     }
 
-    /// The columns of current_files that make a ``FileVersion`` (a live file: never deleted).
+    /// The columns of current_files that make a ``FileVersion`` (a live file: never deleted), in
+    /// the order ``fileVersion(_:)`` reads them.
     static let currentColumns =
         "path, version, size, content_type, sha256, created_ms, 0 AS deleted, stored_bytes, chunk_count"
+    /// The same columns of versions.
+    static let versionColumns =
+        "path, version, size, content_type, sha256, created_ms, deleted, stored_bytes, chunk_count"
 
+    /// Reads columns by position: GRDB's lookup by name folds case and hashes on every access,
+    /// which was most of the time of a 1,000-entry list page. Paths were validated when stored.
     static func fileVersion(_ row: Row) throws -> FileVersion {
-        let pathBytes: Data = row["path"]
+        let pathBytes: Data = row[0]
         return FileVersion(
-            path: try BlobPath(String(decoding: pathBytes, as: UTF8.self)), version: row["version"], size: row["size"],
-            contentType: row["content_type"], sha256: row["sha256"], createdAtMilliseconds: row["created_ms"],
-            isDeleted: (row["deleted"] as Int64) != 0, storedBytes: row["stored_bytes"], chunkCount: row["chunk_count"])
+            path: BlobPath(validated: String(decoding: pathBytes, as: UTF8.self)), version: row[1], size: row[2],
+            contentType: row[3], sha256: row[4], createdAtMilliseconds: row[5],
+            isDeleted: (row[6] as Int64) != 0, storedBytes: row[7], chunkCount: row[8])
     }
 }
