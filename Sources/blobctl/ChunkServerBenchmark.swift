@@ -62,6 +62,7 @@ struct BenchChunkServerCommand: AsyncParsableCommand {
         let servers = try (0..<3).map { try BenchServer(directory: root + "/cs\($0)", secretFile: root + "/secret") }
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
         let signer = try RequestSigner(secret: secret)
+        let client = BenchHTTP(http: http, signer: signer, address: "")
         do {
             for s in servers { try await s.start() }
             var setIndex = 0
@@ -73,14 +74,14 @@ struct BenchChunkServerCommand: AsyncParsableCommand {
                     let primary = targets[index % targets.count]
                     let others = targets.filter { $0 != primary }
                     let query = others.isEmpty ? "" : "?replicas=" + others.joined(separator: ",")
-                    try await send(http, signer, "PUT", primary, "/v1/chunks/\(chunk.0.hex)\(query)", body: chunk.1, expect: [201])
+                    try await send(client, "PUT", primary, "/v1/chunks/\(chunk.0.hex)\(query)", body: chunk.1, expect: [201])
                 }
                 let bytes = Double(set.count << 20)
                 figures.append(Figure(name: "write", streams: streams, replicas: replicas,
                                       megabytesPerSecond: bytes / writeSeconds / 1e6,
                                       diskMegabytesPerSecond: bytes * Double(replicas) / writeSeconds / 1e6))
                 let readSeconds = try await timed(set, streams: streams) { index, chunk in
-                    try await send(http, signer, "GET", targets[index % targets.count], "/v1/chunks/\(chunk.0.hex)",
+                    try await send(client, "GET", targets[index % targets.count], "/v1/chunks/\(chunk.0.hex)",
                                    body: nil, expect: [200])
                 }
                 figures.append(Figure(name: "read", streams: streams, replicas: replicas,
@@ -127,18 +128,11 @@ struct BenchChunkServerCommand: AsyncParsableCommand {
         return (ContinuousClock.now - start).inSeconds
     }
 
-    func send(_ http: HTTPClient, _ signer: RequestSigner, _ method: String, _ address: String, _ path: String,
+    func send(_ client: BenchHTTP, _ method: String, _ address: String, _ path: String,
               body: [UInt8]?, expect: Set<UInt>) async throws {
-        var request = HTTPClientRequest(url: "http://\(address)\(path)")
-        request.method = .RAW(value: method)
-        request.headers.add(name: "Authorization", value: signer.token(
-            role: .client, method: method, pathAndQuery: path, expiry: Int64(Date().timeIntervalSince1970) + 300))
-        if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
-        let response = try await http.execute(request, timeout: .seconds(60))
-        var received = 0
-        for try await part in response.body { received += part.readableBytes }
-        guard expect.contains(response.status.code) else {
-            throw ValidationError("\(method) \(path) on \(address) answered \(response.status.code)")
+        let status = try await client.send(method, to: address, path, bytes: body)
+        guard expect.contains(status) else {
+            throw ValidationError("\(method) \(path) on \(address) answered \(status)")
         }
     }
 

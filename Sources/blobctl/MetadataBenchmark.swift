@@ -79,16 +79,16 @@ struct BenchMetadataCommand: AsyncParsableCommand {
             let registration = ServerRegistration(
                 serverID: "bench-cs", address: "127.0.0.1:1", zone: "z", weight: 1, capacityBytes: nil,
                 usage: ServerUsage(usedBytes: 0, freeDiskBytes: 0, chunkCount: 0, logicalBytes: 0, inFlightRequests: 0))
-            _ = try await client.send("POST", "/v1/cluster/servers", registration, role: .server)
+            try await client.send("POST", "/v1/cluster/servers", registration, role: .server)
             let rate = try await measureCommits(client)
             log("commits: \(Int(rate))/s")
             let stat = try await measure(2000) { _ in
                 let path = "load/\(Int.random(in: 0..<files))"
-                _ = try await client.send("GET", "/v1/files?path=\(path)", Optional<Int>.none)
+                try await client.send("GET", "/v1/files?path=\(path)", Optional<Int>.none)
             }
             let list = try await measure(300) { _ in
                 let after = "load/\(Int.random(in: 0..<files))"
-                _ = try await client.send("GET", "/v1/list?prefix=load/&after=\(after)&limit=1000", Optional<Int>.none)
+                try await client.send("GET", "/v1/list?prefix=load/&after=\(after)&limit=1000", Optional<Int>.none)
             }
             let rss = master.peakRSSMebibytes()
             master.stop()
@@ -158,7 +158,7 @@ struct BenchMetadataCommand: AsyncParsableCommand {
             let acks = ids[start..<min(ids.count, start + 5000)].map {
                 ReplicaAcknowledgement(id: $0, plainByteCount: 4096, storedByteCount: 2048, serverIDs: ["bench-cs"])
             }
-            _ = try await client.send("POST", "/v1/replicas", ReplicaAcknowledgements(chunks: acks))
+            try await client.send("POST", "/v1/replicas", ReplicaAcknowledgements(chunks: acks))
         }
         let start = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -169,7 +169,7 @@ struct BenchMetadataCommand: AsyncParsableCommand {
                         let commit = ManifestCommit(
                             path: try BlobPath("commits/\(i)"), size: 4096, contentType: "application/octet-stream",
                             sha256: ids[i].hex, chunks: [ManifestEntry(chunkID: ids[i], offset: 0, length: 4096)])
-                        _ = try await client.send("POST", "/v1/files", commit)
+                        try await client.send("POST", "/v1/files", commit)
                         i += clients
                     }
                 }
@@ -205,18 +205,23 @@ struct BenchHTTP: Sendable {
     let signer: RequestSigner
     let address: String
 
-    func send<T: Encodable>(_ method: String, _ path: String, _ body: T?, role: RequestRole = .client) async throws -> Int {
+    /// A JSON request to the master at ``address``; any status from 300 up is an error.
+    func send<T: Encodable>(_ method: String, _ path: String, _ body: T?, role: RequestRole = .client) async throws {
+        let status = try await send(method, to: address, path, bytes: try body.map { Array(try JSONEncoder().encode($0)) },
+                                    role: role)
+        guard status < 300 else { throw ValidationError("\(method) \(path) answered \(status)") }
+    }
+
+    /// One signed request with a raw body; reads the whole reply and returns its status.
+    func send(_ method: String, to address: String, _ path: String, bytes: [UInt8]?,
+              role: RequestRole = .client) async throws -> UInt {
         var request = HTTPClientRequest(url: "http://\(address)\(path)")
         request.method = .RAW(value: method)
         request.headers.add(name: "Authorization", value: signer.token(
             role: role, method: method, pathAndQuery: path, expiry: Int64(Date().timeIntervalSince1970) + 300))
-        if let body { request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body))) }
+        if let bytes { request.body = .bytes(ByteBuffer(bytes: bytes)) }
         let response = try await http.execute(request, timeout: .seconds(60))
-        var bytes = 0
-        for try await part in response.body { bytes += part.readableBytes }
-        guard response.status.code < 300 else {
-            throw ValidationError("\(method) \(path) answered \(response.status.code)")
-        }
-        return bytes
+        for try await _ in response.body {}
+        return response.status.code
     }
 }
