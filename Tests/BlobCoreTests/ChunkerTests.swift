@@ -1,4 +1,5 @@
 import BlobCore
+import Foundation
 import Testing
 
 @Suite("Chunker")
@@ -125,6 +126,35 @@ struct AsyncPieces: AsyncSequence, Sendable {
             guard index < pieces.count else { return nil }
             defer { index += 1 }
             return pieces[index]
+        }
+    }
+}
+
+@Suite("File chunker")
+struct FileChunkerTests {
+    @Test("chunking a file reads it in bounded pieces and cuts where the in-memory splitter cuts")
+    func matchesSplitter() throws {
+        let data = SyntheticData.logs(byteCount: 5 << 20, seed: 41)
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("filechunker-\(UUID().uuidString)")
+        try Data(data).write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        var fileChunks = try FileChunker(path: url.path, configuration: ChunkerTests.small)
+        var fromFile: [Chunk] = []
+        while let chunk = fileChunks.next() { fromFile.append(chunk) }
+        #expect(fileChunks.error == nil)
+        #expect(fromFile.map(\.offset) == (try ChunkerTests.chunks(data, ChunkerTests.small)).map(\.offset))
+        #expect(fromFile.flatMap(\.bytes) == data)
+    }
+
+    @Test("a missing file is a notFound error naming the path")
+    func missingFile() {
+        #expect(throws: FileReadError.self) { try FileChunker(path: "/nonexistent/blob") }
+        do {
+            _ = try FileChunker(path: "/nonexistent/blob")
+        } catch let error as FileReadError {
+            #expect(error.code == .notFound && error.message.contains("/nonexistent/blob"))
+        } catch {
+            Issue.record("unexpected error \(error)")
         }
     }
 }
