@@ -118,6 +118,12 @@ struct SQLiteMetadataStoreTests {
             #expect(seen == expected)
             #expect(try await store.list(prefix: "", after: nil, limit: 100).files.count == names.count)
             #expect(try await store.list(prefix: "zzz", after: nil, limit: 100).files.isEmpty)
+            // A cursor before the prefix starts at the prefix; one past it ends the listing.
+            #expect(try await store.list(prefix: "a/", after: "0", limit: 100).files.map(\.path.value) == expected)
+            #expect(try await store.list(prefix: "a/", after: "a/", limit: 100).files.map(\.path.value) == expected)
+            #expect(try await store.list(prefix: "a/", after: "a/2", limit: 100).files.map(\.path.value)
+                    == Array(expected.drop { $0 != "a/2" }.dropFirst()))
+            #expect(try await store.list(prefix: "a/", after: "b", limit: 100).files.isEmpty)
             await #expect(throws: BlobError.self) { try await store.list(prefix: "", after: nil, limit: 0) }
         }
     }
