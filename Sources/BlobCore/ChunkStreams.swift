@@ -93,6 +93,14 @@ public struct FileChunker: Sequence, IteratorProtocol {
         self.path = path
     }
 
+    /// Chunks an open descriptor (standard input, a pipe), which the chunker then owns and
+    /// closes; `name` is what errors call it.
+    public init(fileDescriptor: Int32, name: String, configuration: ChunkerConfiguration = .default) throws {
+        splitter = try ChunkSplitter(configuration: configuration)
+        fd = fileDescriptor
+        path = name
+    }
+
     /// Closes the file; iteration ends.
     public mutating func close() {
         if !ended { _ = Glibc.close(fd) }

@@ -20,6 +20,7 @@ struct MasterRoutes: Sendable {
         router.get("/v1/ring") { request, context in try await ring(request, context) }
         router.post("/v1/placement") { request, context in try await placement(request, context) }
         router.post("/v1/replicas") { request, context in try await acknowledge(request, context) }
+        router.post("/v1/replicas/suspect") { request, context in try await suspect(request, context) }
         router.post("/v1/files") { request, context in try await commit(request, context) }
         router.get("/v1/files") { request, context in try await stat(request, context) }
         router.delete("/v1/files") { request, context in try await delete(request, context) }
@@ -81,6 +82,25 @@ struct MasterRoutes: Sendable {
         }
         let reply = try await membership.place(ask.chunks)
         return try jsonResponse(reply)
+    }
+
+    /// A reader found a replica's bytes corrupt: stop sending reads there. The location fact is
+    /// dropped (the server's own scrub or its next full inventory puts it back if the copy is
+    /// sound); other codes (unreachable, timeout) are liveness, which heartbeats decide.
+    func suspect(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
+        _ = try auth(request, [.client, .master])
+        let body = try await decodeJSONBody(SuspectReplicas.self, from: request, maxByteCount: 1 << 20)
+        guard body.replicas.count <= Self.maxPlacementBatch else {
+            throw BlobError(.invalidArgument, reason: "replicas.batch", "at most \(Self.maxPlacementBatch) replicas per request")
+        }
+        var corrupt: [String: [ChunkID]] = [:]
+        for report in body.replicas where report.code == BlobErrorCode.corruptChunk.rawValue {
+            corrupt[report.serverID, default: []].append(report.id)
+        }
+        for (server, ids) in corrupt.sorted(by: { $0.key < $1.key }) {
+            try await store.removeReplicas(ids, on: server)
+        }
+        return Response(status: .noContent)
     }
 
     func acknowledge(_ request: Request, _ _: BasicRequestContext) async throws -> Response {

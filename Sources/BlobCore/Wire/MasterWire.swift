@@ -94,11 +94,33 @@ public struct ChunkReport: Codable, Sendable, Hashable {
 public struct ReadPlanEntry: Codable, Sendable, Hashable {
     public var chunk: ManifestEntry
     public var replicas: [ServerEndpoint]
+    /// Bytes the chunk takes on one disk (its frame), when the master knows it.
+    public var storedByteCount: Int64?
 
-    public init(chunk: ManifestEntry, replicas: [ServerEndpoint]) {
+    public init(chunk: ManifestEntry, replicas: [ServerEndpoint], storedByteCount: Int64? = nil) {
         self.chunk = chunk
         self.replicas = replicas
+        self.storedByteCount = storedByteCount
     }
+}
+
+/// A reader's report that a replica gave bytes that failed a check, or did not answer.
+public struct SuspectReplica: Codable, Sendable, Hashable {
+    public var id: ChunkID
+    public var serverID: String
+    /// `corruptChunk`, `unavailable`, `timeout`, …: the error code the reader saw.
+    public var code: String
+
+    public init(id: ChunkID, serverID: String, code: String) {
+        self.id = id
+        self.serverID = serverID
+        self.code = code
+    }
+}
+
+public struct SuspectReplicas: Codable, Sendable, Hashable {
+    public var replicas: [SuspectReplica]
+    public init(replicas: [SuspectReplica]) { self.replicas = replicas }
 }
 
 public struct ReadPlan: Codable, Sendable, Hashable {
@@ -128,17 +150,19 @@ public struct ServerStatusEntry: Codable, Sendable, Hashable {
     public var address: String
     public var zone: String
     public var weight: Double
+    public var capacityBytes: Int64?
     public var state: ServerState
     public var inRing: Bool
     public var usage: ServerUsage?
     public var millisecondsSinceHeartbeat: Int64?
 
-    public init(id: String, address: String, zone: String, weight: Double, state: ServerState, inRing: Bool,
-                usage: ServerUsage?, millisecondsSinceHeartbeat: Int64?) {
+    public init(id: String, address: String, zone: String, weight: Double, capacityBytes: Int64? = nil,
+                state: ServerState, inRing: Bool, usage: ServerUsage?, millisecondsSinceHeartbeat: Int64?) {
         self.id = id
         self.address = address
         self.zone = zone
         self.weight = weight
+        self.capacityBytes = capacityBytes
         self.state = state
         self.inRing = inRing
         self.usage = usage

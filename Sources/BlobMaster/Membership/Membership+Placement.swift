@@ -61,13 +61,15 @@ extension Membership {
         let end = length.map { min(file.size, offset + $0) } ?? file.size
         let overlapping = entries.filter { $0.offset < end && $0.offset + $0.length > offset }
         let locations = try await store.replicaLocations(of: overlapping.map(\.chunkID))
+        let storedSizes = try await store.storedSizes(of: overlapping.map(\.chunkID))
         var plan: [ReadPlanEntry] = []
         for (i, entry) in overlapping.enumerated() {
             let servers = locations[entry.chunkID] ?? []
             let alive = servers.filter { state(of: $0) == .alive }
             let others = servers.filter { let s = state(of: $0); return s != .alive && s != .down }
             let rotated = alive.isEmpty ? alive : Array(alive[(i % alive.count)...] + alive[..<(i % alive.count)])
-            plan.append(ReadPlanEntry(chunk: entry, replicas: (rotated + others).compactMap { endpoint($0) }))
+            plan.append(ReadPlanEntry(chunk: entry, replicas: (rotated + others).compactMap { endpoint($0) },
+                                      storedByteCount: storedSizes[entry.chunkID]))
         }
         return ReadPlan(file: file, chunks: plan)
     }

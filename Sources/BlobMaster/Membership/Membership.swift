@@ -156,7 +156,8 @@ public actor Membership {
         let servers = records.values.sorted { $0.id < $1.id }.map { r in
             let l = live[r.id]
             return ServerStatusEntry(
-                id: r.id, address: r.address, zone: r.zone, weight: r.weight, state: state(of: r.id),
+                id: r.id, address: r.address, zone: r.zone, weight: r.weight, capacityBytes: r.capacityBytes,
+                state: state(of: r.id),
                 inRing: inRing.contains(r.id), usage: l?.usage,
                 millisecondsSinceHeartbeat: l.map { Self.milliseconds($0.lastHeartbeat.duration(to: .now)) })
         }

@@ -48,6 +48,9 @@ public protocol MetadataStore: Sendable {
     /// there is nothing live at the path.
     func delete(_ path: BlobPath, nowMilliseconds: Int64) async throws -> FileVersion
 
+    /// The stored (framed, compressed) size of each chunk; unknown chunks are absent.
+    func storedSizes(of chunkIDs: [ChunkID]) async throws -> [ChunkID: Int64]
+
     /// How many manifest entries of live or old versions name each chunk.
     func referenceCounts(of chunkIDs: [ChunkID]) async throws -> [ChunkID: Int]
 

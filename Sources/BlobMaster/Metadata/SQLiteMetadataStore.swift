@@ -147,6 +147,18 @@ public final class SQLiteMetadataStore: MetadataStore {
         }
     }
 
+    public func storedSizes(of chunkIDs: [ChunkID]) async throws -> [ChunkID: Int64] {
+        try await pool.read { db in
+            var out: [ChunkID: Int64] = [:]
+            for id in chunkIDs {
+                if let size = try Int64.fetchOne(db, sql: "SELECT stored_size FROM chunks WHERE id = ?", arguments: [Self.blob(id)]) {
+                    out[id] = size
+                }
+            }
+            return out
+        }
+    }
+
     public func referenceCounts(of chunkIDs: [ChunkID]) async throws -> [ChunkID: Int] {
         try await pool.read { db in
             var out: [ChunkID: Int] = [:]
