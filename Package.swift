@@ -92,7 +92,16 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        .target(name: "BlobClient", dependencies: ["BlobCore"], swiftSettings: strictSettings),
+        .target(
+            name: "BlobClient",
+            dependencies: [
+                "BlobCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "blobctl",
             dependencies: [

@@ -1,0 +1,51 @@
+public import BlobCore
+
+/// The master's namespace and cluster queries (docs/api.md, "Master").
+extension ClusterClient {
+    /// The current version of `path`; `notFound` when there is none.
+    public func stat(_ path: BlobPath) async throws -> FileVersion {
+        try await master("GET", "/v1/files?path=\(Self.query(path.value))", as: FileVersion.self)
+    }
+
+    /// The chunks of the current version of `path` overlapping `[offset, offset + length)` (the
+    /// whole file when `length` is nil), each with the servers that hold it, preferred first.
+    public func readPlan(_ path: BlobPath, offset: Int64 = 0, length: Int64? = nil) async throws -> ReadPlan {
+        var query = "/v1/files/plan?path=\(Self.query(path.value))"
+        if offset > 0 { query += "&offset=\(offset)" }
+        if let length { query += "&length=\(length)" }
+        return try await master("GET", query, as: ReadPlan.self)
+    }
+
+    /// One page of live files under `prefix`, after the cursor `after`.
+    public func list(prefix: String, after: String? = nil, limit: Int = 1000) async throws -> FileListPage {
+        var query = "/v1/list?prefix=\(Self.query(prefix))&limit=\(limit)"
+        if let after { query += "&after=\(Self.query(after))" }
+        return try await master("GET", query, as: FileListPage.self)
+    }
+
+    /// Writes a tombstone: `path` disappears from stat and list.
+    public func delete(_ path: BlobPath) async throws -> FileVersion {
+        try await master("DELETE", "/v1/files?path=\(Self.query(path.value))", as: FileVersion.self)
+    }
+
+    /// Servers, their states and usage, and the ring epoch.
+    public func clusterStatus() async throws -> ClusterStatus {
+        try await master("GET", "/v1/cluster/status", as: ClusterStatus.self)
+    }
+
+    func place(_ chunks: [PlacementRequestEntry]) async throws -> PlacementReply {
+        try await master("POST", "/v1/placement", body: PlacementRequest(chunks: chunks), as: PlacementReply.self)
+    }
+
+    func acknowledge(_ acks: [ReplicaAcknowledgement]) async throws {
+        try await masterNoReply("POST", "/v1/replicas", body: ReplicaAcknowledgements(chunks: acks))
+    }
+
+    func commit(_ manifest: ManifestCommit) async throws -> FileVersion {
+        try await master("POST", "/v1/files", body: manifest, as: FileVersion.self)
+    }
+
+    func reportSuspect(_ replicas: [SuspectReplica]) async throws {
+        try await masterNoReply("POST", "/v1/replicas/suspect", body: SuspectReplicas(replicas: replicas))
+    }
+}

@@ -1,0 +1,189 @@
+import AsyncHTTPClient
+import BlobCore
+import Foundation
+import NIOCore
+
+/// Where a cluster is and how to sign requests to it.
+public struct ClusterAddress: Sendable, Hashable {
+    /// `http://HOST:PORT` of the master.
+    public var masterURL: String
+    public var secret: [UInt8]
+
+    public init(masterURL: String, secret: [UInt8]) {
+        self.masterURL = masterURL
+        self.secret = secret
+    }
+}
+
+/// Signed JSON requests to the master and frame transfers to chunk servers, over one
+/// AsyncHTTPClient. Every failure comes back as a ``BlobError`` whose message names the fix.
+public final class ClusterClient: Sendable {
+    public let address: ClusterAddress
+    let signer: RequestSigner
+    let http: HTTPClient
+    /// Deadline of one master request.
+    let masterTimeout: TimeAmount = .seconds(60)
+    /// Deadline of one chunk transfer (a 16 MiB frame over a slow link still fits).
+    let chunkTimeout: TimeAmount = .seconds(120)
+
+    /// A client with its own connection pool; call ``shutdown()`` when done.
+    public init(address: ClusterAddress) throws {
+        self.address = address
+        signer = try RequestSigner(secret: address.secret)
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout.connect = .seconds(2)
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 16
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    public func shutdown() async throws {
+        try await http.shutdown()
+    }
+
+    // MARK: Master
+
+    /// A signed JSON request to the master; decodes the reply as `Reply`.
+    func master<Reply: Decodable>(_ method: String, _ pathAndQuery: String, body: (some Encodable)? = Optional<Int>.none,
+                                  as: Reply.Type) async throws -> Reply {
+        let bytes = try await masterBytes(method, pathAndQuery, body: body)
+        do {
+            return try JSONDecoder().decode(Reply.self, from: Data(bytes))
+        } catch {
+            throw BlobError(.internal, reason: "master.reply", "the master's reply to \(method) \(pathAndQuery) is not "
+                                + "what this client expects (\(error)); are client and master the same version?")
+        }
+    }
+
+    /// A signed request to the master that answers no body (204).
+    func masterNoReply(_ method: String, _ pathAndQuery: String, body: some Encodable) async throws {
+        _ = try await masterBytes(method, pathAndQuery, body: body)
+    }
+
+    func masterBytes(_ method: String, _ pathAndQuery: String, body: (some Encodable)?) async throws -> [UInt8] {
+        var request = HTTPClientRequest(url: address.masterURL + pathAndQuery)
+        request.method = .RAW(value: method)
+        request.headers.add(name: "Authorization", value: token(method: method, pathAndQuery: pathAndQuery))
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
+        }
+        let response: HTTPClientResponse
+        do {
+            response = try await http.execute(request, timeout: masterTimeout)
+        } catch {
+            throw BlobError(.unavailable, reason: "master.unreachable",
+                            "cannot reach the master at \(address.masterURL) (\(Self.describe(error))); start a local "
+                                + "cluster with `blobctl dev up`, or point --master / BLOBCTL_MASTER at a running one",
+                            underlying: error)
+        }
+        let body = try await response.body.collect(upTo: 256 << 20)
+        let bytes = Array(body.readableBytesView)
+        guard (200..<300).contains(response.status.code) else {
+            throw Self.error(from: bytes, status: response.status.code, peer: "the master")
+        }
+        return bytes
+    }
+
+    // MARK: Chunk servers
+
+    /// Writes a frame to `targets[0]`, which forwards to the others; `quorum` copies must be durable.
+    func putChunk(_ frame: [UInt8], id: ChunkID, targets: [ServerEndpoint], quorum: Int) async throws -> ChunkWriteResult {
+        var path = "/v1/chunks/\(id.hex)"
+        if targets.count > 1 {
+            path += "?replicas=" + targets.dropFirst().map(\.address).joined(separator: ",") + "&quorum=\(quorum)"
+        }
+        var request = HTTPClientRequest(url: "http://\(targets[0].address)\(path)")
+        request.method = .PUT
+        request.headers.add(name: "Authorization", value: token(method: "PUT", pathAndQuery: path))
+        request.headers.add(name: "Content-Type", value: "application/x-blob-frame")
+        request.body = .bytes(ByteBuffer(bytes: frame))
+        let response: HTTPClientResponse
+        do {
+            response = try await http.execute(request, timeout: chunkTimeout)
+        } catch {
+            throw BlobError(.unavailable, reason: "chunkserver.unreachable",
+                            "chunk server \(targets[0].id) at \(targets[0].address): \(Self.describe(error))", underlying: error)
+        }
+        let bytes = Array(try await response.body.collect(upTo: 1 << 20).readableBytesView)
+        if let result = try? JSONDecoder().decode(ChunkWriteResult.self, from: Data(bytes)),
+           (200..<300).contains(response.status.code) || response.status.code == 503 {
+            return result
+        }
+        throw Self.error(from: bytes, status: response.status.code, peer: "chunk server \(targets[0].id)")
+    }
+
+    /// Reads one chunk's frame from one server and returns its plain bytes, checked against `id`.
+    func getChunk(_ id: ChunkID, from server: ServerEndpoint, decompressor: ChunkDecompressor) async throws -> [UInt8] {
+        let path = "/v1/chunks/\(id.hex)"
+        var request = HTTPClientRequest(url: "http://\(server.address)\(path)")
+        request.headers.add(name: "Authorization", value: token(method: "GET", pathAndQuery: path))
+        let response: HTTPClientResponse
+        do {
+            response = try await http.execute(request, timeout: chunkTimeout)
+        } catch {
+            throw BlobError(.unavailable, reason: "chunkserver.unreachable",
+                            "chunk server \(server.id) at \(server.address): \(Self.describe(error))", underlying: error)
+        }
+        let body = try await response.body.collect(upTo: FrameHeader.byteCount + Limits.maxStoredByteCount)
+        guard response.status.code == 200 else {
+            throw Self.error(from: Array(body.readableBytesView), status: response.status.code, peer: "chunk server \(server.id)")
+        }
+        let result = body.withUnsafeReadableBytes { raw in
+            Result { () throws(FrameError) in try ChunkFrame.decode(raw, expectedID: id, decompressor: decompressor) }
+        }
+        switch result {
+        case .success(let plain): return plain
+        case .failure(let error):
+            throw BlobError(.corruptChunk, reason: error.reason,
+                            "chunk \(id.shortHex)… from \(server.id): \(error.message)", node: server.id)
+        }
+    }
+
+    // MARK: Helpers
+
+    func token(method: String, pathAndQuery: String) -> String {
+        signer.token(role: .client, method: method, pathAndQuery: pathAndQuery,
+                     expiry: Int64(Date().timeIntervalSince1970) + RequestSigner.defaultLifetimeSeconds)
+    }
+
+    /// The store's JSON error body as a ``BlobError``, or a plain one naming the status.
+    static func error(from body: [UInt8], status: UInt, peer: String) -> BlobError {
+        if var error = (try? JSONDecoder().decode(ErrorBody.self, from: Data(body)))?.error {
+            if error.code == .unauthenticated {
+                error.message += "; check that --secret-file (BLOBCTL_SECRET_FILE) holds this cluster's secret"
+            }
+            return error
+        }
+        return BlobError(status >= 500 ? .unavailable : .invalidArgument, reason: "http.status",
+                         "\(peer) answered HTTP \(status)")
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? HTTPClientError {
+            switch error {
+            case .connectTimeout: return "connection timed out"
+            case .deadlineExceeded, .readTimeout: return "no answer in time"
+            case .remoteConnectionClosed: return "the connection closed"
+            default: return "\(error)"
+            }
+        }
+        let text = "\(error)"
+        if text.contains("refused") { return "connection refused" }
+        return text
+    }
+
+    /// Percent-encodes a query value byte by byte (paths may hold any UTF-8).
+    static func query(_ value: String) -> String {
+        var out = ""
+        for byte in value.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "/"):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                out += "%" + (byte < 16 ? "0" : "") + String(byte, radix: 16, uppercase: true)
+            }
+        }
+        return out
+    }
+}

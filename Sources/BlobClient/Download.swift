@@ -1,0 +1,192 @@
+public import BlobCore
+import Crypto
+
+/// A byte range of a file, as `START-END` (inclusive, like HTTP), `START-` or `-LAST`.
+public enum ByteRange: Sendable, Hashable, CustomStringConvertible {
+    case from(Int64, through: Int64?)
+    case last(Int64)
+
+    /// Parses `START-END`, `START-` or `-LAST`.
+    public init(parsing text: String) throws {
+        let parts = text.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+        let bad = BlobError(.invalidArgument, reason: "range.syntax",
+                            "range \"\(text)\" is not START-END, START- or -LAST (bytes, END inclusive), e.g. 0-1048575")
+        guard parts.count == 2 else { throw bad }
+        if parts[0].isEmpty {
+            guard let last = Int64(parts[1]), last > 0 else { throw bad }
+            self = .last(last)
+            return
+        }
+        guard let start = Int64(parts[0]), start >= 0 else { throw bad }
+        if parts[1].isEmpty {
+            self = .from(start, through: nil)
+            return
+        }
+        guard let end = Int64(parts[1]), end >= start else {
+            throw BlobError(.invalidArgument, reason: "range.order", "range \"\(text)\" ends before it starts")
+        }
+        self = .from(start, through: end)
+    }
+
+    public var description: String {
+        switch self {
+        case .from(let start, let end): return "\(start)-\(end.map(String.init) ?? "")"
+        case .last(let n): return "-\(n)"
+        }
+    }
+
+    /// Offset and length within a file of `size` bytes; an end past the file is clamped, a
+    /// start at or past the end is an error.
+    public func resolve(size: Int64) throws -> (offset: Int64, length: Int64) {
+        switch self {
+        case .last(let n):
+            let length = min(n, size)
+            return (size - length, length)
+        case .from(let start, let end):
+            guard start < size else {
+                throw BlobError(.invalidArgument, reason: "range.invalid",
+                                "range \(self) starts at byte \(start) but the file has \(size) bytes; the last byte is \(size - 1)")
+            }
+            let last = min(end ?? (size - 1), size - 1)
+            return (start, last - start + 1)
+        }
+    }
+}
+
+/// Where a get writes.
+public enum GetDestination: Sendable {
+    /// A local file, written to a temporary file beside it and renamed into place at the end.
+    case file(String)
+    case standardOutput
+}
+
+public struct GetOptions: Sendable {
+    /// Chunks fetched ahead of the one being written (bounds memory).
+    public var readAhead: Int
+    public var range: ByteRange?
+
+    public init(readAhead: Int = 4, range: ByteRange? = nil) {
+        self.readAhead = readAhead
+        self.range = range
+    }
+}
+
+/// What a get did.
+public struct GetResult: Sendable, Hashable {
+    public var file: FileVersion
+    public var offset: Int64
+    public var byteCount: Int64
+    public var chunkCount: Int
+    /// Replica reads that failed and were retried on another replica.
+    public var failovers: Int
+}
+
+/// One chunk's plain bytes and what it took to get them.
+private struct FetchedChunk: Sendable {
+    var plain: [UInt8]
+    var suspects: [SuspectReplica]
+    var failovers: Int
+}
+
+extension ClusterClient {
+    /// Streams a file (or a range of it) in order, with a bounded read-ahead. Each chunk comes
+    /// from the first replica of its plan entry (the master rotates them, so reads spread over
+    /// the replicas) and is checked against its id; an error, a timeout or a mismatch moves on
+    /// to the next replica, and corrupt replicas are reported to the master. A whole-file get
+    /// also checks the file's SHA-256. A file destination appears only when complete.
+    public func get(_ path: BlobPath, to destination: GetDestination, options: GetOptions = GetOptions(),
+                    progress: (@Sendable (Int64, Int64) -> Void)? = nil) async throws -> GetResult {
+        var offset: Int64 = 0
+        var length: Int64?
+        switch options.range {
+        case nil: break
+        case .last(let count)?:
+            let file = try await stat(path)
+            (offset, length) = try ByteRange.last(count).resolve(size: file.size)
+        case .from(let start, let end)?:
+            offset = start
+            length = end.map { $0 - start + 1 }
+        }
+        let plan = try await readPlan(path, offset: offset, length: length)
+        if let range = options.range {
+            (offset, length) = try range.resolve(size: plan.file.size)
+        }
+        let end = length.map { offset + $0 } ?? plan.file.size
+        let writer = try LocalWriter(destination)
+        var result = GetResult(file: plan.file, offset: offset, byteCount: end - offset, chunkCount: plan.chunks.count, failovers: 0)
+        var window: [Task<FetchedChunk, any Error>] = []
+        do {
+            var wholeFile = options.range == nil ? SHA256() : nil
+            var next = 0
+            var written: Int64 = 0
+            var suspects: [SuspectReplica] = []
+            while next < plan.chunks.count || !window.isEmpty {
+                while next < plan.chunks.count && window.count < max(1, options.readAhead) {
+                    let entry = plan.chunks[next]
+                    window.append(Task { [self] in try await fetch(entry) })
+                    next += 1
+                }
+                let index = next - window.count
+                let fetched = try await window.removeFirst().value
+                let entry = plan.chunks[index].chunk
+                let from = Int(max(offset, entry.offset) - entry.offset)
+                let to = Int(min(end, entry.offset + entry.length) - entry.offset)
+                try fetched.plain.withUnsafeBytes { raw in
+                    let slice = UnsafeRawBufferPointer(rebasing: raw[from..<to])
+                    wholeFile?.update(bufferPointer: slice)
+                    try writer.write(slice)
+                }
+                written += Int64(to - from)
+                result.failovers += fetched.failovers
+                suspects += fetched.suspects
+                progress?(written, end - offset)
+            }
+            if !suspects.isEmpty { try? await reportSuspect(suspects) }
+            if let digest = wholeFile?.finalize() {
+                let hex = digest.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+                guard hex == plan.file.sha256 else {
+                    throw BlobError(.corruptChunk, reason: "file.sha256",
+                                    "\(path) read back with SHA-256 \(hex) but was stored with \(plan.file.sha256); nothing was written")
+                }
+            }
+            guard written == end - offset else {
+                throw BlobError(.internal, reason: "file.length", "read \(written) bytes of \(end - offset) of \(path)")
+            }
+            try writer.commit()
+        } catch {
+            for task in window { task.cancel() }
+            writer.abort()
+            throw error
+        }
+        return result
+    }
+
+    /// One chunk from the first replica that gives bytes matching its id.
+    private func fetch(_ entry: ReadPlanEntry) async throws -> FetchedChunk {
+        let id = entry.chunk.chunkID
+        guard !entry.replicas.isEmpty else {
+            throw BlobError(.insufficientReplicas, reason: "chunk.noReplica",
+                            "no live server holds chunk \(id.shortHex)… (bytes \(entry.chunk.offset)…); "
+                                + "check `blobctl cluster status` and restart the down servers")
+        }
+        let decompressor = ChunkDecompressor()
+        var suspects: [SuspectReplica] = []
+        var errors: [String] = []
+        for server in entry.replicas {
+            try Task.checkCancellation()
+            do {
+                let plain = try await getChunk(id, from: server, decompressor: decompressor)
+                guard plain.count == Int(entry.chunk.length) else {
+                    throw BlobError(.corruptChunk, reason: "chunk.length",
+                                    "chunk \(id.shortHex)… from \(server.id) has \(plain.count) bytes, the manifest says \(entry.chunk.length)")
+                }
+                return FetchedChunk(plain: plain, suspects: suspects, failovers: errors.count)
+            } catch let error as BlobError {
+                errors.append("\(server.id): \(error.message)")
+                suspects.append(SuspectReplica(id: id, serverID: server.id, code: error.code.rawValue))
+            }
+        }
+        throw BlobError(.unavailable, reason: "chunk.allReplicasFailed",
+                        "every replica of chunk \(id.shortHex)… failed: " + errors.joined(separator: "; "))
+    }
+}
