@@ -7,6 +7,10 @@ struct Blobctl: AsyncParsableCommand {
         commandName: "blobctl",
         abstract: "Blobstore: a distributed file and blob store.",
         version: "0.1.0",
-        subcommands: [MasterCommand.self, ChunkServerCommand.self, RingCommand.self, BenchCommand.self]
+        subcommands: [
+            PutCommand.self, GetCommand.self, ListCommand.self, StatCommand.self, RemoveCommand.self,
+            ClusterCommand.self, DevCommand.self, MasterCommand.self, ChunkServerCommand.self, RingCommand.self,
+            BenchCommand.self,
+        ]
     )
 }

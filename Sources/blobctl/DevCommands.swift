@@ -1,0 +1,326 @@
+import ArgumentParser
+import BlobClient
+import BlobCore
+import Foundation
+
+/// `blobctl dev up|down|status|env`: a local cluster of real processes on 127.0.0.1.
+struct DevCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dev",
+        abstract: "Run a local cluster: a master and chunk servers as background processes on 127.0.0.1.",
+        subcommands: [DevUpCommand.self, DevDownCommand.self, DevStatusCommand.self, DevEnvCommand.self]
+    )
+}
+
+struct DevDirectoryOption: ParsableArguments {
+    @Option(help: "Cluster directory: data, logs, secret and PIDs (default: $BLOBCTL_DEV_DIR or ~/.local/share/blobctl/dev).")
+    var dir: String?
+
+    var path: String {
+        let environment = ProcessInfo.processInfo.environment
+        let chosen = dir ?? environment["BLOBCTL_DEV_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? ((environment["XDG_DATA_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory() + "/.local/share")
+                + "/blobctl/dev")
+        return URL(fileURLWithPath: chosen).standardizedFileURL.path
+    }
+}
+
+/// What `dev up` started, saved as `DIR/cluster.json`.
+struct DevCluster: Codable {
+    struct Member: Codable {
+        var name: String
+        var role: String
+        var pid: Int32
+        var address: String
+        var dataDirectory: String
+        var log: String
+    }
+
+    var masterURL: String
+    var secretFile: String
+    var replicas: Int
+    var members: [Member]
+
+    static func file(_ dir: String) -> String { dir + "/cluster.json" }
+
+    static func load(_ dir: String) -> DevCluster? {
+        guard let data = FileManager.default.contents(atPath: file(dir)) else { return nil }
+        return try? JSONDecoder().decode(DevCluster.self, from: data)
+    }
+
+    func save(_ dir: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(self).write(to: URL(fileURLWithPath: Self.file(dir)), options: .atomic)
+    }
+
+    /// Whether `member` is still the process `dev up` started: alive, and its command line
+    /// names its own data directory (a recycled PID does not).
+    static func isRunning(_ member: Member) -> Bool {
+        guard kill(member.pid, 0) == 0 || errno == EPERM else { return false }
+        guard let data = FileManager.default.contents(atPath: "/proc/\(member.pid)/cmdline") else { return false }
+        let words = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        return words.contains(member.dataDirectory) && words.contains(member.role)
+    }
+
+    /// SIGTERM to every running member, a bounded wait, then SIGKILL to any left. Returns how
+    /// many were running.
+    func stop(timeout: Duration = .seconds(20)) async -> Int {
+        let running = members.filter(Self.isRunning)
+        // Chunk servers first, so none is left heartbeating to a master that is gone.
+        for member in running.sorted(by: { $0.role != "master" && $1.role == "master" }) {
+            kill(member.pid, SIGTERM)
+        }
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline, running.contains(where: Self.isRunning) {
+            reapChildren()
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        for member in running where Self.isRunning(member) { kill(member.pid, SIGKILL) }
+        reapChildren()
+        return running.count
+    }
+}
+
+/// Collects exited children of this process (a `dev up` that failed half-way).
+func reapChildren() {
+    var status: Int32 = 0
+    while waitpid(-1, &status, WNOHANG) > 0 {}
+}
+
+struct DevUpCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "up",
+        abstract: "Start (or reuse) a local cluster and make it the default for blobctl commands.",
+        discussion: """
+            Starts a master (embedded SQLite) and N chunk servers as background processes on \
+            127.0.0.1 (master on --port, servers on the ports after it), each with its own data \
+            directory under DIR, a generated cluster secret, logs in DIR/logs, and PIDs in \
+            DIR/cluster.json; waits until every server is registered and in the ring; writes the \
+            client config so plain `blobctl put` and `get` use this cluster. Data survives \
+            `dev down` and the next `dev up`. Running `up` again while it runs reuses it.
+            """
+    )
+
+    @OptionGroup var directory: DevDirectoryOption
+
+    @Option(help: "Chunk servers to start.")
+    var servers: Int = 3
+
+    @Option(help: "Replicas per chunk.")
+    var replicas: Int = 3
+
+    @Option(help: "Master port; chunk servers take the ports after it.")
+    var port: Int = 9400
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    func run() async throws {
+        guard replicas >= 1, servers >= replicas, servers <= 64 else {
+            throw CLIError.exit(CLIError(.usage, "need 1 <= --replicas <= --servers <= 64 (each replica on its own server), "
+                                         + "got \(replicas) replicas on \(servers) servers"), json: json)
+        }
+        guard port >= 1024, port + servers <= 65535 else {
+            throw CLIError.exit(CLIError(.usage, "--port must leave room for \(servers) chunk server ports after it (1024...\(65535 - servers))"),
+                                json: json)
+        }
+        let dir = directory.path
+        do {
+            let cluster = try await up(dir)
+            try ClientConfigFile(master: cluster.masterURL, secretFile: cluster.secretFile, devDirectory: dir).save()
+            if json {
+                try printJSON(cluster)
+            } else {
+                print("""
+                    local cluster up: master \(cluster.masterURL), \(cluster.members.count - 1) chunk servers, \
+                    \(cluster.replicas) replicas; data and logs in \(dir)
+                    try:   blobctl put FILE some/path   then   blobctl get some/path COPY
+                    stop:  blobctl dev down\(directory.dir == nil ? "" : " --dir \(dir)")
+                    """)
+            }
+        } catch {
+            throw CLIError.exit(error, json: json)
+        }
+    }
+
+    func up(_ dir: String) async throws -> DevCluster {
+        if let existing = DevCluster.load(dir) {
+            if existing.members.allSatisfy(DevCluster.isRunning), (try? await waitUntilReady(existing, timeout: .seconds(5))) != nil {
+                if !json { FileHandle.standardError.write(Data("reusing the cluster already running in \(dir)\n".utf8)) }
+                return existing
+            }
+            _ = await existing.stop()
+        }
+        try FileManager.default.createDirectory(atPath: dir + "/logs", withIntermediateDirectories: true)
+        let secretFile = dir + "/secret"
+        if !FileManager.default.fileExists(atPath: secretFile) {
+            let secret = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+            guard FileManager.default.createFile(atPath: secretFile, contents: Data((secret + "\n").utf8),
+                                                 attributes: [.posixPermissions: 0o600]) else {
+                throw CLIError(.failure, "cannot write \(secretFile); check that \(dir) is writable")
+            }
+        }
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        let masterURL = "http://127.0.0.1:\(port)"
+        var cluster = DevCluster(masterURL: masterURL, secretFile: secretFile, replicas: replicas, members: [])
+        func start(name: String, role: String, address: String, arguments: [String]) throws {
+            let data = dir + "/" + name
+            let log = dir + "/logs/\(name).log"
+            let pid = try spawnDetached([executable, role, "--data", data, "--listen", address, "--secret-file", secretFile]
+                                        + arguments, log: log)
+            cluster.members.append(.init(name: name, role: role, pid: pid, address: address, dataDirectory: data, log: log))
+            try cluster.save(dir)
+        }
+        do {
+            try start(name: "master", role: "master", address: "127.0.0.1:\(port)",
+                      arguments: ["--replicas", "\(replicas)", "--heartbeat-interval", "1000", "--suspect-after", "3000",
+                                  "--down-after", "60000"])
+            for i in 1...servers {
+                try start(name: "cs-\(i)", role: "chunkserver", address: "127.0.0.1:\(port + i)",
+                          arguments: ["--zone", "zone-\(i)", "--master", masterURL, "--heartbeat-interval", "1000"])
+            }
+            try await waitUntilReady(cluster, timeout: .seconds(60))
+        } catch {
+            _ = await cluster.stop()
+            throw error
+        }
+        return cluster
+    }
+
+    /// Waits until the master answers and every chunk server is alive and in the ring.
+    func waitUntilReady(_ cluster: DevCluster, timeout: Duration) async throws {
+        let secret = RequestSigner.secret(fromFileText: (try? String(contentsOfFile: cluster.secretFile, encoding: .utf8)) ?? "")
+        let client = try ClusterClient(address: ClusterAddress(masterURL: cluster.masterURL, secret: secret))
+        defer { Task { try? await client.shutdown() } }
+        let deadline = ContinuousClock.now + timeout
+        var last = "the master did not answer"
+        while ContinuousClock.now < deadline {
+            reapChildren()
+            if let dead = cluster.members.first(where: { !DevCluster.isRunning($0) }) {
+                let tail = (try? String(contentsOfFile: dead.log, encoding: .utf8)).map { String($0.suffix(1500)) } ?? ""
+                throw CLIError(.failure, "\(dead.name) (\(dead.role) on \(dead.address)) exited; is the port taken? "
+                               + "Try --port with a free one. Its log, \(dead.log), ends with:\n\(tail)")
+            }
+            if let status = try? await client.clusterStatus() {
+                let ready = status.servers.filter { $0.state == .alive && $0.inRing }.count
+                if status.ringEpoch != nil && ready >= cluster.members.count - 1 { return }
+                last = "\(ready) of \(cluster.members.count - 1) chunk servers alive and in the ring"
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw CLIError(.unavailable, "the local cluster did not come up within \(timeout) (\(last)); see the logs in "
+                       + "\(cluster.members.first.map { URL(fileURLWithPath: $0.log).deletingLastPathComponent().path } ?? "")")
+    }
+}
+
+/// Starts a process in its own session (so a terminal's Ctrl-C or hang-up does not reach it),
+/// standard input from /dev/null, output appended to `log`. Returns its PID.
+func spawnDetached(_ arguments: [String], log: String) throws -> pid_t {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    // POSIX_SPAWN_SETSID (glibc, 0x80): a new session, detached from our terminal.
+    posix_spawnattr_setflags(&attributes, Int16(0x80))
+    let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+    defer { for p in argv { free(p) } }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, environ)
+    guard rc == 0 else {
+        throw CLIError(.failure, "cannot start \(arguments[0]): \(String(cString: strerror(rc)))")
+    }
+    return pid
+}
+
+struct DevDownCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "down", abstract: "Stop the local cluster's processes (by the PIDs `dev up` saved); data stays.")
+
+    @OptionGroup var directory: DevDirectoryOption
+
+    @Flag(help: "Also delete the cluster directory: data, logs and secret.")
+    var purge = false
+
+    func run() async throws {
+        let dir = directory.path
+        guard let cluster = DevCluster.load(dir) else {
+            print("no local cluster in \(dir)")
+            return
+        }
+        let stopped = await cluster.stop()
+        try? FileManager.default.removeItem(atPath: DevCluster.file(dir))
+        if purge { try? FileManager.default.removeItem(atPath: dir) }
+        if let config = ClientConfigFile.load(), config.devDirectory == dir {
+            try? FileManager.default.removeItem(atPath: ClientConfigFile.path)
+        }
+        print("stopped \(stopped) processes of the local cluster in \(dir)\(purge ? " and deleted its data" : "")")
+    }
+}
+
+struct DevStatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Show the local cluster's processes and whether they run.")
+
+    @OptionGroup var directory: DevDirectoryOption
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    struct Output: Encodable {
+        struct Process: Encodable {
+            var name: String
+            var role: String
+            var pid: Int32
+            var address: String
+            var running: Bool
+            var log: String
+        }
+        var directory: String
+        var masterURL: String?
+        var processes: [Process]
+    }
+
+    func run() async throws {
+        let dir = directory.path
+        guard let cluster = DevCluster.load(dir) else {
+            if json { try printJSON(Output(directory: dir, masterURL: nil, processes: [])) } else { print("no local cluster in \(dir); start one with `blobctl dev up`") }
+            throw ExitCode(ExitStatus.notFound.rawValue)
+        }
+        let processes = cluster.members.map {
+            Output.Process(name: $0.name, role: $0.role, pid: $0.pid, address: $0.address, running: DevCluster.isRunning($0), log: $0.log)
+        }
+        if json {
+            try printJSON(Output(directory: dir, masterURL: cluster.masterURL, processes: processes))
+        } else {
+            print("local cluster in \(dir), master \(cluster.masterURL)")
+            var rows = [["NAME", "ROLE", "PID", "ADDRESS", "STATE"]]
+            for p in processes { rows.append([p.name, p.role, "\(p.pid)", p.address, p.running ? "running" : "stopped"]) }
+            print(columns(rows))
+        }
+        if processes.contains(where: { !$0.running }) { throw ExitCode(ExitStatus.unavailable.rawValue) }
+    }
+}
+
+struct DevEnvCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "env", abstract: "Print shell exports that point blobctl at the local cluster: eval \"$(blobctl dev env)\".")
+
+    @OptionGroup var directory: DevDirectoryOption
+
+    func run() async throws {
+        let dir = directory.path
+        guard let cluster = DevCluster.load(dir) else {
+            FileHandle.standardError.write(Data("blobctl: error: no local cluster in \(dir); start one with `blobctl dev up`\n".utf8))
+            throw ExitCode(ExitStatus.notFound.rawValue)
+        }
+        func quoted(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+        print("export BLOBCTL_MASTER=\(quoted(cluster.masterURL))")
+        print("export BLOBCTL_SECRET_FILE=\(quoted(cluster.secretFile))")
+    }
+}
