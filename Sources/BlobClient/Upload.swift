@@ -51,6 +51,8 @@ public struct PutResult: Sendable, Hashable {
     public var chunkCount: Int
     /// Chunks this put sent (the others were already in the cluster, or repeated in the file).
     public var newChunkCount: Int
+    /// Plain bytes of the chunks this put sent.
+    public var newBytes: Int64
     /// Frame bytes this put sent to chunk servers (each chunk once; servers forward the copies).
     public var sentBytes: Int64
     /// Bytes newly written to disks, all replicas together.
@@ -66,6 +68,7 @@ private struct PendingChunk: Sendable {
 /// One chunk written: the acknowledgement to give the master and what it cost.
 private struct ChunkWritten: Sendable {
     var acknowledgement: ReplicaAcknowledgement?
+    var plainBytes: Int64
     var sentBytes: Int64
     var storedBytes: Int64
 }
@@ -114,7 +117,7 @@ extension ClusterClient {
         let version = try await commit(ManifestCommit(path: path, size: size, contentType: options.contentType,
                                                       sha256: sha256, chunks: entries))
         return PutResult(file: version, chunkCount: entries.count, newChunkCount: session.newChunks,
-                         sentBytes: session.sentBytes, storedBytes: session.storedBytes)
+                         newBytes: session.newBytes, sentBytes: session.sentBytes, storedBytes: session.storedBytes)
     }
 }
 
@@ -127,9 +130,11 @@ private struct UploadSession {
     var window: [Task<ChunkWritten, any Error>] = []
     var acknowledgements: [ReplicaAcknowledgement] = []
     var newChunks = 0
+    var newBytes: Int64 = 0
     var sentBytes: Int64 = 0
     var storedBytes: Int64 = 0
-    static let acknowledgementBatch = 16
+    /// Small, so that an interrupted put loses little: acknowledged chunks are not sent again.
+    static let acknowledgementBatch = 4
 
     init(client: ClusterClient, options: PutOptions) {
         self.client = client
@@ -185,6 +190,7 @@ private struct UploadSession {
         sentBytes += written.sentBytes
         storedBytes += written.storedBytes
         newChunks += 1
+        newBytes += written.plainBytes
         if let ack = written.acknowledgement { acknowledgements.append(ack) }
         if acknowledgements.count >= Self.acknowledgementBatch {
             try await flushAcknowledgements()
@@ -215,7 +221,7 @@ private struct UploadSession {
                                                      storedByteCount: Int64(frame.count),
                                                      serverIDs: result.storedServerIDs)
                     let stored = result.alreadyPresent ? 0 : Int64(frame.count) * Int64(result.storedServerIDs.count)
-                    return ChunkWritten(acknowledgement: ack, sentBytes: Int64(frame.count), storedBytes: stored)
+                    return ChunkWritten(acknowledgement: ack, plainBytes: Int64(chunk.bytes.count), sentBytes: Int64(frame.count), storedBytes: stored)
                 }
                 let failures = result.failed.map { "\($0.target): \($0.message)" }.joined(separator: "; ")
                 lastError = BlobError(.insufficientReplicas, reason: "chunk.quorum",

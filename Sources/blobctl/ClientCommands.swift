@@ -39,6 +39,8 @@ struct PutCommand: AsyncParsableCommand {
         var sentBytes: Int64
         var chunks: Int
         var newChunks: Int
+        /// Plain bytes of the chunks sent.
+        var newBytes: Int64
         var sha256: String
         var version: Int64
         var contentType: String
@@ -83,7 +85,7 @@ struct PutCommand: AsyncParsableCommand {
         let seconds = (ContinuousClock.now - start).inSeconds
         let output = Output(path: result.file.path.value, size: result.file.size, storedBytes: result.storedBytes,
                             sentBytes: result.sentBytes, chunks: result.chunkCount, newChunks: result.newChunkCount,
-                            sha256: result.file.sha256, version: result.file.version, contentType: result.file.contentType,
+                            newBytes: result.newBytes, sha256: result.file.sha256, version: result.file.version, contentType: result.file.contentType,
                             seconds: seconds)
         if json {
             try printJSON(output)

@@ -223,6 +223,12 @@ func spawnDetached(_ arguments: [String], log: String) throws -> pid_t {
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
     posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    // Nothing else of ours leaks in: a parent watching a pipe for our exit (Foundation's Process
+    // does) would otherwise wait for the daemons too.
+    let inherited = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap { Int32($0) }
+    for fd in inherited where fd > 2 && fcntl(fd, F_GETFD) >= 0 {
+        posix_spawn_file_actions_addclose(&actions, fd)
+    }
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
     defer { posix_spawnattr_destroy(&attributes) }

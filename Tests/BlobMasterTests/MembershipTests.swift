@@ -95,6 +95,43 @@ struct MembershipTests {
         }
     }
 
+    @Test("with too few alive servers, suspect ones fill the write targets; down ones never do")
+    func suspectServersFillIn() async throws {
+        let policy = LivenessPolicy(heartbeatInterval: .milliseconds(10), suspectAfter: .milliseconds(300),
+                                    downAfter: .milliseconds(60_000))
+        try await Self.withMembership(servers: 3, zones: 3, policy: policy) { membership, _ in
+            let deadline = ContinuousClock.now + .seconds(10)
+            while await membership.state(of: "cs-2") != .suspect && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            // All three are silent now; cs-0 heartbeats, so it alone is alive.
+            try await Self.heartbeat(membership, 0, sequence: 1)
+            #expect(await membership.state(of: "cs-0") == .alive)
+            #expect(await membership.state(of: "cs-2") == .suspect)
+            let reply = try await membership.place(Self.ids.map { PlacementRequestEntry(id: $0, plainByteCount: 1) })
+            for answer in reply.chunks {
+                #expect(answer.targets.count == 3, "suspect servers still take writes when nothing else can")
+                #expect(answer.targets.first?.id == "cs-0", "the alive server leads")
+            }
+        }
+        let quick = LivenessPolicy(heartbeatInterval: .milliseconds(10), suspectAfter: .milliseconds(100),
+                                   downAfter: .milliseconds(300))
+        try await Self.withMembership(servers: 3, zones: 3, policy: quick) { membership, _ in
+            let deadline = ContinuousClock.now + .seconds(10)
+            while await membership.state(of: "cs-2") != .down && ContinuousClock.now < deadline {
+                try await Self.heartbeat(membership, 0, sequence: 1)
+                try await Self.heartbeat(membership, 1, sequence: 1)
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            try await Self.heartbeat(membership, 0, sequence: 2)
+            try await Self.heartbeat(membership, 1, sequence: 2)
+            let reply = try await membership.place(Self.ids.map { PlacementRequestEntry(id: $0, plainByteCount: 1) })
+            for answer in reply.chunks {
+                #expect(answer.targets.count == 2 && !answer.targets.contains { $0.id == "cs-2" }, "a down server is never a target")
+            }
+        }
+    }
+
     @Test("chunks with R live holders are present; with a holder down they are placed again")
     func presence() async throws {
         let policy = LivenessPolicy(heartbeatInterval: .milliseconds(10), suspectAfter: .milliseconds(800),

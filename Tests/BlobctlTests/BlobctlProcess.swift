@@ -26,10 +26,12 @@ struct BlobctlProcess {
     }
 
     /// Runs `blobctl args...`, waits at most `timeout`, and returns its status and output.
-    static func run(_ args: [String], timeout: Duration = .seconds(120)) async throws -> Output {
+    static func run(_ args: [String], timeout: Duration = .seconds(120), environment: [String: String] = [:],
+                    standardInput: URL? = nil, standardOutput: URL? = nil) async throws -> Output {
         let process = Process()
         process.executableURL = try executableURL
         process.arguments = args
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("blobctl-out-\(UUID().uuidString)")
         let err = FileManager.default.temporaryDirectory.appendingPathComponent("blobctl-err-\(UUID().uuidString)")
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
@@ -38,9 +40,10 @@ struct BlobctlProcess {
             try? FileManager.default.removeItem(at: out)
             try? FileManager.default.removeItem(at: err)
         }
-        process.standardOutput = try FileHandle(forWritingTo: out)
+        if let standardOutput { _ = FileManager.default.createFile(atPath: standardOutput.path, contents: nil) }
+        process.standardOutput = try FileHandle(forWritingTo: standardOutput ?? out)
         process.standardError = try FileHandle(forWritingTo: err)
-        process.standardInput = FileHandle.nullDevice
+        process.standardInput = try standardInput.map { try FileHandle(forReadingFrom: $0) } ?? FileHandle.nullDevice
         try process.run()
         let deadline = ContinuousClock.now + timeout
         while process.isRunning && ContinuousClock.now < deadline {

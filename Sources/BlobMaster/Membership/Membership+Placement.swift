@@ -24,21 +24,47 @@ extension Membership {
         return PlacementReply(ringEpoch: ring.epoch, replicaCount: ring.replicaCount, chunks: answers)
     }
 
-    /// The ring's replicas of the chunk's partition, in order, keeping the usable ones; each
-    /// unusable one is replaced by the next usable member found in the following partitions
-    /// that keeps the failure domains distinct. Deterministic for a given ring and liveness.
+    /// The ring's replicas of the chunk's partition, in order, keeping the usable (alive) ones;
+    /// each unusable one is replaced by the next usable member found in the following
+    /// partitions that keeps the failure domains distinct. When too few servers are alive,
+    /// suspect or unknown ones (late heartbeats: often just busy) fill the rest rather than
+    /// leaving the write with fewer copies; down ones never. Deterministic for a given ring and
+    /// liveness.
     func writeTargets(for id: ChunkID, in ring: PlacementRing) -> [String] {
-        let key: (RingMember) -> String = { ring.failureDomain == .zone ? $0.zone : $0.id }
+        let strict = targets(for: id, in: ring) { self.isUsable($0) }
+        guard strict.count < ring.replicaCount else { return strict }
+        let relaxed = targets(for: id, in: ring) { self.state(of: $0) != .down }
+        let key = Self.domainKey(ring)
+        let byID = Dictionary(ring.members.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        var chosen = strict
+        var domains = Set(strict.compactMap { byID[$0].map(key) })
+        for candidate in relaxed where chosen.count < ring.replicaCount && !chosen.contains(candidate) {
+            guard let member = byID[candidate], domains.insert(key(member)).inserted else { continue }
+            chosen.append(candidate)
+        }
+        return chosen
+    }
+
+    static func domainKey(_ ring: PlacementRing) -> (RingMember) -> String {
+        ring.failureDomain == .zone ? { $0.zone } : { $0.id }
+    }
+
+    /// Walks the ring from the chunk's partition, keeping members that pass `usable`, until R
+    /// distinct failure domains or every domain that could qualify is taken.
+    func targets(for id: ChunkID, in ring: PlacementRing, usable: (String) -> Bool) -> [String] {
+        let key = Self.domainKey(ring)
         let partition = ring.partition(for: id)
         let wanted = ring.replicaIndices(forPartition: partition).map { ring.members[Int($0)] }
-        var chosen = wanted.filter { isUsable($0.id) }
+        var chosen = wanted.filter { usable($0.id) }
         var domains = Set(chosen.map(key))
+        let reachable = Set(ring.members.filter { $0.weight > 0 && usable($0.id) }.map(key)).union(domains).count
+        let limit = min(ring.replicaCount, reachable)
         var step = 1
-        while chosen.count < ring.replicaCount && step < ring.partitionCount {
+        while chosen.count < limit && step < ring.partitionCount {
             let next = (partition + step) % ring.partitionCount
             for index in ring.replicaIndices(forPartition: next) where chosen.count < ring.replicaCount {
                 let member = ring.members[Int(index)]
-                guard member.weight > 0, isUsable(member.id), !domains.contains(key(member)),
+                guard member.weight > 0, usable(member.id), !domains.contains(key(member)),
                       !wanted.contains(where: { $0.id == member.id }) else { continue }
                 chosen.append(member)
                 domains.insert(key(member))

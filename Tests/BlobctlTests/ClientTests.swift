@@ -1,0 +1,311 @@
+import BlobCore
+import Foundation
+import Testing
+
+/// `blobctl put/get/ls/stat/rm` as a user runs them, against a master and chunk servers that
+/// are separate processes on 127.0.0.1.
+@Suite("blobctl put and get", .timeLimit(.minutes(10)))
+struct ClientTests {
+    /// A cluster, and a way to run client commands pointed at it by flags.
+    struct Cluster {
+        let master: DaemonProcess
+        let servers: [DaemonProcess]
+        let client: TestClient
+        let dir: URL
+
+        var flags: [String] { ["--master", "http://\(master.address)", "--secret-file", dir.appendingPathComponent("secret").path] }
+        /// No user config leaks in, and none is written.
+        var environment: [String: String] { ["BLOBCTL_CONFIG": dir.appendingPathComponent("no-config.json").path] }
+
+        func run(_ args: [String], stdin: URL? = nil, stdout: URL? = nil) async throws -> BlobctlProcess.Output {
+            try await BlobctlProcess.run(args + flags, timeout: .seconds(300), environment: environment,
+                                         standardInput: stdin, standardOutput: stdout)
+        }
+
+        /// `put --json`, which must succeed; returns its fields.
+        func put(_ local: URL, _ path: String) async throws -> [String: Any] {
+            let out = try await run(["put", local.path, path, "--json"])
+            guard out.status == 0 else { throw TestFailure("put \(path) failed (\(out.status)): \(out.stderr)") }
+            return try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any] ?? [:]
+        }
+
+        /// `get` to a file, which must succeed.
+        func get(_ path: String, _ local: URL, _ extra: [String] = []) async throws {
+            let out = try await run(["get", path, local.path] + extra)
+            guard out.status == 0 else { throw TestFailure("get \(path) failed (\(out.status)): \(out.stderr)") }
+        }
+
+        func stat(_ path: String) async throws -> [String: Any] {
+            let out = try await run(["stat", path, "--json"])
+            guard out.status == 0 else { throw TestFailure("stat \(path) failed (\(out.status)): \(out.stderr)") }
+            return try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any] ?? [:]
+        }
+    }
+
+    /// A master and `servers` chunk servers, the ring built; all stopped by PID afterwards.
+    static func withCluster<T>(servers: Int = 3, _ body: (Cluster) async throws -> T) async throws -> T {
+        try await MasterTests.withCluster(servers: servers) { master, servers, client, dir in
+            let ready = try await ChunkServerFaultTests.eventually(within: .seconds(20)) {
+                let status = try await MasterTests.status(client, master)
+                return status.ringEpoch != nil && status.servers.filter { $0.state == .alive && $0.inRing }.count == servers.count
+            }
+            guard ready else { throw TestFailure("the cluster did not form") }
+            return try await body(Cluster(master: master, servers: servers, client: client, dir: dir))
+        }
+    }
+
+    /// Writes `byteCount` bytes of synthetic data (random or log text) in pieces.
+    static func makeFile(_ url: URL, byteCount: Int, logs: Bool = false, seed: UInt64) throws {
+        _ = FileManager.default.createFile(atPath: url.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: url)
+        defer { try? handle.close() }
+        var written = 0
+        var piece: UInt64 = 0
+        while written < byteCount {
+            let n = min(8 << 20, byteCount - written)
+            let bytes = logs ? SyntheticData.logs(byteCount: n, seed: seed &* 1000 &+ piece)
+                             : SyntheticData.random(byteCount: n, seed: seed &* 1000 &+ piece)
+            try handle.write(contentsOf: bytes)
+            written += n
+            piece += 1
+        }
+    }
+
+    /// Whether two files hold the same bytes, compared piece by piece.
+    static func sameBytes(_ a: URL, _ b: URL) throws -> Bool {
+        let ha = try FileHandle(forReadingFrom: a)
+        let hb = try FileHandle(forReadingFrom: b)
+        defer {
+            try? ha.close()
+            try? hb.close()
+        }
+        while true {
+            let x = try ha.read(upToCount: 4 << 20) ?? Data()
+            let y = try hb.read(upToCount: 4 << 20) ?? Data()
+            if x != y { return false }
+            if x.isEmpty { return true }
+        }
+    }
+
+    static func bytes(_ url: URL, _ range: Range<Int>) throws -> Data {
+        let handle = try FileHandle(forReadingFrom: url)
+        defer { try? handle.close() }
+        try handle.seek(toOffset: UInt64(range.lowerBound))
+        return try handle.read(upToCount: range.count) ?? Data()
+    }
+
+    @Test("round trips of 0 B, 1 B, one chunk, and hundreds of MiB of random and log data are identical")
+    func roundTrips() async throws {
+        try await Self.withCluster { cluster in
+            let dir = cluster.dir
+            let cases: [(String, Int, Bool)] = [("empty", 0, false), ("one-byte", 1, false), ("one-chunk", 256 << 10, false),
+                                                ("random.bin", 200 << 20, false), ("logs.log", 100 << 20, true)]
+            for (i, (name, size, logs)) in cases.enumerated() {
+                let local = dir.appendingPathComponent(name)
+                try Self.makeFile(local, byteCount: size, logs: logs, seed: UInt64(i + 1))
+                let put = try await cluster.put(local, "round/\(name)")
+                #expect(put["size"] as? Int == size)
+                if name == "one-chunk" { #expect(put["chunks"] as? Int == 1) }
+                if name == "empty" { #expect(put["chunks"] as? Int == 0) }
+                let copy = dir.appendingPathComponent(name + ".copy")
+                try await cluster.get("round/\(name)", copy)
+                #expect(try Self.sameBytes(local, copy), "\(name) came back identical")
+                try? FileManager.default.removeItem(at: copy)
+                if logs {
+                    let stat = try await cluster.stat("round/\(name)")
+                    let stored = stat["stored_bytes"] as? Int ?? 0
+                    #expect(stored > 0 && stored < size, "log text is stored compressed: \(stored) bytes on disks for \(size)")
+                    #expect(put["content_type"] as? String == "text/plain; charset=utf-8")
+                }
+            }
+            let ls = try await cluster.run(["ls", "round/"])
+            #expect(ls.stdout.split(separator: "\n").map(String.init) == cases.map { "round/\($0.0)" }.sorted())
+        }
+    }
+
+    @Test("ranges at the start, the end and across chunk boundaries; invalid ranges are refused")
+    func ranges() async throws {
+        try await Self.withCluster { cluster in
+            let local = cluster.dir.appendingPathComponent("ranged.bin")
+            let size = 12 << 20
+            try Self.makeFile(local, byteCount: size, seed: 7)
+            _ = try await cluster.put(local, "ranged.bin")
+            let chunks = try await cluster.stat("ranged.bin")["chunks"] as? [[String: Any]] ?? []
+            #expect(chunks.count >= 3)
+            let boundary = chunks[1]["offset"] as? Int ?? 0
+            let secondBoundary = chunks[2]["offset"] as? Int ?? 0
+            let cases: [(String, Range<Int>)] = [
+                ("0-99", 0..<100), ("\(size - 100)-", (size - 100)..<size), ("-100", (size - 100)..<size),
+                ("\(boundary - 10)-\(boundary + 9)", (boundary - 10)..<(boundary + 10)),
+                ("\(boundary - 1)-\(secondBoundary)", (boundary - 1)..<(secondBoundary + 1)),
+                ("\(size - 5)-\(size + 1000)", (size - 5)..<size),
+            ]
+            for (text, expected) in cases {
+                let out = cluster.dir.appendingPathComponent("range.out")
+                try await cluster.get("ranged.bin", out, ["--range=\(text)"])
+                #expect(try Data(contentsOf: out) == (try Self.bytes(local, expected)), "range \(text)")
+            }
+            for bad in ["\(size)-", "\(size + 10)-\(size + 20)", "10-5", "abc", "5"] {
+                let out = try await cluster.run(["get", "ranged.bin", "-", "--range=\(bad)"])
+                #expect(out.status != 0 && out.stderr.contains("range"), "range \(bad): \(out.stderr)")
+            }
+        }
+    }
+
+    @Test("a second put of the same file sends nothing; a log grown by 1% sends under 5% of its size")
+    func deduplication() async throws {
+        try await Self.withCluster { cluster in
+            let local = cluster.dir.appendingPathComponent("day.log")
+            let size = 20 << 20
+            try Self.makeFile(local, byteCount: size, logs: true, seed: 3)
+            let first = try await cluster.put(local, "logs/day.log")
+            #expect(first["new_chunks"] as? Int == first["chunks"] as? Int)
+            let second = try await cluster.put(local, "logs/day-again.log")
+            #expect(second["new_chunks"] as? Int == 0 && second["sent_bytes"] as? Int == 0 && second["stored_bytes"] as? Int == 0)
+            let handle = try FileHandle(forWritingTo: local)
+            try handle.seekToEnd()
+            try handle.write(contentsOf: SyntheticData.logs(byteCount: size / 100, seed: 99))
+            try handle.close()
+            let grown = try await cluster.put(local, "logs/day.log")
+            let sent = grown["new_bytes"] as? Int ?? Int.max
+            #expect(sent <= (size + size / 100) / 20, "a 1% append sent \(sent) plain bytes of \(size + size / 100)")
+            #expect(grown["version"] as? Int == 2)
+            let copy = cluster.dir.appendingPathComponent("day.copy")
+            try await cluster.get("logs/day.log", copy)
+            #expect(try Self.sameBytes(local, copy))
+        }
+    }
+
+    @Test("kill -9 of one chunk server: every file still reads back identical")
+    func readsSurviveAKilledServer() async throws {
+        try await Self.withCluster { cluster in
+            var files: [(URL, String)] = []
+            for i in 0..<4 {
+                let local = cluster.dir.appendingPathComponent("f\(i)")
+                try Self.makeFile(local, byteCount: (3 + i) << 20, logs: i % 2 == 0, seed: UInt64(20 + i))
+                _ = try await cluster.put(local, "survive/f\(i)")
+                files.append((local, "survive/f\(i)"))
+            }
+            try await cluster.servers[1].kill()
+            for (local, path) in files {
+                let copy = cluster.dir.appendingPathComponent("copy")
+                let out = try await cluster.run(["get", path, copy.path, "--json"])
+                #expect(out.status == 0, "\(out.stderr)")
+                #expect(try Self.sameBytes(local, copy), "\(path) identical with a server killed")
+            }
+        }
+    }
+
+    @Test("a put killed half-way, run again, sends only the chunks that are missing")
+    func resumeAfterKilledPut() async throws {
+        try await Self.withCluster { cluster in
+            let local = cluster.dir.appendingPathComponent("big.bin")
+            try Self.makeFile(local, byteCount: 120 << 20, seed: 11)
+            let process = Process()
+            process.executableURL = try BlobctlProcess.executableURL
+            process.arguments = ["put", local.path, "big.bin", "--in-flight", "1"] + cluster.flags
+            process.environment = ProcessInfo.processInfo.environment.merging(cluster.environment) { $1 }
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            // Kill once the servers hold at least 24 chunks and the put is still running.
+            let server = cluster.servers[0]
+            let started = try await ChunkServerFaultTests.eventually(within: .seconds(120)) {
+                let reply = try await cluster.client.send(.GET, server.address, "/v1/status")
+                let status = try reply.json(ChunkServerStatus.self)
+                return status.chunkCount >= 24 || !process.isRunning
+            }
+            #expect(started && process.isRunning, "the put was still running when killed")
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            let rerun = try await cluster.put(local, "big.bin")
+            let total = rerun["chunks"] as? Int ?? 0
+            let sent = rerun["new_chunks"] as? Int ?? Int.max
+            #expect(total > 60 && sent <= total - 16, "the re-run sent \(sent) of \(total) chunks")
+            let copy = cluster.dir.appendingPathComponent("big.copy")
+            try await cluster.get("big.bin", copy)
+            #expect(try Self.sameBytes(local, copy))
+        }
+    }
+
+    @Test("8 concurrent puts and gets to different paths, and 8 concurrent puts to one path")
+    func concurrentClients() async throws {
+        try await Self.withCluster { cluster in
+            let sources = try (0..<8).map { i in
+                let url = cluster.dir.appendingPathComponent("c\(i)")
+                try Self.makeFile(url, byteCount: (2 << 20) + i * 100_000, logs: i % 2 == 1, seed: UInt64(40 + i))
+                return url
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (i, url) in sources.enumerated() {
+                    group.addTask { _ = try await cluster.put(url, "many/\(i)") }
+                    group.addTask { _ = try await cluster.put(url, "same") }
+                }
+                try await group.waitForAll()
+            }
+            let results = LockedList<Bool>()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (i, url) in sources.enumerated() {
+                    group.addTask {
+                        let copy = cluster.dir.appendingPathComponent("c\(i).copy")
+                        try await cluster.get("many/\(i)", copy)
+                        results.append(try Self.sameBytes(url, copy))
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(results.items.count == 8 && results.items.allSatisfy { $0 })
+            let same = cluster.dir.appendingPathComponent("same.copy")
+            try await cluster.get("same", same)
+            #expect(try sources.contains { try Self.sameBytes($0, same) }, "the path holds one whole version, not a mix")
+            #expect(try await cluster.stat("same")["version"] as? Int == 8)
+        }
+    }
+
+    @Test("put from standard input and get to standard output")
+    func standardStreams() async throws {
+        try await Self.withCluster { cluster in
+            let local = cluster.dir.appendingPathComponent("piped.log")
+            try Self.makeFile(local, byteCount: 9 << 20, logs: true, seed: 5)
+            let put = try await cluster.run(["put", "-", "piped/in.log"], stdin: local)
+            #expect(put.status == 0, "\(put.stderr)")
+            let out = cluster.dir.appendingPathComponent("piped.out")
+            let get = try await cluster.run(["get", "piped/in.log", "-"], stdout: out)
+            #expect(get.status == 0, "\(get.stderr)")
+            #expect(try Self.sameBytes(local, out))
+            let rm = try await cluster.run(["rm", "piped/in.log"])
+            #expect(rm.status == 0)
+            let gone = try await cluster.run(["stat", "piped/in.log"])
+            #expect(gone.status == 2 && gone.stderr.contains("no file"))
+        }
+    }
+
+    @Test("bad input: missing file, invalid path, unreachable master, wrong secret, no cluster")
+    func badInput() async throws {
+        try await Self.withCluster(servers: 3) { cluster in
+            let missing = try await cluster.run(["put", cluster.dir.appendingPathComponent("nope").path, "x"])
+            #expect(missing.status == 2 && missing.stderr.contains("cannot read") && missing.stderr.contains("nope"))
+            let local = cluster.dir.appendingPathComponent("small")
+            try Self.makeFile(local, byteCount: 1000, seed: 1)
+            for path in ["../etc/passwd", "a//b", "/abs", "a/./b", ""] {
+                let out = try await cluster.run(["put", local.path, path])
+                #expect(out.status == 64 && out.stderr.contains("path"), "path \(path): \(out.stderr)")
+            }
+            let secret = cluster.dir.appendingPathComponent("secret").path
+            let unreachable = try await BlobctlProcess.run(
+                ["put", local.path, "x", "--master", "http://127.0.0.1:1", "--secret-file", secret], environment: cluster.environment)
+            #expect(unreachable.status == 3 && unreachable.stderr.contains("cannot reach the master")
+                    && unreachable.stderr.contains("blobctl dev up"), "\(unreachable.stderr)")
+            let wrong = cluster.dir.appendingPathComponent("wrong-secret")
+            try Data(String(repeating: "w", count: 32).utf8).write(to: wrong)
+            let denied = try await BlobctlProcess.run(
+                ["ls", "--master", "http://\(cluster.master.address)", "--secret-file", wrong.path], environment: cluster.environment)
+            #expect(denied.status == 4 && denied.stderr.contains("secret"), "\(denied.stderr)")
+            let none = try await BlobctlProcess.run(["ls"], environment: cluster.environment.merging(
+                ["BLOBCTL_MASTER": "", "BLOBCTL_SECRET_FILE": ""]) { $1 }.filter { !$0.value.isEmpty })
+            #expect(none.status != 0 && none.stderr.contains("blobctl dev up"), "\(none.stderr)")
+            let json = try await cluster.run(["get", "nothing-here", "-", "--json"])
+            #expect(json.status == 2 && json.stdout.contains("\"reason\":\"file.notFound\""), "\(json.stdout)")
+        }
+    }
+}
