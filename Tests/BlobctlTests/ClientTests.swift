@@ -44,7 +44,10 @@ struct ClientTests {
 
     /// A master and `servers` chunk servers, the ring built; all stopped by PID afterwards.
     static func withCluster<T>(servers: Int = 3, _ body: (Cluster) async throws -> T) async throws -> T {
-        try await MasterTests.withCluster(servers: servers) { master, servers, client, dir in
+        // Liveness slow enough that a machine loaded by many client processes does not make
+        // heartbeating servers look down, quick enough that a killed server is noticed.
+        let liveness = ["--heartbeat-interval", "200", "--suspect-after", "2000", "--down-after", "6000"]
+        return try await MasterTests.withCluster(servers: servers, liveness: liveness) { master, servers, client, dir in
             let ready = try await ChunkServerFaultTests.eventually(within: .seconds(20)) {
                 let status = try await MasterTests.status(client, master)
                 return status.ringEpoch != nil && status.servers.filter { $0.state == .alive && $0.inRing }.count == servers.count

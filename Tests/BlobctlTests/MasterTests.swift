@@ -10,12 +10,13 @@ struct MasterTests {
 
     /// A master and `servers` chunk servers registered with it; everything stopped by PID afterwards.
     static func withCluster<T>(
-        servers count: Int, _ body: (DaemonProcess, [DaemonProcess], TestClient, URL) async throws -> T
+        servers count: Int, liveness: [String] = fastLiveness,
+        _ body: (DaemonProcess, [DaemonProcess], TestClient, URL) async throws -> T
     ) async throws -> T {
         try await withChunkServers(0) { _, client, dir in
             let secretFile = dir.appendingPathComponent("secret")
             let master = DaemonProcess(dataDirectory: dir.appendingPathComponent("master"), secretFile: secretFile,
-                                       extraArguments: fastLiveness, role: "master")
+                                       extraArguments: liveness, role: "master")
             var servers: [DaemonProcess] = []
             do {
                 try await master.start()
