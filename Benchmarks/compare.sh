@@ -30,7 +30,7 @@ cleanup() {
 trap cleanup EXIT
 
 log "building blobctl (release)"
-(cd "$ROOT" && swift build -c release --product blobctl >/dev/null)
+(cd "$ROOT" && swift build -c release --static-swift-stdlib --product blobctl >/dev/null)
 
 pids_file() {  # "name pid" lines for the workload driver's RSS/CPU sampling
   python3 -c 'import json,sys; c=json.load(open(sys.argv[1]+"/cluster.json")); [print(m["name"], m["pid"]) for m in c["members"]]' "$1" > "$1/pids"

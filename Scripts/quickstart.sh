@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash Scripts/bootstrap.sh
-swift build -c release --product blobctl
+swift build -c release --static-swift-stdlib --product blobctl
 blobctl=.build/release/blobctl
 
 "$blobctl" dev up "$@"

@@ -64,10 +64,14 @@ public struct GetOptions: Sendable {
     /// Chunks fetched ahead of the one being written (bounds memory).
     public var readAhead: Int
     public var range: ByteRange?
+    /// Fsync the local file (and its directory) before it is renamed into place, so it survives
+    /// a power cut; off by default, like cp, curl and rsync (the cluster keeps the durable copy).
+    public var fsync: Bool
 
-    public init(readAhead: Int = 4, range: ByteRange? = nil) {
+    public init(readAhead: Int = 4, range: ByteRange? = nil, fsync: Bool = false) {
         self.readAhead = readAhead
         self.range = range
+        self.fsync = fsync
     }
 }
 
@@ -112,7 +116,7 @@ extension ClusterClient {
             (offset, length) = try range.resolve(size: plan.file.size)
         }
         let end = length.map { offset + $0 } ?? plan.file.size
-        let writer = try LocalWriter(destination)
+        let writer = try LocalWriter(destination, durable: options.fsync)
         var result = GetResult(file: plan.file, offset: offset, byteCount: end - offset, chunkCount: plan.chunks.count, failovers: 0)
         var window: [Task<FetchedChunk, any Error>] = []
         do {

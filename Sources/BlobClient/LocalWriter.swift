@@ -4,14 +4,17 @@ import Glibc
 #endif
 
 /// Writes a get's bytes: to standard output as they come, or to a temporary file beside the
-/// destination that is fsynced and renamed into place only when the whole get succeeded.
+/// destination that is renamed into place only when the whole get succeeded (fsynced first,
+/// with its directory after, when `durable`).
 final class LocalWriter {
     private let fd: Int32
     private let destination: String?
     private let temporary: String?
+    private let durable: Bool
     private var finished = false
 
-    init(_ target: GetDestination) throws {
+    init(_ target: GetDestination, durable: Bool) throws {
+        self.durable = durable
         switch target {
         case .standardOutput:
             fd = 1
@@ -58,13 +61,14 @@ final class LocalWriter {
     func commit() throws {
         guard let destination, let temporary else { return }
         finished = true
-        let synced = fsync(fd) == 0
+        let synced = !durable || fsync(fd) == 0
         let closed = close(fd) == 0
         guard synced, closed, rename(temporary, destination) == 0 else {
             let reason = String(cString: strerror(errno))
             unlink(temporary)
             throw BlobError(.io, reason: "local.commit", "cannot finish \(destination): \(reason)")
         }
+        guard durable else { return }
         let slash = destination.lastIndex(of: "/")
         let directory = slash.map { String(destination[..<$0]) } ?? "."
         let dirFD = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)

@@ -114,8 +114,9 @@ extension ClusterClient {
             throw error
         }
         let sha256 = wholeFile.finalize().map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
-        let version = try await commit(ManifestCommit(path: path, size: size, contentType: options.contentType,
-                                                      sha256: sha256, chunks: entries))
+        let manifest = ManifestCommit(path: path, size: size, contentType: options.contentType, sha256: sha256,
+                                      chunks: entries, acknowledgements: session.acknowledgements)
+        let version = try await commit(manifest)
         return PutResult(file: version, chunkCount: entries.count, newChunkCount: session.newChunks,
                          newBytes: session.newBytes, sentBytes: session.sentBytes, storedBytes: session.storedBytes)
     }
@@ -173,12 +174,11 @@ private struct UploadSession {
         }
     }
 
-    /// Waits for every chunk write and gives the master the last acknowledgements.
+    /// Waits for every chunk write; the acknowledgements left over go with the commit.
     mutating func finish() async throws {
         while !window.isEmpty {
             try await collectOldest()
         }
-        try await flushAcknowledgements()
     }
 
     func cancel() {

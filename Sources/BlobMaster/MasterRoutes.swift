@@ -106,11 +106,20 @@ struct MasterRoutes: Sendable {
     func acknowledge(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
         _ = try auth(request, [.client, .master])
         let acks = try await decodeJSONBody(ReplicaAcknowledgements.self, from: request, maxByteCount: Self.maxBodyByteCount)
-        guard acks.chunks.count <= Self.maxPlacementBatch else {
+        let byServer = try await reportsByServer(acks.chunks)
+        for (server, reports) in byServer.sorted(by: { $0.key < $1.key }) {
+            try await store.recordReplicas(reports, on: server, nowMilliseconds: Self.now())
+        }
+        return Response(status: .noContent)
+    }
+
+    /// Checks acknowledgements (batch size, sizes, known servers) and groups them by server.
+    func reportsByServer(_ acks: [ReplicaAcknowledgement]) async throws -> [String: [ReplicaReport]] {
+        guard acks.count <= Self.maxPlacementBatch else {
             throw BlobError(.invalidArgument, reason: "replicas.batch", "at most \(Self.maxPlacementBatch) chunks per request")
         }
         var byServer: [String: [ReplicaReport]] = [:]
-        for ack in acks.chunks {
+        for ack in acks {
             guard ack.plainByteCount >= 0, ack.plainByteCount <= Int64(Limits.maxChunkByteCount), ack.storedByteCount >= 0 else {
                 throw BlobError(.invalidArgument, reason: "replicas.size", "chunk \(ack.id.shortHex)… has an impossible size")
             }
@@ -122,16 +131,14 @@ struct MasterRoutes: Sendable {
                     chunkID: ack.id, plainByteCount: ack.plainByteCount, storedByteCount: ack.storedByteCount))
             }
         }
-        for (server, reports) in byServer.sorted(by: { $0.key < $1.key }) {
-            try await store.recordReplicas(reports, on: server, nowMilliseconds: Self.now())
-        }
-        return Response(status: .noContent)
+        return byServer
     }
 
     func commit(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
         _ = try auth(request, [.client, .master])
         let commit = try await decodeJSONBody(ManifestCommit.self, from: request, maxByteCount: Self.maxBodyByteCount)
-        let version = try await store.commit(commit, nowMilliseconds: Self.now())
+        let replicas = try await reportsByServer(commit.acknowledgements ?? [])
+        let version = try await store.commit(commit, recording: replicas, nowMilliseconds: Self.now())
         return try jsonResponse(version, status: .created)
     }
 

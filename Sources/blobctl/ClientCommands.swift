@@ -123,6 +123,9 @@ struct GetCommand: AsyncParsableCommand {
     @Option(help: "Chunks fetched ahead.")
     var readAhead: Int = 4
 
+    @Flag(help: "Fsync the local file before renaming it into place (survives a power cut).")
+    var fsync = false
+
     @OptionGroup var cluster: ClusterOptions
 
     struct Output: Encodable {
@@ -151,7 +154,7 @@ struct GetCommand: AsyncParsableCommand {
         let target: GetDestination = destination == "-" ? .standardOutput : .file(destination)
         let bar = ProgressBar(label: "get", total: nil, enabled: !json && destination != "-")
         let start = ContinuousClock.now
-        let options = GetOptions(readAhead: readAhead, range: byteRange)
+        let options = GetOptions(readAhead: readAhead, range: byteRange, fsync: fsync)
         let result = try await cluster.withClient { client in
             try await client.get(blobPath, to: target, options: options) { done, total in bar.update(done, total: total) }
         }

@@ -30,7 +30,10 @@ public protocol MetadataStore: Sendable {
     /// Commits a new version at the manifest's path, after checking that every chunk it names is
     /// durable on at least one server and has the length the manifest says. Readers see the old
     /// version or the new one, never a mix; of two concurrent commits the later one is current.
-    func commit(_ manifest: ManifestCommit, nowMilliseconds: Int64) async throws -> FileVersion
+    /// With `replicas` (server id → chunks it acknowledged), records those facts first, in the
+    /// same transaction: a writer's last acknowledgements ride on its commit.
+    func commit(_ manifest: ManifestCommit, recording replicas: [String: [ReplicaReport]],
+                nowMilliseconds: Int64) async throws -> FileVersion
 
     /// Commits many manifests in one transaction (imports, benchmarks' bulk loads): all or none.
     func commit(batch manifests: [ManifestCommit], nowMilliseconds: Int64) async throws -> [FileVersion]
@@ -68,6 +71,13 @@ public protocol MetadataStore: Sendable {
 
     /// The newest saved ring's JSON, if any.
     func latestRing() async throws -> [UInt8]?
+}
+
+extension MetadataStore {
+    /// A commit that records no acknowledgements of its own.
+    public func commit(_ manifest: ManifestCommit, nowMilliseconds: Int64) async throws -> FileVersion {
+        try await commit(manifest, recording: [:], nowMilliseconds: nowMilliseconds)
+    }
 }
 
 /// A chunk server as the master persists it: identity, address and placement attributes.

@@ -112,17 +112,19 @@ public final class SQLiteMetadataStore: MetadataStore {
     // MARK: Chunks and replicas
 
     public func recordReplicas(_ reports: [ReplicaReport], on serverID: String, nowMilliseconds: Int64) async throws {
-        try await pool.write { db in
-            for r in reports {
-                try db.execute(sql: """
-                    INSERT INTO chunks (id, plain_size, stored_size, first_seen_ms) VALUES (?, ?, ?, ?)
-                    ON CONFLICT(id) DO NOTHING
-                    """, arguments: [Self.blob(r.chunkID), r.plainByteCount, r.storedByteCount, nowMilliseconds])
-                try db.execute(sql: """
-                    INSERT INTO replicas (chunk_id, server_id, reported_ms) VALUES (?, ?, ?)
-                    ON CONFLICT(chunk_id, server_id) DO UPDATE SET reported_ms = excluded.reported_ms
-                    """, arguments: [Self.blob(r.chunkID), serverID, nowMilliseconds])
-            }
+        try await pool.write { db in try Self.recordReplicas(reports, on: serverID, in: db, nowMilliseconds: nowMilliseconds) }
+    }
+
+    static func recordReplicas(_ reports: [ReplicaReport], on serverID: String, in db: Database, nowMilliseconds: Int64) throws {
+        for r in reports {
+            try db.execute(sql: """
+                INSERT INTO chunks (id, plain_size, stored_size, first_seen_ms) VALUES (?, ?, ?, ?)
+                ON CONFLICT(id) DO NOTHING
+                """, arguments: [Self.blob(r.chunkID), r.plainByteCount, r.storedByteCount, nowMilliseconds])
+            try db.execute(sql: """
+                INSERT INTO replicas (chunk_id, server_id, reported_ms) VALUES (?, ?, ?)
+                ON CONFLICT(chunk_id, server_id) DO UPDATE SET reported_ms = excluded.reported_ms
+                """, arguments: [Self.blob(r.chunkID), serverID, nowMilliseconds])
         }
     }
 
@@ -172,9 +174,15 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     // MARK: Namespace
 
-    public func commit(_ manifest: ManifestCommit, nowMilliseconds: Int64) async throws -> FileVersion {
+    public func commit(_ manifest: ManifestCommit, recording replicas: [String: [ReplicaReport]],
+                       nowMilliseconds: Int64) async throws -> FileVersion {
         try manifest.validate(maxChunks: Self.maxManifestChunks)
-        return try await pool.write { db in try Self.commit(manifest, in: db, nowMilliseconds: nowMilliseconds) }
+        return try await pool.write { db in
+            for (server, reports) in replicas.sorted(by: { $0.key < $1.key }) {
+                try Self.recordReplicas(reports, on: server, in: db, nowMilliseconds: nowMilliseconds)
+            }
+            return try Self.commit(manifest, in: db, nowMilliseconds: nowMilliseconds)
+        }
     }
 
     public func commit(batch manifests: [ManifestCommit], nowMilliseconds: Int64) async throws -> [FileVersion] {
