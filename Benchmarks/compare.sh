@@ -58,6 +58,7 @@ python3 "$SHARED/workload.py" "${common[@]}" \
 log "SeaweedFS: start (master, 3 volume servers, filer; replication 002)"
 SWFS_WIPE=1 "$PEER" start >/dev/null
 eval "$("$PEER" env)"
+unset S3_ENDPOINT   # the filer's native path only: the same kind of path as ours
 FILER="http://127.0.0.1:$((17888 + ${SWFS_PORT_OFFSET:-0}))"
 python3 "$SHARED/workload.py" "${common[@]}" \
   --put-cmd "curl -sSf -o /dev/null -T {src} $FILER/native/{key}" \

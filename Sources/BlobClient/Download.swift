@@ -68,7 +68,7 @@ public struct GetOptions: Sendable {
     /// a power cut; off by default, like cp, curl and rsync (the cluster keeps the durable copy).
     public var fsync: Bool
 
-    public init(readAhead: Int = 4, range: ByteRange? = nil, fsync: Bool = false) {
+    public init(readAhead: Int = 8, range: ByteRange? = nil, fsync: Bool = false) {
         self.readAhead = readAhead
         self.range = range
         self.fsync = fsync

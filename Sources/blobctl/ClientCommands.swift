@@ -28,7 +28,13 @@ struct PutCommand: AsyncParsableCommand {
     var contentType: String?
 
     @Option(help: "Chunks compressed or in flight at once.")
-    var inFlight: Int = 4
+    var inFlight: Int = 8
+
+    @Option(help: "Average chunk size, a power of two (K, M suffixes); chunks are a quarter to four times it.")
+    var chunkSize: String?
+
+    @Option(help: "zstd level, 1 (fastest) to 19.")
+    var compressionLevel: Int?
 
     @OptionGroup var cluster: ClusterOptions
 
@@ -75,7 +81,23 @@ struct PutCommand: AsyncParsableCommand {
             input = .file(source)
             total = Int64(info.st_size)
         }
-        let options = PutOptions(contentType: contentType ?? ContentTypes.forPath(path), maxChunksInFlight: inFlight)
+        var options = PutOptions(contentType: contentType ?? ContentTypes.forPath(path), maxChunksInFlight: inFlight)
+        do {
+            if let chunkSize {
+                guard let average = ByteCountParser.parse(chunkSize) else {
+                    throw CLIError(.usage, "--chunk-size \(chunkSize) is not a size; use e.g. 512K or 1M")
+                }
+                options.chunker = .contentDefined(minByteCount: average / 4, averageByteCount: average,
+                                                  maxByteCount: min(average * 4, Limits.maxChunkByteCount))
+                try options.chunker.validate()
+            }
+            if let compressionLevel {
+                guard (1...19).contains(compressionLevel) else { throw CLIError(.usage, "--compression-level must be 1...19") }
+                options.compression.level = Int32(compressionLevel)
+            }
+        } catch {
+            throw CLIError.exit(error, json: json)
+        }
         let bar = ProgressBar(label: "put", total: total, enabled: !json)
         let start = ContinuousClock.now
         let result = try await cluster.withClient { client in
@@ -121,7 +143,7 @@ struct GetCommand: AsyncParsableCommand {
     var range: String?
 
     @Option(help: "Chunks fetched ahead.")
-    var readAhead: Int = 4
+    var readAhead: Int = 8
 
     @Flag(help: "Fsync the local file before renaming it into place (survives a power cut).")
     var fsync = false
