@@ -10,6 +10,7 @@ extension Membership {
                                 + "needed; start more chunk servers")
         }
         let locations = try await store.replicaLocations(of: entries.map(\.id))
+        let choice = TargetChoice(ring: ring, alive: { self.isUsable($0) }, notDown: { self.state(of: $0) != .down })
         var answers: [PlacementAnswer] = []
         answers.reserveCapacity(entries.count)
         for entry in entries {
@@ -17,61 +18,11 @@ extension Membership {
             if holders.count >= ring.replicaCount {
                 answers.append(PlacementAnswer(id: entry.id, isPresent: true, holders: holders, targets: []))
             } else {
-                let targets = writeTargets(for: entry.id, in: ring).compactMap { endpoint($0) }
+                let targets = choice.writeTargets(for: entry.id).compactMap { endpoint($0) }
                 answers.append(PlacementAnswer(id: entry.id, isPresent: false, holders: holders, targets: targets))
             }
         }
         return PlacementReply(ringEpoch: ring.epoch, replicaCount: ring.replicaCount, chunks: answers)
-    }
-
-    /// The ring's replicas of the chunk's partition, in order, keeping the usable (alive) ones;
-    /// each unusable one is replaced by the next usable member found in the following
-    /// partitions that keeps the failure domains distinct. When too few servers are alive,
-    /// suspect or unknown ones (late heartbeats: often just busy) fill the rest rather than
-    /// leaving the write with fewer copies; down ones never. Deterministic for a given ring and
-    /// liveness.
-    func writeTargets(for id: ChunkID, in ring: PlacementRing) -> [String] {
-        let strict = targets(for: id, in: ring) { self.isUsable($0) }
-        guard strict.count < ring.replicaCount else { return strict }
-        let relaxed = targets(for: id, in: ring) { self.state(of: $0) != .down }
-        let key = Self.domainKey(ring)
-        let byID = Dictionary(ring.members.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        var chosen = strict
-        var domains = Set(strict.compactMap { byID[$0].map(key) })
-        for candidate in relaxed where chosen.count < ring.replicaCount && !chosen.contains(candidate) {
-            guard let member = byID[candidate], domains.insert(key(member)).inserted else { continue }
-            chosen.append(candidate)
-        }
-        return chosen
-    }
-
-    static func domainKey(_ ring: PlacementRing) -> (RingMember) -> String {
-        ring.failureDomain == .zone ? { $0.zone } : { $0.id }
-    }
-
-    /// Walks the ring from the chunk's partition, keeping members that pass `usable`, until R
-    /// distinct failure domains or every domain that could qualify is taken.
-    func targets(for id: ChunkID, in ring: PlacementRing, usable: (String) -> Bool) -> [String] {
-        let key = Self.domainKey(ring)
-        let partition = ring.partition(for: id)
-        let wanted = ring.replicaIndices(forPartition: partition).map { ring.members[Int($0)] }
-        var chosen = wanted.filter { usable($0.id) }
-        var domains = Set(chosen.map(key))
-        let reachable = Set(ring.members.filter { $0.weight > 0 && usable($0.id) }.map(key)).union(domains).count
-        let limit = min(ring.replicaCount, reachable)
-        var step = 1
-        while chosen.count < limit && step < ring.partitionCount {
-            let next = (partition + step) % ring.partitionCount
-            for index in ring.replicaIndices(forPartition: next) where chosen.count < ring.replicaCount {
-                let member = ring.members[Int(index)]
-                guard member.weight > 0, usable(member.id), !domains.contains(key(member)),
-                      !wanted.contains(where: { $0.id == member.id }) else { continue }
-                chosen.append(member)
-                domains.insert(key(member))
-            }
-            step += 1
-        }
-        return chosen.map(\.id)
     }
 
     /// The manifest entries of the current version of `path` that overlap the byte range, each
@@ -98,5 +49,76 @@ extension Membership {
                                       storedByteCount: storedSizes[entry.chunkID]))
         }
         return ReadPlan(file: file, chunks: plan)
+    }
+}
+
+/// Write targets for one placement answer: who is alive and who is not down is read once per
+/// request, not once per chunk.
+struct TargetChoice {
+    let ring: PlacementRing
+    let alive: Set<String>
+    let notDown: Set<String>
+    /// Distinct failure domains among the members that can take data, per set.
+    let aliveDomains: Int
+    let notDownDomains: Int
+
+    init(ring: PlacementRing, alive isAlive: (String) -> Bool, notDown isNotDown: (String) -> Bool) {
+        self.ring = ring
+        let key = Self.domainKey(ring)
+        let members = ring.members.filter { $0.weight > 0 }
+        let alive = Set(members.map(\.id).filter(isAlive))
+        let notDown = Set(members.map(\.id).filter(isNotDown))
+        self.alive = alive
+        self.notDown = notDown
+        aliveDomains = Set(members.filter { alive.contains($0.id) }.map(key)).count
+        notDownDomains = Set(members.filter { notDown.contains($0.id) }.map(key)).count
+    }
+
+    static func domainKey(_ ring: PlacementRing) -> (RingMember) -> String {
+        ring.failureDomain == .zone ? { $0.zone } : { $0.id }
+    }
+
+    /// The ring's replicas of the chunk's partition, in order, keeping the alive ones; each
+    /// other one is replaced by the next alive member found in the following partitions that
+    /// keeps the failure domains distinct. When too few servers are alive, suspect or unknown
+    /// ones (late heartbeats: often just busy) fill the rest rather than leaving the write with
+    /// fewer copies; down ones never. Deterministic for a given ring and liveness.
+    func writeTargets(for id: ChunkID) -> [String] {
+        let strict = targets(for: id, usable: alive, domains: aliveDomains)
+        guard strict.count < ring.replicaCount else { return strict }
+        let relaxed = targets(for: id, usable: notDown, domains: notDownDomains)
+        let key = Self.domainKey(ring)
+        let byID = Dictionary(ring.members.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        var chosen = strict
+        var domains = Set(strict.compactMap { byID[$0].map(key) })
+        for candidate in relaxed where chosen.count < ring.replicaCount && !chosen.contains(candidate) {
+            guard let member = byID[candidate], domains.insert(key(member)).inserted else { continue }
+            chosen.append(candidate)
+        }
+        return chosen
+    }
+
+    /// Walks the ring from the chunk's partition, keeping members in `usable`, until R distinct
+    /// failure domains or all `domains` of them are taken.
+    func targets(for id: ChunkID, usable: Set<String>, domains domainCount: Int) -> [String] {
+        let key = Self.domainKey(ring)
+        let partition = ring.partition(for: id)
+        let wanted = ring.replicaIndices(forPartition: partition).map { ring.members[Int($0)] }
+        var chosen = wanted.filter { usable.contains($0.id) }
+        var domains = Set(chosen.map(key))
+        let limit = min(ring.replicaCount, max(domainCount, chosen.count))
+        var step = 1
+        while chosen.count < limit && step < ring.partitionCount {
+            let next = (partition + step) % ring.partitionCount
+            for index in ring.replicaIndices(forPartition: next) where chosen.count < ring.replicaCount {
+                let member = ring.members[Int(index)]
+                guard member.weight > 0, usable.contains(member.id), !domains.contains(key(member)),
+                      !wanted.contains(where: { $0.id == member.id }) else { continue }
+                chosen.append(member)
+                domains.insert(key(member))
+            }
+            step += 1
+        }
+        return chosen.map(\.id)
     }
 }
