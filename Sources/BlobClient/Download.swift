@@ -147,7 +147,7 @@ extension ClusterClient {
             }
             if !suspects.isEmpty { try? await reportSuspect(suspects) }
             if let digest = wholeFile?.finalize() {
-                let hex = digest.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+                let hex = try ChunkID(digestBytes: Array(digest)).hex
                 guard hex == plan.file.sha256 else {
                     throw BlobError(.corruptChunk, reason: "file.sha256",
                                     "\(path) read back with SHA-256 \(hex) but was stored with \(plan.file.sha256); nothing was written")

@@ -9,6 +9,7 @@ import Glibc
 final class LocalWriter {
     private let fd: Int32
     private let destination: String?
+    private let directory: String?
     private let temporary: String?
     private let durable: Bool
     private var finished = false
@@ -19,6 +20,7 @@ final class LocalWriter {
         case .standardOutput:
             fd = 1
             destination = nil
+            directory = nil
             temporary = nil
         case .file(let path):
             let slash = path.lastIndex(of: "/")
@@ -36,6 +38,7 @@ final class LocalWriter {
             }
             self.fd = fd
             destination = path
+            self.directory = directory.isEmpty ? "/" : directory
             self.temporary = temporary
         }
     }
@@ -68,10 +71,8 @@ final class LocalWriter {
             unlink(temporary)
             throw BlobError(.io, reason: "local.commit", "cannot finish \(destination): \(reason)")
         }
-        guard durable else { return }
-        let slash = destination.lastIndex(of: "/")
-        let directory = slash.map { String(destination[..<$0]) } ?? "."
-        let dirFD = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard durable, let directory else { return }
+        let dirFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dirFD >= 0 {
             _ = fsync(dirFD)
             _ = close(dirFD)

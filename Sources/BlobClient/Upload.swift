@@ -33,7 +33,7 @@ public struct PutOptions: Sendable {
     public var writeQuorum: Int?
 
     /// zstd level 6 by default: on log text it stores 13% less than level 1 (0.417 against 0.479
-    /// bytes per byte for 3 copies of 1 GiB) at 15% less upload speed, and random data is stored
+    /// bytes per byte for 3 copies of 1 GiB) at 16% less upload speed (69 against 82 MB/s), and random data is stored
     /// raw whatever the level (docs/benchmarks.md, "Side by side with SeaweedFS").
     public static let defaultCompression = CompressionPolicy(level: 6)
 
@@ -118,7 +118,7 @@ extension ClusterClient {
             session.cancel()
             throw error
         }
-        let sha256 = wholeFile.finalize().map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        let sha256 = try ChunkID(digestBytes: Array(wholeFile.finalize())).hex
         let manifest = ManifestCommit(path: path, size: size, contentType: options.contentType, sha256: sha256,
                                       chunks: entries, acknowledgements: session.acknowledgements)
         let version = try await commit(manifest)

@@ -188,10 +188,7 @@ struct GetCommand: AsyncParsableCommand {
         if json {
             // With --json and standard output as the destination, the report goes to stderr.
             if destination == "-" {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-                encoder.keyEncodingStrategy = .convertToSnakeCase
-                FileHandle.standardError.write(try encoder.encode(output) + Data("\n".utf8))
+                FileHandle.standardError.write(try snakeCaseJSONEncoder().encode(output) + Data("\n".utf8))
             } else {
                 try printJSON(output)
             }
@@ -235,9 +232,7 @@ struct ListCommand: AsyncParsableCommand {
             var after: String?
             var first = true
             if json { FileHandle.standardOutput.write(Data("{\"files\":[".utf8)) }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            encoder.keyEncodingStrategy = .convertToSnakeCase
+            let encoder = snakeCaseJSONEncoder()
             let formatter = ISO8601DateFormatter()
             for _ in 0..<Int.max {
                 let page = try await client.list(prefix: prefix, after: after, limit: 1000)

@@ -26,18 +26,9 @@ struct ClusterOptions: ParsableArguments {
             throw CLIError(.usage, "no cluster secret: pass --secret-file FILE (or set BLOBCTL_SECRET_FILE); "
                            + "`blobctl dev env` prints both for a local cluster")
         }
-        let url = master.hasPrefix("http://") ? master : "http://" + master
-        let trimmed = url.hasSuffix("/") ? String(url.dropLast()) : url
-        guard let colon = trimmed.dropFirst(7).lastIndex(of: ":"), let port = Int(trimmed[trimmed.index(after: colon)...]),
-              (1...65535).contains(port) else {
-            throw CLIError(.usage, "--master \(master) is not http://HOST:PORT (e.g. http://127.0.0.1:9400)")
-        }
-        guard let text = try? String(contentsOfFile: secretFile, encoding: .utf8) else {
-            throw CLIError(.usage, "cannot read the secret file \(secretFile); check the path, or run `blobctl dev up`")
-        }
-        let secret = RequestSigner.secret(fromFileText: text)
-        guard secret.count >= 16 else { throw CLIError(.usage, "the secret in \(secretFile) is shorter than 16 bytes") }
-        return ClusterAddress(masterURL: trimmed, secret: secret)
+        let url = try ChunkServerCommand.parseMasterURL(master.hasPrefix("http://") ? master : "http://" + master)
+        let secret = try ChunkServerCommand.loadSecret(secretFile)
+        return ClusterAddress(masterURL: url, secret: secret)
     }
 
     /// Runs `body` with a client, turning every failure into a message and an exit code.
@@ -120,9 +111,7 @@ struct CLIError: Error, CustomStringConvertible {
         let failure = CLIError(error)
         if json {
             let body: [String: String] = ["error": failure.message, "code": failure.code ?? "", "reason": failure.reason ?? ""]
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            if let data = try? encoder.encode(body) { print(String(decoding: data, as: UTF8.self)) }
+            if let data = try? snakeCaseJSONEncoder().encode(body) { print(String(decoding: data, as: UTF8.self)) }
         }
         FileHandle.standardError.write(Data("blobctl: error: \(failure.message)\n".utf8))
         return ExitCode(failure.status.rawValue)
@@ -131,6 +120,10 @@ struct CLIError: Error, CustomStringConvertible {
     init(_ error: any Error) {
         if let error = error as? CLIError {
             self = error
+            return
+        }
+        if let error = error as? ValidationError {
+            self.init(.usage, error.message)
             return
         }
         if let error = error as? any CodedError {

@@ -78,12 +78,17 @@ final class ProgressBar: @unchecked Sendable {
     }
 }
 
-/// Prints a value as JSON (snake_case keys, sorted) on standard output.
-func printJSON(_ value: some Encodable) throws {
+/// The encoder of every `--json` output: snake_case keys, sorted, slashes as they are.
+func snakeCaseJSONEncoder() -> JSONEncoder {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     encoder.keyEncodingStrategy = .convertToSnakeCase
-    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+    return encoder
+}
+
+/// Prints a value as JSON (``snakeCaseJSONEncoder()``) on standard output.
+func printJSON(_ value: some Encodable) throws {
+    print(String(decoding: try snakeCaseJSONEncoder().encode(value), as: UTF8.self))
 }
 
 /// Left-aligned columns for tables.
