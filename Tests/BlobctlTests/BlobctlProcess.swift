@@ -31,7 +31,8 @@ struct BlobctlProcess {
         let process = Process()
         process.executableURL = try executableURL
         process.arguments = args
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        // An empty value unsets the variable for the child.
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }.filter { !$0.value.isEmpty }
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("blobctl-out-\(UUID().uuidString)")
         let err = FileManager.default.temporaryDirectory.appendingPathComponent("blobctl-err-\(UUID().uuidString)")
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
