@@ -19,7 +19,9 @@ struct ChunkRoutes: Sendable {
         router.get("/v1/chunks/:id") { request, context in try await read(request, context) }
         router.head("/v1/chunks/:id") { request, context in try await head(request, context) }
         router.delete("/v1/chunks/:id") { request, context in try await delete(request, context) }
+        router.post("/v1/chunks/:id/copy") { request, context in try await copy(request, context) }
         router.get("/v1/chunks") { request, context in try await inventory(request, context) }
+        router.get("/v1/quarantine") { request, context in try await quarantine(request, context) }
         router.get("/v1/status") { request, context in try await status(request, context) }
     }
 
@@ -152,10 +154,68 @@ struct ChunkRoutes: Sendable {
     func delete(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         _ = try authorize(request, [.master])
         let id = try chunkID(context)
-        guard try await storage.remove(id) else {
+        let unlessWrittenAfter = try request.uri.queryParameters.get("unless-written-after").map { text in
+            guard let value = Int64(text) else {
+                throw BlobError(.invalidArgument, reason: "query.unlessWrittenAfter",
+                                "unless-written-after must be milliseconds since 1970, got \(text)")
+            }
+            return value
+        }
+        guard try await storage.remove(id, unlessWrittenAfter: unlessWrittenAfter) else {
             throw BlobError(.notFound, reason: "chunk.notFound", "chunk \(id.shortHex)… is not stored on this server")
         }
         return Response(status: .noContent)
+    }
+
+    /// Sends a stored chunk to other servers (repair and rebalance): the bytes go server to
+    /// server, never through the master. The frame is checked before it leaves; a corrupt one
+    /// is quarantined and the copy refused, so a bad replica never spreads.
+    func copy(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        _ = try authorize(request, [.master])
+        let id = try chunkID(context)
+        let body = try await decodeJSONBody(ChunkCopyRequest.self, from: request, maxByteCount: 1 << 16)
+        let targets = try ReplicationForwarder.parseTargets(body.targets.joined(separator: ","))
+        guard !targets.isEmpty, !targets.contains(address) else {
+            throw BlobError(.invalidArgument, reason: "copy.targets", "name one or more other servers to copy to")
+        }
+        let frame = try await storage.read(id)
+        do throws(FrameError) {
+            _ = try ChunkFrame.decode(frame, expectedID: id)
+        } catch {
+            storage.count("checksumFailures")
+            try await storage.quarantine(id, storedByteCount: frame.count, because: error.message)
+            throw BlobError(.corruptChunk, reason: "chunk.quarantined",
+                            "chunk \(id.shortHex)… failed its check on this server (\(error.reason)); copy from another replica")
+        }
+        let outcomes = await withTaskGroup(of: ReplicaOutcome.self) { group in
+            for (index, target) in targets.enumerated() {
+                group.addTask {
+                    do {
+                        let server = try await forwarder.forward(frame, id: id, to: target)
+                        return ReplicaOutcome(index: index, serverID: server, alreadyPresent: false, error: nil)
+                    } catch {
+                        return ReplicaOutcome(index: index, serverID: nil, alreadyPresent: false, error: BlobError.wrapping(error))
+                    }
+                }
+            }
+            var collected: [ReplicaOutcome] = []
+            for await outcome in group { collected.append(outcome) }
+            return collected.sorted { $0.index < $1.index }
+        }
+        let stored = outcomes.filter { $0.error == nil }
+        storage.count("copiesSent", Int64(stored.count))
+        storage.count("bytesCopied", Int64(frame.count * stored.count))
+        let result = ChunkWriteResult(
+            id: id.hex, stored: stored.map { targets[$0.index] }, storedServerIDs: stored.map { $0.serverID ?? targets[$0.index] },
+            failed: outcomes.compactMap { o in o.error.map { ReplicaFailure(target: targets[o.index], code: $0.code.rawValue, message: $0.message) } },
+            quorumMet: stored.count == targets.count, alreadyPresent: false)
+        return try jsonResponse(result, status: result.quorumMet ? .ok : .serviceUnavailable)
+    }
+
+    func quarantine(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        _ = try authorize(request, [.client, .server, .master])
+        let ids = try await storage.quarantined(limit: 100_000)
+        return try jsonResponse(QuarantineList(chunks: ids.map(\.hex)))
     }
 
     func inventory(_ request: Request, _ context: BasicRequestContext) async throws -> Response {

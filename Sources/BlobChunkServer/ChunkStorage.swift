@@ -161,7 +161,10 @@ final class ChunkStorage: Sendable {
             // One trip to the thread pool: keep an intact existing copy, else write.
             let outcome = try await threadPool.runIfActive { [disk] () throws -> WriteOutcome in
                 if let existing = try disk.readFrame(id) {
-                    if (try? ChunkFrame.verify(existing)) != nil { return .alreadyPresent }
+                    if (try? ChunkFrame.verify(existing)) != nil {
+                        disk.touch(id)
+                        return .alreadyPresent
+                    }
                     // Keep the damaged copy for inspection, then store the good one.
                     _ = try disk.quarantine(id, stamp: Int64(time(nil)))
                     try disk.writeFrame(frame, for: id, sequence: n)
@@ -241,14 +244,16 @@ final class ChunkStorage: Sendable {
         logger.warning("chunk quarantined", metadata: ["chunk.id": "\(id.shortHex)", "error.reason": "\(reason)"])
     }
 
-    /// Deletes a chunk; false when it was not there.
-    func remove(_ id: ChunkID) async throws -> Bool {
+    /// Deletes a chunk; false when it was not there. With `unlessWrittenAfter`, a chunk written
+    /// (or found present by a write) after that instant is kept and `versionConflict` thrown;
+    /// writes of the same id wait on the same gate, so the check and the unlink are atomic to them.
+    func remove(_ id: ChunkID, unlessWrittenAfter: Int64? = nil) async throws -> Bool {
         await gate.acquire(id)
         let header: FrameHeader?
         let size: Int?
         do {
             header = try await threadPool.runIfActive { [disk] in disk.readHeader(id) }
-            size = try await threadPool.runIfActive { [disk] in try disk.remove(id) }
+            size = try await threadPool.runIfActive { [disk] in try disk.remove(id, unlessWrittenAfter: unlessWrittenAfter) }
         } catch {
             await gate.release(id)
             throw error
@@ -273,6 +278,10 @@ final class ChunkStorage: Sendable {
     /// The stored frame's header, without reading or checking the payload.
     func diskHeader(_ id: ChunkID) async throws -> FrameHeader? {
         try await threadPool.runIfActive { [disk] in disk.readHeader(id) }
+    }
+
+    func quarantined(limit: Int) async throws -> [ChunkID] {
+        try await threadPool.runIfActive { [disk] in try disk.quarantinedIDs(limit: limit) }
     }
 
     func inventory(after: ChunkID?, limit: Int) async throws -> [(ChunkID, Int)] {

@@ -121,10 +121,38 @@ struct DiskChunkStore: Sendable {
         try writeDurably(frame, to: path(for: id), temporaryPath: temporary, directory: dir)
     }
 
-    /// Removes a chunk; returns its size, or nil if it was absent.
-    func remove(_ id: ChunkID) throws -> Int? {
+    /// Marks a chunk as just written (its mtime), when a write found it already stored: a
+    /// garbage collector's conditional delete then keeps it.
+    func touch(_ id: ChunkID) {
+        _ = utimensat(AT_FDCWD, path(for: id), nil, 0)
+    }
+
+    /// When the chunk was last written or touched, in milliseconds since 1970; nil if absent.
+    func modifiedMilliseconds(_ id: ChunkID) -> Int64? {
+        var st = stat()
+        guard stat(path(for: id), &st) == 0 else { return nil }
+        return Int64(st.st_mtim.tv_sec) * 1000 + Int64(st.st_mtim.tv_nsec) / 1_000_000
+    }
+
+    /// Ids of the quarantined frames, at most `limit`.
+    func quarantinedIDs(limit: Int) throws -> [ChunkID] {
+        var out: [ChunkID] = []
+        for name in try listDirectory(quarantineDirectory).sorted() where out.count < limit {
+            if let id = try? ChunkID(hex: String(name.prefix(64))), !out.contains(id) { out.append(id) }
+        }
+        return out
+    }
+
+    /// Removes a chunk; returns its size, or nil if it was absent. With `unlessWrittenAfter`
+    /// (milliseconds since 1970), a chunk written or touched after that instant is kept and
+    /// ``DiskError`` `versionConflict` is thrown.
+    func remove(_ id: ChunkID, unlessWrittenAfter: Int64? = nil) throws -> Int? {
         let path = path(for: id)
         guard let size = storedSize(id) else { return nil }
+        if let unlessWrittenAfter, let modified = modifiedMilliseconds(id), modified > unlessWrittenAfter {
+            throw DiskError(code: .versionConflict, reason: "chunk.rewritten",
+                            message: "chunk \(id.shortHex)… was written again after \(unlessWrittenAfter); kept")
+        }
         guard unlink(path) == 0 else {
             if errno == ENOENT { return nil }
             throw DiskError.errno("unlink", path, errno)

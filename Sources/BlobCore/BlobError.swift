@@ -13,6 +13,9 @@ public struct BlobErrorCode: RawRepresentable, Hashable, Sendable, Codable, Cust
     public static let invalidArgument = BlobErrorCode(rawValue: "invalidArgument")
     /// An optimistic check failed: someone else changed the object first.
     public static let versionConflict = BlobErrorCode(rawValue: "versionConflict")
+    /// The system is not in a state that allows the operation (e.g. removing a server that holds
+    /// the only copy of a chunk); change the state first.
+    public static let failedPrecondition = BlobErrorCode(rawValue: "failedPrecondition")
     /// The caller's ring or layout epoch is older than the server's.
     public static let staleEpoch = BlobErrorCode(rawValue: "staleEpoch")
     /// Stored or transferred chunk bytes failed a checksum or hash check.

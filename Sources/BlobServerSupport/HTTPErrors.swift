@@ -12,7 +12,7 @@ public enum ErrorStatus {
         case .unauthenticated: .unauthorized
         case .permissionDenied: .forbidden
         case .notFound: .notFound
-        case .alreadyExists, .versionConflict, .staleEpoch: .conflict
+        case .alreadyExists, .versionConflict, .staleEpoch, .failedPrecondition: .conflict
         case .tooLarge: .contentTooLarge
         case .corruptChunk: .unprocessableContent
         case .insufficientStorage: .init(code: 507, reasonPhrase: "Insufficient Storage")
