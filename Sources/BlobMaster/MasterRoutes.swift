@@ -9,6 +9,7 @@ struct MasterRoutes: Sendable {
     let membership: Membership
     let store: any MetadataStore
     let signer: RequestSigner
+    let repairer: Repairer
     static let maxPlacementBatch = 10_000
     static let maxBodyByteCount = 64 << 20
 
@@ -56,6 +57,8 @@ struct MasterRoutes: Sendable {
             report.added.map { ReplicaReport(chunkID: $0.id, plainByteCount: $0.plainByteCount, storedByteCount: $0.storedByteCount) },
             on: id, nowMilliseconds: Self.now())
         try await store.removeReplicas(report.removed + report.quarantined, on: id)
+        // A quarantined copy leaves its chunk short: the next repair pass looks at it.
+        if !report.quarantined.isEmpty { await repairer.noteDamaged(report.quarantined) }
         return Response(status: .noContent)
     }
 
@@ -99,6 +102,7 @@ struct MasterRoutes: Sendable {
         }
         for (server, ids) in corrupt.sorted(by: { $0.key < $1.key }) {
             try await store.removeReplicas(ids, on: server)
+            await repairer.noteDamaged(ids)
         }
         return Response(status: .noContent)
     }

@@ -2,6 +2,7 @@ public import BlobCore
 import BlobServerSupport
 import Foundation
 import Hummingbird
+import AsyncHTTPClient
 public import Logging
 import ServiceLifecycle
 public import UnixSignals
@@ -18,6 +19,14 @@ public struct MasterConfiguration: Sendable {
     /// New servers join the ring when they first register.
     public var autoAdmit: Bool
     public var secret: [UInt8]
+    /// How often repair looks for chunks below R copies, and its copy rate (nil: unthrottled).
+    public var repairInterval: Duration = .seconds(30)
+    public var repairBytesPerSecond: Int64? = 200 << 20
+    /// How often repair checks every chunk, beyond the ones it is told about.
+    public var repairFullScanInterval: Duration = .seconds(3600)
+    /// How long an unreferenced chunk (or an unrecorded file) stays before gc deletes it, and
+    /// how long a superseded version stays readable.
+    public var gcGrace: Duration = .seconds(3600)
 
     public init(dataDirectory: String, host: String = "127.0.0.1", port: Int = 0, replicaCount: Int = 3,
                 partitionPower: Int = PlacementRing.defaultPartitionPower, liveness: LivenessPolicy = .init(),
@@ -58,9 +67,23 @@ public struct MasterServer: Sendable {
             store: store, policy: configuration.liveness, replicaCount: configuration.replicaCount,
             partitionPower: configuration.partitionPower, autoAdmit: configuration.autoAdmit, logger: logger)
         try await membership.load()
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(
+            timeout: .init(connect: .seconds(2), read: .seconds(60))))
+        let peer = ChunkServerPeer(client: client, signer: signer)
+        let repairer = Repairer(
+            store: store, membership: membership, peer: peer, bytesPerSecond: configuration.repairBytesPerSecond,
+            fullScanInterval: configuration.repairFullScanInterval, logger: logger)
+        let rebalancer = Rebalancer(store: store, membership: membership, peer: peer, logger: logger)
+        try await rebalancer.load()
         let router = Router()
         router.add(middleware: JSONErrorMiddleware(node: "master"))
-        MasterRoutes(membership: membership, store: store, signer: signer).register(on: router)
+        MasterRoutes(membership: membership, store: store, signer: signer, repairer: repairer).register(on: router)
+        OperationsRoutes(
+            membership: membership, store: store, signer: signer, rebalancer: rebalancer,
+            collector: GarbageCollector(store: store, membership: membership, peer: peer, logger: logger),
+            checker: ConsistencyCheck(store: store, membership: membership, peer: peer, repairer: repairer, logger: logger),
+            gcGrace: configuration.gcGrace
+        ).register(on: router)
         let configuration = self.configuration
         let app = Application(
             router: router,
@@ -73,9 +96,18 @@ public struct MasterServer: Sendable {
                 await onListening(bound)
             },
             logger: logger)
+        let repair = RepairService(repairer: repairer, interval: configuration.repairInterval, logger: logger)
         let group = ServiceGroup(configuration: .init(
-            services: [app], gracefulShutdownSignals: gracefulShutdownSignals, logger: logger))
-        try await group.run()
+            services: [app, repair], gracefulShutdownSignals: gracefulShutdownSignals, logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            await rebalancer.stopForShutdown()
+            try? await client.shutdown()
+            throw error
+        }
+        await rebalancer.stopForShutdown()
+        try? await client.shutdown()
         logger.info("master stopped")
     }
 }

@@ -10,7 +10,7 @@ struct Blobctl: AsyncParsableCommand {
         subcommands: [
             PutCommand.self, GetCommand.self, ListCommand.self, StatCommand.self, RemoveCommand.self,
             ClusterCommand.self, DevCommand.self, MasterCommand.self, ChunkServerCommand.self, RingCommand.self,
-            BenchCommand.self,
+            NodeCommand.self, RebalanceCommand.self, GCCommand.self, FsckCommand.self, BenchCommand.self,
         ]
     )
 }

@@ -86,6 +86,8 @@ enum ExitStatus: Int32 {
     case unavailable = 3
     case unauthenticated = 4
     case corrupt = 5
+    /// fsck found chunks lost, missing or below R copies.
+    case dataAtRisk = 6
     case usage = 64
 }
 

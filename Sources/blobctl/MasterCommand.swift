@@ -37,6 +37,18 @@ struct MasterCommand: AsyncParsableCommand {
     @Option(help: "A server is down (its data to be re-replicated) after this many milliseconds.")
     var downAfter: Int = 600_000
 
+    @Option(help: "How often repair looks for chunks below R copies (e.g. 30s).")
+    var repairInterval: String = "30s"
+
+    @Option(help: "Repair copy rate limit in bytes per second, e.g. 200M; 0: unthrottled.")
+    var repairRate: String = "200M"
+
+    @Option(help: "How often repair checks every chunk, beyond those it is told about (e.g. 1h).")
+    var repairFullScan: String = "1h"
+
+    @Option(help: "Grace period before gc deletes an unreferenced chunk or unrecorded file (e.g. 1h).")
+    var gcGrace: String = "1h"
+
     @Flag(inversion: .prefixedNo, help: "Admit a server into the ring when it first registers.")
     var autoAdmit = true
 
@@ -55,12 +67,20 @@ struct MasterCommand: AsyncParsableCommand {
         guard heartbeatInterval >= 10, suspectAfter > heartbeatInterval, downAfter >= suspectAfter else {
             throw ValidationError("need 10 <= --heartbeat-interval < --suspect-after <= --down-after (milliseconds)")
         }
-        let configuration = MasterConfiguration(
+        guard let rate = ByteCountParser.parse(repairRate) else {
+            throw ValidationError("--repair-rate \(repairRate) is not a size; use e.g. 200M, or 0 for no limit")
+        }
+        var configuration = MasterConfiguration(
             dataDirectory: URL(fileURLWithPath: data).standardizedFileURL.path, host: host, port: port,
             replicaCount: replicas, partitionPower: partitionPower,
             liveness: LivenessPolicy(heartbeatInterval: .milliseconds(heartbeatInterval),
                                      suspectAfter: .milliseconds(suspectAfter), downAfter: .milliseconds(downAfter)),
             autoAdmit: autoAdmit, secret: try ChunkServerCommand.loadSecret(secretFile))
+        configuration.repairInterval = try DurationParser.parseOption(repairInterval, name: "--repair-interval")
+        configuration.repairBytesPerSecond = rate > 0 ? Int64(rate) : nil
+        configuration.repairFullScanInterval = try DurationParser.parseOption(repairFullScan, name: "--repair-full-scan")
+        configuration.gcGrace = try DurationParser.parseOption(gcGrace, name: "--gc-grace")
+        guard configuration.repairInterval >= .milliseconds(100) else { throw ValidationError("--repair-interval must be >= 100ms") }
         bootstrapLogging(level: logLevel)
         try await MasterServer(configuration: configuration, logger: Logger(label: "blobctl.master")).run { address in
             FileHandle.standardOutput.write(Data("master listening on http://\(address)\n".utf8))

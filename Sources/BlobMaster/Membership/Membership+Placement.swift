@@ -10,12 +10,15 @@ extension Membership {
                                 + "needed; start more chunk servers")
         }
         let locations = try await store.replicaLocations(of: entries.map(\.id))
+        // A garbage candidate is offered as absent: the writer sends it again, which records a
+        // fresh acknowledgement (and touches the file), so collection keeps it.
+        let candidates = try await store.garbageCandidates(among: entries.map(\.id))
         let choice = TargetChoice(ring: ring, alive: { self.isUsable($0) }, notDown: { self.state(of: $0) != .down })
         var answers: [PlacementAnswer] = []
         answers.reserveCapacity(entries.count)
         for entry in entries {
             let holders = (locations[entry.id] ?? []).filter { isUsable($0) }.compactMap { endpoint($0) }
-            if holders.count >= ring.replicaCount {
+            if holders.count >= ring.replicaCount && !candidates.contains(entry.id) {
                 answers.append(PlacementAnswer(id: entry.id, isPresent: true, holders: holders, targets: []))
             } else {
                 let targets = choice.writeTargets(for: entry.id).compactMap { endpoint($0) }
@@ -23,6 +26,11 @@ extension Membership {
             }
         }
         return PlacementReply(ringEpoch: ring.epoch, replicaCount: ring.replicaCount, chunks: answers)
+    }
+
+    /// Write targets for the current liveness (repair).
+    func targetChoice(_ ring: PlacementRing) -> TargetChoice {
+        TargetChoice(ring: ring, alive: { self.isUsable($0) }, notDown: { self.state(of: $0) != .down })
     }
 
     /// The manifest entries of the current version of `path` that overlap the byte range, each

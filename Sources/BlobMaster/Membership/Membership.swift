@@ -47,6 +47,13 @@ public actor Membership {
     private var records: [String: ServerRecord] = [:]
     private var live: [String: Live] = [:]
     public private(set) var ring: PlacementRing?
+    /// Servers whose data repair leaves alone until then (planned reboots).
+    private var maintenanceUntil: [String: (until: ContinuousClock.Instant, wallMilliseconds: Int64)] = [:]
+    /// Servers an operator removed: they may not register again under the same id.
+    private var removed: Set<String> = []
+    /// A server not heard from since the master started counts its silence from here.
+    private let startedAt = ContinuousClock.now
+    static let removedServersKey = "membership.removedServers"
 
     public init(store: any MetadataStore, policy: LivenessPolicy, replicaCount: Int,
                 partitionPower: Int = PlacementRing.defaultPartitionPower, autoAdmit: Bool, logger: Logger) {
@@ -64,6 +71,9 @@ public actor Membership {
         if let json = try await store.latestRing() {
             ring = try JSONDecoder().decode(PlacementRing.self, from: Data(json))
         }
+        if let json = try await store.setting(Self.removedServersKey) {
+            removed = try JSONDecoder().decode(Set<String>.self, from: Data(json))
+        }
     }
 
     public func register(_ registration: ServerRegistration, nowMilliseconds: Int64) async throws -> MembershipReply {
@@ -72,10 +82,16 @@ public actor Membership {
         else {
             throw BlobError(.invalidArgument, reason: "server.invalid", "server id, zone or weight is out of range")
         }
+        guard !removed.contains(registration.serverID) else {
+            throw BlobError(.permissionDenied, reason: "server.removed",
+                            "server \(registration.serverID) was removed from the cluster; to join again, start it "
+                                + "with an empty data directory (a new id)")
+        }
         let known = records[registration.serverID]
+        // After the first registration the weight is the operator's (`blobctl node set-weight`).
         let record = ServerRecord(
             id: registration.serverID, address: registration.address, zone: registration.zone,
-            weight: registration.weight, capacityBytes: registration.capacityBytes,
+            weight: known?.weight ?? registration.weight, capacityBytes: registration.capacityBytes,
             registeredAtMilliseconds: known?.registeredAtMilliseconds ?? nowMilliseconds)
         if known != record {
             try await store.saveServer(record)
@@ -130,18 +146,98 @@ public actor Membership {
         case .failure(let error):
             throw error
         }
-        let json = try JSONEncoder().encode(next)
-        try await store.saveRing(epoch: next.epoch, json: [UInt8](json))
-        ring = next
+        try await install(next)
         pending.subtract(next.members.map(\.id))
-        logger.info("ring epoch changed", metadata: ["ring.epoch": "\(next.epoch)", "server.count": "\(next.members.count)"])
     }
 
     /// Servers admitted while the ring could not yet be built.
     private var pending: Set<String> = []
 
     public func state(of id: String) -> ServerState {
-        policy.state(silence: live[id].map { $0.lastHeartbeat.duration(to: .now) })
+        if let heard = live[id] { return policy.state(silence: heard.lastHeartbeat.duration(to: .now)) }
+        // Not heard from since this master started: unknown, and down once a whole grace
+        // period has passed without a word (else a server that died with the old master
+        // would never be repaired).
+        return startedAt.duration(to: .now) >= policy.downAfter ? .down : .unknown
+    }
+
+    /// Whether a ring member has not been heard from since this master started.
+    public func hasUnknownRingMembers() -> Bool {
+        ring?.members.contains { state(of: $0.id) == .unknown } ?? false
+    }
+
+    /// Down past the grace period and not in maintenance: its data is to be re-replicated.
+    public func needsRepair(_ id: String) -> Bool {
+        guard state(of: id) == .down else { return false }
+        if let window = maintenanceUntil[id], window.until > .now { return false }
+        return true
+    }
+
+    /// Servers whose replicas no longer count as copies.
+    public func serversNeedingRepair() -> [String] {
+        records.keys.sorted().filter { needsRepair($0) }
+    }
+
+    /// Suspends (or, with 0, ends) repair of a server's data.
+    public func setMaintenance(_ id: String, seconds: Int64) throws -> Int64? {
+        guard records[id] != nil else {
+            throw BlobError(.notFound, reason: "server.unknown", "no server \(id); list them with `blobctl cluster status`")
+        }
+        guard seconds > 0 else {
+            maintenanceUntil[id] = nil
+            return nil
+        }
+        let wall = Int64(Date().timeIntervalSince1970 * 1000) + seconds * 1000
+        maintenanceUntil[id] = (ContinuousClock.now + .seconds(seconds), wall)
+        logger.info("server in maintenance", metadata: ["peer.id": "\(id)", "seconds": "\(seconds)"])
+        return wall
+    }
+
+    public func maintenanceEnd(_ id: String) -> Int64? {
+        maintenanceUntil[id].flatMap { $0.until > .now ? $0.wallMilliseconds : nil }
+    }
+
+    public var serverIDs: [String] { records.keys.sorted() }
+
+    /// Sets a server's weight in its record and the ring (a new epoch); 0 drains it.
+    public func setWeight(_ id: String, _ weight: Double) async throws {
+        guard var record = records[id] else {
+            throw BlobError(.notFound, reason: "server.unknown", "no server \(id); list them with `blobctl cluster status`")
+        }
+        guard weight.isFinite, weight >= 0, weight <= 1_000_000 else {
+            throw BlobError(.invalidArgument, reason: "weight.invalid", "weight must be between 0 and 1000000, got \(weight)")
+        }
+        record.weight = weight
+        try await store.saveServer(record)
+        records[id] = record
+        guard let ring, ring.members.contains(where: { $0.id == id }) else { return }
+        try await install(ring.settingWeight(weight, of: id))
+    }
+
+    /// Takes a server out of the ring and forgets it (its replica facts too); it may not
+    /// register again under this id. The caller checks that nothing depends on it.
+    public func remove(_ id: String) async throws {
+        guard records[id] != nil else {
+            throw BlobError(.notFound, reason: "server.unknown", "no server \(id); list them with `blobctl cluster status`")
+        }
+        if let ring, ring.members.contains(where: { $0.id == id }) {
+            try await install(ring.removing(id))
+        }
+        removed.insert(id)
+        try await store.saveSetting(Self.removedServersKey, [UInt8](try JSONEncoder().encode(removed)))
+        try await store.deleteServer(id)
+        records[id] = nil
+        live[id] = nil
+        maintenanceUntil[id] = nil
+        pending.remove(id)
+        logger.info("server removed", metadata: ["peer.id": "\(id)"])
+    }
+
+    func install(_ next: PlacementRing) async throws {
+        let json = try JSONEncoder().encode(next)
+        try await store.saveRing(epoch: next.epoch, json: [UInt8](json))
+        ring = next
+        logger.info("ring epoch changed", metadata: ["ring.epoch": "\(next.epoch)", "server.count": "\(next.members.count)"])
     }
 
     public func endpoint(_ id: String) -> ServerEndpoint? {

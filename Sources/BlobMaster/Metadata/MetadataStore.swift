@@ -71,6 +71,77 @@ public protocol MetadataStore: Sendable {
 
     /// The newest saved ring's JSON, if any.
     func latestRing() async throws -> [UInt8]?
+
+    // MARK: Operations (repair, rebalance, drain, gc, fsck)
+
+    /// Known chunks after `after` in id order, each with the servers recorded as holding it.
+    func chunkFacts(after: ChunkID?, limit: Int) async throws -> [ChunkFacts]
+
+    /// The same facts for these chunks; unknown ones are absent.
+    func chunkFacts(of ids: [ChunkID]) async throws -> [ChunkFacts]
+
+    /// Chunks recorded on one server after `after`, in id order, with stored sizes.
+    func replicas(onServer serverID: String, after: ChunkID?, limit: Int) async throws -> [(ChunkID, Int64)]
+
+    /// What the master records on a server: replicas, their bytes, and how many are the only
+    /// recorded copy of their chunk.
+    func holdings(of serverID: String) async throws -> (chunks: Int64, bytes: Int64, soleCopies: Int64)
+
+    /// Forgets a server: its record and every replica fact naming it.
+    func deleteServer(_ serverID: String) async throws
+
+    /// A small persisted value (operation state), by key.
+    func setting(_ key: String) async throws -> [UInt8]?
+    func saveSetting(_ key: String, _ value: [UInt8]) async throws
+
+    /// Drops the manifests of versions superseded (by a newer version or a delete) before
+    /// `cutoff`: they stop holding their chunks. Counts them only, with `dryRun`.
+    func pruneVersions(supersededBefore cutoff: Int64, dryRun: Bool) async throws -> Int64
+
+    /// Records every chunk no manifest names as a garbage candidate (marked now, unless marked
+    /// before), and drops candidates that are referenced again. Returns how many are candidates.
+    func markUnreferencedChunks(nowMilliseconds: Int64) async throws -> Int64
+
+    /// Unreferenced chunks after `after`, in id order, with facts and when they were marked
+    /// (nil: not marked yet).
+    func unreferencedChunks(after: ChunkID?, limit: Int) async throws -> [(ChunkFacts, markedAt: Int64?)]
+
+    /// In one transaction: of these candidates, those still unreferenced, marked at or before
+    /// `markedBefore` and not written by anyone since their mark lose their facts (chunk,
+    /// replicas, mark). Returns them, with the servers that held them and their mark time.
+    func collect(_ ids: [ChunkID], markedBefore: Int64) async throws -> [(ChunkFacts, markedAt: Int64)]
+
+    /// Which of these chunks are garbage candidates: placement must not offer them as present.
+    func garbageCandidates(among ids: [ChunkID]) async throws -> Set<ChunkID>
+
+    /// Files on servers that the master has no fact for: remembers when each was first seen
+    /// (the grace runs from then) and returns that time per (chunk, server).
+    func noteOrphans(_ orphans: [(ChunkID, String)], nowMilliseconds: Int64) async throws -> [Int64]
+
+    /// Forgets orphan notes (deleted, adopted or recorded since).
+    func forgetOrphans(_ orphans: [(ChunkID, String)]) async throws
+
+    /// Current files using each chunk, at most `limit` per chunk.
+    func files(using ids: [ChunkID], limit: Int) async throws -> [ChunkID: [String]]
+}
+
+/// A chunk the master knows, with the servers recorded as holding it.
+public struct ChunkFacts: Sendable, Hashable {
+    public var id: ChunkID
+    public var plainByteCount: Int64
+    public var storedByteCount: Int64
+    public var servers: [String]
+
+    public init(id: ChunkID, plainByteCount: Int64, storedByteCount: Int64, servers: [String]) {
+        self.id = id
+        self.plainByteCount = plainByteCount
+        self.storedByteCount = storedByteCount
+        self.servers = servers
+    }
+
+    public var report: ReplicaReport {
+        ReplicaReport(chunkID: id, plainByteCount: plainByteCount, storedByteCount: storedByteCount)
+    }
 }
 
 extension MetadataStore {

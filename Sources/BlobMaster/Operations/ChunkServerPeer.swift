@@ -1,0 +1,95 @@
+import AsyncHTTPClient
+import BlobCore
+import Foundation
+import NIOCore
+
+/// The master's calls to chunk servers, for repair, rebalance, garbage collection and fsck. It
+/// carries no chunk bytes: copies go from server to server.
+struct ChunkServerPeer: Sendable {
+    let client: HTTPClient
+    let signer: RequestSigner
+    static let timeout: TimeAmount = .seconds(60)
+
+    /// Asks `source` to send chunk `id` to `targets`; returns where it is now durable.
+    func copy(_ id: ChunkID, from source: ServerEndpoint, to targets: [ServerEndpoint]) async throws -> ChunkWriteResult {
+        let body = try JSONEncoder().encode(ChunkCopyRequest(targets: targets.map(\.address)))
+        let data = try await call("POST", source.address, "/v1/chunks/\(id.hex)/copy", body: [UInt8](body), okStatuses: [200, 503])
+        return try JSONDecoder().decode(ChunkWriteResult.self, from: Data(data))
+    }
+
+    /// Deletes one replica. With `unlessWrittenAfter`, the server keeps a chunk written since
+    /// then (answers versionConflict). True when deleted, false when it was not there.
+    func delete(_ id: ChunkID, at server: ServerEndpoint, unlessWrittenAfter: Int64? = nil) async throws -> Bool {
+        var path = "/v1/chunks/\(id.hex)"
+        if let unlessWrittenAfter { path += "?unless-written-after=\(unlessWrittenAfter)" }
+        do {
+            _ = try await call("DELETE", server.address, path, body: nil, okStatuses: [204])
+            return true
+        } catch let error as BlobError where error.code == .notFound {
+            return false
+        }
+    }
+
+    /// One page of a server's inventory, in id order.
+    func inventory(of server: ServerEndpoint, after: ChunkID?, limit: Int = 10_000) async throws -> InventoryPage {
+        var path = "/v1/chunks?limit=\(limit)"
+        if let after { path += "&after=\(after.hex)" }
+        let data = try await call("GET", server.address, path, body: nil, okStatuses: [200])
+        return try JSONDecoder().decode(InventoryPage.self, from: Data(data))
+    }
+
+    func quarantine(of server: ServerEndpoint) async throws -> [ChunkID] {
+        let data = try await call("GET", server.address, "/v1/quarantine", body: nil, okStatuses: [200])
+        return try JSONDecoder().decode(QuarantineList.self, from: Data(data)).chunks.compactMap { try? ChunkID(hex: $0) }
+    }
+
+    func call(_ method: String, _ address: String, _ pathAndQuery: String, body: [UInt8]?, okStatuses: Set<UInt>) async throws -> [UInt8] {
+        var request = HTTPClientRequest(url: "http://\(address)\(pathAndQuery)")
+        request.method = .init(rawValue: method)
+        request.headers.add(name: "Authorization", value: signer.token(
+            role: .master, method: method, pathAndQuery: pathAndQuery,
+            expiry: Int64(Date().timeIntervalSince1970) + RequestSigner.defaultLifetimeSeconds))
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(request, timeout: Self.timeout)
+        } catch {
+            throw BlobError(.unavailable, reason: "peer.unreachable", "chunk server \(address) is unreachable: \(error)")
+        }
+        let data = [UInt8](buffer: try await response.body.collect(upTo: 64 << 20))
+        guard okStatuses.contains(response.status.code) else {
+            if let error = try? JSONDecoder().decode(ErrorBody.self, from: Data(data)) { throw error.error }
+            throw BlobError(.unavailable, reason: "peer.http", "chunk server \(address) answered HTTP \(response.status.code)")
+        }
+        return data
+    }
+}
+
+/// Paces copies to a byte rate: each transfer waits until the bytes so far fit the budget.
+actor CopyThrottle {
+    private var bytesPerSecond: Int64?
+    private var started = ContinuousClock.now
+    private var bytes: Int64 = 0
+
+    init(bytesPerSecond: Int64?) {
+        self.bytesPerSecond = bytesPerSecond.flatMap { $0 > 0 ? $0 : nil }
+    }
+
+    func setRate(_ rate: Int64?) {
+        bytesPerSecond = rate.flatMap { $0 > 0 ? $0 : nil }
+        started = .now
+        bytes = 0
+    }
+
+    /// Accounts `count` bytes and sleeps as long as they put the run ahead of the rate.
+    func pace(_ count: Int64) async throws {
+        bytes += count
+        guard let rate = bytesPerSecond else { return }
+        let due = Duration.nanoseconds(Int64(Double(bytes) / Double(rate) * 1e9))
+        let elapsed = started.duration(to: .now)
+        if due > elapsed { try await Task.sleep(for: due - elapsed) }
+    }
+}

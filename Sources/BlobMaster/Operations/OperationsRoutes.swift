@@ -1,0 +1,152 @@
+import BlobCore
+import BlobServerSupport
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// The operator routes: nodes, rebalance, garbage collection, fsck (docs/api.md, "Operations").
+struct OperationsRoutes: Sendable {
+    let membership: Membership
+    let store: any MetadataStore
+    let signer: RequestSigner
+    let rebalancer: Rebalancer
+    let collector: GarbageCollector
+    let checker: ConsistencyCheck
+    let gcGrace: Duration
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.get("/v1/nodes/:id") { request, context in try await node(request, context) }
+        router.post("/v1/nodes/:id/admit") { request, context in try await admit(request, context) }
+        router.post("/v1/nodes/:id/weight") { request, context in try await weight(request, context) }
+        router.post("/v1/nodes/:id/drain") { request, context in try await drain(request, context) }
+        router.post("/v1/nodes/:id/maintenance") { request, context in try await maintenance(request, context) }
+        router.delete("/v1/nodes/:id") { request, context in try await remove(request, context) }
+        router.get("/v1/rebalance/plan") { request, context in try await plan(request, context) }
+        router.get("/v1/rebalance") { request, context in try await rebalanceStatus(request, context) }
+        router.post("/v1/rebalance") { request, context in try await startRebalance(request, context) }
+        router.post("/v1/rebalance/stop") { request, context in try await stopRebalance(request, context) }
+        router.post("/v1/gc") { request, context in try await gc(request, context) }
+        router.post("/v1/fsck") { request, context in try await fsck(request, context) }
+    }
+
+    func auth(_ request: Request) throws {
+        _ = try authorize(request, signer: signer, roles: [.client, .master])
+    }
+
+    func serverID(_ context: BasicRequestContext) async throws -> String {
+        let id = context.parameters.get("id") ?? ""
+        guard await membership.endpoint(id) != nil else {
+            throw BlobError(.notFound, reason: "server.unknown", "no server \(id); list them with `blobctl cluster status`")
+        }
+        return id
+    }
+
+    func report(_ id: String) async throws -> NodeReport {
+        let holdings = try await store.holdings(of: id)
+        let status = await membership.status().servers.first { $0.id == id }
+        return NodeReport(
+            id: id, address: status?.address ?? "", state: status?.state ?? .unknown, weight: status?.weight ?? 0,
+            inRing: status?.inRing ?? false, chunks: holdings.chunks, storedBytes: holdings.bytes,
+            soleCopies: holdings.soleCopies, maintenanceUntilMilliseconds: await membership.maintenanceEnd(id))
+    }
+
+    func node(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        try auth(request)
+        return try jsonResponse(try await report(try await serverID(context)))
+    }
+
+    func admit(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        try auth(request)
+        let id = try await serverID(context)
+        try await membership.admit([id])
+        return try jsonResponse(try await report(id))
+    }
+
+    func weight(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        try auth(request)
+        let id = try await serverID(context)
+        let change = try await decodeJSONBody(NodeWeightChange.self, from: request, maxByteCount: 4096)
+        try await membership.setWeight(id, change.weight)
+        return try jsonResponse(try await report(id))
+    }
+
+    /// Weight 0, then a rebalance moves everything off; the report says what is left.
+    func drain(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        try auth(request)
+        let id = try await serverID(context)
+        try await membership.setWeight(id, 0)
+        let current = await rebalancer.status
+        _ = try await rebalancer.start(maxBytesPerSecond: current.state == .running ? current.maxBytesPerSecond : nil)
+        return try jsonResponse(try await report(id))
+    }
+
+    func maintenance(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        try auth(request)
+        let id = try await serverID(context)
+        let body = try await decodeJSONBody(NodeMaintenance.self, from: request, maxByteCount: 4096)
+        guard (0...(30 * 86_400)).contains(body.seconds) else {
+            throw BlobError(.invalidArgument, reason: "maintenance.duration", "maintenance lasts 0 to 30 days, got \(body.seconds) s")
+        }
+        _ = try await membership.setMaintenance(id, seconds: body.seconds)
+        return try jsonResponse(try await report(id))
+    }
+
+    func remove(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        try auth(request)
+        let id = try await serverID(context)
+        let holdings = try await store.holdings(of: id)
+        guard holdings.soleCopies == 0 else {
+            throw BlobError(.failedPrecondition, reason: "node.soleCopies",
+                            "server \(id) holds the only copy of \(holdings.soleCopies) chunks; drain it first "
+                                + "(`blobctl node drain \(id)`) and wait until `blobctl node status \(id)` shows 0 chunks")
+        }
+        try await membership.remove(id)
+        return Response(status: .noContent)
+    }
+
+    func plan(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
+        try auth(request)
+        let rate = try MasterRoutes.integer(request.uri.queryParameters.get("max_bytes_per_sec"), name: "max_bytes_per_sec")
+        return try jsonResponse(try await rebalancer.plan(maxBytesPerSecond: rate))
+    }
+
+    func rebalanceStatus(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
+        try auth(request)
+        return try jsonResponse(await rebalancer.status)
+    }
+
+    func startRebalance(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
+        try auth(request)
+        let body = try await decodeJSONBody(RebalanceStart.self, from: request, maxByteCount: 4096)
+        guard (body.maxBytesPerSecond ?? 0) >= 0 else {
+            throw BlobError(.invalidArgument, reason: "rebalance.rate", "max bytes per second must be >= 0")
+        }
+        return try jsonResponse(try await rebalancer.start(maxBytesPerSecond: body.maxBytesPerSecond), status: .accepted)
+    }
+
+    func stopRebalance(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
+        try auth(request)
+        return try jsonResponse(try await rebalancer.stop())
+    }
+
+    func gc(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
+        try auth(request)
+        let body = try await decodeJSONBody(GCRequest.self, from: request, maxByteCount: 4096)
+        var grace = gcGrace
+        if let seconds = body.graceSeconds {
+            guard Duration.seconds(seconds) >= gcGrace else {
+                throw BlobError(.invalidArgument, reason: "gc.grace",
+                                "the grace period may not be shorter than the master's (\(gcGrace.components.seconds) s; "
+                                    + "set with `blobctl master --gc-grace`)")
+            }
+            grace = .seconds(seconds)
+        }
+        return try jsonResponse(try await collector.run(dryRun: body.dryRun, grace: grace))
+    }
+
+    func fsck(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
+        try auth(request)
+        let body = try await decodeJSONBody(FsckRequest.self, from: request, maxByteCount: 4096)
+        return try jsonResponse(try await checker.run(repair: body.repair))
+    }
+}

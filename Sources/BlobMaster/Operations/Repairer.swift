@@ -1,0 +1,157 @@
+import BlobCore
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Puts chunks back to R live copies, server to server, throttled, fewest copies first.
+///
+/// What it looks at, each pass: the replicas on servers down past the grace period (and not in
+/// maintenance), chunks whose replicas were reported corrupt or vanished since the last pass,
+/// and, at start and then every `fullScanInterval`, every chunk. A server back inside the grace
+/// period was never down, so it causes no copies.
+actor Repairer {
+    let store: any MetadataStore
+    let membership: Membership
+    let peer: ChunkServerPeer
+    let throttle: CopyThrottle
+    let logger: Logger
+    /// Chunks to look at in the next pass (a replica was reported corrupt or removed).
+    private var dirty: Set<ChunkID> = []
+    private var lastFullScan: ContinuousClock.Instant?
+    let fullScanInterval: Duration
+    static let maxChunksPerPass = 100_000
+
+    /// Totals since the master started.
+    private(set) var copiedChunks: Int64 = 0
+    private(set) var copiedBytes: Int64 = 0
+    private(set) var failures: Int64 = 0
+
+    init(store: any MetadataStore, membership: Membership, peer: ChunkServerPeer, bytesPerSecond: Int64?,
+         fullScanInterval: Duration, logger: Logger) {
+        self.store = store
+        self.membership = membership
+        self.peer = peer
+        self.throttle = CopyThrottle(bytesPerSecond: bytesPerSecond)
+        self.fullScanInterval = fullScanInterval
+        self.logger = logger
+    }
+
+    func noteDamaged(_ ids: [ChunkID]) {
+        for id in ids.prefix(Self.maxChunksPerPass - dirty.count) { dirty.insert(id) }
+    }
+
+    /// One pass; returns how many chunks got copies.
+    @discardableResult
+    func pass(fullScan forced: Bool = false) async throws -> Int {
+        guard let ring = await membership.ring else { return 0 }
+        var candidates = dirty
+        dirty = []
+        let gone = Set(await membership.serversNeedingRepair())
+        // Copies that still count: on servers that are not down past the grace.
+        func counted(_ f: ChunkFacts) -> Int { f.servers.count { !gone.contains($0) } }
+        for server in gone.sorted() {
+            var after: ChunkID?
+            while candidates.count < Self.maxChunksPerPass {
+                let page = try await store.replicas(onServer: server, after: after, limit: 10_000)
+                for (id, _) in page { candidates.insert(id) }
+                guard let last = page.last else { break }
+                after = last.0
+            }
+        }
+        var facts = try await store.chunkFacts(of: Array(candidates))
+        let scanDue = lastFullScan.map { $0.duration(to: .now) >= fullScanInterval } ?? true
+        if forced || scanDue {
+            lastFullScan = .now
+            var after: ChunkID?
+            let known = candidates
+            while true {
+                let page = try await store.chunkFacts(after: after, limit: 10_000)
+                for f in page where !known.contains(f.id) && counted(f) < ring.replicaCount {
+                    facts.append(f)
+                }
+                guard let last = page.last else { break }
+                after = last.id
+            }
+        }
+        var work = facts.map { ($0, counted($0)) }.filter { $0.1 < ring.replicaCount }
+        work.sort { $0.1 < $1.1 }
+        var repaired = 0
+        for (f, counted) in work {
+            if Task.isCancelled { break }
+            if try await repair(f, counted: counted) { repaired += 1 }
+        }
+        if repaired > 0 || !work.isEmpty {
+            logger.info("repair pass", metadata: ["chunk.count": "\(work.count)", "repaired": "\(repaired)"])
+        }
+        return repaired
+    }
+
+    /// Copies one chunk from a live holder to as many new servers as it lacks.
+    func repair(_ facts: ChunkFacts, counted: Int) async throws -> Bool {
+        guard let ring = await membership.ring else { return false }
+        let choice = await membership.targetChoice(ring)
+        let targets = choice.writeTargets(for: facts.id).filter { !facts.servers.contains($0) }
+            .prefix(ring.replicaCount - counted)
+        guard !targets.isEmpty else { return false }
+        var sources: [ServerEndpoint] = []
+        for s in facts.servers where await membership.isUsable(s) {
+            if let e = await membership.endpoint(s) { sources.append(e) }
+        }
+        var endpoints: [ServerEndpoint] = []
+        for t in targets { if let e = await membership.endpoint(t) { endpoints.append(e) } }
+        for source in sources {
+            do {
+                let result = try await peer.copy(facts.id, from: source, to: endpoints)
+                for server in result.storedServerIDs {
+                    try await store.recordReplicas([facts.report], on: server, nowMilliseconds: Self.now())
+                }
+                guard !result.storedServerIDs.isEmpty else {
+                    failures += 1
+                    continue
+                }
+                copiedChunks += 1
+                copiedBytes += facts.storedByteCount * Int64(result.storedServerIDs.count)
+                try await throttle.pace(facts.storedByteCount * Int64(result.storedServerIDs.count))
+                return true
+            } catch let error as BlobError where error.code == .corruptChunk || error.code == .notFound {
+                // That copy is gone or bad (the server quarantined it): forget it, try another.
+                try await store.removeReplicas([facts.id], on: source.id)
+                failures += 1
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                failures += 1
+                logger.debug("repair copy failed", metadata: ["chunk.id": "\(facts.id.shortHex)", "error.message": "\(error)"])
+            }
+        }
+        return false
+    }
+
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+}
+
+/// Runs repair passes at an interval until shutdown.
+struct RepairService: Service {
+    let repairer: Repairer
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        do {
+            try await cancelWhenGracefulShutdown {
+                while !Task.isCancelled {
+                    do {
+                        try await repairer.pass()
+                    } catch is CancellationError {
+                        return
+                    } catch {
+                        logger.warning("repair pass failed", metadata: ["error.message": "\(error)"])
+                    }
+                    try await Task.sleep(for: interval)
+                }
+            }
+        } catch is CancellationError {
+            // Graceful shutdown.
+        }
+    }
+}
