@@ -11,8 +11,12 @@ if grep -E "^$(pwd)/(Sources|Tests)/.*: warning:" "$log" >/dev/null; then
   echo "test.sh: our sources compile with warnings (listed above); fix them" >&2
   exit 1
 fi
+
 # The client suites start many blobctl processes moving hundreds of MiB; they run after the
 # rest, so the liveness and scrub tests (real clocks) are not starved on a 2-core machine.
 heavy='ClientTests|DevClusterTests'
-swift test --skip-build --disable-xctest --skip "$heavy"
+operations='OperationsTests'
+swift test --skip-build --disable-xctest --skip "$heavy|$operations"
 swift test --skip-build --disable-xctest --filter "$heavy"
+# Repair, rebalance and gc wait on liveness and grace clocks: alone, after the client suites.
+swift test --skip-build --disable-xctest --filter "$operations"

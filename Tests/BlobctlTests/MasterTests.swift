@@ -10,7 +10,7 @@ struct MasterTests {
 
     /// A master and `servers` chunk servers registered with it; everything stopped by PID afterwards.
     static func withCluster<T>(
-        servers count: Int, liveness: [String] = fastLiveness,
+        servers count: Int, liveness: [String] = fastLiveness, serverArguments: [String] = ["--scrub-rate", "0"],
         _ body: (DaemonProcess, [DaemonProcess], TestClient, URL) async throws -> T
     ) async throws -> T {
         try await withChunkServers(0) { _, client, dir in
@@ -23,7 +23,7 @@ struct MasterTests {
                 for i in 0..<count {
                     let s = DaemonProcess(
                         dataDirectory: dir.appendingPathComponent("cs\(i)"), secretFile: secretFile,
-                        extraArguments: ["--master", "http://\(master.address)", "--zone", "z\(i)", "--scrub-rate", "0"])
+                        extraArguments: ["--master", "http://\(master.address)", "--zone", "z\(i)"] + serverArguments)
                     try await s.start()
                     servers.append(s)
                 }
