@@ -24,15 +24,16 @@ struct ChunkMove: Sendable, Equatable {
         let held = Set(facts.servers)
         let surplus = facts.servers.filter { !wanted.contains($0) }
         let liveHolders = facts.servers.filter { alive.contains($0) }
-        let preferred = surplus.filter { alive.contains($0) } + liveHolders
+        let leaving = surplus.filter { alive.contains($0) }
+        let sources = leaving.isEmpty ? liveHolders : leaving
         var copies: [Copy] = []
         var blocked = false
-        for (i, target) in wanted.enumerated() where !held.contains(target) {
-            guard alive.contains(target), !preferred.isEmpty else {
+        for target in wanted where !held.contains(target) {
+            guard alive.contains(target), !sources.isEmpty else {
                 blocked = true
                 continue
             }
-            copies.append(Copy(source: preferred[i % preferred.count], target: target))
+            copies.append(Copy(source: sources[copies.count % sources.count], target: target))
         }
         return ChunkMove(copies: copies, surplus: surplus, blocked: blocked)
     }

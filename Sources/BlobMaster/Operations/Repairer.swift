@@ -20,6 +20,7 @@ actor Repairer {
     private var lastFullScan: ContinuousClock.Instant?
     let fullScanInterval: Duration
     static let maxChunksPerPass = 100_000
+    static let concurrency = 4
 
     /// Totals since the master started.
     private(set) var copiedChunks: Int64 = 0
@@ -75,10 +76,19 @@ actor Repairer {
         }
         var work = facts.map { ($0, counted($0)) }.filter { $0.1 < ring.replicaCount }
         work.sort { $0.1 < $1.1 }
+        // A few copies at once (each a read on one server and a fsynced write on another), in
+        // order of fewest copies; the throttle paces them together.
         var repaired = 0
-        for (f, counted) in work {
-            if Task.isCancelled { break }
-            if try await repair(f, counted: counted) { repaired += 1 }
+        var index = 0
+        while index < work.count, !Task.isCancelled {
+            let batch = work[index..<min(index + Self.concurrency, work.count)]
+            index += batch.count
+            repaired += try await withThrowingTaskGroup(of: Bool.self) { group in
+                for (f, counted) in batch { group.addTask { try await self.repair(f, counted: counted) } }
+                var done = 0
+                for try await ok in group where ok { done += 1 }
+                return done
+            }
         }
         if repaired > 0 || !work.isEmpty {
             logger.info("repair pass", metadata: ["chunk.count": "\(work.count)", "repaired": "\(repaired)"])
