@@ -82,7 +82,7 @@ public struct MasterServer: Sendable {
             membership: membership, store: store, signer: signer, rebalancer: rebalancer,
             collector: GarbageCollector(store: store, membership: membership, peer: peer, logger: logger),
             checker: ConsistencyCheck(store: store, membership: membership, peer: peer, repairer: repairer, logger: logger),
-            gcGrace: configuration.gcGrace
+            repairer: repairer, gcGrace: configuration.gcGrace
         ).register(on: router)
         let configuration = self.configuration
         let app = Application(

@@ -482,7 +482,7 @@ public final class SQLiteMetadataStore: MetadataStore {
         SELECT v.id FROM versions v
         WHERE v.deleted = 0 AND v.chunk_count > 0
           AND NOT EXISTS (SELECT 1 FROM current_files f WHERE f.path = v.path AND f.version_id = v.id)
-          AND EXISTS (SELECT 1 FROM versions n WHERE n.path = v.path AND n.version > v.version AND n.created_ms <= ?)
+          AND EXISTS (SELECT 1 FROM versions n WHERE n.path = v.path AND n.version = v.version + 1 AND n.created_ms <= ?)
         """
 
     public func pruneVersions(supersededBefore cutoff: Int64, dryRun: Bool) async throws -> Int64 {
@@ -610,7 +610,9 @@ public final class SQLiteMetadataStore: MetadataStore {
             var out: [ChunkID: [String]] = [:]
             for id in ids {
                 let paths = try Data.fetchAll(db, sql: """
-                    SELECT DISTINCT f.path FROM manifest_entries m JOIN current_files f ON f.version_id = m.version_id
+                    SELECT DISTINCT f.path FROM manifest_entries m
+                    JOIN versions v ON v.id = m.version_id
+                    JOIN current_files f ON f.path = v.path AND f.version_id = v.id
                     WHERE m.chunk_id = ? LIMIT ?
                     """, arguments: [Self.blob(id), limit]).map { String(decoding: $0, as: UTF8.self) }
                 if !paths.isEmpty { out[id] = paths }

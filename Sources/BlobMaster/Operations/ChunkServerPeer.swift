@@ -38,6 +38,16 @@ struct ChunkServerPeer: Sendable {
         return try JSONDecoder().decode(InventoryPage.self, from: Data(data))
     }
 
+    /// Whether the server has the chunk's file now (HEAD).
+    func holds(_ id: ChunkID, at server: ServerEndpoint) async throws -> Bool {
+        do {
+            _ = try await call("HEAD", server.address, "/v1/chunks/\(id.hex)", body: nil, okStatuses: [200])
+            return true
+        } catch let error as BlobError where error.code == .notFound {
+            return false
+        }
+    }
+
     func quarantine(of server: ServerEndpoint) async throws -> [ChunkID] {
         let data = try await call("GET", server.address, "/v1/quarantine", body: nil, okStatuses: [200])
         return try JSONDecoder().decode(QuarantineList.self, from: Data(data)).chunks.compactMap { try? ChunkID(hex: $0) }
@@ -62,34 +72,42 @@ struct ChunkServerPeer: Sendable {
         let data = [UInt8](buffer: try await response.body.collect(upTo: 64 << 20))
         guard okStatuses.contains(response.status.code) else {
             if let error = try? JSONDecoder().decode(ErrorBody.self, from: Data(data)) { throw error.error }
+            if response.status.code == 404 { throw BlobError(.notFound, reason: "peer.notFound", "\(address) has no \(pathAndQuery)") }
             throw BlobError(.unavailable, reason: "peer.http", "chunk server \(address) answered HTTP \(response.status.code)")
         }
         return data
     }
 }
 
-/// Paces copies to a byte rate: each transfer waits until the bytes so far fit the budget.
+/// Paces copies to a byte rate: a token bucket holding at most one second of bytes, so an idle
+/// period earns no burst beyond that.
 actor CopyThrottle {
     private var bytesPerSecond: Int64?
-    private var started = ContinuousClock.now
-    private var bytes: Int64 = 0
+    private var tokens: Double = 0
+    private var refilled = ContinuousClock.now
 
     init(bytesPerSecond: Int64?) {
         self.bytesPerSecond = bytesPerSecond.flatMap { $0 > 0 ? $0 : nil }
+        tokens = Double(self.bytesPerSecond ?? 0)
     }
 
     func setRate(_ rate: Int64?) {
         bytesPerSecond = rate.flatMap { $0 > 0 ? $0 : nil }
-        started = .now
-        bytes = 0
+        tokens = 0
+        refilled = .now
     }
 
-    /// Accounts `count` bytes and sleeps as long as they put the run ahead of the rate.
+    /// Takes `count` bytes' worth of tokens, sleeping while the bucket is in debt.
     func pace(_ count: Int64) async throws {
-        bytes += count
         guard let rate = bytesPerSecond else { return }
-        let due = Duration.nanoseconds(Int64(Double(bytes) / Double(rate) * 1e9))
-        let elapsed = started.duration(to: .now)
-        if due > elapsed { try await Task.sleep(for: due - elapsed) }
+        let now = ContinuousClock.now
+        let elapsed = refilled.duration(to: now)
+        tokens = min(Double(rate), tokens + Double(rate) * (Double(elapsed.components.seconds)
+            + Double(elapsed.components.attoseconds) / 1e18))
+        refilled = now
+        tokens -= Double(count)
+        if tokens < 0 { try await Task.sleep(for: .nanoseconds(Int64(-tokens / Double(rate) * 1e9))) }
     }
+
+    var rate: Int64? { bytesPerSecond }
 }

@@ -63,63 +63,76 @@ struct ConsistencyCheck: Sendable {
         }
         let inspected = await inspectServers()
         let gone = Set(await membership.serversNeedingRepair())
-        var problems: [ChunkProblem] = []
+        // Counts are exact; lists keep the first `maxProblems` of each kind, so memory stays
+        // bounded whatever the store holds.
+        var lostCount: Int64 = 0, underCount: Int64 = 0, misplacedCount: Int64 = 0
         var lost: [ChunkID] = [], under: [(ChunkID, Int)] = [], misplaced: [ChunkID] = []
+        var short: Set<ChunkID> = []
+        let quarantinedIDs = Set(inspected.corrupt.map(\.0))
         var checked: Int64 = 0
         var after: ChunkID?
         while true {
             let page = try await store.chunkFacts(after: after, limit: 10_000)
             guard let last = page.last else { break }
             after = last.id
+            var noCopy: [ChunkID] = []
             for f in page {
                 checked += 1
                 let missingOn = Set(inspected.missing[f.id] ?? [])
                 let live = f.servers.count { !gone.contains($0) && !missingOn.contains($0) }
                 if live == 0 {
-                    lost.append(f.id)
+                    noCopy.append(f.id)
                 } else if live < ring.replicaCount {
-                    under.append((f.id, live))
+                    underCount += 1
+                    if under.count < Self.maxProblems { under.append((f.id, live)) }
+                    if quarantinedIDs.contains(f.id) { short.insert(f.id) }
                 }
-                if Set(f.servers) != Set(ring.replicaIDs(for: f.id)) { misplaced.append(f.id) }
+                if Set(f.servers) != Set(ring.replicaIDs(for: f.id)) {
+                    misplacedCount += 1
+                    if misplaced.count < Self.maxProblems { misplaced.append(f.id) }
+                }
+            }
+            // A chunk with no copy matters only when some version still uses it.
+            let references = try await store.referenceCounts(of: noCopy)
+            for id in noCopy where (references[id] ?? 0) > 0 {
+                lostCount += 1
+                if lost.count < Self.maxProblems { lost.append(id) }
+                if quarantinedIDs.contains(id) { short.insert(id) }
             }
         }
         // A quarantined copy matters while its chunk is below R (not yet replaced elsewhere).
-        let short = Set(lost + under.map(\.0))
-        var findings = inspected
-        findings.corrupt = findings.corrupt.filter { short.contains($0.0) }
-        // A chunk with no copy matters only when a file uses it.
-        let lostFiles = try await store.files(using: Array(lost.prefix(Self.maxProblems)), limit: 5)
-        lost = lost.filter { lostFiles[$0] != nil }
-        let listed = Array(lost.prefix(Self.maxProblems)) + findings.missing.keys.prefix(Self.maxProblems)
-            + findings.corrupt.prefix(Self.maxProblems).map(\.0) + under.prefix(Self.maxProblems).map(\.0)
+        let corrupt = inspected.corrupt.filter { short.contains($0.0) }
+        let missingCount = Int64(inspected.missing.values.reduce(0) { $0 + $1.count })
+        let listed = lost + Array(inspected.missing.keys.prefix(Self.maxProblems)) + corrupt.prefix(Self.maxProblems).map(\.0)
+            + under.map(\.0)
         let files = try await store.files(using: Array(Set(listed)), limit: 5)
+        var problems: [ChunkProblem] = []
         for id in lost { problems.append(ChunkProblem(kind: .lost, chunk: id.hex, server: nil, liveCopies: 0, files: files[id] ?? [])) }
-        for (id, servers) in findings.missing.sorted(by: { $0.key.hex < $1.key.hex }) {
+        for (id, servers) in inspected.missing.sorted(by: { $0.key.hex < $1.key.hex }).prefix(Self.maxProblems) {
             for s in servers {
                 problems.append(ChunkProblem(kind: .missing, chunk: id.hex, server: s, liveCopies: nil, files: files[id] ?? []))
             }
         }
-        for (id, s) in findings.corrupt {
+        for (id, s) in corrupt.prefix(Self.maxProblems) {
             problems.append(ChunkProblem(kind: .corrupt, chunk: id.hex, server: s, liveCopies: nil, files: files[id] ?? []))
         }
         for (id, live) in under {
             problems.append(ChunkProblem(kind: .underReplicated, chunk: id.hex, server: nil, liveCopies: live, files: files[id] ?? []))
         }
-        for (id, s) in findings.orphans {
+        for (id, s) in inspected.orphans.prefix(Self.maxProblems) {
             problems.append(ChunkProblem(kind: .orphaned, chunk: id.hex, server: s, liveCopies: nil, files: []))
         }
         for id in misplaced {
             problems.append(ChunkProblem(kind: .misplaced, chunk: id.hex, server: nil, liveCopies: nil, files: []))
         }
-        let missingCount = Int64(findings.missing.values.reduce(0) { $0 + $1.count })
         return FsckReport(
-            chunksChecked: checked, serversChecked: findings.checked, unreachableServers: findings.unreachable,
-            missing: missingCount, underReplicated: Int64(under.count), lost: Int64(lost.count),
-            misplaced: Int64(misplaced.count), orphaned: Int64(findings.orphans.count), corrupt: Int64(findings.corrupt.count),
+            chunksChecked: checked, serversChecked: inspected.checked, unreachableServers: inspected.unreachable,
+            missing: missingCount, underReplicated: underCount, lost: lostCount,
+            misplaced: misplacedCount, orphaned: Int64(inspected.orphans.count), corrupt: Int64(corrupt.count),
             problems: Array(problems.prefix(Self.maxProblems)),
-            filesAtRisk: Array(Set(lost.flatMap { lostFiles[$0] ?? [] })).sorted(),
-            dataAtRisk: !lost.isEmpty || !under.isEmpty || missingCount > 0 || !findings.corrupt.isEmpty
-                || !findings.unreachable.isEmpty,
+            filesAtRisk: Array(Set(lost.flatMap { files[$0] ?? [] })).sorted(),
+            dataAtRisk: lostCount > 0 || underCount > 0 || missingCount > 0 || !corrupt.isEmpty
+                || !inspected.unreachable.isEmpty,
             repairedChunks: 0, forgottenReplicas: 0, adoptedReplicas: 0)
     }
 
@@ -138,7 +151,9 @@ struct ConsistencyCheck: Sendable {
             let slice = findings.orphans[batch..<min(batch + 1000, findings.orphans.count)]
             let known = Dictionary(uniqueKeysWithValues: try await store.chunkFacts(of: slice.map(\.0)).map { ($0.id, $0) })
             for (id, server) in slice {
-                guard let facts = known[id] else { continue }
+                // Only a file still there: it may have been deleted since the inventory was read.
+                guard let facts = known[id], let endpoint = await membership.endpoint(server),
+                      (try? await peer.holds(id, at: endpoint)) == true else { continue }
                 try await store.recordReplicas([facts.report], on: server, nowMilliseconds: GarbageCollector.now())
                 adopted += 1
             }

@@ -41,7 +41,9 @@ struct GarbageCollector: Sendable {
 
         // 2. and 3.
         let pruned = try await store.pruneVersions(supersededBefore: cutoff, dryRun: dryRun)
-        if !dryRun { _ = try await store.markUnreferencedChunks(nowMilliseconds: now) }
+        // Marked at the moment of marking, not the run's start: reading inventories may take
+        // long, and a mark dated earlier would shorten the grace a writer gets.
+        if !dryRun { _ = try await store.markUnreferencedChunks(nowMilliseconds: Self.now()) }
 
         // 4. Unreferenced chunks: due ones are collected, the rest reported as pending.
         var reclaimableChunks: Int64 = 0, reclaimableBytes: Int64 = 0
@@ -105,8 +107,15 @@ struct GarbageCollector: Sendable {
             }
         }
         if !dryRun {
+            // The inventory and the facts were read at different moments: a copy deleted in
+            // between (by a rebalance, fact first) looks unrecorded. Adopt only files still there.
             for (server, reports) in adopt.sorted(by: { $0.key < $1.key }) {
-                try await store.recordReplicas(reports, on: server, nowMilliseconds: now)
+                guard let endpoint = await membership.endpoint(server) else { continue }
+                var present: [ReplicaReport] = []
+                for report in reports where (try? await peer.holds(report.chunkID, at: endpoint)) == true {
+                    present.append(report)
+                }
+                try await store.recordReplicas(present, on: server, nowMilliseconds: Self.now())
             }
         }
         let firstSeen = dryRun ? unknown.map { _ in now }

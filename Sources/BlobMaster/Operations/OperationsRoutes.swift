@@ -12,6 +12,7 @@ struct OperationsRoutes: Sendable {
     let rebalancer: Rebalancer
     let collector: GarbageCollector
     let checker: ConsistencyCheck
+    let repairer: Repairer
     let gcGrace: Duration
 
     func register(on router: Router<BasicRequestContext>) {
@@ -94,13 +95,31 @@ struct OperationsRoutes: Sendable {
     func remove(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         try auth(request)
         let id = try await serverID(context)
-        let holdings = try await store.holdings(of: id)
-        guard holdings.soleCopies == 0 else {
+        // Copies elsewhere count only on servers that are not down: a chunk whose other copies
+        // are all on dead servers has its only reachable copy here.
+        var notDown: Set<String> = []
+        for server in await membership.serverIDs where await membership.state(of: server) != .down { notDown.insert(server) }
+        let replicaCount = await membership.ring?.replicaCount ?? 1
+        var sole: Int64 = 0
+        var short: [ChunkID] = []
+        var after: ChunkID?
+        while true {
+            let page = try await store.replicas(onServer: id, after: after, limit: 10_000)
+            guard let last = page.last else { break }
+            after = last.0
+            for facts in try await store.chunkFacts(of: page.map(\.0)) {
+                let elsewhere = facts.servers.count { $0 != id && notDown.contains($0) }
+                if elsewhere == 0 { sole += 1 } else if elsewhere < replicaCount { short.append(facts.id) }
+            }
+        }
+        guard sole == 0 else {
             throw BlobError(.failedPrecondition, reason: "node.soleCopies",
-                            "server \(id) holds the only copy of \(holdings.soleCopies) chunks; drain it first "
-                                + "(`blobctl node drain \(id)`) and wait until `blobctl node status \(id)` shows 0 chunks")
+                            "server \(id) holds the only copy of \(sole) chunks (no other live server has them); drain it "
+                                + "first (`blobctl node drain \(id)`) and wait until `blobctl node status \(id)` shows 0 chunks")
         }
         try await membership.remove(id)
+        // Chunks that keep fewer than R copies: repaired at the next pass, not the next full scan.
+        await repairer.noteDamaged(short)
         return Response(status: .noContent)
     }
 
@@ -134,6 +153,9 @@ struct OperationsRoutes: Sendable {
         let body = try await decodeJSONBody(GCRequest.self, from: request, maxByteCount: 4096)
         var grace = gcGrace
         if let seconds = body.graceSeconds {
+            guard seconds <= 10 * 365 * 86_400 else {
+                throw BlobError(.invalidArgument, reason: "gc.grace", "a grace period of at most 10 years, please")
+            }
             guard Duration.seconds(seconds) >= gcGrace else {
                 throw BlobError(.invalidArgument, reason: "gc.grace",
                                 "the grace period may not be shorter than the master's (\(gcGrace.components.seconds) s; "

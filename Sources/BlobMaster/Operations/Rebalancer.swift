@@ -180,20 +180,25 @@ actor Rebalancer {
         while await membership.hasUnknownRingMembers(), ContinuousClock.now < deadline, !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(200))
         }
-        for _ in 0..<4 {
+        // Passes until one moves nothing. A pass that moved nothing while some chunks are
+        // blocked by a server not heard from yet, or that failed, is retried after a pause
+        // (bounded): finishing then would leave the work undone.
+        for attempt in 0..<20 {
             if Task.isCancelled { return }
             do {
                 let moved = try await runOnePass()
                 if Task.isCancelled { return }
-                if moved == 0 { break }
+                if moved > 0 { continue }
+                let waiting = status.blockedChunks > 0 ? await membership.hasUnknownRingMembers() : false
+                if !waiting { break }
             } catch is CancellationError {
                 return
             } catch {
                 status.errors += 1
                 status.lastError = "\(error)"
                 logger.warning("rebalance pass failed", metadata: ["error.message": "\(error)"])
-                try? await Task.sleep(for: .seconds(1))
             }
+            try? await Task.sleep(for: .seconds(min(30, 1 << min(attempt, 5))))
         }
         guard !Task.isCancelled else { return }
         status.state = .finished
@@ -287,16 +292,32 @@ actor Rebalancer {
             }
         }
         for server in move.surplus where alive.contains(server) {
-            let others = holders.subtracting([server]).filter { alive.contains($0) }
-            guard others.count >= replicaCount, let endpoint = await membership.endpoint(server) else { continue }
+            // Decide on fresh facts and liveness, not the page's: a copy counted a while ago
+            // may have been quarantined, reported corrupt or lost with its server since.
+            guard let fresh = try? await store.chunkFacts(of: [facts.id]).first, fresh.servers.contains(server),
+                  await membership.isUsable(server), let endpoint = await membership.endpoint(server)
+            else { continue }
+            var others = 0
+            for s in fresh.servers where s != server && holders.contains(s) {
+                if await membership.isUsable(s) { others += 1 }
+            }
+            guard others >= replicaCount else { continue }
             do {
+                let removedAt = Self.now()
                 try await store.removeReplicas([facts.id], on: server)
                 holders.remove(server)
-                _ = try await peer.delete(facts.id, at: endpoint)
-                outcome.deletes += 1
+                do {
+                    // A writer that sent the chunk to this server since the fact was dropped
+                    // touched the file: the server keeps it, and so does the fact.
+                    _ = try await peer.delete(facts.id, at: endpoint, unlessWrittenAfter: removedAt)
+                    outcome.deletes += 1
+                } catch let error as BlobError where error.code == .versionConflict {
+                    try await store.recordReplicas([facts.report], on: server, nowMilliseconds: Self.now())
+                    holders.insert(server)
+                }
             } catch {
                 // The fact is gone and the file may stay: garbage collection's orphan sweep
-                // (or fsck --repair, which adopts it back) settles it.
+                // (or fsck --repair, which adopts it back after checking it is there) settles it.
                 outcome.error = "delete \(facts.id.shortHex)… on \(server): \(error)"
             }
         }

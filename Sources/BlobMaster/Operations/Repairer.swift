@@ -18,6 +18,9 @@ actor Repairer {
     /// Chunks to look at in the next pass (a replica was reported corrupt or removed).
     private var dirty: Set<ChunkID> = []
     private var lastFullScan: ContinuousClock.Instant?
+    private var fullScanRunning = false
+    private var fullScanCursor: ChunkID?
+    private var serverCursors: [String: ChunkID] = [:]
     let fullScanInterval: Duration
     static let maxChunksPerPass = 100_000
     static let concurrency = 4
@@ -50,29 +53,46 @@ actor Repairer {
         let gone = Set(await membership.serversNeedingRepair())
         // Copies that still count: on servers that are not down past the grace.
         func counted(_ f: ChunkFacts) -> Int { f.servers.count { !gone.contains($0) } }
+        // Each down server's chunks are walked from where the last pass stopped, so a server
+        // with more chunks than one pass takes is covered in turn, not its first ones forever.
         for server in gone.sorted() {
-            var after: ChunkID?
+            var after = serverCursors[server]
+            var restarted = after == nil
             while candidates.count < Self.maxChunksPerPass {
                 let page = try await store.replicas(onServer: server, after: after, limit: 10_000)
+                guard let last = page.last else {
+                    after = nil
+                    if restarted { break }
+                    restarted = true
+                    continue
+                }
                 for (id, _) in page { candidates.insert(id) }
-                guard let last = page.last else { break }
                 after = last.0
             }
+            serverCursors[server] = after
         }
+        serverCursors = serverCursors.filter { gone.contains($0.key) }
         var facts = try await store.chunkFacts(of: Array(candidates))
-        let scanDue = lastFullScan.map { $0.duration(to: .now) >= fullScanInterval } ?? true
-        if forced || scanDue {
-            lastFullScan = .now
-            var after: ChunkID?
+        // The full scan also goes a bounded batch per pass, resuming where it stopped.
+        if forced { fullScanCursor = nil }
+        if forced || lastFullScan.map({ $0.duration(to: .now) >= fullScanInterval }) ?? true { fullScanRunning = true }
+        if fullScanRunning {
+            var after = fullScanCursor
             let known = candidates
-            while true {
+            while facts.count < Self.maxChunksPerPass {
                 let page = try await store.chunkFacts(after: after, limit: 10_000)
+                guard let last = page.last else {
+                    fullScanRunning = false
+                    lastFullScan = .now
+                    after = nil
+                    break
+                }
                 for f in page where !known.contains(f.id) && counted(f) < ring.replicaCount {
                     facts.append(f)
                 }
-                guard let last = page.last else { break }
                 after = last.id
             }
+            fullScanCursor = after
         }
         var work = facts.map { ($0, counted($0)) }.filter { $0.1 < ring.replicaCount }
         work.sort { $0.1 < $1.1 }
