@@ -127,7 +127,7 @@ extension ClusterClient {
             while next < plan.chunks.count || !window.isEmpty {
                 while next < plan.chunks.count && window.count < max(1, options.readAhead) {
                     let entry = plan.chunks[next]
-                    window.append(Task { [self] in try await fetch(entry) })
+                    window.append(Task { [self] in try await fetch(entry, of: path) })
                     next += 1
                 }
                 let index = next - window.count
@@ -165,8 +165,10 @@ extension ClusterClient {
         return result
     }
 
-    /// One chunk from the first replica that gives bytes matching its id.
-    private func fetch(_ entry: ReadPlanEntry) async throws -> FetchedChunk {
+    /// One chunk from the first replica that gives bytes matching its id. When every replica of
+    /// the plan failed and one said the chunk is gone (a rebalance moved it since the plan was
+    /// made), asks the master where it is now and tries the new holders.
+    private func fetch(_ entry: ReadPlanEntry, of path: BlobPath) async throws -> FetchedChunk {
         let id = entry.chunk.chunkID
         guard !entry.replicas.isEmpty else {
             throw BlobError(.insufficientReplicas, reason: "chunk.noReplica",
@@ -176,19 +178,35 @@ extension ClusterClient {
         let decompressor = ChunkDecompressor()
         var suspects: [SuspectReplica] = []
         var errors: [String] = []
-        for server in entry.replicas {
-            try Task.checkCancellation()
-            do {
-                let plain = try await getChunk(id, from: server, decompressor: decompressor)
-                guard plain.count == Int(entry.chunk.length) else {
-                    throw BlobError(.corruptChunk, reason: "chunk.length",
-                                    "chunk \(id.shortHex)… from \(server.id) has \(plain.count) bytes, the manifest says \(entry.chunk.length)")
+        var tried: Set<String> = []
+        var moved = false
+        func attempt(_ replicas: [ServerEndpoint]) async throws -> [UInt8]? {
+            for server in replicas where !tried.contains(server.id) {
+                try Task.checkCancellation()
+                tried.insert(server.id)
+                do {
+                    let plain = try await getChunk(id, from: server, decompressor: decompressor)
+                    guard plain.count == Int(entry.chunk.length) else {
+                        throw BlobError(.corruptChunk, reason: "chunk.length",
+                                        "chunk \(id.shortHex)… from \(server.id) has \(plain.count) bytes, the manifest says \(entry.chunk.length)")
+                    }
+                    return plain
+                } catch let error as BlobError {
+                    errors.append("\(server.id): \(error.message)")
+                    if error.code == .notFound { moved = true } else {
+                        suspects.append(SuspectReplica(id: id, serverID: server.id, code: error.code.rawValue))
+                    }
                 }
-                return FetchedChunk(plain: plain, suspects: suspects, failovers: errors.count)
-            } catch let error as BlobError {
-                errors.append("\(server.id): \(error.message)")
-                suspects.append(SuspectReplica(id: id, serverID: server.id, code: error.code.rawValue))
             }
+            return nil
+        }
+        if let plain = try await attempt(entry.replicas) {
+            return FetchedChunk(plain: plain, suspects: suspects, failovers: errors.count)
+        }
+        if moved, let fresh = try? await readPlan(path, offset: entry.chunk.offset, length: 1),
+           let now = fresh.chunks.first, now.chunk.chunkID == id,
+           let plain = try await attempt(now.replicas) {
+            return FetchedChunk(plain: plain, suspects: suspects, failovers: errors.count)
         }
         throw BlobError(.unavailable, reason: "chunk.allReplicasFailed",
                         "every replica of chunk \(id.shortHex)… failed: " + errors.joined(separator: "; "))
