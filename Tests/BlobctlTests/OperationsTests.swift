@@ -162,6 +162,31 @@ struct OperationsTests {
         }
     }
 
+    @Test("a server in maintenance is not repaired while down; ending maintenance repairs it")
+    func maintenanceSuspendsRepair() async throws {
+        try await Self.withCluster(servers: 4) { cluster in
+            let files = try await Self.putFiles(cluster, count: 12, prefix: "maint", seed: 350)
+            let server = cluster.servers[2]
+            let node = try await cluster.json(["node", "maintenance", server.serverID, "--for", "10m"])
+            #expect(node["maintenance_until_milliseconds"] is Int)
+            try await server.kill()
+            let down = try await ChunkServerFaultTests.eventually(within: .seconds(30)) {
+                try await MasterTests.status(cluster.client, cluster.master).servers.first { $0.id == server.serverID }?.state == .down
+            }
+            #expect(down)
+            // Several repair passes while down and in maintenance: nothing copied.
+            try await Task.sleep(for: .seconds(3))
+            for other in cluster.servers where other.serverID != server.serverID {
+                #expect(try await Self.counter(cluster, other, "copiesSent") == 0)
+            }
+            _ = try await cluster.json(["node", "maintenance", server.serverID, "--for", "0"])
+            let repaired = try await ChunkServerFaultTests.eventually(within: .seconds(60)) {
+                try await cluster.allChunksHave(3, files: files.map(\.0))
+            }
+            #expect(repaired, "repair runs once maintenance ends")
+        }
+    }
+
     @Test("add a fourth server: the dry run plans about a quarter of the bytes; the run matches the ring and never leaves a chunk below 3 copies")
     func rebalanceAfterAdd() async throws {
         try await Self.withCluster(servers: 3) { cluster in
