@@ -332,6 +332,57 @@ struct OperationsTests {
         }
     }
 
+    @Test("a chunk file the master has no record of is reported by fsck and gc, and collected a grace after it was first seen")
+    func orphanCollected() async throws {
+        try await Self.withCluster(servers: 3) { cluster in
+            let files = try await Self.putFiles(cluster, count: 2, prefix: "keep", seed: 1700)
+            // As an interrupted upload leaves it: a valid frame on disk that nobody recorded.
+            let plain = SyntheticData.random(byteCount: 50_000, seed: 1799)
+            let id = ChunkID(hashing: plain)
+            let server = cluster.servers[1]
+            let dir = server.dataDirectory.appendingPathComponent("chunks/\(id.hex.prefix(2))/\(id.hex.dropFirst(2).prefix(2))")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            let orphan = dir.appendingPathComponent(id.hex)
+            try Data(ChunkEncoder().frame(for: plain)).write(to: orphan)
+
+            let fsck = try await cluster.fsck()
+            #expect((fsck.report["orphaned"] as? Int) == 1, "\(fsck.report)")
+            let dry = try await cluster.json(["gc", "--dry-run"])
+            let perServer = (dry["servers"] as? [[String: Any]] ?? []).first { $0["server"] as? String == server.serverID }
+            #expect(perServer?["orphan_chunks"] as? Int == 1, "\(dry)")
+            _ = try await cluster.json(["gc"])
+            #expect(FileManager.default.fileExists(atPath: orphan.path), "kept until a grace after it was first seen")
+            try await Task.sleep(for: .milliseconds(1200))
+            let second = try await cluster.json(["gc"])
+            #expect((second["deleted_chunks"] as? Int ?? 0) >= 1, "\(second)")
+            #expect(!FileManager.default.fileExists(atPath: orphan.path))
+            for (path, local) in files { #expect(try await cluster.readsBack(path, local)) }
+        }
+    }
+
+    @Test("with --no-auto-admit servers wait outside the ring until `node add`")
+    func nodeAddAdmits() async throws {
+        try await MasterTests.withCluster(servers: 3, liveness: Self.masterArguments + ["--no-auto-admit"]) { master, servers, client, dir in
+            let cluster = Cluster(master: master, servers: servers, client: client, dir: dir)
+            let registered = try await ChunkServerFaultTests.eventually(within: .seconds(20)) {
+                try await MasterTests.status(client, master).servers.filter { $0.state == .alive }.count == 3
+            }
+            #expect(registered)
+            #expect(try await MasterTests.status(client, master).servers.allSatisfy { !$0.inRing })
+            // The ring needs R failure domains: the first two wait, the third builds it.
+            for server in servers {
+                let node = try await cluster.json(["node", "add", server.serverID])
+                #expect(node["id"] as? String == server.serverID)
+            }
+            let status = try await MasterTests.status(client, master)
+            #expect(status.ringEpoch != nil && status.servers.allSatisfy(\.inRing))
+            let local = dir.appendingPathComponent("one")
+            try Data(SyntheticData.random(byteCount: 100_000, seed: 1900)).write(to: local)
+            try await cluster.put(local, "admitted/one")
+            #expect(try await cluster.readsBack("admitted/one", local))
+        }
+    }
+
     @Test("gc reclaims a deleted file's chunks after the grace, keeps chunks a put reuses, and aborts on an inventory error")
     func garbageCollection() async throws {
         try await Self.withCluster(servers: 3) { cluster in
