@@ -118,14 +118,38 @@ extension ClusterClient {
         let end = length.map { offset + $0 } ?? plan.file.size
         let writer = try LocalWriter(destination, durable: options.fsync)
         var result = GetResult(file: plan.file, offset: offset, byteCount: end - offset, chunkCount: plan.chunks.count, failovers: 0)
-        var window: [Task<FetchedChunk, any Error>] = []
         do {
-            var wholeFile = options.range == nil ? SHA256() : nil
+            var written: Int64 = 0
+            result.failovers = try await stream(plan, of: path, offset: offset, end: end, readAhead: options.readAhead,
+                                                checkWholeFile: options.range == nil) { slice in
+                try slice.withUnsafeBytes { try writer.write($0) }
+                written += Int64(slice.count)
+                progress?(written, end - offset)
+            }
+            try writer.commit()
+        } catch {
+            writer.abort()
+            throw error
+        }
+        return result
+    }
+
+    /// Streams bytes `[offset, end)` of a planned file to `sink` in order, fetching a window of
+    /// `readAhead` chunks ahead of it (so memory is that window, whatever the size), each checked
+    /// against its id. With `checkWholeFile` (the whole file is read) the file's SHA-256 is
+    /// checked before the last bytes are handed over. Returns how many replica failovers it took.
+    public func stream(_ plan: ReadPlan, of path: BlobPath, offset: Int64, end: Int64, readAhead: Int = 8,
+                       checkWholeFile: Bool, sink: (ArraySlice<UInt8>) async throws -> Void) async throws -> Int {
+        var window: [Task<FetchedChunk, any Error>] = []
+        var failovers = 0
+        do {
+            // A file assembled from parts has no whole-file SHA-256 to check (its chunks are).
+            var wholeFile = checkWholeFile && ManifestCommit.isWholeFileDigest(plan.file.sha256) ? SHA256() : nil
             var next = 0
             var written: Int64 = 0
             var suspects: [SuspectReplica] = []
             while next < plan.chunks.count || !window.isEmpty {
-                while next < plan.chunks.count && window.count < max(1, options.readAhead) {
+                while next < plan.chunks.count && window.count < max(1, readAhead) {
                     let entry = plan.chunks[next]
                     window.append(Task { [self] in try await fetch(entry, of: path) })
                     next += 1
@@ -135,34 +159,34 @@ extension ClusterClient {
                 let entry = plan.chunks[index].chunk
                 let from = Int(max(offset, entry.offset) - entry.offset)
                 let to = Int(min(end, entry.offset + entry.length) - entry.offset)
-                try fetched.plain.withUnsafeBytes { raw in
-                    let slice = UnsafeRawBufferPointer(rebasing: raw[from..<to])
-                    wholeFile?.update(bufferPointer: slice)
-                    try writer.write(slice)
-                }
-                written += Int64(to - from)
-                result.failovers += fetched.failovers
+                let slice = fetched.plain[from..<to]
+                slice.withUnsafeBytes { wholeFile?.update(bufferPointer: $0) }
+                failovers += fetched.failovers
                 suspects += fetched.suspects
-                progress?(written, end - offset)
+                if next == plan.chunks.count && window.isEmpty, let digest = wholeFile?.finalize() {
+                    // The last piece goes out only once the whole file matched.
+                    let hex = try ChunkID(digestBytes: Array(digest)).hex
+                    guard hex == plan.file.sha256 else {
+                        throw BlobError(.corruptChunk, reason: "file.sha256",
+                                        "\(path) read back with SHA-256 \(hex) but was stored with \(plan.file.sha256)")
+                    }
+                }
+                try await sink(slice)
+                written += Int64(to - from)
+            }
+            if plan.chunks.isEmpty, let digest = wholeFile?.finalize(),
+               try ChunkID(digestBytes: Array(digest)).hex != plan.file.sha256 {
+                throw BlobError(.corruptChunk, reason: "file.sha256", "\(path) is empty but was stored with SHA-256 \(plan.file.sha256)")
             }
             if !suspects.isEmpty { try? await reportSuspect(suspects) }
-            if let digest = wholeFile?.finalize() {
-                let hex = try ChunkID(digestBytes: Array(digest)).hex
-                guard hex == plan.file.sha256 else {
-                    throw BlobError(.corruptChunk, reason: "file.sha256",
-                                    "\(path) read back with SHA-256 \(hex) but was stored with \(plan.file.sha256); nothing was written")
-                }
-            }
             guard written == end - offset else {
                 throw BlobError(.internal, reason: "file.length", "read \(written) bytes of \(end - offset) of \(path)")
             }
-            try writer.commit()
         } catch {
             for task in window { task.cancel() }
-            writer.abort()
             throw error
         }
-        return result
+        return failovers
     }
 
     /// One chunk from the first replica that gives bytes matching its id. When every replica of

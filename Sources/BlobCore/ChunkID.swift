@@ -167,3 +167,15 @@ extension ChunkID: Codable {
         try c.encode(hex)
     }
 }
+
+extension ManifestCommit {
+    /// The digest of a file assembled from parts: SHA-256 of the parts' digests (their text, in
+    /// order), then `-` and the number of parts.
+    public static func compositeDigest(ofParts digests: [String]) -> String {
+        var hash = SHA256()
+        for d in digests { hash.update(data: Array(d.utf8)) }
+        // A SHA-256 is 32 bytes, so it always makes a ChunkID; its hex is the digest's.
+        let hex = (try? ChunkID(digestBytes: Array(hash.finalize())).hex) ?? ""
+        return hex + "-\(digests.count)"
+    }
+}

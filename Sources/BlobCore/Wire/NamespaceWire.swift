@@ -35,6 +35,20 @@ public struct ManifestCommit: Codable, Sendable, Hashable {
         self.acknowledgements = acknowledgements
     }
 
+    /// A whole file's SHA-256: 64 lowercase hex characters.
+    public static func isWholeFileDigest(_ text: String) -> Bool {
+        text.utf8.count == 64 && text.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+    }
+
+    /// A file assembled from parts (multipart upload) has no whole-file SHA-256 without reading it
+    /// all: its digest is the SHA-256 of the parts' digests, then `-` and the number of parts (as
+    /// S3 spells a multipart ETag). Each chunk is still checked against its id on every read.
+    public static func isCompositeDigest(_ text: String) -> Bool {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 2, let n = Int(parts[1]), (1...10_000).contains(n) else { return false }
+        return isWholeFileDigest(String(parts[0]))
+    }
+
     /// Checks the parts a store cannot: lengths, tiling, hash spelling, limits.
     public func validate(maxChunks: Int) throws(BlobError) {
         guard size >= 0 else { throw BlobError(.invalidArgument, reason: "manifest.size", "file size \(size) is negative") }
@@ -42,8 +56,9 @@ public struct ManifestCommit: Codable, Sendable, Hashable {
             throw BlobError(.invalidArgument, reason: "manifest.tooManyChunks",
                             "a manifest holds at most \(maxChunks) chunks, this one \(chunks.count); split the file")
         }
-        guard sha256.utf8.count == 64, sha256.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else {
-            throw BlobError(.invalidArgument, reason: "manifest.sha256", "sha256 must be 64 lowercase hex characters")
+        guard Self.isWholeFileDigest(sha256) || Self.isCompositeDigest(sha256) else {
+            throw BlobError(.invalidArgument, reason: "manifest.sha256",
+                            "sha256 must be 64 lowercase hex characters (or, for a file assembled from parts, that and -PARTS)")
         }
         guard contentType.utf8.count <= 255, !contentType.unicodeScalars.contains(where: { $0.value < 0x20 }) else {
             throw BlobError(.invalidArgument, reason: "manifest.contentType", "content type must be at most 255 printable bytes")

@@ -1,0 +1,66 @@
+public import BlobCore
+
+/// Buckets, access keys and server-side copies (docs/api.md, "Buckets and keys").
+extension ClusterClient {
+    public func buckets() async throws -> [BucketRecord] {
+        try await master("GET", "/v1/buckets", as: [BucketRecord].self)
+    }
+
+    public func bucket(_ name: String) async throws -> BucketRecord {
+        try await master("GET", "/v1/buckets/\(Self.query(name))", as: BucketRecord.self)
+    }
+
+    public func createBucket(_ name: String, publicRead: Bool = false) async throws -> BucketRecord {
+        try await master("POST", "/v1/buckets", body: BucketCreate(name: name, publicRead: publicRead), as: BucketRecord.self)
+    }
+
+    public func deleteBucket(_ name: String) async throws {
+        _ = try await masterBytes("DELETE", "/v1/buckets/\(Self.query(name))", body: Optional<Int>.none)
+    }
+
+    public func setBucketAccess(_ name: String, publicRead: Bool) async throws -> BucketRecord {
+        try await master("POST", "/v1/buckets/\(Self.query(name))/access", body: BucketAccess(publicRead: publicRead),
+                         as: BucketRecord.self)
+    }
+
+    public func accessKeys() async throws -> [AccessKey] {
+        try await master("GET", "/v1/keys", as: [AccessKey].self)
+    }
+
+    public func accessKey(_ id: String) async throws -> AccessKey {
+        try await master("GET", "/v1/keys/\(Self.query(id))", as: AccessKey.self)
+    }
+
+    public func createAccessKey(name: String) async throws -> AccessKey {
+        try await master("POST", "/v1/keys", body: AccessKeyCreate(name: name), as: AccessKey.self)
+    }
+
+    public func deleteAccessKey(_ id: String) async throws {
+        _ = try await masterBytes("DELETE", "/v1/keys/\(Self.query(id))", body: Optional<Int>.none)
+    }
+
+    /// A new version at `to` with the chunks of `from`'s current version: no chunk bytes move.
+    public func copy(_ from: BlobPath, to: BlobPath, contentType: String? = nil) async throws -> FileVersion {
+        try await master("POST", "/v1/files/copy", body: FileCopy(from: from, to: to, contentType: contentType), as: FileVersion.self)
+    }
+
+    public func createUpload(to path: BlobPath, contentType: String) async throws -> MultipartUpload {
+        try await master("POST", "/v1/uploads", body: MultipartUploadCreate(path: path, contentType: contentType), as: MultipartUpload.self)
+    }
+
+    public func upload(_ id: String) async throws -> MultipartUpload {
+        try await master("GET", "/v1/uploads/\(Self.query(id))", as: MultipartUpload.self)
+    }
+
+    public func uploads(prefix: String, limit: Int = 1000) async throws -> [MultipartUpload] {
+        try await master("GET", "/v1/uploads?prefix=\(Self.query(prefix))&limit=\(limit)", as: [MultipartUpload].self)
+    }
+
+    public func abortUpload(_ id: String) async throws {
+        _ = try await masterBytes("DELETE", "/v1/uploads/\(Self.query(id))", body: Optional<Int>.none)
+    }
+
+    public func completeUpload(_ id: String, parts: [CompletedPart]) async throws -> FileVersion {
+        try await master("POST", "/v1/uploads/\(Self.query(id))/complete", body: MultipartCompletion(parts: parts), as: FileVersion.self)
+    }
+}

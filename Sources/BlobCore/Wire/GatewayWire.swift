@@ -1,0 +1,135 @@
+/// The JSON bodies of the master's bucket and access-key API, which gateways use
+/// (docs/api.md, "Buckets and keys").
+
+/// A bucket: a top-level namespace (its objects are the paths `NAME/KEY`).
+public struct BucketRecord: Codable, Sendable, Hashable {
+    public var name: String
+    public var createdAtMilliseconds: Int64
+    /// Anonymous GET and HEAD of its objects are allowed (media served to browsers and players).
+    public var publicRead: Bool
+
+    public init(name: String, createdAtMilliseconds: Int64, publicRead: Bool) {
+        self.name = name
+        self.createdAtMilliseconds = createdAtMilliseconds
+        self.publicRead = publicRead
+    }
+
+    /// S3's rules: 3 to 63 characters of lowercase letters, digits, dots and hyphens, starting
+    /// and ending with a letter or digit, no `..`, not an IPv4 address.
+    public static func validate(_ name: String) throws(BlobError) {
+        let bytes = Array(name.utf8)
+        let allowed = bytes.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 46 || $0 == 45 }
+        let isAlphanumeric: (UInt8) -> Bool = { (97...122).contains($0) || (48...57).contains($0) }
+        let looksLikeIP = name.split(separator: ".", omittingEmptySubsequences: false).count == 4
+            && name.split(separator: ".").allSatisfy { $0.allSatisfy(\.isNumber) }
+        guard (3...63).contains(bytes.count), allowed, isAlphanumeric(bytes.first!), isAlphanumeric(bytes.last!),
+              !name.contains(".."), !looksLikeIP
+        else {
+            throw BlobError(.invalidArgument, reason: "bucket.name",
+                            "bucket name \"\(name)\" is invalid: use 3 to 63 lowercase letters, digits, dots and hyphens, "
+                                + "starting and ending with a letter or digit")
+        }
+    }
+}
+
+public struct BucketCreate: Codable, Sendable, Hashable {
+    public var name: String
+    public var publicRead: Bool
+
+    public init(name: String, publicRead: Bool = false) {
+        self.name = name
+        self.publicRead = publicRead
+    }
+}
+
+public struct BucketAccess: Codable, Sendable, Hashable {
+    public var publicRead: Bool
+    public init(publicRead: Bool) { self.publicRead = publicRead }
+}
+
+/// An S3 access key. The secret is shown when the key is created and to gateways (which need it
+/// to check SigV4 signatures); listings leave it out.
+public struct AccessKey: Codable, Sendable, Hashable {
+    public var accessKeyID: String
+    public var secretAccessKey: String?
+    public var name: String
+    public var createdAtMilliseconds: Int64
+
+    public init(accessKeyID: String, secretAccessKey: String?, name: String, createdAtMilliseconds: Int64) {
+        self.accessKeyID = accessKeyID
+        self.secretAccessKey = secretAccessKey
+        self.name = name
+        self.createdAtMilliseconds = createdAtMilliseconds
+    }
+}
+
+public struct AccessKeyCreate: Codable, Sendable, Hashable {
+    public var name: String
+    public init(name: String) { self.name = name }
+}
+
+/// A server-side copy: `to` gets a new version sharing `from`'s chunks.
+public struct FileCopy: Codable, Sendable, Hashable {
+    public var from: BlobPath
+    public var to: BlobPath
+    /// The copy's content type; nil keeps the source's.
+    public var contentType: String?
+
+    public init(from: BlobPath, to: BlobPath, contentType: String?) {
+        self.from = from
+        self.to = to
+        self.contentType = contentType
+    }
+}
+
+/// A multipart upload in progress; its parts are files at ``partPath(_:)``.
+public struct MultipartUpload: Codable, Sendable, Hashable {
+    public var id: String
+    public var path: BlobPath
+    public var contentType: String
+    public var createdAtMilliseconds: Int64
+
+    public init(id: String, path: BlobPath, contentType: String, createdAtMilliseconds: Int64) {
+        self.id = id
+        self.path = path
+        self.contentType = contentType
+        self.createdAtMilliseconds = createdAtMilliseconds
+    }
+
+    /// Where the parts of uploads live: outside every bucket (bucket names cannot start with `.`).
+    public static let partsRoot = ".uploads"
+
+    public var partsPrefix: String { "\(Self.partsRoot)/\(id)/" }
+
+    /// The path of part `number` (1...10000), zero-padded so parts list in order.
+    public func partPath(_ number: Int) throws -> BlobPath {
+        let digits = String(number)
+        return try BlobPath(partsPrefix + String(repeating: "0", count: max(0, 5 - digits.count)) + digits)
+    }
+}
+
+public struct MultipartUploadCreate: Codable, Sendable, Hashable {
+    public var path: BlobPath
+    public var contentType: String
+
+    public init(path: BlobPath, contentType: String) {
+        self.path = path
+        self.contentType = contentType
+    }
+}
+
+/// One part named in a completion: its number and the digest its upload answered.
+public struct CompletedPart: Codable, Sendable, Hashable {
+    public var number: Int
+    public var sha256: String
+
+    public init(number: Int, sha256: String) {
+        self.number = number
+        self.sha256 = sha256
+    }
+}
+
+public struct MultipartCompletion: Codable, Sendable, Hashable {
+    public var parts: [CompletedPart]
+    public init(parts: [CompletedPart]) { self.parts = parts }
+}
