@@ -84,6 +84,7 @@ public struct MasterServer: Sendable {
             checker: ConsistencyCheck(store: store, membership: membership, peer: peer, repairer: repairer, logger: logger),
             repairer: repairer, gcGrace: configuration.gcGrace
         ).register(on: router)
+        GatewayRoutes(store: store, signer: signer).register(on: router)
         let configuration = self.configuration
         let app = Application(
             router: router,

@@ -123,6 +123,34 @@ public protocol MetadataStore: Sendable {
 
     /// Current files using each chunk, at most `limit` per chunk.
     func files(using ids: [ChunkID], limit: Int) async throws -> [ChunkID: [String]]
+
+    // MARK: Buckets and access keys (gateways)
+
+    /// Creates a bucket; `alreadyExists` when it does.
+    func createBucket(_ bucket: BucketRecord) async throws
+    /// Deletes a bucket; `failedPrecondition` while any live file is under `NAME/`.
+    func deleteBucket(_ name: String) async throws
+    func buckets() async throws -> [BucketRecord]
+    func bucket(_ name: String) async throws -> BucketRecord?
+    func setBucketAccess(_ name: String, publicRead: Bool) async throws
+
+    func createAccessKey(_ key: AccessKey) async throws
+    func accessKeys() async throws -> [AccessKey]
+    func accessKey(_ id: String) async throws -> AccessKey?
+    func deleteAccessKey(_ id: String) async throws
+
+    // MARK: Multipart uploads
+
+    func createUpload(_ upload: MultipartUpload) async throws
+    func upload(_ id: String) async throws -> MultipartUpload?
+    /// Uploads in progress whose target path starts with `prefix`, by path then id.
+    func uploads(prefix: String, limit: Int) async throws -> [MultipartUpload]
+    /// Aborts: tombstones every part and forgets the upload (gc reclaims the parts' chunks).
+    func abortUpload(_ id: String, nowMilliseconds: Int64) async throws
+    /// In one transaction: checks each named part exists with that digest (parts other than the
+    /// last at least `minimumPartSize`), commits the target as the parts' manifests in order,
+    /// tombstones every part and forgets the upload. No chunk bytes move.
+    func completeUpload(_ id: String, parts: [CompletedPart], minimumPartSize: Int64, nowMilliseconds: Int64) async throws -> FileVersion
 }
 
 /// A chunk the master knows, with the servers recorded as holding it.

@@ -1,0 +1,167 @@
+import BlobCore
+import BlobServerSupport
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// Buckets and S3 access keys, kept by the master for every gateway (docs/api.md).
+struct GatewayRoutes: Sendable {
+    let store: any MetadataStore
+    let signer: RequestSigner
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.get("/v1/buckets") { request, _ in try await listBuckets(request) }
+        router.post("/v1/buckets") { request, _ in try await createBucket(request) }
+        router.get("/v1/buckets/:name") { request, context in try await bucket(request, context) }
+        router.delete("/v1/buckets/:name") { request, context in try await deleteBucket(request, context) }
+        router.post("/v1/buckets/:name/access") { request, context in try await setAccess(request, context) }
+        router.get("/v1/keys") { request, _ in try await listKeys(request) }
+        router.post("/v1/keys") { request, _ in try await createKey(request) }
+        router.get("/v1/keys/:id") { request, context in try await key(request, context) }
+        router.delete("/v1/keys/:id") { request, context in try await deleteKey(request, context) }
+        router.post("/v1/files/copy") { request, _ in try await copy(request) }
+        router.post("/v1/uploads") { request, _ in try await createUpload(request) }
+        router.get("/v1/uploads") { request, _ in try await listUploads(request) }
+        router.get("/v1/uploads/:id") { request, context in try await upload(request, context) }
+        router.delete("/v1/uploads/:id") { request, context in try await abortUpload(request, context) }
+        router.post("/v1/uploads/:id/complete") { request, context in try await completeUpload(request, context) }
+    }
+
+    /// S3's smallest part but the last.
+    static let minimumPartSize: Int64 = 5 << 20
+
+    func createUpload(_ request: Request) async throws -> Response {
+        try auth(request)
+        let body = try await decodeJSONBody(MultipartUploadCreate.self, from: request, maxByteCount: 1 << 16)
+        var rng = SystemRandomNumberGenerator()
+        let id = String(rng.next() as UInt64, radix: 16) + String(rng.next() as UInt64, radix: 16)
+        let upload = MultipartUpload(id: id, path: body.path, contentType: body.contentType, createdAtMilliseconds: MasterRoutes.now())
+        try await store.createUpload(upload)
+        return try jsonResponse(upload, status: .created)
+    }
+
+    func listUploads(_ request: Request) async throws -> Response {
+        try auth(request)
+        let query = request.uri.queryParameters
+        let limit = try MasterRoutes.integer(query.get("limit"), name: "limit") ?? 1000
+        let prefix = query.get("prefix").map(MasterRoutes.native) ?? ""
+        return try jsonResponse(try await store.uploads(prefix: prefix, limit: Int(min(limit, 10_000))))
+    }
+
+    func upload(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        try auth(request)
+        let id = context.parameters.get("id") ?? ""
+        guard let upload = try await store.upload(id) else {
+            throw BlobError(.notFound, reason: "upload.notFound", "no multipart upload \(id)")
+        }
+        return try jsonResponse(upload)
+    }
+
+    func abortUpload(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        try auth(request)
+        try await store.abortUpload(context.parameters.get("id") ?? "", nowMilliseconds: MasterRoutes.now())
+        return Response(status: .noContent)
+    }
+
+    func completeUpload(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        try auth(request)
+        let body = try await decodeJSONBody(MultipartCompletion.self, from: request, maxByteCount: 4 << 20)
+        guard body.parts.count <= 10_000 else {
+            throw BlobError(.invalidArgument, reason: "upload.tooManyParts", "at most 10000 parts")
+        }
+        let version = try await store.completeUpload(context.parameters.get("id") ?? "", parts: body.parts,
+                                                     minimumPartSize: Self.minimumPartSize, nowMilliseconds: MasterRoutes.now())
+        return try jsonResponse(version, status: .created)
+    }
+
+    /// A new version at the target with the source's manifest: chunks are shared, none move.
+    func copy(_ request: Request) async throws -> Response {
+        try auth(request)
+        let body = try await decodeJSONBody(FileCopy.self, from: request, maxByteCount: 1 << 16)
+        guard let (file, entries) = try await store.manifest(of: body.from, version: nil) else {
+            throw BlobError(.notFound, reason: "file.notFound", "no file at \(body.from)")
+        }
+        let manifest = ManifestCommit(path: body.to, size: file.size, contentType: body.contentType ?? file.contentType,
+                                      sha256: file.sha256, chunks: entries)
+        let version = try await store.commit(manifest, nowMilliseconds: MasterRoutes.now())
+        return try jsonResponse(version, status: .created)
+    }
+
+    func auth(_ request: Request) throws {
+        _ = try authorize(request, signer: signer, roles: [.client, .master])
+    }
+
+    func listBuckets(_ request: Request) async throws -> Response {
+        try auth(request)
+        return try jsonResponse(try await store.buckets())
+    }
+
+    func createBucket(_ request: Request) async throws -> Response {
+        try auth(request)
+        let body = try await decodeJSONBody(BucketCreate.self, from: request, maxByteCount: 4096)
+        try BucketRecord.validate(body.name)
+        let record = BucketRecord(name: body.name, createdAtMilliseconds: MasterRoutes.now(), publicRead: body.publicRead)
+        try await store.createBucket(record)
+        return try jsonResponse(record, status: .created)
+    }
+
+    func bucket(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        try auth(request)
+        let name = context.parameters.get("name") ?? ""
+        guard let record = try await store.bucket(name) else {
+            throw BlobError(.notFound, reason: "bucket.notFound", "no bucket \(name)")
+        }
+        return try jsonResponse(record)
+    }
+
+    func deleteBucket(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        try auth(request)
+        try await store.deleteBucket(context.parameters.get("name") ?? "")
+        return Response(status: .noContent)
+    }
+
+    func setAccess(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        try auth(request)
+        let name = context.parameters.get("name") ?? ""
+        let body = try await decodeJSONBody(BucketAccess.self, from: request, maxByteCount: 4096)
+        try await store.setBucketAccess(name, publicRead: body.publicRead)
+        guard let record = try await store.bucket(name) else { throw BlobError(.notFound, reason: "bucket.notFound", "no bucket \(name)") }
+        return try jsonResponse(record)
+    }
+
+    func listKeys(_ request: Request) async throws -> Response {
+        try auth(request)
+        return try jsonResponse(try await store.accessKeys())
+    }
+
+    /// A new key: a 20-character id (AWS's shape, `BK` + 18 of A-Z0-9) and a 40-character secret
+    /// from the system's random source.
+    func createKey(_ request: Request) async throws -> Response {
+        try auth(request)
+        let body = try await decodeJSONBody(AccessKeyCreate.self, from: request, maxByteCount: 4096)
+        guard body.name.utf8.count <= 128 else {
+            throw BlobError(.invalidArgument, reason: "key.name", "a key name is at most 128 bytes")
+        }
+        var rng = SystemRandomNumberGenerator()
+        let idAlphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+        let secretAlphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+        let id = "BK" + String((0..<18).map { _ in idAlphabet[Int(rng.next(upperBound: UInt32(idAlphabet.count)))] })
+        let secret = String((0..<40).map { _ in secretAlphabet[Int(rng.next(upperBound: UInt32(secretAlphabet.count)))] })
+        let key = AccessKey(accessKeyID: id, secretAccessKey: secret, name: body.name, createdAtMilliseconds: MasterRoutes.now())
+        try await store.createAccessKey(key)
+        return try jsonResponse(key, status: .created)
+    }
+
+    func key(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        try auth(request)
+        let id = context.parameters.get("id") ?? ""
+        guard let key = try await store.accessKey(id) else { throw BlobError(.notFound, reason: "key.notFound", "no access key \(id)") }
+        return try jsonResponse(key)
+    }
+
+    func deleteKey(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        try auth(request)
+        try await store.deleteAccessKey(context.parameters.get("id") ?? "")
+        return Response(status: .noContent)
+    }
+}
