@@ -1,0 +1,127 @@
+public import BlobClient
+import BlobCore
+import Foundation
+import Hummingbird
+public import Logging
+import ServiceLifecycle
+public import UnixSignals
+
+/// Everything a gateway needs: where to listen, which cluster, and how to name buckets.
+public struct GatewayConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    public var cluster: ClusterAddress
+    /// With a suffix such as `s3.localhost`, `BUCKET.s3.localhost` names a bucket
+    /// (virtual-host style); path style (`/BUCKET/KEY`) always works.
+    public var virtualHostSuffix: String?
+    public var region: String
+    /// Uploads are spooled here (then chunked by the client library), so memory stays bounded.
+    public var spoolDirectory: String
+    /// Where the bound address is written, if anywhere.
+    public var addressFile: String?
+
+    public init(host: String = "127.0.0.1", port: Int = 0, cluster: ClusterAddress, virtualHostSuffix: String? = nil,
+                region: String = "us-east-1", spoolDirectory: String = "/tmp", addressFile: String? = nil) {
+        self.host = host
+        self.port = port
+        self.cluster = cluster
+        self.virtualHostSuffix = virtualHostSuffix
+        self.region = region
+        self.spoolDirectory = spoolDirectory
+        self.addressFile = addressFile
+    }
+}
+
+/// An HTTP and S3 gateway: a stateless front end (beyond short caches) on the client library.
+public struct GatewayServer: Sendable {
+    public let configuration: GatewayConfiguration
+    public let logger: Logger
+
+    public init(configuration: GatewayConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func run(
+        gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint],
+        onListening: @escaping @Sendable (_ address: String) async -> Void = { _ in }
+    ) async throws {
+        var logger = self.logger
+        logger[metadataKey: "node.role"] = "gateway"
+        try FileManager.default.createDirectory(atPath: configuration.spoolDirectory, withIntermediateDirectories: true)
+        let client = try ClusterClient(address: configuration.cluster)
+        let handler = S3Handler(client: client, configuration: configuration, keys: KeyCache(client: client),
+                                buckets: BucketCache(client: client), logger: logger)
+        let router = Router()
+        handler.register(on: router)
+        let configuration = self.configuration
+        let app = Application(
+            router: router,
+            server: .http1(additionalChannelHandlers: [ContinueHandler()]),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
+            onServerRunning: { [logger] channel in
+                let bound = "\(configuration.host):\(channel.localAddress?.port ?? configuration.port)"
+                if let file = configuration.addressFile {
+                    try? Data((bound + "\n").utf8).write(to: URL(fileURLWithPath: file), options: .atomic)
+                }
+                logger.info("gateway listening", metadata: ["address": "\(bound)"])
+                await onListening(bound)
+            },
+            logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: gracefulShutdownSignals, logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+        try? await client.shutdown()
+        logger.info("gateway stopped")
+    }
+}
+
+/// Access keys fetched from the master, kept a minute (a deleted key stops working within it).
+actor KeyCache {
+    let client: ClusterClient
+    private var entries: [String: (secret: String?, fetched: ContinuousClock.Instant)] = [:]
+
+    init(client: ClusterClient) { self.client = client }
+
+    func secret(for id: String) async throws -> String? {
+        if let entry = entries[id], entry.fetched.duration(to: .now) < .seconds(entry.secret == nil ? 2 : 60) {
+            return entry.secret
+        }
+        let secret: String?
+        do {
+            secret = try await client.accessKey(id).secretAccessKey
+        } catch let error as BlobError where error.code == .notFound {
+            secret = nil
+        }
+        if entries.count > 10_000 { entries.removeAll() }
+        entries[id] = (secret, .now)
+        return secret
+    }
+}
+
+/// Bucket records, kept a few seconds (existence and public access).
+actor BucketCache {
+    let client: ClusterClient
+    private var entries: [String: (record: BucketRecord?, fetched: ContinuousClock.Instant)] = [:]
+
+    init(client: ClusterClient) { self.client = client }
+
+    func bucket(_ name: String) async throws -> BucketRecord? {
+        if let entry = entries[name], entry.fetched.duration(to: .now) < .seconds(2) { return entry.record }
+        let record: BucketRecord?
+        do {
+            record = try await client.bucket(name)
+        } catch let error as BlobError where error.code == .notFound {
+            record = nil
+        }
+        if entries.count > 10_000 { entries.removeAll() }
+        entries[name] = (record, .now)
+        return record
+    }
+
+    func forget(_ name: String) { entries[name] = nil }
+}

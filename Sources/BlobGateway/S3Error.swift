@@ -1,0 +1,129 @@
+import BlobCore
+import Foundation
+import HTTPTypes
+
+/// An S3 error: the standard code, HTTP status and message, answered as S3's XML.
+struct S3Error: Error, Sendable {
+    let code: String
+    let status: HTTPResponse.Status
+    let message: String
+    /// For InvalidRange: the object's size, answered as `Content-Range: bytes */SIZE`.
+    var objectSize: Int64?
+
+    init(_ code: String, _ status: HTTPResponse.Status, _ message: String, objectSize: Int64? = nil) {
+        self.code = code
+        self.status = status
+        self.message = message
+        self.objectSize = objectSize
+    }
+
+    static func accessDenied(_ message: String = "Access Denied") -> S3Error { S3Error("AccessDenied", .forbidden, message) }
+    static func signatureDoesNotMatch() -> S3Error {
+        S3Error("SignatureDoesNotMatch", .forbidden,
+                "The request signature we calculated does not match the signature you provided. Check your key and signing method.")
+    }
+    static func invalidAccessKey() -> S3Error {
+        S3Error("InvalidAccessKeyId", .forbidden, "The AWS Access Key Id you provided does not exist in our records.")
+    }
+    static func noSuchBucket(_ name: String) -> S3Error { S3Error("NoSuchBucket", .notFound, "The specified bucket does not exist: \(name)") }
+    static func noSuchKey() -> S3Error { S3Error("NoSuchKey", .notFound, "The specified key does not exist.") }
+    static func notImplemented(_ what: String) -> S3Error {
+        S3Error("NotImplemented", .notImplemented, "\(what) is not implemented by this gateway.")
+    }
+    static func invalidArgument(_ message: String) -> S3Error { S3Error("InvalidArgument", .badRequest, message) }
+    static func invalidRange(size: Int64) -> S3Error {
+        S3Error("InvalidRange", .rangeNotSatisfiable, "The requested range is not satisfiable (object size \(size)).", objectSize: size)
+    }
+
+    /// A store error as the nearest S3 error.
+    static func from(_ error: any Error) -> S3Error {
+        if let e = error as? S3Error { return e }
+        if let e = error as? any CodedError {
+            switch e.code {
+            case .notFound: return S3Error("NoSuchKey", .notFound, e.message)
+            case .invalidArgument: return S3Error("InvalidArgument", .badRequest, e.message)
+            case .alreadyExists: return S3Error("BucketAlreadyOwnedByYou", .conflict, e.message)
+            case .failedPrecondition: return S3Error("BucketNotEmpty", .conflict, e.message)
+            case .unauthenticated, .permissionDenied: return S3Error("AccessDenied", .forbidden, e.message)
+            case .unavailable, .insufficientReplicas, .timeout: return S3Error("ServiceUnavailable", .serviceUnavailable, e.message)
+            case .insufficientStorage: return S3Error("ServiceUnavailable", .serviceUnavailable, e.message)
+            default: return S3Error("InternalError", .internalServerError, e.message)
+            }
+        }
+        return S3Error("InternalError", .internalServerError, "\(error)")
+    }
+
+    func xml(resource: String, requestID: String) -> String {
+        // S3's error documents carry no namespace (clients look for a bare <Error>).
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error>" + [
+            XML.element("Code", code), XML.element("Message", message),
+            XML.element("Resource", resource), XML.element("RequestId", requestID),
+        ].joined() + "</Error>"
+    }
+}
+
+/// Just enough XML writing for S3's answers, escaped.
+enum XML {
+    static func escape(_ text: String) -> String {
+        var out = ""
+        out.reserveCapacity(text.utf8.count)
+        for c in text.unicodeScalars {
+            switch c {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&apos;"
+            default:
+                // XML 1.0 cannot carry most control characters at all.
+                if c.value < 0x20 && c != "\t" && c != "\n" && c != "\r" {
+                    out += "&#x\(String(c.value, radix: 16));"
+                } else {
+                    out.unicodeScalars.append(c)
+                }
+            }
+        }
+        return out
+    }
+
+    static func element(_ name: String, _ value: String) -> String { "<\(name)>\(escape(value))</\(name)>" }
+    static func element(_ name: String, children: [String]) -> String { "<\(name)>" + children.joined() + "</\(name)>" }
+
+    static func document(_ root: String, _ children: [String]) -> String {
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<\(root) xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+            + children.joined() + "</\(root)>"
+    }
+
+    /// ISO 8601 with milliseconds, as S3 lists times.
+    static func timestamp(_ milliseconds: Int64) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: Date(timeIntervalSince1970: Double(milliseconds) / 1000))
+    }
+}
+
+/// HTTP dates (RFC 9110 IMF-fixdate) for Last-Modified and the conditional headers.
+enum HTTPDate {
+    static func format(_ milliseconds: Int64) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+        return formatter.string(from: Date(timeIntervalSince1970: Double(milliseconds / 1000)))
+    }
+
+    /// Seconds since 1970, or nil when the text is not an HTTP date.
+    static func parse(_ text: String) -> Int64? {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        for format in ["EEE, dd MMM yyyy HH:mm:ss zzz", "EEEE, dd-MMM-yy HH:mm:ss zzz", "EEE MMM d HH:mm:ss yyyy"] {
+            formatter.dateFormat = format
+            if let date = formatter.date(from: text.trimmingCharacters(in: .whitespaces)) {
+                return Int64(date.timeIntervalSince1970)
+            }
+        }
+        return nil
+    }
+}
