@@ -10,7 +10,8 @@ struct Blobctl: AsyncParsableCommand {
         subcommands: [
             PutCommand.self, GetCommand.self, ListCommand.self, StatCommand.self, RemoveCommand.self,
             ClusterCommand.self, DevCommand.self, MasterCommand.self, ChunkServerCommand.self, RingCommand.self,
-            NodeCommand.self, RebalanceCommand.self, GCCommand.self, FsckCommand.self, BenchCommand.self,
+            NodeCommand.self, RebalanceCommand.self, GCCommand.self, FsckCommand.self, GatewayCommand.self, KeyCommand.self,
+            BucketCommand.self, BenchCommand.self,
         ]
     )
 }

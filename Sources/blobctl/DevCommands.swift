@@ -1,6 +1,7 @@
 import ArgumentParser
 import BlobClient
 import BlobCore
+import AsyncHTTPClient
 import Foundation
 
 /// `blobctl dev up|down|status|env`: a local cluster of real processes on 127.0.0.1.
@@ -40,6 +41,10 @@ struct DevCluster: Codable {
     var secretFile: String
     var replicas: Int
     var members: [Member]
+    /// The HTTP and S3 gateway, and the S3 key `up` created for it.
+    var gatewayURL: String?
+    var accessKeyID: String?
+    var secretAccessKey: String?
 
     static func file(_ dir: String) -> String { dir + "/cluster.json" }
 
@@ -52,6 +57,8 @@ struct DevCluster: Codable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(self).write(to: URL(fileURLWithPath: Self.file(dir)), options: .atomic)
+        // It holds the S3 secret key: owner only, like the cluster secret.
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: Self.file(dir))
     }
 
     /// Whether `member` is still the process `dev up` started: alive, and its command line
@@ -121,8 +128,8 @@ struct DevUpCommand: AsyncParsableCommand {
             throw CLIError.exit(CLIError(.usage, "need 1 <= --replicas <= --servers <= 64 (each replica on its own server), "
                                          + "got \(replicas) replicas on \(servers) servers"), json: json)
         }
-        guard port >= 1024, port + servers <= 65535 else {
-            throw CLIError.exit(CLIError(.usage, "--port must leave room for \(servers) chunk server ports after it (1024...\(65535 - servers))"),
+        guard port >= 1024, port + servers + 1 <= 65535 else {
+            throw CLIError.exit(CLIError(.usage, "--port must leave room for \(servers) chunk servers and a gateway on the ports after it (1024...\(65534 - servers))"),
                                 json: json)
         }
         let dir = directory.path
@@ -133,11 +140,17 @@ struct DevUpCommand: AsyncParsableCommand {
                 try printJSON(cluster)
             } else {
                 print("""
-                    local cluster up: master \(cluster.masterURL), \(cluster.members.count - 1) chunk servers, \
+                    local cluster up: master \(cluster.masterURL), \(cluster.members.count { $0.role == "chunkserver" }) chunk servers, \
                     \(cluster.replicas) replicas; data and logs in \(dir)
                     try:   blobctl put FILE some/path   then   blobctl get some/path COPY
-                    stop:  blobctl dev down\(directory.dir == nil ? "" : " --dir \(dir)")
                     """)
+                if let gateway = cluster.gatewayURL, let id = cluster.accessKeyID, let secret = cluster.secretAccessKey {
+                    print("""
+                        S3 and HTTP gateway: \(gateway)   (access key id \(id), secret access key \(secret))
+                          AWS_ACCESS_KEY_ID=\(id) AWS_SECRET_ACCESS_KEY='\(secret)' aws --endpoint-url \(gateway) s3 ls
+                        """)
+                }
+                print("stop:  blobctl dev down\(directory.dir == nil ? "" : " --dir \(dir)")")
             }
         } catch {
             throw CLIError.exit(error, json: json)
@@ -164,10 +177,17 @@ struct DevUpCommand: AsyncParsableCommand {
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         let masterURL = "http://127.0.0.1:\(port)"
         var cluster = DevCluster(masterURL: masterURL, secretFile: secretFile, replicas: replicas, members: [])
+        // The S3 key made by an earlier `up` is still in the master's database: keep using it.
+        if let previous = DevCluster.load(dir) {
+            cluster.accessKeyID = previous.accessKeyID
+            cluster.secretAccessKey = previous.secretAccessKey
+        }
         func start(name: String, role: String, address: String, arguments: [String]) throws {
             let data = dir + "/" + name
             let log = dir + "/logs/\(name).log"
-            let pid = try spawnDetached([executable, role, "--data", data, "--listen", address, "--secret-file", secretFile]
+            // The gateway keeps no data: its directory is where uploads are spooled.
+            let dataFlag = role == "gateway" ? "--spool-dir" : "--data"
+            let pid = try spawnDetached([executable, role, dataFlag, data, "--listen", address, "--secret-file", secretFile]
                                         + arguments, log: log)
             cluster.members.append(.init(name: name, role: role, pid: pid, address: address, dataDirectory: data, log: log))
             try cluster.save(dir)
@@ -180,12 +200,36 @@ struct DevUpCommand: AsyncParsableCommand {
                 try start(name: "cs-\(i)", role: "chunkserver", address: "127.0.0.1:\(port + i)",
                           arguments: ["--zone", "zone-\(i)", "--master", masterURL, "--heartbeat-interval", "1000"])
             }
+            let gateway = "127.0.0.1:\(port + servers + 1)"
+            try FileManager.default.createDirectory(atPath: dir + "/gateway", withIntermediateDirectories: true)
+            try start(name: "gateway", role: "gateway", address: gateway, arguments: ["--master", masterURL, "--log-level", "warning"])
+            cluster.gatewayURL = "http://" + gateway
+            try cluster.save(dir)
             try await waitUntilReady(cluster, timeout: .seconds(60))
+            try await createKey(&cluster)
+            try cluster.save(dir)
         } catch {
             _ = await cluster.stop()
             throw error
         }
         return cluster
+    }
+
+    /// An S3 key for the local cluster, made once and kept in cluster.json (mode 0600, like the secret).
+    func createKey(_ cluster: inout DevCluster) async throws {
+        guard cluster.accessKeyID == nil else { return }
+        let secret = RequestSigner.secret(fromFileText: (try? String(contentsOfFile: cluster.secretFile, encoding: .utf8)) ?? "")
+        let client = try ClusterClient(address: ClusterAddress(masterURL: cluster.masterURL, secret: secret))
+        let key: AccessKey
+        do {
+            key = try await client.createAccessKey(name: "dev")
+            try? await client.shutdown()
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+        cluster.accessKeyID = key.accessKeyID
+        cluster.secretAccessKey = key.secretAccessKey
     }
 
     /// Waits until the master answers and every chunk server is alive and in the ring.
@@ -204,13 +248,30 @@ struct DevUpCommand: AsyncParsableCommand {
             }
             if let status = try? await client.clusterStatus() {
                 let ready = status.servers.filter { $0.state == .alive && $0.inRing }.count
-                if status.ringEpoch != nil && ready >= cluster.members.count - 1 { return }
-                last = "\(ready) of \(cluster.members.count - 1) chunk servers alive and in the ring"
+                let wanted = cluster.members.count { $0.role == "chunkserver" }
+                if status.ringEpoch != nil && ready >= wanted {
+                    guard let gateway = cluster.gatewayURL else { return }
+                    if await Self.answers(gateway) { return }
+                    last = "the gateway at \(gateway) did not answer"
+                } else {
+                    last = "\(ready) of \(wanted) chunk servers alive and in the ring"
+                }
             }
             try await Task.sleep(for: .milliseconds(100))
         }
         throw CLIError(.unavailable, "the local cluster did not come up within \(timeout) (\(last)); see the logs in "
                        + "\(cluster.members.first.map { URL(fileURLWithPath: $0.log).deletingLastPathComponent().path } ?? "")")
+    }
+}
+
+extension DevUpCommand {
+    /// Whether anything answers HTTP at `url` (any status: the gateway refuses unsigned requests).
+    static func answers(_ url: String) async -> Bool {
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        defer { Task { try? await client.shutdown() } }
+        var request = HTTPClientRequest(url: url + "/")
+        request.method = .GET
+        return (try? await client.execute(request, timeout: .seconds(2))) != nil
     }
 }
 
