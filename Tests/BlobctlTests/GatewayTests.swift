@@ -1,0 +1,172 @@
+import BlobCore
+import Foundation
+import Testing
+
+/// The HTTP and S3 gateway as users reach it: curl for media semantics, boto3 and the aws CLI
+/// for S3, against a master, chunk servers and a gateway that are separate processes.
+@Suite("gateway: HTTP media and S3", .timeLimit(.minutes(10)))
+struct GatewayTests {
+    /// A running gateway process in front of a test cluster, stopped by its PID.
+    final class Gateway: @unchecked Sendable {
+        let process = Process()
+        var address = ""
+
+        init(master: String, secretFile: URL, dir: URL) throws {
+            let addressFile = dir.appendingPathComponent("gateway-address")
+            let log = dir.appendingPathComponent("gateway.log")
+            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+            process.executableURL = try BlobctlProcess.executableURL
+            process.arguments = ["gateway", "--listen", "127.0.0.1:0", "--master", "http://\(master)", "--secret-file", secretFile.path,
+                                 "--spool-dir", dir.appendingPathComponent("spool").path, "--address-file", addressFile.path,
+                                 "--log-level", "warning"]
+            let handle = try FileHandle(forWritingTo: log)
+            process.standardOutput = handle
+            process.standardError = handle
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+        }
+
+        func waitUntilListening(_ dir: URL) async throws {
+            let file = dir.appendingPathComponent("gateway-address")
+            let ok = try await ChunkServerFaultTests.eventually(within: .seconds(20)) {
+                if let text = try? String(contentsOf: file, encoding: .utf8), !text.isEmpty {
+                    address = text.trimmingCharacters(in: .whitespacesAndNewlines)
+                    return true
+                }
+                return !process.isRunning
+            }
+            guard ok, process.isRunning else { throw TestFailure("the gateway did not start") }
+        }
+
+        func stop() {
+            if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+            process.waitUntilExit()
+        }
+    }
+
+    static func withGateway<T>(_ body: (OperationsTests.Cluster, Gateway) async throws -> T) async throws -> T {
+        try await OperationsTests.withCluster(servers: 3) { cluster in
+            let gateway = try Gateway(master: cluster.master.address, secretFile: cluster.secretFile, dir: cluster.dir)
+            defer { gateway.stop() }
+            try await gateway.waitUntilListening(cluster.dir)
+            return try await body(cluster, gateway)
+        }
+    }
+
+    struct CurlReply {
+        var status: Int
+        var headers: [String: String]
+        var body: Data
+    }
+
+    /// One curl request; headers lowercased.
+    static func curl(_ url: String, _ args: [String] = [], dir: URL) async throws -> CurlReply {
+        let headersFile = dir.appendingPathComponent("curl-headers-\(UUID().uuidString)")
+        let bodyFile = dir.appendingPathComponent("curl-body-\(UUID().uuidString)")
+        defer {
+            try? FileManager.default.removeItem(at: headersFile)
+            try? FileManager.default.removeItem(at: bodyFile)
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        p.arguments = ["-s", "--max-time", "60", "-D", headersFile.path, "-o", bodyFile.path] + args + [url]
+        try p.run()
+        let deadline = ContinuousClock.now + .seconds(70)
+        while p.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        if p.isRunning { p.terminate() }
+        p.waitUntilExit()
+        let text = (try? String(contentsOf: headersFile, encoding: .utf8)) ?? ""
+        var status = 0
+        var headers: [String: String] = [:]
+        for line in text.split(separator: "\r\n") {
+            if line.hasPrefix("HTTP/") {
+                status = Int(line.split(separator: " ")[1]) ?? 0
+            } else if let colon = line.firstIndex(of: ":") {
+                headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
+        }
+        return CurlReply(status: status, headers: headers, body: (try? Data(contentsOf: bodyFile)) ?? Data())
+    }
+
+    @Test("plain HTTP for media: ranges, 206 and 416, HEAD, conditional requests, 403 and 404 bodies")
+    func httpMedia() async throws {
+        try await Self.withGateway { cluster, gateway in
+            #expect(try await cluster.run(["bucket", "create", "public", "--public-read"]).status == 0)
+            #expect(try await cluster.run(["bucket", "create", "private"]).status == 0)
+            let local = cluster.dir.appendingPathComponent("video.mp4")
+            try ClientTests.makeFile(local, byteCount: 6 << 20, seed: 2100)
+            let bytes = try Data(contentsOf: local)
+            try await cluster.put(local, "public/video.mp4", chunkSize: "256K")
+            try await cluster.put(local, "private/video.mp4", chunkSize: "256K")
+            let url = "http://\(gateway.address)/public/video.mp4"
+            let size = bytes.count
+
+            let whole = try await Self.curl(url, dir: cluster.dir)
+            #expect(whole.status == 200 && whole.body == bytes)
+            #expect(whole.headers["accept-ranges"] == "bytes" && whole.headers["content-type"] == "video/mp4")
+            let etag = try #require(whole.headers["etag"])
+            let lastModified = try #require(whole.headers["last-modified"])
+
+            // Start, end, across chunk boundaries (256 KiB average), open-ended, suffix.
+            let cases: [(String, Int, Int)] = [("0-99", 0, 99), ("\(size - 10)-\(size - 1)", size - 10, size - 1),
+                                               ("200000-900000", 200_000, 900_000), ("\(size - 5000)-", size - 5000, size - 1),
+                                               ("-4096", size - 4096, size - 1), ("5000000-99999999", 5_000_000, size - 1)]
+            for (spec, from, to) in cases {
+                let r = try await Self.curl(url, ["-H", "Range: bytes=\(spec)"], dir: cluster.dir)
+                #expect(r.status == 206, "bytes=\(spec)")
+                #expect(r.headers["content-range"] == "bytes \(from)-\(to)/\(size)", "bytes=\(spec)")
+                #expect(r.body == bytes[from...to], "bytes=\(spec)")
+            }
+            let unsatisfiable = try await Self.curl(url, ["-H", "Range: bytes=\(size)-"], dir: cluster.dir)
+            #expect(unsatisfiable.status == 416 && unsatisfiable.headers["content-range"] == "bytes */\(size)")
+            #expect(String(decoding: unsatisfiable.body, as: UTF8.self).contains("<Code>InvalidRange</Code>"))
+
+            let head = try await Self.curl(url, ["-I"], dir: cluster.dir)
+            // With -I curl writes the headers where the body would go: no object bytes follow them.
+            #expect(head.status == 200 && head.headers["content-length"] == String(size) && head.body.count < 2000)
+
+            #expect(try await Self.curl(url, ["-H", "If-None-Match: \(etag)"], dir: cluster.dir).status == 304)
+            #expect(try await Self.curl(url, ["-H", "If-Modified-Since: \(lastModified)"], dir: cluster.dir).status == 304)
+            #expect(try await Self.curl(url, ["-H", "If-Match: \"nope\""], dir: cluster.dir).status == 412)
+            #expect(try await Self.curl(url, ["-H", "If-Match: \(etag)"], dir: cluster.dir).status == 200)
+            let staleRange = try await Self.curl(url, ["-H", "Range: bytes=0-9", "-H", "If-Range: \"other\""], dir: cluster.dir)
+            #expect(staleRange.status == 200 && staleRange.body.count == size, "If-Range that does not match: the whole object")
+            let freshRange = try await Self.curl(url, ["-H", "Range: bytes=0-9", "-H", "If-Range: \(etag)"], dir: cluster.dir)
+            #expect(freshRange.status == 206 && freshRange.body.count == 10)
+
+            let missing = try await Self.curl("http://\(gateway.address)/public/nothing.mp4", dir: cluster.dir)
+            #expect(missing.status == 404 && String(decoding: missing.body, as: UTF8.self).contains("<Code>NoSuchKey</Code>"))
+            let denied = try await Self.curl("http://\(gateway.address)/private/video.mp4", dir: cluster.dir)
+            #expect(denied.status == 403 && String(decoding: denied.body, as: UTF8.self).contains("<Code>AccessDenied</Code>"))
+        }
+    }
+
+    @Test("S3 clients: boto3 and the aws CLI put, get, multipart, list 2,500 keys, presign, copy; bad input gets S3 errors")
+    func s3Clients() async throws {
+        try await Self.withGateway { cluster, gateway in
+            let key = try await cluster.json(["key", "create", "--name", "tests"])
+            let id = try #require(key["access_key_id"] as? String)
+            let secret = try #require(key["secret_access_key"] as? String)
+            let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("Gateway/s3_clients.py")
+            let work = cluster.dir.appendingPathComponent("s3-clients")
+            try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+            let log = cluster.dir.appendingPathComponent("s3-clients.log")
+            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = ["python3", script.path, "http://\(gateway.address)", id, secret, work.path]
+            let handle = try FileHandle(forWritingTo: log)
+            p.standardOutput = handle
+            p.standardError = handle
+            try p.run()
+            let deadline = ContinuousClock.now + .seconds(400)
+            while p.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+            if p.isRunning { p.terminate() }
+            p.waitUntilExit()
+            let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+            #expect(p.terminationStatus == 0, "\(output.suffix(3000))")
+            #expect(output.contains("all S3 client checks passed"), "\(output.suffix(3000))")
+        }
+    }
+}

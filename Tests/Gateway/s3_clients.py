@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""S3 clients against a running gateway: boto3 and the aws CLI, as users run them.
+
+    python3 Tests/Gateway/s3_clients.py ENDPOINT ACCESS_KEY SECRET_KEY WORKDIR
+
+Every check raises on failure; the last line printed is "all S3 client checks passed".
+"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+endpoint, access, secret, work = sys.argv[1:5]
+
+
+def client(key=access, secret_key=secret, **config):
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key, aws_secret_access_key=secret_key,
+                        region_name="us-east-1",
+                        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, **config))
+
+
+def expect_error(code, call, *args, **kwargs):
+    try:
+        call(*args, **kwargs)
+    except ClientError as e:
+        got = e.response["Error"]["Code"]
+        assert got == code, f"expected {code}, got {got}: {e}"
+        return
+    raise AssertionError(f"expected {code}, the call succeeded")
+
+
+started = time.time()
+
+
+def check(name):
+    print("ok: %s (%.1f s)" % (name, time.time() - started), flush=True)
+
+
+s3 = client()
+s3.create_bucket(Bucket="media")
+assert "media" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+s3.head_bucket(Bucket="media")
+check("create, list and head bucket")
+
+# A large object through boto3's transfer manager: multipart (8 MiB parts), then ranged and whole reads.
+big = os.path.join(work, "big.bin")
+size = int(os.environ.get("BIG_MIB", "100")) << 20
+with open(big, "wb") as f:
+    f.write(os.urandom(size))
+digest = hashlib.sha256(open(big, "rb").read()).hexdigest()
+s3.upload_file(big, "media", "videos/big.bin")
+head = s3.head_object(Bucket="media", Key="videos/big.bin")
+assert head["ContentLength"] == size and head["ETag"].endswith('-%d"' % ((size + (8 << 20) - 1) // (8 << 20))), head["ETag"]
+back = os.path.join(work, "back.bin")
+s3.download_file("media", "videos/big.bin", back)
+assert hashlib.sha256(open(back, "rb").read()).hexdigest() == digest
+part = s3.get_object(Bucket="media", Key="videos/big.bin", Range="bytes=%d-%d" % (size // 2, size // 2 + (1 << 20) - 1))
+with open(big, "rb") as f:
+    f.seek(size // 2)
+    assert part["Body"].read() == f.read(1 << 20)
+assert part["ContentRange"] == "bytes %d-%d/%d" % (size // 2, size // 2 + (1 << 20) - 1, size)
+check("multipart upload of %d MiB, download, ranged read" % (size >> 20))
+
+# Single PUT with Content-MD5, server-side copy (shares chunks), delete.
+body = os.urandom(300_000)
+s3.put_object(Bucket="media", Key="small.bin", Body=body, ContentType="video/mp4")
+got = s3.get_object(Bucket="media", Key="small.bin")
+assert got["Body"].read() == body and got["ContentType"] == "video/mp4"
+s3.copy_object(Bucket="media", Key="copy.bin", CopySource={"Bucket": "media", "Key": "small.bin"})
+assert s3.get_object(Bucket="media", Key="copy.bin")["Body"].read() == body
+s3.delete_object(Bucket="media", Key="copy.bin")
+expect_error("404", s3.head_object, Bucket="media", Key="copy.bin")
+expect_error("NoSuchKey", s3.get_object, Bucket="media", Key="copy.bin")
+check("put, get, copy, delete")
+
+# Listing 2,500 keys: pages of 1,000, delimiters, prefixes, start-after, v1 markers.
+keys = ["logs/%s/%04d.log" % ("a" if i % 2 else "b", i) for i in range(2500)]
+from concurrent.futures import ThreadPoolExecutor
+with ThreadPoolExecutor(8) as pool:
+    list(pool.map(lambda k: s3.put_object(Bucket="media", Key=k, Body=k.encode()), keys))
+listed = []
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket="media", Prefix="logs/"):
+    assert page["KeyCount"] <= 1000
+    listed += [c["Key"] for c in page.get("Contents", [])]
+assert listed == sorted(keys), "v2 pages give every key once, in order"
+top = s3.list_objects_v2(Bucket="media", Delimiter="/")
+assert [p["Prefix"] for p in top["CommonPrefixes"]] == ["logs/", "videos/"] and [c["Key"] for c in top["Contents"]] == ["small.bin"]
+sub = s3.list_objects_v2(Bucket="media", Prefix="logs/", Delimiter="/")
+assert [p["Prefix"] for p in sub["CommonPrefixes"]] == ["logs/a/", "logs/b/"] and "Contents" not in sub
+after = s3.list_objects_v2(Bucket="media", Prefix="logs/b/", StartAfter="logs/b/2400.log")
+assert [c["Key"] for c in after["Contents"]] == sorted(k for k in keys if k.startswith("logs/b/") and k > "logs/b/2400.log")
+v1 = []
+for page in s3.get_paginator("list_objects").paginate(Bucket="media", Prefix="logs/a/"):
+    v1 += [c["Key"] for c in page.get("Contents", [])]
+assert v1 == sorted(k for k in keys if k.startswith("logs/a/"))
+check("listing 2,500 keys (v2 pages, delimiters, start-after, v1)")
+
+# Presigned GET (SigV4 and the legacy default), and an expired one.
+url = client(signature_version="s3v4").generate_presigned_url(
+    "get_object", Params={"Bucket": "media", "Key": "small.bin"}, ExpiresIn=60)
+assert urllib.request.urlopen(url).read() == body
+assert urllib.request.urlopen(s3.generate_presigned_url("get_object", Params={"Bucket": "media", "Key": "small.bin"})).read() == body
+expired = client(signature_version="s3v4").generate_presigned_url(
+    "get_object", Params={"Bucket": "media", "Key": "small.bin"}, ExpiresIn=1)
+time.sleep(2.2)
+try:
+    urllib.request.urlopen(expired)
+    raise AssertionError("an expired presigned URL was accepted")
+except urllib.error.HTTPError as e:
+    assert e.code == 403 and b"AccessDenied" in e.read()
+check("presigned URLs")
+
+# Bad input: wrong key, wrong secret, invalid bucket name, parts out of order, not empty.
+expect_error("InvalidAccessKeyId", client(key="BKNOSUCHKEY000000000").list_buckets)
+expect_error("SignatureDoesNotMatch", client(secret_key="wrong" + secret[5:]).list_buckets)
+expect_error("InvalidBucketName", s3.create_bucket, Bucket="Bad_Name")
+up = s3.create_multipart_upload(Bucket="media", Key="order.bin")
+p1 = s3.upload_part(Bucket="media", Key="order.bin", UploadId=up["UploadId"], PartNumber=1, Body=os.urandom(5 << 20))
+p2 = s3.upload_part(Bucket="media", Key="order.bin", UploadId=up["UploadId"], PartNumber=2, Body=b"tail")
+parts = s3.list_parts(Bucket="media", Key="order.bin", UploadId=up["UploadId"])["Parts"]
+assert [p["PartNumber"] for p in parts] == [1, 2]
+expect_error("InvalidPartOrder", s3.complete_multipart_upload, Bucket="media", Key="order.bin", UploadId=up["UploadId"],
+             MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": p2["ETag"]}, {"PartNumber": 1, "ETag": p1["ETag"]}]})
+expect_error("InvalidPart", s3.complete_multipart_upload, Bucket="media", Key="order.bin", UploadId=up["UploadId"],
+             MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": p2["ETag"]}]})
+expect_error("404", s3.head_object, Bucket="media", Key="order.bin")
+s3.abort_multipart_upload(Bucket="media", Key="order.bin", UploadId=up["UploadId"])
+expect_error("NoSuchUpload", s3.list_parts, Bucket="media", Key="order.bin", UploadId=up["UploadId"])
+expect_error("BucketNotEmpty", s3.delete_bucket, Bucket="media")
+expect_error("NoSuchBucket", s3.list_objects_v2, Bucket="nothere")
+check("bad input gets the right S3 errors")
+
+# The aws CLI: copy up (multipart above 8 MiB) and down, list.
+env = dict(os.environ, AWS_ACCESS_KEY_ID=access, AWS_SECRET_ACCESS_KEY=secret, AWS_DEFAULT_REGION="us-east-1")
+aws = ["aws", "--endpoint-url", endpoint]
+subprocess.run(aws + ["s3", "mb", "s3://cli"], env=env, check=True, stdout=subprocess.DEVNULL)
+subprocess.run(aws + ["s3", "cp", big, "s3://cli/big.bin", "--only-show-errors"], env=env, check=True)
+cli_back = os.path.join(work, "cli-back.bin")
+subprocess.run(aws + ["s3", "cp", "s3://cli/big.bin", cli_back, "--only-show-errors"], env=env, check=True)
+assert hashlib.sha256(open(cli_back, "rb").read()).hexdigest() == digest
+ls = subprocess.run(aws + ["s3", "ls", "s3://cli/"], env=env, check=True, capture_output=True, text=True).stdout
+assert "big.bin" in ls and str(size) in ls
+check("aws s3 cp up and down, ls")
+print("all S3 client checks passed")
