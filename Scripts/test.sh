@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Scripts/bootstrap.sh
+bash Scripts/test-tools.sh
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 swift build --build-tests 2>&1 | tee "$log"
@@ -14,7 +15,7 @@ fi
 
 # The client suites start many blobctl processes moving hundreds of MiB; they run after the
 # rest, so the liveness and scrub tests (real clocks) are not starved on a 2-core machine.
-heavy='ClientTests|DevClusterTests'
+heavy='ClientTests|DevClusterTests|GatewayTests'
 operations='OperationsTests'
 swift test --skip-build --disable-xctest --skip "$heavy|$operations"
 swift test --skip-build --disable-xctest --filter "$heavy"

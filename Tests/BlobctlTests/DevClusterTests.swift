@@ -37,7 +37,11 @@ struct DevClusterTests {
                 let statusOut = try await blobctl(["dev", "status", "--json"])
                 let running = try JSONDecoder().decode(Running.self, from: Data(statusOut.stdout.utf8))
                 pids = running.processes.map(\.pid)
-                #expect(running.processes.count == 4 && running.processes.allSatisfy(\.running))
+                #expect(running.processes.count == 5 && running.processes.allSatisfy(\.running), "master, 3 servers, gateway")
+                // The gateway is up on the port after the servers' and refuses an unsigned listing.
+                #expect(up.stdout.contains("S3 and HTTP gateway: http://127.0.0.1:\(port + 4)"), "\(up.stdout)")
+                let anonymous = try await GatewayTests.curl("http://127.0.0.1:\(port + 4)/", dir: dir)
+                #expect(anonymous.status == 403)
 
                 let local = dir.appendingPathComponent("hello.txt")
                 try Data("hello, blobstore\n".utf8).write(to: local)
@@ -65,7 +69,7 @@ struct DevClusterTests {
                 throw error
             }
             let down = try await blobctl(["dev", "down"])
-            #expect(down.status == 0 && down.stdout.contains("stopped 4"), "\(down.stdout) \(down.stderr)")
+            #expect(down.status == 0 && down.stdout.contains("stopped 5"), "\(down.stdout) \(down.stderr)")
             for pid in pids {
                 // Gone, or a zombie waiting for its reaper (an empty command line).
                 let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()
