@@ -63,31 +63,17 @@ struct ChunkRoutes: Sendable {
         try await storage.checkRoom(for: frame.count)
 
         // Local write and forwarding run at the same time; the answer waits for all of them.
-        // Each outcome is tagged by index (-1: this server); errors become plain values in the
-        // child task so nothing but Sendable data crosses back.
-        let outcomes = await withTaskGroup(of: ReplicaOutcome.self) { group in
-            group.addTask {
-                do {
-                    let present = try await storage.write(frame, header: header, id: id)
-                    return ReplicaOutcome(index: -1, serverID: serverID, alreadyPresent: present, error: nil)
-                } catch {
-                    return ReplicaOutcome(index: -1, serverID: nil, alreadyPresent: false, error: BlobError.wrapping(error))
-                }
-            }
-            for (index, target) in targets.enumerated() {
-                group.addTask {
-                    do {
-                        let server = try await forwarder.forward(frame, id: id, to: target)
-                        return ReplicaOutcome(index: index, serverID: server, alreadyPresent: false, error: nil)
-                    } catch {
-                        return ReplicaOutcome(index: index, serverID: nil, alreadyPresent: false, error: BlobError.wrapping(error))
-                    }
-                }
-            }
-            var collected: [ReplicaOutcome] = []
-            for await outcome in group { collected.append(outcome) }
-            return collected
+        // Each outcome is tagged by index (-1: this server); errors become plain values so
+        // nothing but Sendable data crosses back.
+        async let forwarded = forwardToAll(frame, id: id, targets: targets)
+        let local: ReplicaOutcome
+        do {
+            let present = try await storage.write(frame, header: header, id: id)
+            local = ReplicaOutcome(index: -1, serverID: serverID, alreadyPresent: present, error: nil)
+        } catch {
+            local = ReplicaOutcome(index: -1, serverID: nil, alreadyPresent: false, error: BlobError.wrapping(error))
         }
+        let outcomes = [local] + (await forwarded)
         var stored: [(address: String, id: String)] = []
         var failed: [ReplicaFailure] = []
         var alreadyPresent = false
@@ -187,7 +173,20 @@ struct ChunkRoutes: Sendable {
             throw BlobError(.corruptChunk, reason: "chunk.quarantined",
                             "chunk \(id.shortHex)… failed its check on this server (\(error.reason)); copy from another replica")
         }
-        let outcomes = await withTaskGroup(of: ReplicaOutcome.self) { group in
+        let outcomes = await forwardToAll(frame, id: id, targets: targets)
+        let stored = outcomes.filter { $0.error == nil }
+        storage.count("copiesSent", Int64(stored.count))
+        storage.count("bytesCopied", Int64(frame.count * stored.count))
+        let result = ChunkWriteResult(
+            id: id.hex, stored: stored.map { targets[$0.index] }, storedServerIDs: stored.map { $0.serverID ?? targets[$0.index] },
+            failed: outcomes.compactMap { o in o.error.map { ReplicaFailure(target: targets[o.index], code: $0.code.rawValue, message: $0.message) } },
+            quorumMet: stored.count == targets.count, alreadyPresent: false)
+        return try jsonResponse(result, status: result.quorumMet ? .ok : .serviceUnavailable)
+    }
+
+    /// Writes the frame to every target at once; one outcome per target, in target order.
+    func forwardToAll(_ frame: [UInt8], id: ChunkID, targets: [String]) async -> [ReplicaOutcome] {
+        await withTaskGroup(of: ReplicaOutcome.self) { group in
             for (index, target) in targets.enumerated() {
                 group.addTask {
                     do {
@@ -202,14 +201,6 @@ struct ChunkRoutes: Sendable {
             for await outcome in group { collected.append(outcome) }
             return collected.sorted { $0.index < $1.index }
         }
-        let stored = outcomes.filter { $0.error == nil }
-        storage.count("copiesSent", Int64(stored.count))
-        storage.count("bytesCopied", Int64(frame.count * stored.count))
-        let result = ChunkWriteResult(
-            id: id.hex, stored: stored.map { targets[$0.index] }, storedServerIDs: stored.map { $0.serverID ?? targets[$0.index] },
-            failed: outcomes.compactMap { o in o.error.map { ReplicaFailure(target: targets[o.index], code: $0.code.rawValue, message: $0.message) } },
-            quorumMet: stored.count == targets.count, alreadyPresent: false)
-        return try jsonResponse(result, status: result.quorumMet ? .ok : .serviceUnavailable)
     }
 
     func quarantine(_ request: Request, _ context: BasicRequestContext) async throws -> Response {

@@ -142,7 +142,10 @@ struct S3Handler: Sendable {
                 }
                 return try await listObjects(bucketName, target.query)
             case .post:
-                if target.query["delete"] != nil { throw S3Error.notImplemented("DeleteObjects") }
+                if target.query["delete"] != nil {
+                    guard case .signed = caller else { throw S3Error.accessDenied() }
+                    return try await deleteObjects(bucketName, request)
+                }
                 throw S3Error.notImplemented("this bucket POST")
             default:
                 throw S3Error("MethodNotAllowed", .methodNotAllowed, "method not allowed on a bucket")
@@ -577,6 +580,42 @@ struct S3Handler: Sendable {
         return Response(status: .noContent)
     }
 
+    /// DeleteObjects: up to 1,000 keys; each result is reported (only errors when Quiet).
+    func deleteObjects(_ bucket: String, _ request: Request) async throws -> Response {
+        _ = try await requireBucket(bucket)
+        let body = String(buffer: try await request.body.collect(upTo: 2 << 20))
+        let keys = Self.elements("Key", in: body).map(XML.unescape)
+        guard !keys.isEmpty, keys.count <= 1000 else {
+            throw S3Error("MalformedXML", .badRequest, "The XML you provided was not well-formed or did not validate against our published schema (1 to 1000 keys).")
+        }
+        let quiet = Self.elements("Quiet", in: body).first?.lowercased() == "true"
+        var children: [String] = []
+        for key in keys {
+            do {
+                _ = try await client.delete(try objectPath(bucket, key))
+                if !quiet { children.append(XML.element("Deleted", children: [XML.element("Key", key)])) }
+            } catch let error as BlobError where error.code == .notFound {
+                if !quiet { children.append(XML.element("Deleted", children: [XML.element("Key", key)])) }
+            } catch {
+                let s3 = S3Error.from(error)
+                children.append(XML.element("Error", children: [XML.element("Key", key), XML.element("Code", s3.code),
+                                                                XML.element("Message", s3.message)]))
+            }
+        }
+        return xmlResponse(XML.document("DeleteResult", children))
+    }
+
+    /// The text of every `<tag>…</tag>` in document order (no nesting of the same tag).
+    static func elements(_ tag: String, in xml: String) -> [String] {
+        var out: [String] = []
+        var rest = Substring(xml)
+        while let open = rest.range(of: "<\(tag)>"), let close = rest.range(of: "</\(tag)>", range: open.upperBound..<rest.endIndex) {
+            out.append(String(rest[open.upperBound..<close.lowerBound]))
+            rest = rest[close.upperBound...]
+        }
+        return out
+    }
+
     // MARK: Multipart uploads
 
     func requireUpload(_ id: String, path: BlobPath) async throws -> MultipartUpload {
@@ -704,8 +743,7 @@ struct S3Handler: Sendable {
                   let etag = value("ETag") else {
                 throw S3Error("MalformedXML", .badRequest, "Each Part needs a PartNumber and an ETag.")
             }
-            let digest = etag.replacingOccurrences(of: "&quot;", with: "").replacingOccurrences(of: "&#34;", with: "")
-                .replacingOccurrences(of: "\"", with: "").trimmingCharacters(in: .whitespaces)
+            let digest = XML.unescape(etag).replacingOccurrences(of: "\"", with: "").trimmingCharacters(in: .whitespaces)
             parts.append(CompletedPart(number: number, sha256: digest))
             rest = rest[close.upperBound...]
         }

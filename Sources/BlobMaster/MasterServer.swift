@@ -27,6 +27,8 @@ public struct MasterConfiguration: Sendable {
     /// How long an unreferenced chunk (or an unrecorded file) stays before gc deletes it, and
     /// how long a superseded version stays readable.
     public var gcGrace: Duration = .seconds(3600)
+    /// Multipart uploads older than this are aborted by gc.
+    public var staleUploadAge: Duration = .seconds(7 * 86_400)
 
     public init(dataDirectory: String, host: String = "127.0.0.1", port: Int = 0, replicaCount: Int = 3,
                 partitionPower: Int = PlacementRing.defaultPartitionPower, liveness: LivenessPolicy = .init(),
@@ -80,7 +82,8 @@ public struct MasterServer: Sendable {
         MasterRoutes(membership: membership, store: store, signer: signer, repairer: repairer).register(on: router)
         OperationsRoutes(
             membership: membership, store: store, signer: signer, rebalancer: rebalancer,
-            collector: GarbageCollector(store: store, membership: membership, peer: peer, logger: logger),
+            collector: GarbageCollector(store: store, membership: membership, peer: peer, logger: logger,
+                                        staleUploadAge: configuration.staleUploadAge),
             checker: ConsistencyCheck(store: store, membership: membership, peer: peer, repairer: repairer, logger: logger),
             repairer: repairer, gcGrace: configuration.gcGrace
         ).register(on: router)

@@ -49,6 +49,9 @@ struct MasterCommand: AsyncParsableCommand {
     @Option(help: "Grace period before gc deletes an unreferenced chunk or unrecorded file (e.g. 1h).")
     var gcGrace: String = "1h"
 
+    @Option(help: "gc aborts multipart uploads older than this (e.g. 7d).")
+    var gcStaleUploads: String = "7d"
+
     @Flag(inversion: .prefixedNo, help: "Admit a server into the ring when it first registers.")
     var autoAdmit = true
 
@@ -80,6 +83,7 @@ struct MasterCommand: AsyncParsableCommand {
         configuration.repairBytesPerSecond = rate > 0 ? Int64(rate) : nil
         configuration.repairFullScanInterval = try DurationParser.parseOption(repairFullScan, name: "--repair-full-scan")
         configuration.gcGrace = try DurationParser.parseOption(gcGrace, name: "--gc-grace")
+        configuration.staleUploadAge = try DurationParser.parseOption(gcStaleUploads, name: "--gc-stale-uploads")
         guard configuration.repairInterval >= .milliseconds(100) else { throw ValidationError("--repair-interval must be >= 100ms") }
         bootstrapLogging(level: logLevel)
         try await MasterServer(configuration: configuration, logger: Logger(label: "blobctl.master")).run { address in

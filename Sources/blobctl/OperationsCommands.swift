@@ -285,7 +285,7 @@ struct GCCommand: AsyncParsableCommand {
         out += "reclaimable now: \(report.reclaimableChunks) chunks, \(HumanSize.format(report.reclaimableBytes))"
         if !dryRun {
             out += "\ndeleted \(report.deletedChunks) replicas, \(HumanSize.format(report.deletedBytes)); kept \(report.keptChunks)"
-                + "; \(report.prunedVersions) old versions dropped"
+                + "; \(report.prunedVersions) old versions dropped; \(report.abortedUploads) stale multipart uploads aborted"
         }
         print(out)
     }

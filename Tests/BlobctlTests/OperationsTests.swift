@@ -383,6 +383,30 @@ struct OperationsTests {
         }
     }
 
+    @Test("gc aborts a multipart upload older than the limit; its parts become garbage")
+    func staleUploadAborted() async throws {
+        try await Self.withCluster(servers: 3, masterArguments: ["--gc-stale-uploads", "1s"]) { cluster in
+            #expect(try await cluster.run(["bucket", "create", "uploads"]).status == 0)
+            let reply = try await MasterTests.post(cluster.client, cluster.master, "/v1/uploads",
+                                                   MultipartUploadCreate(path: try BlobPath("uploads/big.bin"), contentType: "video/mp4"))
+            let upload = try reply.json(MultipartUpload.self)
+            let part = cluster.dir.appendingPathComponent("part")
+            try Data(SyntheticData.random(byteCount: 200_000, seed: 2300)).write(to: part)
+            try await cluster.put(part, try upload.partPath(1).value)
+            try await Task.sleep(for: .milliseconds(1200))
+            let first = try await cluster.json(["gc"])
+            #expect(first["aborted_uploads"] as? Int == 1, "\(first)")
+            let gone = try await cluster.client.send(.GET, cluster.master.address, "/v1/uploads/\(upload.id)")
+            #expect(gone.status == 404)
+            #expect(try await cluster.run(["stat", try upload.partPath(1).value]).status == 2, "the part is tombstoned")
+            try await Task.sleep(for: .milliseconds(1200))
+            _ = try await cluster.json(["gc"])
+            try await Task.sleep(for: .milliseconds(1200))
+            let last = try await cluster.json(["gc"])
+            #expect((last["deleted_chunks"] as? Int ?? 0) > 0, "the part's chunks are reclaimed: \(last)")
+        }
+    }
+
     @Test("gc reclaims a deleted file's chunks after the grace, keeps chunks a put reuses, and aborts on an inventory error")
     func garbageCollection() async throws {
         try await Self.withCluster(servers: 3) { cluster in

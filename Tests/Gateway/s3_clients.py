@@ -103,6 +103,13 @@ for page in s3.get_paginator("list_objects").paginate(Bucket="media", Prefix="lo
 assert v1 == sorted(k for k in keys if k.startswith("logs/a/"))
 check("listing 2,500 keys (v2 pages, delimiters, start-after, v1)")
 
+gone = sorted(keys)[:10]
+result = s3.delete_objects(Bucket="media", Delete={"Objects": [{"Key": k} for k in gone] + [{"Key": "logs/never-there"}]})
+assert sorted(d["Key"] for d in result["Deleted"]) == sorted(gone + ["logs/never-there"]) and not result.get("Errors")
+left = [c["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket="media", Prefix="logs/") for c in page.get("Contents", [])]
+assert left == sorted(keys)[10:]
+check("delete objects")
+
 # Presigned GET (SigV4 and the legacy default), and an expired one.
 url = client(signature_version="s3v4").generate_presigned_url(
     "get_object", Params={"Bucket": "media", "Key": "small.bin"}, ExpiresIn=60)

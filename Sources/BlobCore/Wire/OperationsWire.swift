@@ -227,10 +227,13 @@ public struct GCReport: Codable, Sendable, Hashable {
     public var deletedBytes: Int64
     /// Deletions a server refused (the chunk was written again meanwhile) or failed; kept.
     public var keptChunks: Int64
+    /// Multipart uploads older than the master's limit, aborted (their parts go as garbage).
+    public var abortedUploads: Int64
 
     public init(dryRun: Bool, graceSeconds: Int64, prunedVersions: Int64, servers: [ServerReclaim],
                 reclaimableChunks: Int64, reclaimableBytes: Int64, deletedChunks: Int64, deletedBytes: Int64,
-                keptChunks: Int64) {
+                keptChunks: Int64, abortedUploads: Int64 = 0) {
+        self.abortedUploads = abortedUploads
         self.dryRun = dryRun
         self.graceSeconds = graceSeconds
         self.prunedVersions = prunedVersions

@@ -17,6 +17,8 @@ struct GarbageCollector: Sendable {
     let membership: Membership
     let peer: ChunkServerPeer
     let logger: Logger
+    /// Multipart uploads older than this are aborted: their parts become garbage.
+    let staleUploadAge: Duration
 
     func run(dryRun: Bool, grace: Duration) async throws -> GCReport {
         let now = Self.now()
@@ -37,6 +39,14 @@ struct GarbageCollector: Sendable {
                                     + "(\(error)); bring it back, or take it out with `blobctl node remove \(id)`")
             }
             orphans += comparison.orphans.map { ($0.id, endpoint, $0.storedBytes) }
+        }
+
+        // Uploads left unfinished: their parts are tombstoned like deleted files.
+        var abortedUploads: Int64 = 0
+        let staleBefore = now - Membership.milliseconds(staleUploadAge)
+        for upload in try await store.uploads(prefix: "", limit: 10_000) where upload.createdAtMilliseconds < staleBefore {
+            abortedUploads += 1
+            if !dryRun { try await store.abortUpload(upload.id, nowMilliseconds: now) }
         }
 
         // 2. and 3.
@@ -149,7 +159,8 @@ struct GarbageCollector: Sendable {
         let report = GCReport(
             dryRun: dryRun, graceSeconds: grace.components.seconds, prunedVersions: pruned,
             servers: reclaim.values.sorted { $0.server < $1.server }, reclaimableChunks: reclaimableChunks,
-            reclaimableBytes: reclaimableBytes, deletedChunks: deletedChunks, deletedBytes: deletedBytes, keptChunks: kept)
+            reclaimableBytes: reclaimableBytes, deletedChunks: deletedChunks, deletedBytes: deletedBytes, keptChunks: kept,
+            abortedUploads: abortedUploads)
         if !dryRun {
             logger.info("gc finished", metadata: ["deleted.chunks": "\(deletedChunks)", "deleted.bytes": "\(deletedBytes)"])
         }
