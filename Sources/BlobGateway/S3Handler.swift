@@ -377,9 +377,25 @@ struct S3Handler: Sendable {
     /// 206 with Content-Range, 416 with `bytes */SIZE`. The body streams with a bounded
     /// read-ahead, so a reader that stops early costs a few chunks.
     func getObject(_ path: BlobPath, _ request: Request, head: Bool, bucket: String) async throws -> Response {
+        // One master round trip where it can be: the plan of the bytes asked for carries the
+        // file's facts too. A suffix range, If-Range or HEAD needs the facts first (stat).
+        var plan: ReadPlan?
         let file: FileVersion
         do {
-            file = try await client.stat(path)
+            let rangeText = request.headers[.range]
+            if !head, request.headers[HTTPField.Name("If-Range")!] == nil,
+               let (start, last) = rangeText.map(Self.explicitStart) ?? (0, nil) {
+                do {
+                    plan = try await client.readPlan(path, offset: start, length: last.map { $0 - start + 1 })
+                } catch let error as BlobError where error.code == .invalidArgument {
+                    plan = nil  // starts past the end: the stat below answers 416
+                }
+            }
+            if let planned = plan?.file {
+                file = planned
+            } else {
+                file = try await client.stat(path)
+            }
         } catch let error as BlobError where error.code == .notFound {
             _ = try await requireBucket(bucket)
             throw S3Error.noSuchKey()
@@ -422,19 +438,38 @@ struct S3Handler: Sendable {
         if head || end == offset {
             return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer()))
         }
-        let plan = try await client.readPlan(path, offset: offset, length: end - offset)
-        guard plan.file.sha256 == file.sha256, plan.file.version == file.version else {
+        let covers = plan.map { p in
+            p.chunks.first.map { $0.chunk.offset <= offset } == true && p.chunks.last.map { $0.chunk.offset + $0.chunk.length >= end } == true
+        } ?? false
+        let readPlan: ReadPlan
+        if covers, let plan {
+            readPlan = plan
+        } else {
+            readPlan = try await client.readPlan(path, offset: offset, length: end - offset)
+        }
+        guard readPlan.file.sha256 == file.sha256, readPlan.file.version == file.version else {
             throw S3Error("ServiceUnavailable", .serviceUnavailable, "the object changed while being read; retry")
         }
         let client = self.client
         let whole = range == nil
         let body = ResponseBody(contentLength: Int(end - offset)) { writer in
-            _ = try await client.stream(plan, of: path, offset: offset, end: end, readAhead: 4, checkWholeFile: whole) { slice in
+            _ = try await client.stream(readPlan, of: path, offset: offset, end: end, readAhead: 4, checkWholeFile: whole) { slice in
                 try await writer.write(ByteBuffer(bytes: slice))
             }
             try await writer.finish(nil)
         }
         return Response(status: status, headers: headers, body: body)
+    }
+
+    /// `bytes=N-M` or `bytes=N-` as (N, M?); nil for anything else (suffix, several ranges).
+    static func explicitStart(_ text: String) -> (Int64, Int64?)? {
+        guard text.hasPrefix("bytes="), !text.contains(",") else { return nil }
+        let spec = text.dropFirst(6).trimmingCharacters(in: .whitespaces)
+        guard let dash = spec.firstIndex(of: "-"), let start = Int64(spec[..<dash]), start >= 0 else { return nil }
+        let last = spec[spec.index(after: dash)...]
+        if last.isEmpty { return (start, nil) }
+        guard let end = Int64(last), end >= start else { return nil }
+        return (start, end)
     }
 
     static func etagMatches(_ header: String, _ etag: String) -> Bool {
