@@ -40,12 +40,14 @@ extension ClusterClient {
     }
 
     /// A new version at `to` with the chunks of `from`'s current version: no chunk bytes move.
-    public func copy(_ from: BlobPath, to: BlobPath, contentType: String? = nil) async throws -> FileVersion {
-        try await master("POST", "/v1/files/copy", body: FileCopy(from: from, to: to, contentType: contentType), as: FileVersion.self)
+    public func copy(_ from: BlobPath, to: BlobPath, contentType: String? = nil, metadata: [String: String]? = nil) async throws -> FileVersion {
+        try await master("POST", "/v1/files/copy", body: FileCopy(from: from, to: to, contentType: contentType, metadata: metadata),
+                         as: FileVersion.self)
     }
 
-    public func createUpload(to path: BlobPath, contentType: String) async throws -> MultipartUpload {
-        try await master("POST", "/v1/uploads", body: MultipartUploadCreate(path: path, contentType: contentType), as: MultipartUpload.self)
+    public func createUpload(to path: BlobPath, contentType: String, metadata: [String: String]? = nil) async throws -> MultipartUpload {
+        try await master("POST", "/v1/uploads", body: MultipartUploadCreate(path: path, contentType: contentType, metadata: metadata),
+                         as: MultipartUpload.self)
     }
 
     public func upload(_ id: String) async throws -> MultipartUpload {

@@ -370,7 +370,27 @@ struct S3Handler: Sendable {
         headers[.lastModified] = HTTPDate.format(file.createdAtMilliseconds)
         headers[.contentType] = file.contentType.isEmpty ? "application/octet-stream" : file.contentType
         headers[.acceptRanges] = "bytes"
+        for (name, value) in file.metadata ?? [:] {
+            if let field = HTTPField.Name("x-amz-meta-" + name) { headers[field] = value }
+        }
         return headers
+    }
+
+    /// The request's `x-amz-meta-*` headers (names lowercased, without the prefix); nil when none.
+    /// S3 allows 2 KiB in all.
+    static func userMetadata(_ request: Request) throws -> [String: String]? {
+        var out: [String: String] = [:]
+        for field in request.headers {
+            let name = field.name.canonicalName.lowercased()
+            guard name.hasPrefix("x-amz-meta-") else { continue }
+            let key = String(name.dropFirst("x-amz-meta-".count))
+            out[key] = out[key].map { $0 + "," + field.value } ?? field.value
+        }
+        guard !out.isEmpty else { return nil }
+        guard out.reduce(0, { $0 + $1.key.utf8.count + $1.value.utf8.count }) <= ManifestCommit.maxMetadataByteCount else {
+            throw S3Error("MetadataTooLarge", .badRequest, "Your metadata headers exceed the maximum allowed metadata size (2 KiB).")
+        }
+        return out
     }
 
     /// GET and HEAD: conditional requests (RFC 9110 order), single ranges (`N-M`, `N-`, `-N`),
@@ -508,9 +528,7 @@ struct S3Handler: Sendable {
 
     func putObject(_ path: BlobPath, _ request: Request, _ verified: SigV4.Verified, bucket: String) async throws -> Response {
         _ = try await requireBucket(bucket)
-        if request.headers.contains(where: { $0.name.canonicalName.lowercased().hasPrefix("x-amz-meta-") }) {
-            throw S3Error.notImplemented("user metadata (x-amz-meta-*)")
-        }
+        let metadata = try Self.userMetadata(request)
         let spool = configuration.spoolDirectory + "/put-\(UUID().uuidString)"
         defer { unlink(spool) }
         let received = try await spoolBody(request, verified, to: spool)
@@ -520,7 +538,7 @@ struct S3Handler: Sendable {
             }
         }
         let contentType = request.headers[.contentType] ?? ContentTypes.forPath(path.value)
-        let result = try await client.put(.file(spool), to: path, options: PutOptions(contentType: contentType))
+        let result = try await client.put(.file(spool), to: path, options: PutOptions(contentType: contentType, metadata: metadata))
         var headers = HTTPFields()
         headers[.eTag] = "\"\(result.file.sha256)\""
         return Response(status: .ok, headers: headers)
@@ -584,13 +602,14 @@ struct S3Handler: Sendable {
     }
 
     /// Server-side copy: the new object shares the source's chunks.
-    func copyVersion(from source: String, to path: BlobPath, contentType: String? = nil) async throws -> FileVersion {
+    func copyVersion(from source: String, to path: BlobPath, contentType: String? = nil,
+                     metadata: [String: String]? = nil) async throws -> FileVersion {
         let decoded = SigV4.percentDecode(source.split(separator: "?").first.map(String.init) ?? source)
         let trimmed = decoded.hasPrefix("/") ? String(decoded.dropFirst()) : decoded
         guard let slash = trimmed.firstIndex(of: "/") else { throw S3Error.invalidArgument("x-amz-copy-source must be BUCKET/KEY") }
         let sourcePath = try objectPath(String(trimmed[..<slash]), String(trimmed[trimmed.index(after: slash)...]))
         do {
-            return try await client.copy(sourcePath, to: path, contentType: contentType)
+            return try await client.copy(sourcePath, to: path, contentType: contentType, metadata: metadata)
         } catch let error as BlobError where error.code == .notFound {
             throw S3Error.noSuchKey()
         }
@@ -598,7 +617,10 @@ struct S3Handler: Sendable {
 
     func copyObject(from source: String, to path: BlobPath, _ request: Request) async throws -> Response {
         let directive = request.headers[HTTPField.Name("x-amz-metadata-directive")!] ?? "COPY"
-        let version = try await copyVersion(from: source, to: path, contentType: directive == "REPLACE" ? request.headers[.contentType] : nil)
+        guard directive == "COPY" || directive == "REPLACE" else { throw S3Error.invalidArgument("Unknown metadata directive.") }
+        let replace = directive == "REPLACE"
+        let version = try await copyVersion(from: source, to: path, contentType: replace ? request.headers[.contentType] : nil,
+                                            metadata: replace ? (try Self.userMetadata(request) ?? [:]) : nil)
         return xmlResponse(XML.document("CopyObjectResult", [
             XML.element("LastModified", XML.timestamp(version.createdAtMilliseconds)),
             XML.element("ETag", "\"\(version.sha256)\""),
@@ -668,11 +690,9 @@ struct S3Handler: Sendable {
 
     func createUpload(_ path: BlobPath, bucket: String, key: String, _ request: Request) async throws -> Response {
         _ = try await requireBucket(bucket)
-        if request.headers.contains(where: { $0.name.canonicalName.lowercased().hasPrefix("x-amz-meta-") }) {
-            throw S3Error.notImplemented("user metadata (x-amz-meta-*)")
-        }
+        let metadata = try Self.userMetadata(request)
         let contentType = request.headers[.contentType] ?? ContentTypes.forPath(path.value)
-        let upload = try await client.createUpload(to: path, contentType: contentType)
+        let upload = try await client.createUpload(to: path, contentType: contentType, metadata: metadata)
         return xmlResponse(XML.document("InitiateMultipartUploadResult", [
             XML.element("Bucket", bucket), XML.element("Key", key), XML.element("UploadId", upload.id),
         ]))

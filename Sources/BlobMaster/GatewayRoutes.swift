@@ -35,7 +35,11 @@ struct GatewayRoutes: Sendable {
         let body = try await decodeJSONBody(MultipartUploadCreate.self, from: request, maxByteCount: 1 << 16)
         var rng = SystemRandomNumberGenerator()
         let id = String(rng.next() as UInt64, radix: 16) + String(rng.next() as UInt64, radix: 16)
-        let upload = MultipartUpload(id: id, path: body.path, contentType: body.contentType, createdAtMilliseconds: MasterRoutes.now())
+        let upload = MultipartUpload(id: id, path: body.path, contentType: body.contentType, createdAtMilliseconds: MasterRoutes.now(),
+                                     metadata: body.metadata)
+        // Checked now, so a bad upload fails at its start rather than at its completion.
+        try ManifestCommit(path: body.path, size: 0, contentType: body.contentType, sha256: String(repeating: "0", count: 64),
+                           chunks: [], metadata: body.metadata).validate(maxChunks: 1)
         try await store.createUpload(upload)
         return try jsonResponse(upload, status: .created)
     }
@@ -82,7 +86,7 @@ struct GatewayRoutes: Sendable {
             throw BlobError(.notFound, reason: "file.notFound", "no file at \(body.from)")
         }
         let manifest = ManifestCommit(path: body.to, size: file.size, contentType: body.contentType ?? file.contentType,
-                                      sha256: file.sha256, chunks: entries)
+                                      sha256: file.sha256, chunks: entries, metadata: body.metadata ?? file.metadata)
         let version = try await store.commit(manifest, nowMilliseconds: MasterRoutes.now())
         return try jsonResponse(version, status: .created)
     }

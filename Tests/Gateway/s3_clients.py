@@ -81,6 +81,25 @@ expect_error("404", s3.head_object, Bucket="media", Key="copy.bin")
 expect_error("NoSuchKey", s3.get_object, Bucket="media", Key="copy.bin")
 check("put, get, copy, delete")
 
+s3.put_object(Bucket="media", Key="meta.bin", Body=b"m", Metadata={"mtime": "1700000000", "owner": "films"})
+assert s3.head_object(Bucket="media", Key="meta.bin")["Metadata"] == {"mtime": "1700000000", "owner": "films"}
+s3.copy_object(Bucket="media", Key="meta-copy.bin", CopySource={"Bucket": "media", "Key": "meta.bin"})
+assert s3.head_object(Bucket="media", Key="meta-copy.bin")["Metadata"] == {"mtime": "1700000000", "owner": "films"}
+s3.copy_object(Bucket="media", Key="meta-copy.bin", CopySource={"Bucket": "media", "Key": "meta.bin"},
+               MetadataDirective="REPLACE", Metadata={"owner": "music"}, ContentType="audio/flac")
+replaced = s3.head_object(Bucket="media", Key="meta-copy.bin")
+assert replaced["Metadata"] == {"owner": "music"} and replaced["ContentType"] == "audio/flac"
+mp = s3.create_multipart_upload(Bucket="media", Key="meta-mp.bin", Metadata={"kind": "multipart"})
+part = s3.upload_part(Bucket="media", Key="meta-mp.bin", UploadId=mp["UploadId"], PartNumber=1, Body=b"only part")
+s3.complete_multipart_upload(Bucket="media", Key="meta-mp.bin", UploadId=mp["UploadId"],
+                             MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+assert s3.head_object(Bucket="media", Key="meta-mp.bin")["Metadata"] == {"kind": "multipart"}
+assert s3.get_object(Bucket="media", Key="meta-mp.bin")["Body"].read() == b"only part"
+expect_error("MetadataTooLarge", s3.put_object, Bucket="media", Key="big-meta", Body=b"x", Metadata={"a": "b" * 3000})
+for k in ("meta.bin", "meta-copy.bin", "meta-mp.bin"):
+    s3.delete_object(Bucket="media", Key=k)
+check("user metadata (put, copy, replace, multipart)")
+
 # Listing 2,500 keys: pages of 1,000, delimiters, prefixes, start-after, v1 markers.
 keys = ["logs/%s/%04d.log" % ("a" if i % 2 else "b", i) for i in range(2500)]
 from concurrent.futures import ThreadPoolExecutor

@@ -74,8 +74,11 @@ public struct FileCopy: Codable, Sendable, Hashable {
     public var to: BlobPath
     /// The copy's content type; nil keeps the source's.
     public var contentType: String?
+    /// The copy's user metadata; nil keeps the source's.
+    public var metadata: [String: String]?
 
-    public init(from: BlobPath, to: BlobPath, contentType: String?) {
+    public init(from: BlobPath, to: BlobPath, contentType: String?, metadata: [String: String]? = nil) {
+        self.metadata = metadata
         self.from = from
         self.to = to
         self.contentType = contentType
@@ -88,8 +91,11 @@ public struct MultipartUpload: Codable, Sendable, Hashable {
     public var path: BlobPath
     public var contentType: String
     public var createdAtMilliseconds: Int64
+    /// The object's user metadata, given when the upload starts.
+    public var metadata: [String: String]?
 
-    public init(id: String, path: BlobPath, contentType: String, createdAtMilliseconds: Int64) {
+    public init(id: String, path: BlobPath, contentType: String, createdAtMilliseconds: Int64, metadata: [String: String]? = nil) {
+        self.metadata = metadata
         self.id = id
         self.path = path
         self.contentType = contentType
@@ -111,8 +117,10 @@ public struct MultipartUpload: Codable, Sendable, Hashable {
 public struct MultipartUploadCreate: Codable, Sendable, Hashable {
     public var path: BlobPath
     public var contentType: String
+    public var metadata: [String: String]?
 
-    public init(path: BlobPath, contentType: String) {
+    public init(path: BlobPath, contentType: String, metadata: [String: String]? = nil) {
+        self.metadata = metadata
         self.path = path
         self.contentType = contentType
     }

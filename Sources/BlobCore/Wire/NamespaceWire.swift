@@ -24,9 +24,14 @@ public struct ManifestCommit: Codable, Sendable, Hashable {
     /// Write acknowledgements not yet sent to the master, recorded in the commit's transaction
     /// (saves a writer one request and one durable transaction per file).
     public var acknowledgements: [ReplicaAcknowledgement]?
+    /// User metadata (S3's `x-amz-meta-*`): lowercase names, at most 2 KiB in all.
+    public var metadata: [String: String]?
+
+    public static let maxMetadataByteCount = 2048
 
     public init(path: BlobPath, size: Int64, contentType: String, sha256: String, chunks: [ManifestEntry],
-                acknowledgements: [ReplicaAcknowledgement]? = nil) {
+                acknowledgements: [ReplicaAcknowledgement]? = nil, metadata: [String: String]? = nil) {
+        self.metadata = metadata
         self.path = path
         self.size = size
         self.contentType = contentType
@@ -63,6 +68,14 @@ public struct ManifestCommit: Codable, Sendable, Hashable {
         guard contentType.utf8.count <= 255, !contentType.unicodeScalars.contains(where: { $0.value < 0x20 }) else {
             throw BlobError(.invalidArgument, reason: "manifest.contentType", "content type must be at most 255 printable bytes")
         }
+        if let metadata {
+            let total = metadata.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
+            let printable: (String) -> Bool = { !$0.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F } }
+            guard total <= Self.maxMetadataByteCount, metadata.allSatisfy({ !$0.key.isEmpty && printable($0.key) && printable($0.value) }) else {
+                throw BlobError(.invalidArgument, reason: "manifest.metadata",
+                                "user metadata must be printable and at most \(Self.maxMetadataByteCount) bytes in all")
+            }
+        }
         var next: Int64 = 0
         for (i, entry) in chunks.enumerated() {
             guard entry.length > 0, entry.length <= Int64(Limits.maxChunkByteCount) else {
@@ -97,9 +110,13 @@ public struct FileVersion: Codable, Sendable, Hashable {
     /// Bytes the chunks take on disk, per replica (compressed); 0 for a tombstone.
     public var storedBytes: Int64
     public var chunkCount: Int
+    /// User metadata given at the commit; nil when none.
+    public var metadata: [String: String]?
 
     public init(path: BlobPath, version: Int64, size: Int64, contentType: String, sha256: String,
-                createdAtMilliseconds: Int64, isDeleted: Bool, storedBytes: Int64, chunkCount: Int) {
+                createdAtMilliseconds: Int64, isDeleted: Bool, storedBytes: Int64, chunkCount: Int,
+                metadata: [String: String]? = nil) {
+        self.metadata = metadata
         self.path = path
         self.version = version
         self.size = size

@@ -150,6 +150,13 @@ public final class SQLiteMetadataStore: MetadataStore {
                 CREATE INDEX uploads_by_path ON uploads(path, id);
                 """)
         }
+        migrator.registerMigration("v7: user metadata") { db in
+            try db.execute(sql: """
+                ALTER TABLE versions ADD COLUMN metadata TEXT NOT NULL DEFAULT '';
+                ALTER TABLE current_files ADD COLUMN metadata TEXT NOT NULL DEFAULT '';
+                ALTER TABLE uploads ADD COLUMN metadata TEXT NOT NULL DEFAULT '';
+                """)
+        }
         return migrator
     }
 
@@ -265,11 +272,12 @@ public final class SQLiteMetadataStore: MetadataStore {
         }
         let path = blob(manifest.path)
         let version = (try Int64.fetchOne(db, sql: "SELECT MAX(version) FROM versions WHERE path = ?", arguments: [path]) ?? 0) + 1
+        let metadata = encodeMetadata(manifest.metadata)
         try db.execute(sql: """
-            INSERT INTO versions (path, version, size, content_type, sha256, created_ms, deleted, stored_bytes, chunk_count)
-            VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)
+            INSERT INTO versions (path, version, size, content_type, sha256, created_ms, deleted, stored_bytes, chunk_count, metadata)
+            VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)
             """, arguments: [path, version, manifest.size, manifest.contentType, manifest.sha256, nowMilliseconds,
-                             storedBytes, manifest.chunks.count])
+                             storedBytes, manifest.chunks.count, metadata])
         let versionID = db.lastInsertedRowID
         let insert = try db.cachedStatement(sql: """
             INSERT INTO manifest_entries (version_id, seq, chunk_id, offset, length) VALUES (?, ?, ?, ?, ?)
@@ -279,17 +287,19 @@ public final class SQLiteMetadataStore: MetadataStore {
         }
         try db.execute(sql: """
             INSERT INTO current_files (path, version_id, version, size, content_type, sha256, created_ms, stored_bytes,
-                                       chunk_count)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                       chunk_count, metadata)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(path) DO UPDATE SET version_id = excluded.version_id, version = excluded.version,
                 size = excluded.size, content_type = excluded.content_type, sha256 = excluded.sha256,
-                created_ms = excluded.created_ms, stored_bytes = excluded.stored_bytes, chunk_count = excluded.chunk_count
+                created_ms = excluded.created_ms, stored_bytes = excluded.stored_bytes, chunk_count = excluded.chunk_count,
+                metadata = excluded.metadata
             """, arguments: [path, versionID, version, manifest.size, manifest.contentType, manifest.sha256, nowMilliseconds,
-                             storedBytes, manifest.chunks.count])
+                             storedBytes, manifest.chunks.count, metadata])
         return FileVersion(
             path: manifest.path, version: version, size: manifest.size, contentType: manifest.contentType,
             sha256: manifest.sha256, createdAtMilliseconds: nowMilliseconds, isDeleted: false,
-            storedBytes: storedBytes, chunkCount: manifest.chunks.count)
+            storedBytes: storedBytes, chunkCount: manifest.chunks.count,
+            metadata: manifest.metadata.flatMap { $0.isEmpty ? nil : $0 })
     }
 
     public func stat(_ path: BlobPath) async throws -> FileVersion? {
@@ -314,7 +324,7 @@ public final class SQLiteMetadataStore: MetadataStore {
             guard let row else { return nil }
             let entries = try Row.fetchAll(db, sql: """
                 SELECT chunk_id, offset, length FROM manifest_entries WHERE version_id = ? ORDER BY seq
-                """, arguments: [row[9] as Int64]).map { entry in
+                """, arguments: [row[10] as Int64]).map { entry in
                 ManifestEntry(chunkID: try ChunkID(digestBytes: [UInt8](entry[0] as Data)),
                               offset: entry[1], length: entry[2])
             }
@@ -736,19 +746,20 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     static func uploadRecord(_ row: Row) -> MultipartUpload {
         MultipartUpload(id: row[0], path: BlobPath(validated: String(decoding: row[1] as Data, as: UTF8.self)),
-                        contentType: row[2], createdAtMilliseconds: row[3])
+                        contentType: row[2], createdAtMilliseconds: row[3], metadata: decodeMetadata(row[4]))
     }
 
     public func createUpload(_ upload: MultipartUpload) async throws {
         try await pool.write { db in
-            try db.execute(sql: "INSERT INTO uploads (id, path, content_type, created_ms) VALUES (?, ?, ?, ?)",
-                           arguments: [upload.id, Self.blob(upload.path), upload.contentType, upload.createdAtMilliseconds])
+            try db.execute(sql: "INSERT INTO uploads (id, path, content_type, created_ms, metadata) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [upload.id, Self.blob(upload.path), upload.contentType, upload.createdAtMilliseconds,
+                                       Self.encodeMetadata(upload.metadata)])
         }
     }
 
     public func upload(_ id: String) async throws -> MultipartUpload? {
         try await pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT id, path, content_type, created_ms FROM uploads WHERE id = ?", arguments: [id])
+            try Row.fetchOne(db, sql: "SELECT id, path, content_type, created_ms, metadata FROM uploads WHERE id = ?", arguments: [id])
                 .map(Self.uploadRecord)
         }
     }
@@ -756,7 +767,7 @@ public final class SQLiteMetadataStore: MetadataStore {
     public func uploads(prefix: String, limit: Int) async throws -> [MultipartUpload] {
         try await pool.read { db in
             let bytes = Array(prefix.utf8)
-            var sql = "SELECT id, path, content_type, created_ms FROM uploads WHERE path >= ?"
+            var sql = "SELECT id, path, content_type, created_ms, metadata FROM uploads WHERE path >= ?"
             var arguments: StatementArguments = [Data(bytes)]
             if let upper = Self.prefixUpperBound(bytes) {
                 sql += " AND path < ?"
@@ -786,7 +797,7 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     public func abortUpload(_ id: String, nowMilliseconds: Int64) async throws {
         try await pool.write { db in
-            guard let upload = try Row.fetchOne(db, sql: "SELECT id, path, content_type, created_ms FROM uploads WHERE id = ?",
+            guard let upload = try Row.fetchOne(db, sql: "SELECT id, path, content_type, created_ms, metadata FROM uploads WHERE id = ?",
                                                 arguments: [id]).map(Self.uploadRecord) else {
                 throw BlobError(.notFound, reason: "upload.notFound", "no multipart upload \(id)")
             }
@@ -798,7 +809,7 @@ public final class SQLiteMetadataStore: MetadataStore {
     public func completeUpload(_ id: String, parts: [CompletedPart], minimumPartSize: Int64,
                                nowMilliseconds: Int64) async throws -> FileVersion {
         try await pool.write { db in
-            guard let upload = try Row.fetchOne(db, sql: "SELECT id, path, content_type, created_ms FROM uploads WHERE id = ?",
+            guard let upload = try Row.fetchOne(db, sql: "SELECT id, path, content_type, created_ms, metadata FROM uploads WHERE id = ?",
                                                 arguments: [id]).map(Self.uploadRecord) else {
                 throw BlobError(.notFound, reason: "upload.notFound", "no multipart upload \(id)")
             }
@@ -832,7 +843,7 @@ public final class SQLiteMetadataStore: MetadataStore {
             }
             let manifest = ManifestCommit(
                 path: upload.path, size: offset, contentType: upload.contentType,
-                sha256: ManifestCommit.compositeDigest(ofParts: parts.map(\.sha256)), chunks: entries)
+                sha256: ManifestCommit.compositeDigest(ofParts: parts.map(\.sha256)), chunks: entries, metadata: upload.metadata)
             try manifest.validate(maxChunks: Self.maxManifestChunks)
             let version = try Self.commit(manifest, in: db, nowMilliseconds: nowMilliseconds)
             try Self.tombstoneParts(of: upload, in: db, nowMilliseconds: nowMilliseconds)
@@ -863,10 +874,22 @@ public final class SQLiteMetadataStore: MetadataStore {
     /// The columns of current_files that make a ``FileVersion`` (a live file: never deleted), in
     /// the order ``fileVersion(_:)`` reads them.
     static let currentColumns =
-        "path, version, size, content_type, sha256, created_ms, 0 AS deleted, stored_bytes, chunk_count"
+        "path, version, size, content_type, sha256, created_ms, 0 AS deleted, stored_bytes, chunk_count, metadata"
     /// The same columns of versions.
     static let versionColumns =
-        "path, version, size, content_type, sha256, created_ms, deleted, stored_bytes, chunk_count"
+        "path, version, size, content_type, sha256, created_ms, deleted, stored_bytes, chunk_count, metadata"
+
+    /// User metadata as stored: JSON with sorted keys, or '' for none.
+    static func encodeMetadata(_ metadata: [String: String]?) -> String {
+        guard let metadata, !metadata.isEmpty else { return "" }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return (try? encoder.encode(metadata)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+    }
+
+    static func decodeMetadata(_ text: String) -> [String: String]? {
+        text.isEmpty ? nil : try? JSONDecoder().decode([String: String].self, from: Data(text.utf8))
+    }
 
     /// Reads columns by position: GRDB's lookup by name folds case and hashes on every access,
     /// which was most of the time of a 1,000-entry list page. Paths were validated when stored.
@@ -875,6 +898,6 @@ public final class SQLiteMetadataStore: MetadataStore {
         return FileVersion(
             path: BlobPath(validated: String(decoding: pathBytes, as: UTF8.self)), version: row[1], size: row[2],
             contentType: row[3], sha256: row[4], createdAtMilliseconds: row[5],
-            isDeleted: (row[6] as Int64) != 0, storedBytes: row[7], chunkCount: row[8])
+            isDeleted: (row[6] as Int64) != 0, storedBytes: row[7], chunkCount: row[8], metadata: decodeMetadata(row[9]))
     }
 }
