@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs the client tools the gateway tests drive, when missing: curl (Debian package), and
+# Installs the client tools the gateway tests drive, when missing: curl and rclone (Debian packages), and
 # boto3 and the aws CLI (Python packages).
 set -euo pipefail
 sudo=""
 if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo="sudo"; fi
 missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v rclone >/dev/null 2>&1 || missing+=(rclone)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test-tools: installing ${missing[*]}" >&2

@@ -2,8 +2,8 @@ import BlobCore
 import Foundation
 import Testing
 
-/// The HTTP and S3 gateway as users reach it: curl for media semantics, boto3 and the aws CLI
-/// for S3, against a master, chunk servers and a gateway that are separate processes.
+/// The HTTP and S3 gateway as users reach it: curl for media semantics, boto3, the aws CLI and
+/// rclone for S3, against a master, chunk servers and a gateway that are separate processes.
 @Suite("gateway: HTTP media and S3", .timeLimit(.minutes(10)))
 struct GatewayTests {
     /// A running gateway process in front of a test cluster, stopped by its PID.
@@ -141,7 +141,7 @@ struct GatewayTests {
         }
     }
 
-    @Test("S3 clients: boto3 and the aws CLI put, get, multipart, list 2,500 keys, presign, copy; bad input gets S3 errors")
+    @Test("S3 clients: boto3, the aws CLI and rclone put, get, multipart, list 2,500 keys, presign, copy, sync; bad input gets S3 errors")
     func s3Clients() async throws {
         try await Self.withGateway { cluster, gateway in
             let key = try await cluster.json(["key", "create", "--name", "tests"])
