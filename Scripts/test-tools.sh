@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the client tools the gateway tests drive, when missing: curl and rclone (Debian packages), and
+# Installs the client tools the gateway tests drive, when missing: curl, rclone and ffmpeg (Debian packages), and
 # boto3 and the aws CLI (Python packages).
 set -euo pipefail
 sudo=""
@@ -7,6 +7,7 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo="sudo"; fi
 missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v rclone >/dev/null 2>&1 || missing+=(rclone)
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test-tools: installing ${missing[*]}" >&2

@@ -141,6 +141,58 @@ struct GatewayTests {
         }
     }
 
+    /// Runs a tool to completion (bounded); returns its status and standard output.
+    static func tool(_ path: String, _ args: [String], dir: URL, timeout: Duration = .seconds(120)) async throws -> (Int32, String) {
+        let out = dir.appendingPathComponent("tool-\(UUID().uuidString)")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: out) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = args
+        let handle = try FileHandle(forWritingTo: out)
+        p.standardOutput = handle
+        p.standardError = FileHandle.nullDevice
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        let deadline = ContinuousClock.now + timeout
+        while p.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        if p.isRunning { p.terminate() }
+        p.waitUntilExit()
+        try handle.close()
+        return (p.terminationStatus, (try? String(contentsOf: out, encoding: .utf8)) ?? "")
+    }
+
+    @Test("ffmpeg: a video put in a public bucket is probed, counted and seeked into over HTTP ranges")
+    func ffmpegOverHTTP() async throws {
+        try await Self.withGateway { cluster, gateway in
+            let clip = cluster.dir.appendingPathComponent("clip.mp4")
+            // 5 s at 25 frames/s; the index (moov) at the end, as cameras write it, so a player must seek.
+            let (made, _) = try await Self.tool("/usr/bin/ffmpeg", ["-v", "error", "-y", "-f", "lavfi", "-i",
+                                                                   "testsrc=duration=5:size=320x240:rate=25", "-c:v", "mpeg4",
+                                                                   "-q:v", "5", clip.path], dir: cluster.dir)
+            #expect(made == 0)
+            #expect(try await cluster.run(["bucket", "create", "videos", "--public-read"]).status == 0)
+            try await cluster.put(clip, "videos/clip.mp4", chunkSize: "64K")
+            let url = "http://\(gateway.address)/videos/clip.mp4"
+            let (probed, frames) = try await Self.tool("/usr/bin/ffprobe", ["-v", "error", "-count_frames", "-select_streams", "v:0",
+                                                                           "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", url],
+                                                       dir: cluster.dir)
+            #expect(probed == 0 && frames.trimmingCharacters(in: .whitespacesAndNewlines) == "125", "frames: \(frames)")
+            let (timed, duration) = try await Self.tool("/usr/bin/ffprobe", ["-v", "error", "-show_entries", "format=duration",
+                                                                            "-of", "csv=p=0", url], dir: cluster.dir)
+            #expect(timed == 0 && abs((Double(duration.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) - 5) < 0.1, "\(duration)")
+            // Seek to 3 s and decode one frame, then count what is left from there: 2 s of frames.
+            let frame = cluster.dir.appendingPathComponent("frame.png")
+            let (seeked, _) = try await Self.tool("/usr/bin/ffmpeg", ["-v", "error", "-y", "-ss", "3", "-i", url, "-frames:v", "1",
+                                                                     frame.path], dir: cluster.dir)
+            #expect(seeked == 0 && FileManager.default.fileExists(atPath: frame.path))
+            let (counted, rest) = try await Self.tool("/usr/bin/ffmpeg", ["-v", "error", "-ss", "3", "-i", url, "-map", "0:v",
+                                                                         "-f", "framemd5", "-"], dir: cluster.dir)
+            let decoded = rest.split(separator: "\n").filter { !$0.hasPrefix("#") }.count
+            #expect(counted == 0 && (48...52).contains(decoded), "frames decoded after seeking to 3 s: \(decoded)")
+        }
+    }
+
     @Test("S3 clients: boto3, the aws CLI and rclone put, get, multipart, list 2,500 keys, presign, copy, sync; bad input gets S3 errors")
     func s3Clients() async throws {
         try await Self.withGateway { cluster, gateway in
