@@ -20,7 +20,9 @@ struct AwsChunkedDecoder {
     var expectedSignature: String?
     var chunkHash = SHA256()
     var decodedByteCount: Int64 = 0
+    var trailerLines = 0
     static let maxLine = 4096
+    static let maxTrailerLines = 64
 
     init(seedSignature: String, signing: (key: [UInt8], amzDate: String, scope: String)?) {
         self.previousSignature = seedSignature
@@ -79,7 +81,10 @@ struct AwsChunkedDecoder {
             try checkSignature()
             state = .header
         case .trailers:
-            // Trailing checksums (x-amz-checksum-*) end with an empty line.
+            // Trailing checksums (x-amz-checksum-*) end with an empty line. They are not checked
+            // (each chunk is checked against its SHA-256 id once stored).
+            trailerLines += 1
+            guard trailerLines <= Self.maxTrailerLines else { throw Self.malformed("too many trailer lines") }
             if text.isEmpty { state = .done }
         case .data, .done:
             break

@@ -57,7 +57,8 @@ public struct GatewayServer: Sendable {
         let configuration = self.configuration
         let app = Application(
             router: router,
-            server: .http1(additionalChannelHandlers: [ContinueHandler()]),
+            // An idle connection (including one that stopped sending a body) is closed after a minute.
+            server: .http1(configuration: .init(additionalChannelHandlers: [ContinueHandler()], idleTimeout: .seconds(60))),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { [logger] channel in
                 let bound = "\(configuration.host):\(channel.localAddress?.port ?? configuration.port)"

@@ -102,7 +102,10 @@ struct S3Handler: Sendable {
                                                        rawQuery: target.rawQuery, headers: headers, secret: secret))
         }
         if target.query["Signature"] != nil, target.query["AWSAccessKeyId"] != nil {
-            return .signed(try await SigV4.verifyQueryV2(method: request.method.rawValue, rawPath: target.rawPath,
+            // V2 signs /BUCKET/KEY as the client wrote it, whatever the addressing style.
+            let pathStyle = configuration.virtualHostSuffix == nil || !(request.head.authority ?? "").contains("." + (configuration.virtualHostSuffix ?? ""))
+            let resource = pathStyle ? target.rawPath : "/" + (target.bucket ?? "") + target.rawPath
+            return .signed(try await SigV4.verifyQueryV2(method: request.method.rawValue, resource: resource,
                                                          rawQuery: target.rawQuery, secret: secret))
         }
         return .anonymous
@@ -151,7 +154,19 @@ struct S3Handler: Sendable {
                 throw S3Error("MethodNotAllowed", .methodNotAllowed, "method not allowed on a bucket")
             }
         }
+        // Every object operation names an existing bucket: nothing outside buckets (such as the
+        // parts of uploads) is reachable by a key.
+        _ = try await requireBucket(bucketName)
         let path = try objectPath(bucketName, key)
+        if method == .get || method == .head, target.query["partNumber"] != nil || target.query["versionId"].map({ $0 != "null" }) == true {
+            throw S3Error.notImplemented(target.query["partNumber"] != nil ? "GET by part number" : "object versions")
+        }
+        if method == .put, request.headers[.ifMatch] != nil || request.headers[.ifNoneMatch] != nil {
+            throw S3Error.notImplemented("conditional writes (If-Match, If-None-Match on PUT)")
+        }
+        if request.headers.contains(where: { $0.name.canonicalName.lowercased().hasPrefix("x-amz-copy-source-if-") }) {
+            throw S3Error.notImplemented("conditional copies (x-amz-copy-source-if-*)")
+        }
         let signing: Set = ["AWSAccessKeyId", "Expires", "Signature", "versionId", "uploads", "uploadId", "partNumber",
                             "max-parts", "part-number-marker", "x-id"]
         let objectQueries = target.query.keys.filter { !$0.hasPrefix("X-Amz-") && !$0.hasPrefix("response-") && !signing.contains($0) }
@@ -301,13 +316,20 @@ struct S3Handler: Sendable {
         var prefixes: [String] = []
         var truncated = false
         var lastReturned: String?
+        // A page that resumes from a common prefix (the last entry of the page before) must not
+        // list it again.
+        var resumedPrefix: String?
+        if let delimiter, let start, start.hasPrefix(prefix), start.hasSuffix(delimiter),
+           start.dropFirst(prefix.count).range(of: delimiter)?.upperBound == start.endIndex {
+            resumedPrefix = start
+        }
         scan: while true {
             let page = try await client.list(prefix: base + prefix, after: after, limit: 1000)
             for file in page.files {
                 let key = String(file.path.value.dropFirst(base.count))
                 if let delimiter, let range = key.dropFirst(prefix.count).range(of: delimiter) {
                     let common = String(key[..<range.upperBound])
-                    if prefixes.last != common {
+                    if prefixes.last != common && resumedPrefix != common {
                         if contents.count + prefixes.count == limit {
                             truncated = true
                             break scan
@@ -315,8 +337,10 @@ struct S3Handler: Sendable {
                         prefixes.append(common)
                         lastReturned = common
                     }
-                    // Skip the rest of this common prefix in one step.
-                    after = base + common + "\u{10FFFF}"
+                    // Skip the rest of this common prefix in one step; always past this key, so
+                    // a key that sorts after the skip mark (it holds U+10FFFF) cannot stall the scan.
+                    let skip = base + common + "\u{10FFFF}"
+                    after = Array(skip.utf8).lexicographicallyPrecedes(Array(file.path.value.utf8)) ? file.path.value : skip
                     continue scan
                 }
                 if contents.count + prefixes.count == limit {
@@ -423,7 +447,7 @@ struct S3Handler: Sendable {
         var headers = headers(for: file)
         let etag = "\"\(file.sha256)\""
         let modifiedSeconds = file.createdAtMilliseconds / 1000
-        if let ifMatch = request.headers[.ifMatch], !Self.etagMatches(ifMatch, etag) {
+        if let ifMatch = request.headers[.ifMatch], !Self.etagMatches(ifMatch, etag, weak: false) {
             throw S3Error("PreconditionFailed", .preconditionFailed, "At least one of the pre-conditions you specified did not hold")
         }
         if request.headers[.ifMatch] == nil, let since = request.headers[.ifUnmodifiedSince].flatMap(HTTPDate.parse),
@@ -442,7 +466,7 @@ struct S3Handler: Sendable {
                 if ifRange.hasPrefix("\"") || ifRange.hasPrefix("W/") {
                     honour = ifRange == etag
                 } else {
-                    honour = HTTPDate.parse(ifRange).map { modifiedSeconds <= $0 } ?? false
+                    honour = HTTPDate.parse(ifRange).map { modifiedSeconds == $0 } ?? false
                 }
             }
             if honour, let parsed = try Self.parseRange(rangeText, size: file.size) { range = parsed }
@@ -488,14 +512,15 @@ struct S3Handler: Sendable {
         guard let dash = spec.firstIndex(of: "-"), let start = Int64(spec[..<dash]), start >= 0 else { return nil }
         let last = spec[spec.index(after: dash)...]
         if last.isEmpty { return (start, nil) }
-        guard let end = Int64(last), end >= start else { return nil }
+        guard let end = Int64(last), end >= start, end < Int64.max / 2 else { return (start, nil) }
         return (start, end)
     }
 
-    static func etagMatches(_ header: String, _ etag: String) -> Bool {
+    /// If-None-Match compares weakly (a `W/` tag matches); If-Match strongly.
+    static func etagMatches(_ header: String, _ etag: String, weak: Bool = true) -> Bool {
         header.split(separator: ",").contains { candidate in
             let c = candidate.trimmingCharacters(in: .whitespaces)
-            return c == "*" || c == etag || c == "W/" + etag
+            return c == "*" || c == etag || (weak && c == "W/" + etag)
         }
     }
 
@@ -511,7 +536,8 @@ struct S3Handler: Sendable {
                 if Int64(last) == 0 { throw S3Error.invalidRange(size: size) }
                 return nil
             }
-            guard size > 0 else { throw S3Error.invalidRange(size: size) }
+            // A suffix of an empty object is satisfiable and empty (RFC 9110 §14.1.1): send it whole.
+            guard size > 0 else { return nil }
             return (max(0, size - count), size - 1)
         }
         guard let start = Int64(first), start >= 0 else { return nil }
@@ -520,7 +546,7 @@ struct S3Handler: Sendable {
             end = size - 1
         } else {
             guard let e = Int64(last), e >= start else { return nil }
-            end = min(e, size - 1)
+            end = min(e, size - 1)  // no arithmetic on the client's number: it may be Int64.max
         }
         guard start < size else { throw S3Error.invalidRange(size: size) }
         return (start, end)
@@ -552,7 +578,8 @@ struct S3Handler: Sendable {
     /// Writes the body (decoded from aws-chunked when so sent) to a spool file, checking its
     /// SHA-256 against the signed one and its length against the declared one.
     func spoolBody(_ request: Request, _ verified: SigV4.Verified, to spool: String) async throws -> Received {
-        guard FileManager.default.createFile(atPath: spool, contents: nil), let handle = FileHandle(forWritingAtPath: spool) else {
+        guard FileManager.default.createFile(atPath: spool, contents: nil, attributes: [.posixPermissions: 0o600]),
+              let handle = FileHandle(forWritingAtPath: spool) else {
             throw S3Error("InternalError", .internalServerError, "cannot create a spool file in \(configuration.spoolDirectory)")
         }
         defer { try? handle.close() }
@@ -607,7 +634,9 @@ struct S3Handler: Sendable {
         let decoded = SigV4.percentDecode(source.split(separator: "?").first.map(String.init) ?? source)
         let trimmed = decoded.hasPrefix("/") ? String(decoded.dropFirst()) : decoded
         guard let slash = trimmed.firstIndex(of: "/") else { throw S3Error.invalidArgument("x-amz-copy-source must be BUCKET/KEY") }
-        let sourcePath = try objectPath(String(trimmed[..<slash]), String(trimmed[trimmed.index(after: slash)...]))
+        let sourceBucket = String(trimmed[..<slash])
+        _ = try await requireBucket(sourceBucket)
+        let sourcePath = try objectPath(sourceBucket, String(trimmed[trimmed.index(after: slash)...]))
         do {
             return try await client.copy(sourcePath, to: path, contentType: contentType, metadata: metadata)
         } catch let error as BlobError where error.code == .notFound {
@@ -708,8 +737,13 @@ struct S3Handler: Sendable {
                 throw S3Error("BadDigest", .badRequest, "The Content-MD5 you specified did not match what we received.")
             }
         }
-        let result = try await client.put(.file(spool), to: try upload.partPath(number),
+        let result: PutResult
+        do {
+            result = try await client.put(.file(spool), to: try upload.partPath(number),
                                           options: PutOptions(contentType: "application/octet-stream"))
+        } catch let error as BlobError where error.reason == "upload.notFound" {
+            throw S3Error("NoSuchUpload", .notFound, "The specified upload does not exist: it was completed or aborted.")
+        }
         var headers = HTTPFields()
         headers[.eTag] = "\"\(result.file.sha256)\""
         return Response(status: .ok, headers: headers)
@@ -736,7 +770,7 @@ struct S3Handler: Sendable {
             let page = try await client.list(prefix: upload.partsPrefix, after: after, limit: 1000)
             for file in page.files {
                 if parts.count == maxParts {
-                    truncated = true
+                    truncated = maxParts > 0
                     break outer
                 }
                 if let number = Int(file.path.value.dropFirst(upload.partsPrefix.count)) { parts.append((number, file)) }
@@ -774,6 +808,8 @@ struct S3Handler: Sendable {
             throw S3Error("EntityTooSmall", .badRequest, error.message)
         } catch let error as BlobError where error.reason == "upload.partOrder" {
             throw S3Error("InvalidPartOrder", .badRequest, error.message)
+        } catch let error as BlobError where error.reason == "upload.notFound" {
+            throw S3Error("NoSuchUpload", .notFound, "The specified upload does not exist: it may have been completed or aborted.")
         }
         return xmlResponse(XML.document("CompleteMultipartUploadResult", [
             XML.element("Location", "/\(bucket)/\(key)"), XML.element("Bucket", bucket), XML.element("Key", key),
@@ -810,7 +846,7 @@ struct S3Handler: Sendable {
         let prefix = query["prefix"] ?? ""
         let uploads = try await client.uploads(prefix: bucket + "/" + prefix, limit: 1000)
         var children = [XML.element("Bucket", bucket), XML.element("Prefix", prefix), XML.element("MaxUploads", "1000"),
-                        XML.element("IsTruncated", uploads.count == 1000 ? "true" : "false")]
+                        XML.element("IsTruncated", "false")]
         for u in uploads {
             children.append(XML.element("Upload", children: [
                 XML.element("Key", String(u.path.value.dropFirst(bucket.count + 1))), XML.element("UploadId", u.id),

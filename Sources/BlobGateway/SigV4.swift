@@ -84,6 +84,7 @@ struct SigV4: Sendable {
         }
         let names = signedHeaders.split(separator: ";").map(String.init)
         guard names.contains("host") else { throw S3Error.accessDenied("the host header must be signed") }
+        for name in names where headers[name] == nil { throw S3Error.accessDenied("the signed header \(name) is missing") }
         let canonical = canonicalRequest(method: method, rawPath: rawPath, query: canonicalQuery(rawQuery, excluding: nil),
                                          headers: headers, signedHeaders: names, payloadHash: contentHash)
         guard let secretKey = try await secret(credential.accessKeyID) else { throw S3Error.invalidAccessKey() }
@@ -115,6 +116,9 @@ struct SigV4: Sendable {
         }
         guard nowSeconds <= signedAt + expires else { throw S3Error.accessDenied("Request has expired") }
         let names = signedHeaders.split(separator: ";").map(String.init)
+        guard names.contains("host") else { throw S3Error.accessDenied("the host header must be signed") }
+        guard amzDate.hasPrefix(credential.date) else { throw S3Error.accessDenied("X-Amz-Date does not match the credential's date") }
+        for name in names where headers[name] == nil { throw S3Error.accessDenied("the signed header \(name) is missing") }
         let canonical = canonicalRequest(method: method, rawPath: rawPath, query: canonicalQuery(rawQuery, excluding: "X-Amz-Signature"),
                                          headers: headers, signedHeaders: names, payloadHash: "UNSIGNED-PAYLOAD")
         guard let secretKey = try await secret(credential.accessKeyID) else { throw S3Error.invalidAccessKey() }
@@ -127,9 +131,13 @@ struct SigV4: Sendable {
     /// A legacy (Signature Version 2) presigned URL, as boto3 and older SDKs still make by
     /// default: `AWSAccessKeyId`, `Expires`, `Signature` = base64 HMAC-SHA1 of the method, the
     /// (empty) content MD5 and type, the expiry and the path. GET and HEAD only.
-    static func verifyQueryV2(method: String, rawPath: String, rawQuery: String,
+    static func verifyQueryV2(method: String, resource: String, rawQuery: String,
                               secret: (String) async throws -> String?, now: Date = Date()) async throws -> Verified {
         let query = parseQuery(rawQuery)
+        // Sub-resources and response overrides would have to be signed too: only plain GETs.
+        guard Set(query.keys).isSubset(of: ["AWSAccessKeyId", "Expires", "Signature"]) else {
+            throw S3Error.accessDenied("legacy presigned URLs may carry only AWSAccessKeyId, Expires and Signature; sign with SigV4")
+        }
         guard let id = query["AWSAccessKeyId"], let expiresText = query["Expires"], let signature = query["Signature"],
               let expires = Int64(expiresText) else {
             throw S3Error("AuthorizationQueryParametersError", .badRequest, "a presigned URL needs AWSAccessKeyId, Expires and Signature")
@@ -137,7 +145,7 @@ struct SigV4: Sendable {
         guard method == "GET" || method == "HEAD" else { throw S3Error.accessDenied("legacy presigned URLs are accepted for GET and HEAD only") }
         guard Int64(now.timeIntervalSince1970) <= expires else { throw S3Error.accessDenied("Request has expired") }
         guard let secretKey = try await secret(id) else { throw S3Error.invalidAccessKey() }
-        let stringToSign = "\(method)\n\n\n\(expiresText)\n\(rawPath)"
+        let stringToSign = "\(method)\n\n\n\(expiresText)\n\(resource)"
         let mac = HMAC<Insecure.SHA1>.authenticationCode(for: Array(stringToSign.utf8), using: SymmetricKey(data: Array(secretKey.utf8)))
         let expected = Data(mac).base64EncodedString()
         guard constantTimeEqual(expected, signature) else { throw S3Error.signatureDoesNotMatch() }

@@ -117,6 +117,11 @@ struct GatewayTests {
                 #expect(r.headers["content-range"] == "bytes \(from)-\(to)/\(size)", "bytes=\(spec)")
                 #expect(r.body == bytes[from...to], "bytes=\(spec)")
             }
+            // Numbers at the edge of Int64 are answered, not trapped on.
+            let huge = try await Self.curl(url, ["-H", "Range: bytes=0-9223372036854775807"], dir: cluster.dir)
+            #expect(huge.status == 206 && huge.body == bytes, "\(huge.status)")
+            let hugeStart = try await Self.curl(url, ["-H", "Range: bytes=9223372036854775806-9223372036854775807"], dir: cluster.dir)
+            #expect(hugeStart.status == 416)
             let unsatisfiable = try await Self.curl(url, ["-H", "Range: bytes=\(size)-"], dir: cluster.dir)
             #expect(unsatisfiable.status == 416 && unsatisfiable.headers["content-range"] == "bytes */\(size)")
             #expect(String(decoding: unsatisfiable.body, as: UTF8.self).contains("<Code>InvalidRange</Code>"))

@@ -43,7 +43,7 @@ extension Membership {
             throw BlobError(.invalidArgument, reason: "range.invalid",
                             "range starting at \(offset) is outside the file of \(file.size) bytes")
         }
-        let end = length.map { min(file.size, offset + $0) } ?? file.size
+        let end = length.map { offset + min($0, file.size - offset) } ?? file.size
         let overlapping = entries.filter { $0.offset < end && $0.offset + $0.length > offset }
         let locations = try await store.replicaLocations(of: overlapping.map(\.chunkID))
         let storedSizes = try await store.storedSizes(of: overlapping.map(\.chunkID))

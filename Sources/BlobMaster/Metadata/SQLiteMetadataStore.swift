@@ -245,6 +245,14 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     /// One commit inside the caller's write transaction.
     static func commit(_ manifest: ManifestCommit, in db: Database, nowMilliseconds: Int64) throws -> FileVersion {
+        // A part of an upload that was completed or aborted meanwhile would never be collected.
+        let parts = MultipartUpload.partsRoot + "/"
+        if manifest.path.value.hasPrefix(parts) {
+            let id = manifest.path.value.dropFirst(parts.count).prefix { $0 != "/" }
+            guard try Row.fetchOne(db, sql: "SELECT 1 FROM uploads WHERE id = ?", arguments: [String(id)]) != nil else {
+                throw BlobError(.notFound, reason: "upload.notFound", "no multipart upload \(id): it was completed or aborted")
+            }
+        }
         var storedBytes: Int64 = 0
         var checked: [ChunkID: Int64] = [:]
         for (i, entry) in manifest.chunks.enumerated() {
