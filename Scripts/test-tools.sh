@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the client tools the gateway tests drive, when missing: curl, rclone and ffmpeg (Debian packages), and
+# Installs the client tools the gateway tests drive, when missing: curl, rclone, ffmpeg and chromium (Debian packages), and
 # boto3 and the aws CLI (Python packages).
 set -euo pipefail
 sudo=""
@@ -8,6 +8,7 @@ missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v rclone >/dev/null 2>&1 || missing+=(rclone)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test-tools: installing ${missing[*]}" >&2

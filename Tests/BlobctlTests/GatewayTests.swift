@@ -18,6 +18,7 @@ struct GatewayTests {
             process.executableURL = try BlobctlProcess.executableURL
             process.arguments = ["gateway", "--listen", "127.0.0.1:0", "--master", "http://\(master)", "--secret-file", secretFile.path,
                                  "--spool-dir", dir.appendingPathComponent("spool").path, "--address-file", addressFile.path,
+                                 "--virtual-host-suffix", "s3.localhost",
                                  "--log-level", "warning"]
             let handle = try FileHandle(forWritingTo: log)
             process.standardOutput = handle
@@ -139,6 +140,15 @@ struct GatewayTests {
             let freshRange = try await Self.curl(url, ["-H", "Range: bytes=0-9", "-H", "If-Range: \(etag)"], dir: cluster.dir)
             #expect(freshRange.status == 206 && freshRange.body.count == 10)
 
+            // Virtual-host style: the bucket is the first label of the Host.
+            let port = gateway.address.split(separator: ":").last.map(String.init) ?? ""
+            let virtual = try await Self.curl("http://\(gateway.address)/video.mp4",
+                                              ["-H", "Host: public.s3.localhost:\(port)", "-H", "Range: bytes=10-19"], dir: cluster.dir)
+            #expect(virtual.status == 206 && virtual.body == bytes[10...19], "\(virtual.status)")
+            let virtualPrivate = try await Self.curl("http://\(gateway.address)/video.mp4",
+                                                     ["-H", "Host: private.s3.localhost:\(port)"], dir: cluster.dir)
+            #expect(virtualPrivate.status == 403)
+
             let missing = try await Self.curl("http://\(gateway.address)/public/nothing.mp4", dir: cluster.dir)
             #expect(missing.status == 404 && String(decoding: missing.body, as: UTF8.self).contains("<Code>NoSuchKey</Code>"))
             let denied = try await Self.curl("http://\(gateway.address)/private/video.mp4", dir: cluster.dir)
@@ -195,6 +205,26 @@ struct GatewayTests {
                                                                          "-f", "framemd5", "-"], dir: cluster.dir)
             let decoded = rest.split(separator: "\n").filter { !$0.hasPrefix("#") }.count
             #expect(counted == 0 && (48...52).contains(decoded), "frames decoded after seeking to 3 s: \(decoded)")
+        }
+    }
+
+    @Test("a real browser: headless Chromium loads a <video> from the gateway, seeks to 3 s and plays past it")
+    func browserPlaysVideo() async throws {
+        try await Self.withGateway { cluster, gateway in
+            let clip = cluster.dir.appendingPathComponent("clip.webm")
+            let (made, _) = try await Self.tool("/usr/bin/ffmpeg", ["-v", "error", "-y", "-f", "lavfi", "-i",
+                                                                   "testsrc=duration=6:size=320x240:rate=25", "-c:v", "libvpx",
+                                                                   "-b:v", "300k", clip.path], dir: cluster.dir)
+            #expect(made == 0)
+            #expect(try await cluster.run(["bucket", "create", "web", "--public-read"]).status == 0)
+            try await cluster.put(clip, "web/clip.webm", chunkSize: "64K")
+            let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("Gateway/browser_video.py")
+            let (status, reports) = try await Self.tool("/usr/bin/env", ["python3", script.path,
+                                                                        "http://\(gateway.address)/web/clip.webm", "60"],
+                                                        dir: cluster.dir, timeout: .seconds(90))
+            #expect(status == 0, "the browser reported: \(reports)")
+            #expect(reports.contains("duration=6") && reports.contains("seeked=3.00") && reports.contains("played=3."), "\(reports)")
         }
     }
 
