@@ -52,7 +52,7 @@ check("create, list and head bucket")
 
 # A large object through boto3's transfer manager: multipart (8 MiB parts), then ranged and whole reads.
 big = os.path.join(work, "big.bin")
-size = int(os.environ.get("BIG_MIB", "100")) << 20
+size = int(os.environ.get("BIG_MIB", "300")) << 20
 with open(big, "wb") as f:
     f.write(os.urandom(size))
 digest = hashlib.sha256(open(big, "rb").read()).hexdigest()
@@ -148,6 +148,8 @@ check("presigned URLs")
 expect_error("InvalidAccessKeyId", client(key="BKNOSUCHKEY000000000").list_buckets)
 expect_error("SignatureDoesNotMatch", client(secret_key="wrong" + secret[5:]).list_buckets)
 expect_error("InvalidBucketName", s3.create_bucket, Bucket="Bad_Name")
+expect_error("KeyTooLongError", s3.put_object, Bucket="media", Key="k" * 1025, Body=b"x")
+expect_error("NoSuchBucket", s3.put_object, Bucket="nosuchbucket", Key="k", Body=b"x")
 up = s3.create_multipart_upload(Bucket="media", Key="order.bin")
 p1 = s3.upload_part(Bucket="media", Key="order.bin", UploadId=up["UploadId"], PartNumber=1, Body=os.urandom(5 << 20))
 p2 = s3.upload_part(Bucket="media", Key="order.bin", UploadId=up["UploadId"], PartNumber=2, Body=b"tail")
