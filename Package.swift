@@ -143,6 +143,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "BlobGatewayTests",
+            dependencies: ["BlobGateway"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "BlobMasterTests",
             dependencies: [
                 "BlobMaster", "BlobCore", "BlobServerSupport",
