@@ -1,0 +1,170 @@
+import BlobClient
+import BlobCore
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// Bucket operations and object listings.
+extension S3Handler {
+    // MARK: Buckets
+
+    func listBuckets() async throws -> Response {
+        let all = try await client.buckets()
+        let body = XML.document("ListAllMyBucketsResult", [
+            XML.element("Owner", children: [XML.element("ID", "blobstore"), XML.element("DisplayName", "blobstore")]),
+            XML.element("Buckets", children: all.map { b in
+                XML.element("Bucket", children: [XML.element("Name", b.name), XML.element("CreationDate", XML.timestamp(b.createdAtMilliseconds))])
+            }),
+        ])
+        return xmlResponse(body)
+    }
+
+    func createBucket(_ name: String, _ request: Request) async throws -> Response {
+        do {
+            try BucketRecord.validate(name)
+        } catch {
+            throw S3Error("InvalidBucketName", .badRequest, "The specified bucket is not valid: \(name)")
+        }
+        let acl = request.headers[HTTPField.Name("x-amz-acl")!]
+        guard acl == nil || acl == "private" || acl == "public-read" else {
+            throw S3Error.notImplemented("the canned ACL \(acl ?? "")")
+        }
+        _ = try await client.createBucket(name, publicRead: acl == "public-read")
+        await buckets.forget(name)
+        var headers = HTTPFields()
+        headers[.location] = "/" + name
+        return Response(status: .ok, headers: headers)
+    }
+
+    func deleteBucket(_ name: String) async throws -> Response {
+        do {
+            try await client.deleteBucket(name)
+        } catch let error as BlobError where error.code == .notFound {
+            throw S3Error.noSuchBucket(name)
+        }
+        await buckets.forget(name)
+        return Response(status: .noContent)
+    }
+
+    func headBucket(_ name: String) async throws -> Response {
+        _ = try await requireBucket(name)
+        var headers = HTTPFields()
+        headers[HTTPField.Name("x-amz-bucket-region")!] = configuration.region
+        return Response(status: .ok, headers: headers)
+    }
+
+    func bucketLocation(_ name: String) async throws -> Response {
+        _ = try await requireBucket(name)
+        let region = configuration.region == "us-east-1" ? "" : configuration.region
+        return xmlResponse("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                           + XML.escape(region) + "</LocationConstraint>")
+    }
+
+    // MARK: Listing
+
+    /// ListObjects v1 and v2: keys in byte order under `prefix`, with `delimiter` rolling keys up
+    /// into common prefixes, at most `max-keys` (1,000) entries per page.
+    func listObjects(_ bucket: String, _ query: [String: String]) async throws -> Response {
+        _ = try await requireBucket(bucket)
+        let v2 = query["list-type"] == "2"
+        let prefix = query["prefix"] ?? ""
+        let delimiter = query["delimiter"].flatMap { $0.isEmpty ? nil : $0 }
+        guard let maxKeys = Int(query["max-keys"] ?? "1000"), maxKeys >= 0 else {
+            throw S3Error.invalidArgument("max-keys must be a non-negative integer")
+        }
+        let limit = min(maxKeys, 1000)
+        let urlEncoded = query["encoding-type"] == "url"
+        if let encoding = query["encoding-type"], encoding != "url" {
+            throw S3Error.invalidArgument("Invalid Encoding Method specified in Request")
+        }
+        var start: String?
+        if v2 {
+            if let token = query["continuation-token"] {
+                guard let data = Data(base64Encoded: token), let text = String(data: data, encoding: .utf8) else {
+                    throw S3Error.invalidArgument("The continuation token provided is incorrect")
+                }
+                start = text
+            } else {
+                start = query["start-after"]
+            }
+        } else {
+            start = query["marker"]
+        }
+        let base = bucket + "/"
+        var after: String? = start.map { base + $0 }
+        var contents: [FileVersion] = []
+        var prefixes: [String] = []
+        var truncated = false
+        var lastReturned: String?
+        // A page that resumes from a common prefix (the last entry of the page before) must not
+        // list it again.
+        var resumedPrefix: String?
+        if let delimiter, let start, start.hasPrefix(prefix), start.hasSuffix(delimiter),
+           start.dropFirst(prefix.count).range(of: delimiter)?.upperBound == start.endIndex {
+            resumedPrefix = start
+        }
+        scan: while true {
+            let page = try await client.list(prefix: base + prefix, after: after, limit: 1000)
+            for file in page.files {
+                let key = String(file.path.value.dropFirst(base.count))
+                if let delimiter, let range = key.dropFirst(prefix.count).range(of: delimiter) {
+                    let common = String(key[..<range.upperBound])
+                    if prefixes.last != common && resumedPrefix != common {
+                        if contents.count + prefixes.count == limit {
+                            truncated = true
+                            break scan
+                        }
+                        prefixes.append(common)
+                        lastReturned = common
+                    }
+                    // Skip the rest of this common prefix in one step; always past this key, so
+                    // a key that sorts after the skip mark (it holds U+10FFFF) cannot stall the scan.
+                    let skip = base + common + "\u{10FFFF}"
+                    after = Array(skip.utf8).lexicographicallyPrecedes(Array(file.path.value.utf8)) ? file.path.value : skip
+                    continue scan
+                }
+                if contents.count + prefixes.count == limit {
+                    truncated = true
+                    break scan
+                }
+                contents.append(file)
+                lastReturned = key
+                after = file.path.value
+            }
+            if page.next == nil { break }
+        }
+        if limit == 0 { truncated = false }
+        let encode: (String) -> String = { urlEncoded ? SigV4.uriEncode($0, keepSlash: true) : $0 }
+        var children = [XML.element("Name", bucket), XML.element("Prefix", encode(prefix))]
+        if let delimiter { children.append(XML.element("Delimiter", encode(delimiter))) }
+        children.append(XML.element("MaxKeys", String(maxKeys)))
+        if urlEncoded { children.append(XML.element("EncodingType", "url")) }
+        children.append(XML.element("IsTruncated", truncated ? "true" : "false"))
+        if v2 {
+            children.append(XML.element("KeyCount", String(contents.count + prefixes.count)))
+            if let token = query["continuation-token"] { children.append(XML.element("ContinuationToken", token)) }
+            if let startAfter = query["start-after"] { children.append(XML.element("StartAfter", encode(startAfter))) }
+            if truncated, let lastReturned {
+                children.append(XML.element("NextContinuationToken", Data(lastReturned.utf8).base64EncodedString()))
+            }
+        } else {
+            children.append(XML.element("Marker", encode(query["marker"] ?? "")))
+            if truncated, let lastReturned, delimiter != nil { children.append(XML.element("NextMarker", encode(lastReturned))) }
+        }
+        for file in contents {
+            children.append(XML.element("Contents", children: [
+                XML.element("Key", encode(String(file.path.value.dropFirst(base.count)))),
+                XML.element("LastModified", XML.timestamp(file.createdAtMilliseconds)),
+                XML.element("ETag", "\"\(file.sha256)\""),
+                XML.element("Size", String(file.size)),
+                XML.element("StorageClass", "STANDARD"),
+            ]))
+        }
+        for common in prefixes {
+            children.append(XML.element("CommonPrefixes", children: [XML.element("Prefix", encode(common))]))
+        }
+        return xmlResponse(XML.document("ListBucketResult", children))
+    }
+}

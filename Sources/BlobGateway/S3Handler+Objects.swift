@@ -1,0 +1,326 @@
+import BlobClient
+import BlobCore
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// Object reads (ranges, conditionals), writes, copies and deletes.
+extension S3Handler {
+    // MARK: Objects
+
+    func headers(for file: FileVersion) -> HTTPFields {
+        var headers = HTTPFields()
+        headers[.eTag] = "\"\(file.sha256)\""
+        headers[.lastModified] = HTTPDate.format(file.createdAtMilliseconds)
+        headers[.contentType] = file.contentType.isEmpty ? "application/octet-stream" : file.contentType
+        headers[.acceptRanges] = "bytes"
+        for (name, value) in file.metadata ?? [:] {
+            if let field = HTTPField.Name("x-amz-meta-" + name) { headers[field] = value }
+        }
+        return headers
+    }
+
+    /// The request's `x-amz-meta-*` headers (names lowercased, without the prefix); nil when none.
+    /// S3 allows 2 KiB in all.
+    static func userMetadata(_ request: Request) throws -> [String: String]? {
+        var out: [String: String] = [:]
+        for field in request.headers {
+            let name = field.name.canonicalName.lowercased()
+            guard name.hasPrefix("x-amz-meta-") else { continue }
+            let key = String(name.dropFirst("x-amz-meta-".count))
+            out[key] = out[key].map { $0 + "," + field.value } ?? field.value
+        }
+        guard !out.isEmpty else { return nil }
+        guard out.reduce(0, { $0 + $1.key.utf8.count + $1.value.utf8.count }) <= ManifestCommit.maxMetadataByteCount else {
+            throw S3Error("MetadataTooLarge", .badRequest, "Your metadata headers exceed the maximum allowed metadata size (2 KiB).")
+        }
+        return out
+    }
+
+    /// GET and HEAD: conditional requests (RFC 9110 order), single ranges (`N-M`, `N-`, `-N`),
+    /// 206 with Content-Range, 416 with `bytes */SIZE`. The body streams with a bounded
+    /// read-ahead, so a reader that stops early costs a few chunks.
+    func getObject(_ path: BlobPath, _ request: Request, head: Bool, bucket: String) async throws -> Response {
+        // One master round trip where it can be: the plan of the bytes asked for carries the
+        // file's facts too. A suffix range, If-Range or HEAD needs the facts first (stat).
+        var plan: ReadPlan?
+        let file: FileVersion
+        do {
+            let rangeText = request.headers[.range]
+            if !head, request.headers[HTTPField.Name("If-Range")!] == nil,
+               let (start, last) = rangeText.map(Self.explicitStart) ?? (0, nil) {
+                do {
+                    plan = try await client.readPlan(path, offset: start, length: last.map { $0 - start + 1 })
+                } catch let error as BlobError where error.code == .invalidArgument {
+                    plan = nil  // starts past the end: the stat below answers 416
+                }
+            }
+            if let planned = plan?.file {
+                file = planned
+            } else {
+                file = try await client.stat(path)
+            }
+        } catch let error as BlobError where error.code == .notFound {
+            _ = try await requireBucket(bucket)
+            throw S3Error.noSuchKey()
+        }
+        var headers = headers(for: file)
+        let etag = "\"\(file.sha256)\""
+        let modifiedSeconds = file.createdAtMilliseconds / 1000
+        if let ifMatch = request.headers[.ifMatch], !Self.etagMatches(ifMatch, etag, weak: false) {
+            throw S3Error("PreconditionFailed", .preconditionFailed, "At least one of the pre-conditions you specified did not hold")
+        }
+        if request.headers[.ifMatch] == nil, let since = request.headers[.ifUnmodifiedSince].flatMap(HTTPDate.parse),
+           modifiedSeconds > since {
+            throw S3Error("PreconditionFailed", .preconditionFailed, "At least one of the pre-conditions you specified did not hold")
+        }
+        if let ifNoneMatch = request.headers[.ifNoneMatch] {
+            if Self.etagMatches(ifNoneMatch, etag) { return Response(status: .notModified, headers: headers) }
+        } else if let since = request.headers[.ifModifiedSince].flatMap(HTTPDate.parse), modifiedSeconds <= since {
+            return Response(status: .notModified, headers: headers)
+        }
+        var range: (Int64, Int64)?
+        if let rangeText = request.headers[.range] {
+            var honour = true
+            if let ifRange = request.headers[HTTPField.Name("If-Range")!] {
+                if ifRange.hasPrefix("\"") || ifRange.hasPrefix("W/") {
+                    honour = ifRange == etag
+                } else {
+                    honour = HTTPDate.parse(ifRange).map { modifiedSeconds == $0 } ?? false
+                }
+            }
+            if honour, let parsed = try Self.parseRange(rangeText, size: file.size) { range = parsed }
+        }
+        let offset = range?.0 ?? 0
+        let end = range.map { $0.1 + 1 } ?? file.size
+        headers[.contentLength] = String(end - offset)
+        var status = HTTPResponse.Status.ok
+        if let range {
+            status = .partialContent
+            headers[.contentRange] = "bytes \(range.0)-\(range.1)/\(file.size)"
+        }
+        if head || end == offset {
+            return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer()))
+        }
+        let covers = plan.map { p in
+            p.chunks.first.map { $0.chunk.offset <= offset } == true && p.chunks.last.map { $0.chunk.offset + $0.chunk.length >= end } == true
+        } ?? false
+        let readPlan: ReadPlan
+        if covers, let plan {
+            readPlan = plan
+        } else {
+            readPlan = try await client.readPlan(path, offset: offset, length: end - offset)
+        }
+        guard readPlan.file.sha256 == file.sha256, readPlan.file.version == file.version else {
+            throw S3Error("ServiceUnavailable", .serviceUnavailable, "the object changed while being read; retry")
+        }
+        let client = self.client
+        let whole = range == nil
+        let body = ResponseBody(contentLength: Int(end - offset)) { writer in
+            _ = try await client.stream(readPlan, of: path, offset: offset, end: end, readAhead: 4, checkWholeFile: whole) { slice in
+                try await writer.write(ByteBuffer(bytes: slice))
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: status, headers: headers, body: body)
+    }
+
+    /// `bytes=N-M` or `bytes=N-` as (N, M?); nil for anything else (suffix, several ranges).
+    static func explicitStart(_ text: String) -> (Int64, Int64?)? {
+        guard text.hasPrefix("bytes="), !text.contains(",") else { return nil }
+        let spec = text.dropFirst(6).trimmingCharacters(in: .whitespaces)
+        guard let dash = spec.firstIndex(of: "-"), let start = Int64(spec[..<dash]), start >= 0 else { return nil }
+        let last = spec[spec.index(after: dash)...]
+        if last.isEmpty { return (start, nil) }
+        guard let end = Int64(last), end >= start, end < Int64.max / 2 else { return (start, nil) }
+        return (start, end)
+    }
+
+    /// If-None-Match compares weakly (a `W/` tag matches); If-Match strongly.
+    static func etagMatches(_ header: String, _ etag: String, weak: Bool = true) -> Bool {
+        header.split(separator: ",").contains { candidate in
+            let c = candidate.trimmingCharacters(in: .whitespaces)
+            return c == "*" || c == etag || (weak && c == "W/" + etag)
+        }
+    }
+
+    /// One byte range, resolved against the size; nil to ignore the header (not bytes, or
+    /// several ranges: the whole object is sent); throws InvalidRange when unsatisfiable.
+    static func parseRange(_ text: String, size: Int64) throws -> (Int64, Int64)? {
+        guard text.hasPrefix("bytes=") else { return nil }
+        let spec = text.dropFirst(6).trimmingCharacters(in: .whitespaces)
+        guard !spec.contains(","), let dash = spec.firstIndex(of: "-") else { return nil }
+        let first = spec[..<dash], last = spec[spec.index(after: dash)...]
+        if first.isEmpty {
+            guard let count = Int64(last), count > 0 else {
+                if Int64(last) == 0 { throw S3Error.invalidRange(size: size) }
+                return nil
+            }
+            // A suffix of an empty object is satisfiable and empty (RFC 9110 §14.1.1): send it whole.
+            guard size > 0 else { return nil }
+            return (max(0, size - count), size - 1)
+        }
+        guard let start = Int64(first), start >= 0 else { return nil }
+        let end: Int64
+        if last.isEmpty {
+            end = size - 1
+        } else {
+            guard let e = Int64(last), e >= start else { return nil }
+            end = min(e, size - 1)  // no arithmetic on the client's number: it may be Int64.max
+        }
+        guard start < size else { throw S3Error.invalidRange(size: size) }
+        return (start, end)
+    }
+
+    func putObject(_ path: BlobPath, _ request: Request, _ verified: SigV4.Verified, bucket: String) async throws -> Response {
+        _ = try await requireBucket(bucket)
+        let metadata = try Self.userMetadata(request)
+        let spool = configuration.spoolDirectory + "/put-\(UUID().uuidString)"
+        defer { unlink(spool) }
+        let received = try await spoolBody(request, verified, to: spool)
+        if let md5 = request.headers[HTTPField.Name("Content-MD5")!] {
+            guard Data(base64Encoded: md5).map({ [UInt8]($0) }) == received.md5 else {
+                throw S3Error("BadDigest", .badRequest, "The Content-MD5 you specified did not match what we received.")
+            }
+        }
+        let contentType = request.headers[.contentType] ?? ContentTypes.forPath(path.value)
+        let result = try await client.put(.file(spool), to: path, options: PutOptions(contentType: contentType, metadata: metadata))
+        var headers = HTTPFields()
+        headers[.eTag] = "\"\(result.file.sha256)\""
+        return Response(status: .ok, headers: headers)
+    }
+
+    struct Received {
+        var byteCount: Int64
+        var md5: [UInt8]
+    }
+
+    /// Writes the body (decoded from aws-chunked when so sent) to a spool file, checking its
+    /// SHA-256 against the signed one and its length against the declared one.
+    func spoolBody(_ request: Request, _ verified: SigV4.Verified, to spool: String) async throws -> Received {
+        guard FileManager.default.createFile(atPath: spool, contents: nil, attributes: [.posixPermissions: 0o600]),
+              let handle = FileHandle(forWritingAtPath: spool) else {
+            throw S3Error("InternalError", .internalServerError, "cannot create a spool file in \(configuration.spoolDirectory)")
+        }
+        defer { try? handle.close() }
+        var sha = SHA256()
+        var md5 = Insecure.MD5()
+        var count: Int64 = 0
+        let chunked = request.headers[.contentEncoding]?.contains("aws-chunked") == true
+            || verified.payload == .streamingUnsigned || { if case .streamingSigned = verified.payload { return true } else { return false } }()
+        var decoder: AwsChunkedDecoder?
+        if chunked {
+            if case .streamingSigned(let seed) = verified.payload {
+                decoder = AwsChunkedDecoder(seedSignature: seed, signing: (verified.signingKey, verified.amzDate, verified.scope))
+            } else {
+                decoder = AwsChunkedDecoder(seedSignature: "", signing: nil)
+            }
+        }
+        func write(_ piece: UnsafeRawBufferPointer) throws {
+            count += Int64(piece.count)
+            guard count <= Self.maxObjectByteCount else {
+                throw S3Error("EntityTooLarge", .badRequest, "Your proposed upload exceeds the maximum allowed size (5 GiB per PUT).")
+            }
+            sha.update(bufferPointer: piece)
+            md5.update(bufferPointer: piece)
+            try handle.write(contentsOf: Data(piece))
+        }
+        for try await buffer in request.body {
+            try buffer.withUnsafeReadableBytes { raw in
+                if decoder != nil {
+                    try decoder!.feed(raw, emit: write)
+                } else {
+                    try write(raw)
+                }
+            }
+        }
+        if let decoder, !decoder.isDone { throw AwsChunkedDecoder.malformed("it ended before the final chunk") }
+        let declared = chunked ? request.headers[HTTPField.Name("x-amz-decoded-content-length")!].flatMap { Int64($0) }
+                               : request.headers[.contentLength].flatMap { Int64($0) }
+        if let declared, declared != count {
+            throw S3Error("IncompleteBody", .badRequest, "You did not provide the number of bytes specified by the Content-Length HTTP header.")
+        }
+        if case .sha256(let expected) = verified.payload {
+            guard SigV4.hex(sha.finalize()) == expected else {
+                throw S3Error("XAmzContentSHA256Mismatch", .badRequest, "The provided 'x-amz-content-sha256' header does not match what was computed.")
+            }
+        }
+        return Received(byteCount: count, md5: Array(md5.finalize()))
+    }
+
+    /// Server-side copy: the new object shares the source's chunks.
+    func copyVersion(from source: String, to path: BlobPath, contentType: String? = nil,
+                     metadata: [String: String]? = nil) async throws -> FileVersion {
+        let decoded = SigV4.percentDecode(source.split(separator: "?").first.map(String.init) ?? source)
+        let trimmed = decoded.hasPrefix("/") ? String(decoded.dropFirst()) : decoded
+        guard let slash = trimmed.firstIndex(of: "/") else { throw S3Error.invalidArgument("x-amz-copy-source must be BUCKET/KEY") }
+        let sourceBucket = String(trimmed[..<slash])
+        _ = try await requireBucket(sourceBucket)
+        let sourcePath = try objectPath(sourceBucket, String(trimmed[trimmed.index(after: slash)...]))
+        do {
+            return try await client.copy(sourcePath, to: path, contentType: contentType, metadata: metadata)
+        } catch let error as BlobError where error.code == .notFound {
+            throw S3Error.noSuchKey()
+        }
+    }
+
+    func copyObject(from source: String, to path: BlobPath, _ request: Request) async throws -> Response {
+        let directive = request.headers[HTTPField.Name("x-amz-metadata-directive")!] ?? "COPY"
+        guard directive == "COPY" || directive == "REPLACE" else { throw S3Error.invalidArgument("Unknown metadata directive.") }
+        let replace = directive == "REPLACE"
+        let version = try await copyVersion(from: source, to: path, contentType: replace ? request.headers[.contentType] : nil,
+                                            metadata: replace ? (try Self.userMetadata(request) ?? [:]) : nil)
+        return xmlResponse(XML.document("CopyObjectResult", [
+            XML.element("LastModified", XML.timestamp(version.createdAtMilliseconds)),
+            XML.element("ETag", "\"\(version.sha256)\""),
+        ]))
+    }
+
+    func deleteObject(_ path: BlobPath, bucket: String) async throws -> Response {
+        _ = try await requireBucket(bucket)
+        do {
+            _ = try await client.delete(path)
+        } catch let error as BlobError where error.code == .notFound {
+            // S3 answers 204 for a key that is not there.
+        }
+        return Response(status: .noContent)
+    }
+
+    /// DeleteObjects: up to 1,000 keys; each result is reported (only errors when Quiet).
+    func deleteObjects(_ bucket: String, _ request: Request) async throws -> Response {
+        _ = try await requireBucket(bucket)
+        let body = String(buffer: try await request.body.collect(upTo: 2 << 20))
+        let keys = Self.elements("Key", in: body).map(XML.unescape)
+        guard !keys.isEmpty, keys.count <= 1000 else {
+            throw S3Error("MalformedXML", .badRequest, "The XML you provided was not well-formed or did not validate against our published schema (1 to 1000 keys).")
+        }
+        let quiet = Self.elements("Quiet", in: body).first?.lowercased() == "true"
+        var children: [String] = []
+        for key in keys {
+            do {
+                _ = try await client.delete(try objectPath(bucket, key))
+                if !quiet { children.append(XML.element("Deleted", children: [XML.element("Key", key)])) }
+            } catch let error as BlobError where error.code == .notFound {
+                if !quiet { children.append(XML.element("Deleted", children: [XML.element("Key", key)])) }
+            } catch {
+                let s3 = S3Error.from(error)
+                children.append(XML.element("Error", children: [XML.element("Key", key), XML.element("Code", s3.code),
+                                                                XML.element("Message", s3.message)]))
+            }
+        }
+        return xmlResponse(XML.document("DeleteResult", children))
+    }
+
+    /// The text of every `<tag>…</tag>` in document order (no nesting of the same tag).
+    static func elements(_ tag: String, in xml: String) -> [String] {
+        var out: [String] = []
+        var rest = Substring(xml)
+        while let open = rest.range(of: "<\(tag)>"), let close = rest.range(of: "</\(tag)>", range: open.upperBound..<rest.endIndex) {
+            out.append(String(rest[open.upperBound..<close.lowerBound]))
+            rest = rest[close.upperBound...]
+        }
+        return out
+    }
+}
