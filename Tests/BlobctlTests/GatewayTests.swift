@@ -157,7 +157,9 @@ struct GatewayTests {
     }
 
     /// Runs a tool to completion (bounded); returns its status and standard output.
-    static func tool(_ path: String, _ args: [String], dir: URL, timeout: Duration = .seconds(120)) async throws -> (Int32, String) {
+    /// With `mergeErrors`, standard error goes to the same output (for a script's tracebacks).
+    static func tool(_ path: String, _ args: [String], dir: URL, timeout: Duration = .seconds(120),
+                     mergeErrors: Bool = false) async throws -> (Int32, String) {
         let out = dir.appendingPathComponent("tool-\(UUID().uuidString)")
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: out) }
@@ -166,7 +168,7 @@ struct GatewayTests {
         p.arguments = args
         let handle = try FileHandle(forWritingTo: out)
         p.standardOutput = handle
-        p.standardError = FileHandle.nullDevice
+        p.standardError = mergeErrors ? handle : FileHandle.nullDevice
         p.standardInput = FileHandle.nullDevice
         try p.run()
         let deadline = ContinuousClock.now + timeout
@@ -238,21 +240,9 @@ struct GatewayTests {
                 .appendingPathComponent("Gateway/s3_clients.py")
             let work = cluster.dir.appendingPathComponent("s3-clients")
             try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-            let log = cluster.dir.appendingPathComponent("s3-clients.log")
-            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            p.arguments = ["python3", script.path, "http://\(gateway.address)", id, secret, work.path]
-            let handle = try FileHandle(forWritingTo: log)
-            p.standardOutput = handle
-            p.standardError = handle
-            try p.run()
-            let deadline = ContinuousClock.now + .seconds(400)
-            while p.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
-            if p.isRunning { p.terminate() }
-            p.waitUntilExit()
-            let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-            #expect(p.terminationStatus == 0, "\(output.suffix(3000))")
+            let (status, output) = try await Self.tool("/usr/bin/env", ["python3", script.path, "http://\(gateway.address)", id, secret,
+                                                                       work.path], dir: cluster.dir, timeout: .seconds(400), mergeErrors: true)
+            #expect(status == 0, "\(output.suffix(3000))")
             #expect(output.contains("all S3 client checks passed"), "\(output.suffix(3000))")
         }
     }
