@@ -90,16 +90,6 @@ log "SeaweedFS log archive"
 "$SHARED/series-seaweedfs.sh" "$SERIES_DAYS" "$SERIES_SIZE" | tee "$OUT_DIR/seaweedfs-series.txt" >&2
 
 python3 "$ROOT/Benchmarks/compare_report.py" "$OUT_DIR" "$SIZE" "$SMALL" "$SERIES_DAYS" "$SERIES_SIZE" > "$OUT_DIR/compare.md"
-python3 - "$ROOT/docs/benchmarks.md" "$OUT_DIR/compare.md" <<'PY'
-import sys
-doc, table = sys.argv[1], open(sys.argv[2]).read()
-text = open(doc).read()
-begin, end = "<!-- compare:begin -->", "<!-- compare:end -->"
-if begin in text and end in text:
-    text = text[:text.index(begin) + len(begin)] + "\n" + table + text[text.index(end):]
-else:
-    text += "\n## Side by side with SeaweedFS\n\n" + begin + "\n" + table + end + "\n"
-open(doc, "w").write(text)
-PY
+python3 "$ROOT/Benchmarks/write_section.py" "$ROOT/docs/benchmarks.md" compare "Side by side with SeaweedFS" "$OUT_DIR/compare.md"
 cat "$OUT_DIR/compare.md"
 log "table written to docs/benchmarks.md; raw results in $OUT_DIR"

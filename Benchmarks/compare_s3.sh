@@ -87,16 +87,6 @@ for label, a, b, higher, unit in rows:
     fmt = (lambda x: f"{x:.3f}") if unit == "" else (lambda x: f"{x:.1f}")
     print(f"| {label} | {fmt(a)} {unit} | {fmt(b)} {unit} | {ratio:.2f}x |")
 PY
-python3 - "$ROOT/docs/benchmarks.md" "$OUT_DIR/compare-s3.md" <<'PY'
-import sys
-doc, table = sys.argv[1], open(sys.argv[2]).read()
-text = open(doc).read()
-begin, end = "<!-- compare-s3:begin -->", "<!-- compare-s3:end -->"
-if begin in text and end in text:
-    text = text[:text.index(begin) + len(begin)] + "\n" + table + text[text.index(end):]
-else:
-    text += "\n## S3 gateways side by side with SeaweedFS (`Benchmarks/compare_s3.sh`)\n\n" + begin + "\n" + table + end + "\n"
-open(doc, "w").write(text)
-PY
+python3 "$ROOT/Benchmarks/write_section.py" "$ROOT/docs/benchmarks.md" compare-s3 "S3 gateways side by side with SeaweedFS (Benchmarks/compare_s3.sh)" "$OUT_DIR/compare-s3.md"
 cat "$OUT_DIR/compare-s3.md"
 log "table written to docs/benchmarks.md; raw results in $OUT_DIR"
