@@ -12,7 +12,8 @@ public struct BlobPathError: CodedError, Sendable, Equatable {
 }
 
 /// A validated path in the namespace: non-empty UTF-8, '/'-separated segments, no empty, `.`
-/// or `..` segment, no control characters, no leading or trailing '/', at most
+/// or `..` segment, no control characters, no leading '/' (one trailing '/' is allowed, for
+/// S3's folder markers), at most
 /// ``maxByteCount`` bytes and ``maxSegmentByteCount`` per segment. Byte order of the UTF-8 is
 /// the listing order.
 public struct BlobPath: Hashable, Comparable, Sendable, CustomStringConvertible, Codable {
@@ -27,12 +28,13 @@ public struct BlobPath: Hashable, Comparable, Sendable, CustomStringConvertible,
         guard !bytes.isEmpty else { throw fail("it is empty") }
         guard bytes.count <= Self.maxByteCount else { throw fail("it is \(bytes.count) bytes long") }
         guard bytes.first != UInt8(ascii: "/") else { throw fail("it starts with '/'") }
-        guard bytes.last != UInt8(ascii: "/") else { throw fail("it ends with '/'") }
         for scalar in text.unicodeScalars where scalar.value < 0x20 || scalar.value == 0x7F
             || (0x80...0x9F).contains(scalar.value) {
             throw fail("it contains the control character U+\(String(scalar.value, radix: 16, uppercase: true))")
         }
-        for segment in text.split(separator: "/", omittingEmptySubsequences: false) {
+        // One trailing '/' is allowed: S3 tools keep "folder/" marker objects.
+        let body = bytes.last == UInt8(ascii: "/") ? Substring(text.dropLast()) : Substring(text)
+        for segment in body.split(separator: "/", omittingEmptySubsequences: false) {
             if segment.isEmpty { throw fail("it has an empty segment ('//')") }
             if segment == "." || segment == ".." { throw fail("it has a '\(segment)' segment") }
             if segment.utf8.count > Self.maxSegmentByteCount {

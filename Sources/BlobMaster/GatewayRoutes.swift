@@ -73,7 +73,7 @@ struct GatewayRoutes: Sendable {
         guard body.parts.count <= 10_000 else {
             throw BlobError(.invalidArgument, reason: "upload.tooManyParts", "at most 10000 parts")
         }
-        let version = try await store.completeUpload(context.parameters.get("id") ?? "", parts: body.parts,
+        let version = try await store.completeUpload(context.parameters.get("id") ?? "", parts: body.parts, attributes: body.attributes,
                                                      minimumPartSize: Self.minimumPartSize, nowMilliseconds: MasterRoutes.now())
         return try jsonResponse(version, status: .created)
     }

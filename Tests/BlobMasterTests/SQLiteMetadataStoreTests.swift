@@ -169,13 +169,13 @@ struct SQLiteMetadataStoreTests {
 
 @Suite("Blob paths")
 struct BlobPathTests {
-    @Test("valid paths are accepted as given", arguments: ["a", "videos/2026/intro.mp4", "with space/é/😀", "a.b/..c/d.."])
+    @Test("valid paths are accepted as given", arguments: ["a", "videos/2026/intro.mp4", "with space/é/😀", "a.b/..c/d..", "folder/", "a/b/"])
     func valid(text: String) throws {
         #expect(try BlobPath(text).value == text)
     }
 
-    @Test("empty, dot segments, control characters, slashes at the ends and overlong paths are refused",
-          arguments: ["", "/a", "a/", "a//b", ".", "..", "a/../b", "a/./b", "a\u{0}b", "a\nb", "a\u{7f}",
+    @Test("empty, dot segments, control characters, a leading or doubled slash and overlong paths are refused",
+          arguments: ["", "/a", "/", "a//", "a//b", "../", ".", "..", "a/../b", "a/./b", "a\u{0}b", "a\nb", "a\u{7f}",
                       String(repeating: "x", count: 1025), String(repeating: "y", count: 256) + "/z"])
     func invalid(text: String) {
         #expect(throws: BlobPathError.self) { try BlobPath(text) }

@@ -139,5 +139,31 @@ public struct CompletedPart: Codable, Sendable, Hashable {
 
 public struct MultipartCompletion: Codable, Sendable, Hashable {
     public var parts: [CompletedPart]
-    public init(parts: [CompletedPart]) { self.parts = parts }
+    /// Object attributes (``ObjectAttribute``) added to the upload's metadata in the new version.
+    public var attributes: [String: String]?
+    public init(parts: [CompletedPart], attributes: [String: String]? = nil) {
+        self.parts = parts
+        self.attributes = attributes
+    }
+}
+
+/// Facts about an object that the S3 gateway keeps with the version, in its metadata under
+/// names that start with ':' (no `x-amz-meta-*` name can): they are not user metadata.
+public enum ObjectAttribute {
+    /// S3's ETag when it is not the SHA-256: the MD5 of a PUT body, or the MD5 of the parts' MD5s
+    /// followed by `-N` for a multipart upload.
+    public static let etag = ":etag"
+    /// The multipart upload whose completion made this version (a repeated completion answers again).
+    public static let upload = ":upload"
+    /// Stored HTTP headers, given at PUT and returned with the object.
+    public static let storedHeaders = ["cache-control", "content-disposition", "content-encoding", "content-language", "expires"]
+
+    public static func header(_ name: String) -> String { ":" + name }
+
+    public static func isAttribute(_ name: String) -> Bool { name.hasPrefix(":") }
+
+    /// The user metadata alone.
+    public static func userMetadata(_ metadata: [String: String]?) -> [String: String] {
+        (metadata ?? [:]).filter { !isAttribute($0.key) }
+    }
 }

@@ -24,10 +24,14 @@ public struct ManifestCommit: Codable, Sendable, Hashable {
     /// Write acknowledgements not yet sent to the master, recorded in the commit's transaction
     /// (saves a writer one request and one durable transaction per file).
     public var acknowledgements: [ReplicaAcknowledgement]?
-    /// User metadata (S3's `x-amz-meta-*`): lowercase names, at most 2 KiB in all.
+    /// User metadata (S3's `x-amz-meta-*`): lowercase names, at most 2 KiB in all; plus object
+    /// attributes kept by the gateway under names starting with ':' (``ObjectAttribute``).
     public var metadata: [String: String]?
 
+    /// The user's part of ``metadata`` (names not starting with ':'), as S3 allows.
     public static let maxMetadataByteCount = 2048
+    /// All of ``metadata``, attributes included.
+    public static let maxMetadataWithAttributesByteCount = 8192
 
     public init(path: BlobPath, size: Int64, contentType: String, sha256: String, chunks: [ManifestEntry],
                 acknowledgements: [ReplicaAcknowledgement]? = nil, metadata: [String: String]? = nil) {
@@ -69,11 +73,15 @@ public struct ManifestCommit: Codable, Sendable, Hashable {
             throw BlobError(.invalidArgument, reason: "manifest.contentType", "content type must be at most 255 printable bytes")
         }
         if let metadata {
-            let total = metadata.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
+            let size: (Dictionary<String, String>.Element) -> Int = { $0.key.utf8.count + $0.value.utf8.count }
+            let user = metadata.filter { !ObjectAttribute.isAttribute($0.key) }.reduce(0) { $0 + size($1) }
+            let total = metadata.reduce(0) { $0 + size($1) }
             let printable: (String) -> Bool = { !$0.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F } }
-            guard total <= Self.maxMetadataByteCount, metadata.allSatisfy({ !$0.key.isEmpty && printable($0.key) && printable($0.value) }) else {
+            guard user <= Self.maxMetadataByteCount, total <= Self.maxMetadataWithAttributesByteCount,
+                  metadata.allSatisfy({ !$0.key.isEmpty && printable($0.key) && printable($0.value) }) else {
                 throw BlobError(.invalidArgument, reason: "manifest.metadata",
-                                "user metadata must be printable and at most \(Self.maxMetadataByteCount) bytes in all")
+                                "user metadata must be printable and at most \(Self.maxMetadataByteCount) bytes in all "
+                                    + "(\(Self.maxMetadataWithAttributesByteCount) with object attributes)")
             }
         }
         var next: Int64 = 0

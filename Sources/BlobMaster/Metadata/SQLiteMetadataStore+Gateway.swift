@@ -160,7 +160,7 @@ extension SQLiteMetadataStore {
         }
     }
 
-    public func completeUpload(_ id: String, parts: [CompletedPart], minimumPartSize: Int64,
+    public func completeUpload(_ id: String, parts: [CompletedPart], attributes: [String: String]? = nil, minimumPartSize: Int64,
                                nowMilliseconds: Int64) async throws -> FileVersion {
         try await pool.write { db in
             guard let upload = try Row.fetchOne(db, sql: "SELECT id, path, content_type, created_ms, metadata FROM uploads WHERE id = ?",
@@ -195,9 +195,12 @@ extension SQLiteMetadataStore {
                     offset += length
                 }
             }
+            var metadata = upload.metadata ?? [:]
+            for (name, value) in attributes ?? [:] where ObjectAttribute.isAttribute(name) { metadata[name] = value }
             let manifest = ManifestCommit(
                 path: upload.path, size: offset, contentType: upload.contentType,
-                sha256: ManifestCommit.compositeDigest(ofParts: parts.map(\.sha256)), chunks: entries, metadata: upload.metadata)
+                sha256: ManifestCommit.compositeDigest(ofParts: parts.map(\.sha256)), chunks: entries,
+                metadata: metadata.isEmpty ? nil : metadata)
             try manifest.validate(maxChunks: Self.maxManifestChunks)
             let version = try Self.commit(manifest, in: db, nowMilliseconds: nowMilliseconds)
             try Self.tombstoneParts(of: upload, in: db, nowMilliseconds: nowMilliseconds)
