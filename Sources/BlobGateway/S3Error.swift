@@ -42,7 +42,7 @@ struct S3Error: Error, Sendable {
             switch e.code {
             case .notFound: return S3Error("NoSuchKey", .notFound, e.message)
             case .invalidArgument: return S3Error("InvalidArgument", .badRequest, e.message)
-            case .alreadyExists: return S3Error("BucketAlreadyOwnedByYou", .conflict, e.message)
+            case .alreadyExists: return S3Error("BucketAlreadyExists", .conflict, e.message)
             case .failedPrecondition: return S3Error("BucketNotEmpty", .conflict, e.message)
             case .unauthenticated, .permissionDenied: return S3Error("AccessDenied", .forbidden, e.message)
             case .unavailable, .insufficientReplicas, .timeout: return S3Error("ServiceUnavailable", .serviceUnavailable, e.message)

@@ -13,12 +13,72 @@ extension S3Handler {
     func listBuckets() async throws -> Response {
         let all = try await client.buckets()
         let body = XML.document("ListAllMyBucketsResult", [
-            XML.element("Owner", children: [XML.element("ID", "blobstore"), XML.element("DisplayName", "blobstore")]),
+            Self.ownerElement,
             XML.element("Buckets", children: all.map { b in
                 XML.element("Bucket", children: [XML.element("Name", b.name), XML.element("CreationDate", XML.timestamp(b.createdAtMilliseconds))])
             }),
         ])
         return xmlResponse(body)
+    }
+
+    /// Buckets and objects belong to the cluster: every key acts for this one owner.
+    static let ownerID = "blobstore"
+    static var ownerElement: String {
+        XML.element("Owner", children: [XML.element("ID", ownerID), XML.element("DisplayName", ownerID)])
+    }
+
+    /// GET ?acl of a bucket or an object: the owner's FULL_CONTROL, and READ for everyone when
+    /// the bucket is public-read (objects take their bucket's access).
+    func getACL(_ bucketName: String) async throws -> Response {
+        let bucket = try await requireBucket(bucketName)
+        let xsi = "xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\""
+        var grants = ["<Grant><Grantee \(xsi) xsi:type=\"CanonicalUser\">" + XML.element("ID", Self.ownerID)
+                      + XML.element("DisplayName", Self.ownerID) + "</Grantee>" + XML.element("Permission", "FULL_CONTROL") + "</Grant>"]
+        if bucket.publicRead {
+            grants.append("<Grant><Grantee \(xsi) xsi:type=\"Group\">" + XML.element("URI", "http://acs.amazonaws.com/groups/global/AllUsers")
+                          + "</Grantee>" + XML.element("Permission", "READ") + "</Grant>")
+        }
+        return xmlResponse(XML.document("AccessControlPolicy", [Self.ownerElement, "<AccessControlList>" + grants.joined() + "</AccessControlList>"]))
+    }
+
+    /// PUT ?acl: a canned `x-amz-acl` (private or public-read) or an ACL document whose only
+    /// other grant is READ for AllUsers. On a bucket it sets the bucket's access; on an object
+    /// it is accepted when it asks for the access the object already has through its bucket.
+    func putACL(_ bucketName: String, objectPath: BlobPath?, _ request: Request) async throws -> Response {
+        let bucket = try await requireBucket(bucketName)
+        let publicRead: Bool
+        if let canned = request.headers[HTTPField.Name("x-amz-acl")!] {
+            guard canned == "private" || canned == "public-read" else { throw S3Error.notImplemented("the canned ACL \(canned)") }
+            publicRead = canned == "public-read"
+        } else {
+            let body = String(buffer: try await request.body.collect(upTo: 64 << 10))
+            guard body.contains("<AccessControlPolicy") else {
+                throw S3Error("MalformedACLError", .badRequest, "The XML you provided was not well-formed or did not validate against our published schema.")
+            }
+            let permissions = Self.elements("Permission", in: body)
+            let allUsers = body.contains("http://acs.amazonaws.com/groups/global/AllUsers")
+            guard permissions.allSatisfy({ $0 == "FULL_CONTROL" || ($0 == "READ" && allUsers) }),
+                  permissions.filter({ $0 == "FULL_CONTROL" }).count <= 1 else {
+                throw S3Error.notImplemented("ACL grants other than the owner's FULL_CONTROL and READ for AllUsers")
+            }
+            publicRead = allUsers && permissions.contains("READ")
+        }
+        if let objectPath {
+            do {
+                _ = try await client.stat(objectPath)
+            } catch let error as BlobError where error.code == .notFound {
+                throw S3Error.noSuchKey()
+            }
+            guard publicRead == bucket.publicRead else {
+                throw S3Error.notImplemented("an object ACL different from its bucket's (set the bucket's ACL instead)")
+            }
+            return Response(status: .ok)
+        }
+        if publicRead != bucket.publicRead {
+            _ = try await client.setBucketAccess(bucketName, publicRead: publicRead)
+            await buckets.forget(bucketName)
+        }
+        return Response(status: .ok)
     }
 
     func createBucket(_ name: String, _ request: Request) async throws -> Response {
@@ -75,6 +135,11 @@ extension S3Handler {
             throw S3Error.invalidArgument("max-keys must be a non-negative integer")
         }
         let limit = min(maxKeys, 1000)
+        // Keys always come in order, which any unordered listing may be; RGW refuses the
+        // combination with a delimiter, and so do we.
+        if query["allow-unordered"] == "true", delimiter != nil {
+            throw S3Error.invalidArgument("allow-unordered cannot be combined with a delimiter")
+        }
         let urlEncoded = query["encoding-type"] == "url"
         if let encoding = query["encoding-type"], encoding != "url" {
             throw S3Error.invalidArgument("Invalid Encoding Method specified in Request")
@@ -137,7 +202,8 @@ extension S3Handler {
         }
         if limit == 0 { truncated = false }
         let encode: (String) -> String = { urlEncoded ? SigV4.uriEncode($0, keepSlash: true) : $0 }
-        var children = [XML.element("Name", bucket), XML.element("Prefix", encode(prefix))]
+        // v1 echoes the prefix as sent (clients decode only v2's).
+        var children = [XML.element("Name", bucket), XML.element("Prefix", v2 ? encode(prefix) : prefix)]
         if let delimiter { children.append(XML.element("Delimiter", encode(delimiter))) }
         children.append(XML.element("MaxKeys", String(maxKeys)))
         if urlEncoded { children.append(XML.element("EncodingType", "url")) }
@@ -153,14 +219,17 @@ extension S3Handler {
             children.append(XML.element("Marker", encode(query["marker"] ?? "")))
             if truncated, let lastReturned, delimiter != nil { children.append(XML.element("NextMarker", encode(lastReturned))) }
         }
+        let withOwner = !v2 || query["fetch-owner"] == "true"
         for file in contents {
-            children.append(XML.element("Contents", children: [
+            var fields = [
                 XML.element("Key", encode(String(file.path.value.dropFirst(base.count)))),
                 XML.element("LastModified", XML.timestamp(file.createdAtMilliseconds)),
-                XML.element("ETag", "\"\(file.sha256)\""),
+                XML.element("ETag", Self.etag(file)),
                 XML.element("Size", String(file.size)),
                 XML.element("StorageClass", "STANDARD"),
-            ]))
+            ]
+            if withOwner { fields.append(Self.ownerElement) }
+            children.append(XML.element("Contents", children: fields))
         }
         for common in prefixes {
             children.append(XML.element("CommonPrefixes", children: [XML.element("Prefix", encode(common))]))

@@ -43,27 +43,75 @@ extension S3Handler {
                 throw S3Error("BadDigest", .badRequest, "The Content-MD5 you specified did not match what we received.")
             }
         }
-        let result: PutResult
-        do {
-            result = try await client.put(.file(spool), to: try upload.partPath(number),
-                                          options: PutOptions(contentType: "application/octet-stream"))
-        } catch let error as BlobError where error.reason == "upload.notFound" {
-            throw S3Error("NoSuchUpload", .notFound, "The specified upload does not exist: it was completed or aborted.")
-        }
+        let file = try await storePart(spool, md5: received.md5, upload: upload, number: number)
         var headers = HTTPFields()
-        headers[.eTag] = "\"\(result.file.sha256)\""
+        headers[.eTag] = Self.etag(file)
         return Response(status: .ok, headers: headers)
     }
 
-    func uploadPartCopy(_ upload: MultipartUpload, number: Int, from source: String, _ request: Request) async throws -> Response {
-        if request.headers[HTTPField.Name("x-amz-copy-source-range")!] != nil {
-            throw S3Error.notImplemented("x-amz-copy-source-range")
+    /// A spooled part body stored at the part's path, its MD5 kept as its ETag.
+    func storePart(_ spool: String, md5: [UInt8], upload: MultipartUpload, number: Int) async throws -> FileVersion {
+        do {
+            return try await client.put(.file(spool), to: try upload.partPath(number),
+                                        options: PutOptions(contentType: "application/octet-stream",
+                                                            metadata: [ObjectAttribute.etag: SigV4.hex(md5)])).file
+        } catch let error as BlobError where error.reason == "upload.notFound" {
+            throw S3Error("NoSuchUpload", .notFound, "The specified upload does not exist: it was completed or aborted.")
         }
-        let version = try await copyVersion(from: source, to: try upload.partPath(number))
+    }
+
+    /// UploadPartCopy: a whole source shares its chunks with the part; a range
+    /// (`x-amz-copy-source-range: bytes=FIRST-LAST`) is read and stored as a new part.
+    func uploadPartCopy(_ upload: MultipartUpload, number: Int, from source: String, _ request: Request) async throws -> Response {
+        let sourcePath = try await copySourcePath(source)
+        let file = try await copySource(sourcePath, request)
+        let part: FileVersion
+        if let rangeText = request.headers[HTTPField.Name("x-amz-copy-source-range")!] {
+            let (first, last) = try Self.copySourceRange(rangeText, size: file.size)
+            let spool = configuration.spoolDirectory + "/copy-\(UUID().uuidString)"
+            defer { unlink(spool) }
+            let md5 = try await spoolRange(of: file, first: first, last: last, to: spool)
+            part = try await storePart(spool, md5: md5, upload: upload, number: number)
+        } else {
+            let etag = file.metadata?[ObjectAttribute.etag] ?? file.sha256
+            part = try await copyVersion(file, to: try upload.partPath(number), metadata: [ObjectAttribute.etag: etag])
+        }
         return xmlResponse(XML.document("CopyPartResult", [
-            XML.element("LastModified", XML.timestamp(version.createdAtMilliseconds)),
-            XML.element("ETag", "\"\(version.sha256)\""),
+            XML.element("LastModified", XML.timestamp(part.createdAtMilliseconds)),
+            XML.element("ETag", Self.etag(part)),
         ]))
+    }
+
+    /// `bytes=FIRST-LAST` inside an object of `size` bytes.
+    static func copySourceRange(_ text: String, size: Int64) throws -> (Int64, Int64) {
+        let spec = text.hasPrefix("bytes=") ? text.dropFirst(6) : ""
+        let bounds = spec.split(separator: "-", omittingEmptySubsequences: false)
+        guard bounds.count == 2, let first = Int64(bounds[0]), let last = Int64(bounds[1]), first >= 0, last >= first else {
+            throw S3Error.invalidArgument("The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy")
+        }
+        guard last < size else {
+            throw S3Error("InvalidRange", .rangeNotSatisfiable, "The x-amz-copy-source-range is outside the source object (\(size) bytes).")
+        }
+        return (first, last)
+    }
+
+    /// Bytes FIRST...LAST of that version written to a spool file (0600); their MD5.
+    func spoolRange(of file: FileVersion, first: Int64, last: Int64, to spool: String) async throws -> [UInt8] {
+        guard FileManager.default.createFile(atPath: spool, contents: nil, attributes: [.posixPermissions: 0o600]),
+              let handle = FileHandle(forWritingAtPath: spool) else {
+            throw S3Error("InternalError", .internalServerError, "cannot create a spool file in \(configuration.spoolDirectory)")
+        }
+        defer { try? handle.close() }
+        let plan = try await client.readPlan(file.path, offset: first, length: last - first + 1)
+        guard plan.file.version == file.version else {
+            throw S3Error("ServiceUnavailable", .serviceUnavailable, "the source object changed during the copy; retry")
+        }
+        var md5 = Insecure.MD5()
+        _ = try await client.stream(plan, of: file.path, offset: first, end: last + 1, readAhead: 4, checkWholeFile: false) { slice in
+            slice.withUnsafeBytes { md5.update(bufferPointer: $0) }
+            try handle.write(contentsOf: Data(slice))
+        }
+        return Array(md5.finalize())
     }
 
     func listParts(_ upload: MultipartUpload, bucket: String, key: String, _ query: [String: String]) async throws -> Response {
@@ -91,7 +139,7 @@ extension S3Handler {
         for (number, file) in parts {
             children.append(XML.element("Part", children: [
                 XML.element("PartNumber", String(number)), XML.element("LastModified", XML.timestamp(file.createdAtMilliseconds)),
-                XML.element("ETag", "\"\(file.sha256)\""), XML.element("Size", String(file.size)),
+                XML.element("ETag", Self.etag(file)), XML.element("Size", String(file.size)),
             ]))
         }
         return xmlResponse(XML.document("ListPartsResult", children))
@@ -105,9 +153,27 @@ extension S3Handler {
         for i in 1..<max(1, parts.count) where parts[i].number <= parts[i - 1].number {
             throw S3Error("InvalidPartOrder", .badRequest, "The list of parts was not in ascending order. Parts must be ordered by part number.")
         }
+        // The client names parts by their ETags (MD5s); the master by their SHA-256.
+        let stored = try await partFiles(upload)
+        var digests: [CompletedPart] = []
+        var partMD5s: [UInt8] = []
+        var allMD5 = true
+        for part in parts {
+            guard let file = stored[part.number], part.sha256 == file.sha256 || part.sha256 == file.metadata?[ObjectAttribute.etag] else {
+                throw S3Error("InvalidPart", .badRequest, "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag (part \(part.number)).")
+            }
+            digests.append(CompletedPart(number: part.number, sha256: file.sha256))
+            if let md5 = file.metadata?[ObjectAttribute.etag].flatMap(SigV4.hexBytes), md5.count == 16 {
+                partMD5s += md5
+            } else {
+                allMD5 = false
+            }
+        }
+        var attributes = [ObjectAttribute.upload: upload.id]
+        if allMD5 { attributes[ObjectAttribute.etag] = SigV4.hex(Insecure.MD5.hash(data: partMD5s)) + "-\(parts.count)" }
         let version: FileVersion
         do {
-            version = try await client.completeUpload(upload.id, parts: parts)
+            version = try await client.completeUpload(upload.id, parts: digests, attributes: attributes)
         } catch let error as BlobError where error.reason == "upload.invalidPart" {
             throw S3Error("InvalidPart", .badRequest, error.message)
         } catch let error as BlobError where error.reason == "upload.partTooSmall" {
@@ -115,12 +181,39 @@ extension S3Handler {
         } catch let error as BlobError where error.reason == "upload.partOrder" {
             throw S3Error("InvalidPartOrder", .badRequest, error.message)
         } catch let error as BlobError where error.reason == "upload.notFound" {
+            if let done = try await completedUpload(upload.id, path: upload.path, bucket: bucket, key: key) { return done }
             throw S3Error("NoSuchUpload", .notFound, "The specified upload does not exist: it may have been completed or aborted.")
         }
-        return xmlResponse(XML.document("CompleteMultipartUploadResult", [
+        return completionResult(version, bucket: bucket, key: key)
+    }
+
+    func completionResult(_ version: FileVersion, bucket: String, key: String) -> Response {
+        xmlResponse(XML.document("CompleteMultipartUploadResult", [
             XML.element("Location", "/\(bucket)/\(key)"), XML.element("Bucket", bucket), XML.element("Key", key),
-            XML.element("ETag", "\"\(version.sha256)\""),
+            XML.element("ETag", Self.etag(version)),
         ]))
+    }
+
+    /// A completion repeated after it succeeded answers the same, while the object is still the
+    /// version that upload made; nil otherwise.
+    func completedUpload(_ id: String, path: BlobPath, bucket: String, key: String) async throws -> Response? {
+        guard let current = try? await client.stat(path), current.metadata?[ObjectAttribute.upload] == id else { return nil }
+        return completionResult(current, bucket: bucket, key: key)
+    }
+
+    /// The upload's stored parts by number.
+    func partFiles(_ upload: MultipartUpload) async throws -> [Int: FileVersion] {
+        var out: [Int: FileVersion] = [:]
+        var after: String?
+        for _ in 0..<20 {  // 10,000 parts at 1,000 a page
+            let page = try await client.list(prefix: upload.partsPrefix, after: after, limit: 1000)
+            for file in page.files {
+                if let number = Int(file.path.value.dropFirst(upload.partsPrefix.count)) { out[number] = file }
+                after = file.path.value
+            }
+            if page.next == nil { break }
+        }
+        return out
     }
 
     /// `<Part><PartNumber>N</PartNumber><ETag>"…"</ETag></Part>` entries, in document order.

@@ -10,30 +10,48 @@ import NIOCore
 extension S3Handler {
     // MARK: Objects
 
+    /// S3's ETag of a version, quoted: the MD5 kept when the gateway wrote it, else the SHA-256
+    /// (files put with blobctl).
+    static func etag(_ file: FileVersion) -> String {
+        "\"" + (file.metadata?[ObjectAttribute.etag] ?? file.sha256) + "\""
+    }
+
     func headers(for file: FileVersion) -> HTTPFields {
         var headers = HTTPFields()
-        headers[.eTag] = "\"\(file.sha256)\""
+        headers[.eTag] = Self.etag(file)
         headers[.lastModified] = HTTPDate.format(file.createdAtMilliseconds)
         headers[.contentType] = file.contentType.isEmpty ? "application/octet-stream" : file.contentType
         headers[.acceptRanges] = "bytes"
         for (name, value) in file.metadata ?? [:] {
-            if let field = HTTPField.Name("x-amz-meta-" + name) { headers[field] = value }
+            if ObjectAttribute.isAttribute(name) {
+                let header = String(name.dropFirst())
+                if ObjectAttribute.storedHeaders.contains(header), let field = HTTPField.Name(header) { headers[field] = value }
+            } else if let field = HTTPField.Name("x-amz-meta-" + name) {
+                headers[field] = value
+            }
         }
         return headers
     }
 
-    /// The request's `x-amz-meta-*` headers (names lowercased, without the prefix); nil when none.
-    /// S3 allows 2 KiB in all.
+    /// The request's `x-amz-meta-*` headers (names lowercased, without the prefix) and the
+    /// stored headers (Cache-Control, Expires, …) as attributes; nil when none. S3 allows 2 KiB
+    /// of user metadata in all.
     static func userMetadata(_ request: Request) throws -> [String: String]? {
         var out: [String: String] = [:]
+        var user = 0
         for field in request.headers {
             let name = field.name.canonicalName.lowercased()
+            if ObjectAttribute.storedHeaders.contains(name) {
+                out[ObjectAttribute.header(name)] = field.value
+                continue
+            }
             guard name.hasPrefix("x-amz-meta-") else { continue }
             let key = String(name.dropFirst("x-amz-meta-".count))
+            user += key.utf8.count + field.value.utf8.count
             out[key] = out[key].map { $0 + "," + field.value } ?? field.value
         }
         guard !out.isEmpty else { return nil }
-        guard out.reduce(0, { $0 + $1.key.utf8.count + $1.value.utf8.count }) <= ManifestCommit.maxMetadataByteCount else {
+        guard user <= ManifestCommit.maxMetadataByteCount else {
             throw S3Error("MetadataTooLarge", .badRequest, "Your metadata headers exceed the maximum allowed metadata size (2 KiB).")
         }
         return out
@@ -67,7 +85,7 @@ extension S3Handler {
             throw S3Error.noSuchKey()
         }
         var headers = headers(for: file)
-        let etag = "\"\(file.sha256)\""
+        let etag = Self.etag(file)
         let modifiedSeconds = file.createdAtMilliseconds / 1000
         if let ifMatch = request.headers[.ifMatch], !Self.etagMatches(ifMatch, etag, weak: false) {
             throw S3Error("PreconditionFailed", .preconditionFailed, "At least one of the pre-conditions you specified did not hold")
@@ -176,7 +194,7 @@ extension S3Handler {
 
     func putObject(_ path: BlobPath, _ request: Request, _ verified: SigV4.Verified, bucket: String) async throws -> Response {
         _ = try await requireBucket(bucket)
-        let metadata = try Self.userMetadata(request)
+        var metadata = try Self.userMetadata(request) ?? [:]
         let spool = configuration.spoolDirectory + "/put-\(UUID().uuidString)"
         defer { unlink(spool) }
         let received = try await spoolBody(request, verified, to: spool)
@@ -186,9 +204,10 @@ extension S3Handler {
             }
         }
         let contentType = request.headers[.contentType] ?? ContentTypes.forPath(path.value)
+        metadata[ObjectAttribute.etag] = SigV4.hex(received.md5)
         let result = try await client.put(.file(spool), to: path, options: PutOptions(contentType: contentType, metadata: metadata))
         var headers = HTTPFields()
-        headers[.eTag] = "\"\(result.file.sha256)\""
+        headers[.eTag] = Self.etag(result.file)
         return Response(status: .ok, headers: headers)
     }
 
@@ -250,17 +269,51 @@ extension S3Handler {
         return Received(byteCount: count, md5: Array(md5.finalize()))
     }
 
-    /// Server-side copy: the new object shares the source's chunks.
-    func copyVersion(from source: String, to path: BlobPath, contentType: String? = nil,
-                     metadata: [String: String]? = nil) async throws -> FileVersion {
+    /// The object `x-amz-copy-source` names (`BUCKET/KEY`, URL-encoded, optional leading '/').
+    func copySourcePath(_ source: String) async throws -> BlobPath {
         let decoded = SigV4.percentDecode(source.split(separator: "?").first.map(String.init) ?? source)
         let trimmed = decoded.hasPrefix("/") ? String(decoded.dropFirst()) : decoded
         guard let slash = trimmed.firstIndex(of: "/") else { throw S3Error.invalidArgument("x-amz-copy-source must be BUCKET/KEY") }
         let sourceBucket = String(trimmed[..<slash])
         _ = try await requireBucket(sourceBucket)
-        let sourcePath = try objectPath(sourceBucket, String(trimmed[trimmed.index(after: slash)...]))
+        return try objectPath(sourceBucket, String(trimmed[trimmed.index(after: slash)...]))
+    }
+
+    /// The copy source's current version, checked against `x-amz-copy-source-if-*`.
+    func copySource(_ sourcePath: BlobPath, _ request: Request) async throws -> FileVersion {
+        let file: FileVersion
         do {
-            return try await client.copy(sourcePath, to: path, contentType: contentType, metadata: metadata)
+            file = try await client.stat(sourcePath)
+        } catch let error as BlobError where error.code == .notFound {
+            throw S3Error.noSuchKey()
+        }
+        let etag = Self.etag(file)
+        let modifiedSeconds = file.createdAtMilliseconds / 1000
+        let header: (String) -> String? = { request.headers[HTTPField.Name("x-amz-copy-source-" + $0)!] }
+        let failed = S3Error("PreconditionFailed", .preconditionFailed, "At least one of the pre-conditions you specified did not hold")
+        if let ifMatch = header("if-match") {
+            guard Self.etagMatches(ifMatch, etag, weak: false) else { throw failed }
+        } else if let since = header("if-unmodified-since").flatMap(HTTPDate.parse), modifiedSeconds > since {
+            throw failed
+        }
+        if let ifNoneMatch = header("if-none-match") {
+            if Self.etagMatches(ifNoneMatch, etag) { throw failed }
+        } else if let since = header("if-modified-since").flatMap(HTTPDate.parse), modifiedSeconds <= since {
+            throw failed
+        }
+        return file
+    }
+
+    /// Server-side copy of that version: the new object shares the source's chunks. With
+    /// `metadata` nil the source's metadata and attributes are kept.
+    func copyVersion(_ source: FileVersion, to path: BlobPath, contentType: String? = nil,
+                     metadata: [String: String]? = nil) async throws -> FileVersion {
+        do {
+            let copied = try await client.copy(source.path, to: path, contentType: contentType, metadata: metadata)
+            guard copied.sha256 == source.sha256 else {
+                throw S3Error("ServiceUnavailable", .serviceUnavailable, "the source object changed during the copy; retry")
+            }
+            return copied
         } catch let error as BlobError where error.code == .notFound {
             throw S3Error.noSuchKey()
         }
@@ -270,11 +323,22 @@ extension S3Handler {
         let directive = request.headers[HTTPField.Name("x-amz-metadata-directive")!] ?? "COPY"
         guard directive == "COPY" || directive == "REPLACE" else { throw S3Error.invalidArgument("Unknown metadata directive.") }
         let replace = directive == "REPLACE"
-        let version = try await copyVersion(from: source, to: path, contentType: replace ? request.headers[.contentType] : nil,
-                                            metadata: replace ? (try Self.userMetadata(request) ?? [:]) : nil)
+        let sourcePath = try await copySourcePath(source)
+        if sourcePath == path, !replace {
+            throw S3Error("InvalidRequest", .badRequest, "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.")
+        }
+        let file = try await copySource(sourcePath, request)
+        var metadata: [String: String]?
+        if replace {
+            // New user metadata and stored headers; the content's ETag stays.
+            var replaced = try Self.userMetadata(request) ?? [:]
+            replaced[ObjectAttribute.etag] = file.metadata?[ObjectAttribute.etag]
+            metadata = replaced
+        }
+        let version = try await copyVersion(file, to: path, contentType: replace ? request.headers[.contentType] : nil, metadata: metadata)
         return xmlResponse(XML.document("CopyObjectResult", [
             XML.element("LastModified", XML.timestamp(version.createdAtMilliseconds)),
-            XML.element("ETag", "\"\(version.sha256)\""),
+            XML.element("ETag", Self.etag(version)),
         ]))
     }
 

@@ -121,9 +121,15 @@ struct S3Handler: Sendable {
             guard case .signed = caller else { throw S3Error.accessDenied() }
             return try await listBuckets()
         }
-        // Anonymous callers may only read objects of public buckets.
+        // A browser form upload (POST Object) carries its own signed policy.
+        if method == .post, target.key == nil, target.query.isEmpty,
+           request.headers[.contentType]?.lowercased().hasPrefix("multipart/form-data") == true {
+            return try await postObject(bucketName, request)
+        }
+        // Anonymous callers may only read public buckets: their objects and their listings.
         if case .anonymous = caller {
-            guard method == .get || method == .head, target.key != nil, target.query.isEmpty,
+            let listing = target.key == nil && method == .get && target.query.keys.allSatisfy(Self.listingParameters.contains)
+            guard (method == .get || method == .head) && (target.key != nil && target.query.isEmpty || listing),
                   let bucket = try await buckets.bucket(bucketName), bucket.publicRead else {
                 throw S3Error.accessDenied()
             }
@@ -132,15 +138,15 @@ struct S3Handler: Sendable {
             switch method {
             case .put:
                 if target.query.isEmpty { return try await createBucket(bucketName, request) }
+                if target.query.keys.sorted() == ["acl"] { return try await putACL(bucketName, objectPath: nil, request) }
                 throw S3Error.notImplemented("this bucket subresource (\(target.query.keys.sorted().joined(separator: ",")))")
             case .delete: return try await deleteBucket(bucketName)
             case .head: return try await headBucket(bucketName)
             case .get:
                 if target.query["location"] != nil { return try await bucketLocation(bucketName) }
                 if target.query["uploads"] != nil { return try await listUploads(bucketName, target.query) }
-                let known: Set = ["list-type", "prefix", "delimiter", "max-keys", "continuation-token", "start-after", "marker",
-                                  "encoding-type", "fetch-owner"]
-                if let other = target.query.keys.first(where: { !known.contains($0) }) {
+                if target.query["acl"] != nil { return try await getACL(bucketName) }
+                if let other = target.query.keys.first(where: { !Self.listingParameters.contains($0) }) {
                     throw S3Error.notImplemented("the bucket subresource ?\(other)")
                 }
                 return try await listObjects(bucketName, target.query)
@@ -164,8 +170,18 @@ struct S3Handler: Sendable {
         if method == .put, request.headers[.ifMatch] != nil || request.headers[.ifNoneMatch] != nil {
             throw S3Error.notImplemented("conditional writes (If-Match, If-None-Match on PUT)")
         }
-        if request.headers.contains(where: { $0.name.canonicalName.lowercased().hasPrefix("x-amz-copy-source-if-") }) {
-            throw S3Error.notImplemented("conditional copies (x-amz-copy-source-if-*)")
+        if target.query["acl"] != nil {
+            switch method {
+            case .get:
+                do {
+                    _ = try await client.stat(path)
+                } catch let error as BlobError where error.code == .notFound {
+                    throw S3Error.noSuchKey()
+                }
+                return try await getACL(bucketName)
+            case .put: return try await putACL(bucketName, objectPath: path, request)
+            default: throw S3Error("MethodNotAllowed", .methodNotAllowed, "use GET or PUT with ?acl")
+            }
         }
         let signing: Set = ["AWSAccessKeyId", "Expires", "Signature", "versionId", "uploads", "uploadId", "partNumber",
                             "max-parts", "part-number-marker", "x-id"]
@@ -177,7 +193,13 @@ struct S3Handler: Sendable {
         }
         if let uploadID = target.query["uploadId"] {
             guard case .signed(let verified) = caller else { throw S3Error.accessDenied() }
-            let upload = try await requireUpload(uploadID, path: path)
+            let upload: MultipartUpload
+            do {
+                upload = try await requireUpload(uploadID, path: path)
+            } catch let error as S3Error where error.code == "NoSuchUpload" && method == .post {
+                if let done = try await completedUpload(uploadID, path: path, bucket: bucketName, key: key) { return done }
+                throw error
+            }
             switch method {
             case .put:
                 guard let number = target.query["partNumber"].flatMap(Int.init), (1...10_000).contains(number) else {
@@ -210,6 +232,10 @@ struct S3Handler: Sendable {
             throw S3Error("MethodNotAllowed", .methodNotAllowed, "method not allowed on an object")
         }
     }
+
+    /// The query parameters of ListObjects v1 and v2.
+    static let listingParameters: Set = ["list-type", "prefix", "delimiter", "max-keys", "continuation-token", "start-after", "marker",
+                                         "encoding-type", "fetch-owner", "allow-unordered"]
 
     /// `BUCKET/KEY` as a store path; keys the store cannot hold are refused, never altered.
     func objectPath(_ bucket: String, _ key: String) throws -> BlobPath {

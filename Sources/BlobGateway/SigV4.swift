@@ -107,7 +107,7 @@ struct SigV4: Sendable {
         }
         let credential = try Credential(credentialText)
         guard let expires = Int64(expiresText), (1...maxPresignSeconds).contains(expires) else {
-            throw S3Error("AuthorizationQueryParametersError", .badRequest, "X-Amz-Expires must be between 1 and 604800 seconds")
+            throw S3Error.accessDenied("X-Amz-Expires must be between 1 and 604800 seconds")
         }
         guard let signedAt = parseAmzDate(amzDate) else { throw S3Error.accessDenied("X-Amz-Date is malformed") }
         let nowSeconds = Int64(now.timeIntervalSince1970)
@@ -280,7 +280,29 @@ struct SigV4: Sendable {
     }
 
     static func hex(_ bytes: some Sequence<UInt8>) -> String {
-        bytes.map { String(format: "%02x", $0) }.joined()
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.underestimatedCount * 2)
+        for byte in bytes {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Lowercase or uppercase hex as bytes; nil for anything else.
+    static func hexBytes(_ text: String) -> [UInt8]? {
+        let chars = Array(text.utf8)
+        guard chars.count % 2 == 0 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(chars.count / 2)
+        var i = 0
+        while i < chars.count {
+            guard let high = hexValue(chars[i]), let low = hexValue(chars[i + 1]) else { return nil }
+            out.append(high << 4 | low)
+            i += 2
+        }
+        return out
     }
 
     static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
