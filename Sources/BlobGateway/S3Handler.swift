@@ -113,7 +113,16 @@ struct S3Handler: Sendable {
 
     // MARK: Routing
 
+    /// The largest header section answered (S3 allows 8 KiB on a PUT; browsers' cookies may need
+    /// more on a GET). Above about 80 KiB the HTTP parser refuses the request with a bare 400.
+    static let maxHeaderSectionByteCount = 16 << 10
+
     func route(_ request: Request, _ target: Target) async throws -> Response {
+        let headerBytes = request.headers.reduce(0) { $0 + $1.name.canonicalName.utf8.count + $1.value.utf8.count + 4 }
+        guard headerBytes <= Self.maxHeaderSectionByteCount else {
+            throw S3Error("RequestHeaderSectionTooLarge", .badRequest,
+                          "Your request header section exceeds the maximum allowed size (\(Self.maxHeaderSectionByteCount) bytes).")
+        }
         let caller = try await authenticate(request, target)
         let method = request.method
         guard let bucketName = target.bucket else {

@@ -166,6 +166,124 @@ expect_error("BucketNotEmpty", s3.delete_bucket, Bucket="media")
 expect_error("NoSuchBucket", s3.list_objects_v2, Bucket="nothere")
 check("bad input gets the right S3 errors")
 
+# S3's ETag is the MD5 of a PUT body; stored headers come back; folder markers are keys.
+body = os.urandom(1000)
+put = s3.put_object(Bucket="media", Key="etag.bin", Body=body, CacheControl="max-age=60",
+                    ContentDisposition='attachment; filename="e.bin"', Metadata={"origin": "test"})
+assert put["ETag"] == '"%s"' % hashlib.md5(body).hexdigest(), put["ETag"]
+head = s3.head_object(Bucket="media", Key="etag.bin")
+assert head["ETag"] == put["ETag"] and head["CacheControl"] == "max-age=60", head
+assert head["ContentDisposition"] == 'attachment; filename="e.bin"' and head["Metadata"] == {"origin": "test"}, head
+s3.put_object(Bucket="media", Key="folder/", Body=b"")
+assert [c["Key"] for c in s3.list_objects_v2(Bucket="media", Prefix="folder")["Contents"]] == ["folder/"]
+check("MD5 ETag, stored headers, folder marker")
+
+# Conditional copies, and a copy onto itself without a change.
+expect_error("PreconditionFailed", s3.copy_object, Bucket="media", Key="etag2.bin", CopySource="media/etag.bin",
+             CopySourceIfMatch='"00000000000000000000000000000000"')
+expect_error("PreconditionFailed", s3.copy_object, Bucket="media", Key="etag2.bin", CopySource="media/etag.bin",
+             CopySourceIfNoneMatch=put["ETag"])
+expect_error("404", s3.head_object, Bucket="media", Key="etag2.bin")
+copied = s3.copy_object(Bucket="media", Key="etag2.bin", CopySource="media/etag.bin", CopySourceIfMatch=put["ETag"])
+assert copied["CopyObjectResult"]["ETag"] == put["ETag"]
+assert s3.get_object(Bucket="media", Key="etag2.bin")["Body"].read() == body
+expect_error("InvalidRequest", s3.copy_object, Bucket="media", Key="etag.bin", CopySource="media/etag.bin")
+check("conditional copy, copy onto itself refused")
+
+# Multipart with ranged part copies: the S3 ETag (MD5 of the parts' MD5s), and a repeated
+# completion answers the same.
+up = s3.create_multipart_upload(Bucket="media", Key="ranged.bin")
+ranges = [(0, (5 << 20) - 1), (10_000_000, 10_000_999)]
+parts = []
+for number, (first, last) in enumerate(ranges, start=1):
+    r = s3.upload_part_copy(Bucket="media", Key="ranged.bin", UploadId=up["UploadId"], PartNumber=number,
+                            CopySource="media/videos/big.bin", CopySourceRange="bytes=%d-%d" % (first, last))
+    parts.append({"PartNumber": number, "ETag": r["CopyPartResult"]["ETag"]})
+with open(big, "rb") as f:
+    pieces = []
+    for first, last in ranges:
+        f.seek(first)
+        pieces.append(f.read(last - first + 1))
+for part, piece in zip(parts, pieces):
+    assert part["ETag"] == '"%s"' % hashlib.md5(piece).hexdigest(), part
+done = s3.complete_multipart_upload(Bucket="media", Key="ranged.bin", UploadId=up["UploadId"], MultipartUpload={"Parts": parts})
+again = s3.complete_multipart_upload(Bucket="media", Key="ranged.bin", UploadId=up["UploadId"], MultipartUpload={"Parts": parts})
+expected_etag = '"%s-2"' % hashlib.md5(b"".join(hashlib.md5(p).digest() for p in pieces)).hexdigest()
+assert done["ETag"] == expected_etag and again["ETag"] == expected_etag, (done["ETag"], again["ETag"], expected_etag)
+assert s3.get_object(Bucket="media", Key="ranged.bin")["Body"].read() == b"".join(pieces)
+check("ranged UploadPartCopy, multipart ETag, repeated completion")
+
+# Bucket ACLs: public-read lets anyone list and read; private again shuts them out.
+def anonymous_status(url):
+    try:
+        return urllib.request.urlopen(url).status
+    except urllib.error.HTTPError as e:
+        return e.code
+listing = endpoint + "/media?list-type=2&prefix=etag"
+assert anonymous_status(listing) == 403
+s3.put_bucket_acl(Bucket="media", ACL="public-read")
+grants = s3.get_bucket_acl(Bucket="media")["Grants"]
+assert any(g["Grantee"].get("URI", "").endswith("/AllUsers") and g["Permission"] == "READ" for g in grants), grants
+assert b"<Key>etag.bin</Key>" in urllib.request.urlopen(listing).read()
+assert urllib.request.urlopen(endpoint + "/media/etag.bin").read() == body
+s3.put_bucket_acl(Bucket="media", ACL="private")
+assert anonymous_status(listing) == 403 and anonymous_status(endpoint + "/media/etag.bin") == 403
+check("bucket ACL public-read and back to private")
+
+# POST Object: a browser form signed with a V4 policy (boto3 makes it), sent as a browser does.
+def post_form(url, fields, filename, content):
+    boundary = "----blobstore%d" % int(time.time() * 1000)
+    out = b""
+    for name, value in fields.items():
+        out += b"--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n" % (boundary.encode(), name.encode(), value.encode())
+    out += (b"--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"%s\"\r\nContent-Type: text/plain\r\n\r\n"
+            % (boundary.encode(), filename.encode())) + content + b"\r\n--%s--\r\n" % boundary.encode()
+    request = urllib.request.Request(url, data=out, method="POST",
+                                     headers={"Content-Type": "multipart/form-data; boundary=" + boundary})
+    try:
+        with urllib.request.urlopen(request) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+for version in ("s3", "s3v4"):  # boto3's default policy signature (V2), then V4
+    form = client(signature_version=version).generate_presigned_post(
+        "media", "forms/${filename}", Fields={"success_action_status": "201"},
+        Conditions=[["content-length-range", 1, 1000], {"success_action_status": "201"}], ExpiresIn=300)
+    signature = "signature" if version == "s3" else "x-amz-signature"
+    assert signature in form["fields"], form["fields"]
+    status, reply = post_form(form["url"], form["fields"], "note-%s.txt" % version, b"hello from a form")
+    assert status == 201 and b"<Key>forms/note-%s.txt</Key>" % version.encode() in reply, (status, reply)
+    assert s3.get_object(Bucket="media", Key="forms/note-%s.txt" % version)["Body"].read() == b"hello from a form"
+    status, reply = post_form(form["url"], form["fields"], "big.txt", b"x" * 2000)
+    assert status == 400 and b"EntityTooLarge" in reply, (status, reply)
+    forged = dict(form["fields"])
+    forged[signature] = ("A" if forged[signature][0] != "A" else "B") + forged[signature][1:]
+    status, reply = post_form(form["url"], forged, "forged.txt", b"nope")
+    assert status == 403 and b"SignatureDoesNotMatch" in reply, (status, reply)
+expect_error("404", s3.head_object, Bucket="media", Key="forms/big.txt")
+expect_error("404", s3.head_object, Bucket="media", Key="forms/forged.txt")
+check("POST Object form uploads (V2 and V4 policies), too large and forged forms refused")
+
+# Oversized header sections: S3's error while the parser accepts them, a bare 400 beyond; the
+# object is not stored and the gateway goes on serving.
+def put_with_header(size):
+    request = urllib.request.Request(endpoint + "/media/huge-header.bin", data=b"x", method="PUT",
+                                     headers={"X-Amz-Meta-Big": "a" * size})
+    try:
+        urllib.request.urlopen(request)
+        return 200, b""
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except (ConnectionError, urllib.error.URLError) as e:
+        return 0, repr(e).encode()
+status, reply = put_with_header(20_000)
+assert status == 400 and b"RequestHeaderSectionTooLarge" in reply, (status, reply)
+status, reply = put_with_header(200_000)
+assert status in (400, 0), (status, reply)
+expect_error("404", s3.head_object, Bucket="media", Key="huge-header.bin")
+assert s3.get_object(Bucket="media", Key="etag.bin")["Body"].read() == body
+check("oversized headers refused, gateway still serving")
+
 # The aws CLI: copy up (multipart above 8 MiB) and down, list.
 env = dict(os.environ, AWS_ACCESS_KEY_ID=access, AWS_SECRET_ACCESS_KEY=secret, AWS_DEFAULT_REGION="us-east-1")
 aws = ["aws", "--endpoint-url", endpoint]
