@@ -62,8 +62,10 @@ extension ClusterClient {
         _ = try await masterBytes("DELETE", "/v1/uploads/\(Self.query(id))", body: Optional<Int>.none)
     }
 
-    public func completeUpload(_ id: String, parts: [CompletedPart], attributes: [String: String]? = nil) async throws -> FileVersion {
-        try await master("POST", "/v1/uploads/\(Self.query(id))/complete", body: MultipartCompletion(parts: parts, attributes: attributes),
+    public func completeUpload(_ id: String, parts: [CompletedPart], attributes: [String: String]? = nil,
+                               precondition: WritePrecondition? = nil) async throws -> FileVersion {
+        try await master("POST", "/v1/uploads/\(Self.query(id))/complete",
+                         body: MultipartCompletion(parts: parts, attributes: attributes, precondition: precondition),
                          as: FileVersion.self)
     }
 }

@@ -147,6 +147,7 @@ extension S3Handler {
 
     /// Completion: the parts' manifests in order become the object's; no bytes are copied.
     func completeUpload(_ upload: MultipartUpload, bucket: String, key: String, _ request: Request) async throws -> Response {
+        let precondition = try await writePrecondition(request, upload.path)
         let body = try await request.body.collect(upTo: 4 << 20)
         let parts = try Self.parseCompletion(String(buffer: body))
         guard !parts.isEmpty else { throw S3Error("MalformedXML", .badRequest, "The XML you provided was not well-formed or did not validate against our published schema.") }
@@ -173,7 +174,9 @@ extension S3Handler {
         if allMD5 { attributes[ObjectAttribute.etag] = SigV4.hex(Insecure.MD5.hash(data: partMD5s)) + "-\(parts.count)" }
         let version: FileVersion
         do {
-            version = try await client.completeUpload(upload.id, parts: digests, attributes: attributes)
+            version = try await Self.conditionalWrite {
+                try await client.completeUpload(upload.id, parts: digests, attributes: attributes, precondition: precondition)
+            }
         } catch let error as BlobError where error.reason == "upload.invalidPart" {
             throw S3Error("InvalidPart", .badRequest, error.message)
         } catch let error as BlobError where error.reason == "upload.partTooSmall" {

@@ -195,6 +195,7 @@ extension S3Handler {
     func putObject(_ path: BlobPath, _ request: Request, _ verified: SigV4.Verified, bucket: String) async throws -> Response {
         _ = try await requireBucket(bucket)
         var metadata = try Self.userMetadata(request) ?? [:]
+        let precondition = try await writePrecondition(request, path)
         let spool = configuration.spoolDirectory + "/put-\(UUID().uuidString)"
         defer { unlink(spool) }
         let received = try await spoolBody(request, verified, to: spool)
@@ -205,10 +206,61 @@ extension S3Handler {
         }
         let contentType = request.headers[.contentType] ?? ContentTypes.forPath(path.value)
         metadata[ObjectAttribute.etag] = SigV4.hex(received.md5)
-        let result = try await client.put(.file(spool), to: path, options: PutOptions(contentType: contentType, metadata: metadata))
+        var options = PutOptions(contentType: contentType, metadata: metadata)
+        options.precondition = precondition
+        let result = try await Self.conditionalWrite { try await client.put(.file(spool), to: path, options: options) }
         var headers = HTTPFields()
         headers[.eTag] = Self.etag(result.file)
         return Response(status: .ok, headers: headers)
+    }
+
+    /// S3's conditional write headers as the commit's precondition: `If-None-Match: *` (the key
+    /// must not exist) or `If-Match: "ETAG"` (its current ETag). Checked here first, so a write
+    /// bound to fail sends no bytes, and again atomically when the manifest commits.
+    func writePrecondition(_ request: Request, _ path: BlobPath) async throws -> WritePrecondition? {
+        let ifMatch = request.headers[.ifMatch], ifNoneMatch = request.headers[.ifNoneMatch]
+        guard ifMatch != nil || ifNoneMatch != nil else { return nil }
+        let precondition: WritePrecondition
+        switch (ifMatch, ifNoneMatch) {
+        case (nil, let noneMatch?):
+            guard noneMatch.trimmingCharacters(in: .whitespaces) == "*" else {
+                throw S3Error.notImplemented("If-None-Match with a value other than * on a write")
+            }
+            precondition = .absent
+        case (let match?, nil):
+            let tag = match.trimmingCharacters(in: .whitespaces)
+            guard tag != "*", !tag.contains(","), !tag.hasPrefix("W/") else {
+                throw S3Error.notImplemented("If-Match with a value other than one ETag on a write")
+            }
+            precondition = .etag(tag.replacingOccurrences(of: "\"", with: ""))
+        default:
+            throw S3Error.notImplemented("If-Match together with If-None-Match on a write")
+        }
+        let current: FileVersion?
+        do {
+            current = try await client.stat(path)
+        } catch let error as BlobError where error.code == .notFound {
+            current = nil
+        }
+        switch precondition {
+        case .absent where current != nil: throw Self.preconditionFailed()
+        case .etag where current == nil: throw S3Error.noSuchKey()
+        case .etag(let tag) where current.map({ Self.etag($0) != "\"\(tag)\"" }) == true: throw Self.preconditionFailed()
+        default: return precondition
+        }
+    }
+
+    static func preconditionFailed() -> S3Error {
+        S3Error("PreconditionFailed", .preconditionFailed, "At least one of the pre-conditions you specified did not hold")
+    }
+
+    /// A commit refused by its precondition as S3's errors.
+    static func conditionalWrite<T>(_ write: () async throws -> T) async throws -> T {
+        do {
+            return try await write()
+        } catch let error as BlobError where error.reason == WritePrecondition.failedReason {
+            throw preconditionFailed()
+        }
     }
 
     struct Received {

@@ -176,8 +176,9 @@ struct S3Handler: Sendable {
         if method == .get || method == .head, target.query["partNumber"] != nil || target.query["versionId"].map({ $0 != "null" }) == true {
             throw S3Error.notImplemented(target.query["partNumber"] != nil ? "GET by part number" : "object versions")
         }
-        if method == .put, request.headers[.ifMatch] != nil || request.headers[.ifNoneMatch] != nil {
-            throw S3Error.notImplemented("conditional writes (If-Match, If-None-Match on PUT)")
+        if method == .put, request.headers[.ifMatch] != nil || request.headers[.ifNoneMatch] != nil,
+           target.query["uploadId"] != nil || request.headers[HTTPField.Name("x-amz-copy-source")!] != nil {
+            throw S3Error.notImplemented("If-Match and If-None-Match on a copy or a part (only PutObject and CompleteMultipartUpload take them)")
         }
         if target.query["acl"] != nil {
             switch method {

@@ -74,6 +74,7 @@ struct GatewayRoutes: Sendable {
             throw BlobError(.invalidArgument, reason: "upload.tooManyParts", "at most 10000 parts")
         }
         let version = try await store.completeUpload(context.parameters.get("id") ?? "", parts: body.parts, attributes: body.attributes,
+                                                     precondition: body.precondition,
                                                      minimumPartSize: Self.minimumPartSize, nowMilliseconds: MasterRoutes.now())
         return try jsonResponse(version, status: .created)
     }

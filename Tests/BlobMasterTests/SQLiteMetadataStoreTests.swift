@@ -90,6 +90,30 @@ struct SQLiteMetadataStoreTests {
         }
     }
 
+    @Test("a precondition is checked in the commit: absent only creates, an ETag only replaces that version")
+    func preconditions() async throws {
+        try await Self.withStore { store, _ in
+            var commit = try await Self.upload(store, "media/once.bin", sizes: [10])
+            commit.precondition = .absent
+            let first = try await store.commit(commit, nowMilliseconds: 1)
+            await #expect(throws: BlobError.self) { try await store.commit(commit, nowMilliseconds: 2) }
+            commit.precondition = .etag("0123")
+            await #expect(throws: BlobError.self) { try await store.commit(commit, nowMilliseconds: 3) }
+            commit.precondition = .etag(first.sha256)
+            #expect(try await store.commit(commit, nowMilliseconds: 4).version == 2)
+            commit.metadata = [ObjectAttribute.etag: "md5tag"]
+            commit.precondition = nil
+            _ = try await store.commit(commit, nowMilliseconds: 5)
+            commit.precondition = .etag(first.sha256)  // the attribute, when there is one, is the ETag
+            await #expect(throws: BlobError.self) { try await store.commit(commit, nowMilliseconds: 6) }
+            commit.precondition = .etag("md5tag")
+            #expect(try await store.commit(commit, nowMilliseconds: 7).version == 4)
+            _ = try await store.delete(commit.path, nowMilliseconds: 8)
+            commit.precondition = .absent  // a deleted path counts as absent
+            #expect(try await store.commit(commit, nowMilliseconds: 9).version == 6)
+        }
+    }
+
     @Test("an empty file commits with no chunks")
     func emptyFile() async throws {
         try await Self.withStore { store, _ in

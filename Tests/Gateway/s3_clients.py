@@ -178,6 +178,26 @@ s3.put_object(Bucket="media", Key="folder/", Body=b"")
 assert [c["Key"] for c in s3.list_objects_v2(Bucket="media", Prefix="folder")["Contents"]] == ["folder/"]
 check("MD5 ETag, stored headers, folder marker")
 
+# Conditional writes: If-None-Match: * only creates, If-Match only replaces that ETag, and a
+# refused write leaves the object as it was.
+expect_error("PreconditionFailed", s3.put_object, Bucket="media", Key="etag.bin", Body=b"other", IfNoneMatch="*")
+expect_error("PreconditionFailed", s3.put_object, Bucket="media", Key="etag.bin", Body=b"other",
+             IfMatch='"00000000000000000000000000000000"')
+expect_error("NoSuchKey", s3.put_object, Bucket="media", Key="absent.bin", Body=b"other", IfMatch=put["ETag"])
+assert s3.get_object(Bucket="media", Key="etag.bin")["Body"].read() == body
+created = s3.put_object(Bucket="media", Key="once.bin", Body=b"first", IfNoneMatch="*")
+replaced = s3.put_object(Bucket="media", Key="once.bin", Body=b"second", IfMatch=created["ETag"])
+expect_error("PreconditionFailed", s3.put_object, Bucket="media", Key="once.bin", Body=b"third", IfMatch=created["ETag"])
+assert s3.get_object(Bucket="media", Key="once.bin")["Body"].read() == b"second"
+up = s3.create_multipart_upload(Bucket="media", Key="once.bin")
+p1 = s3.upload_part(Bucket="media", Key="once.bin", UploadId=up["UploadId"], PartNumber=1, Body=b"mp")
+expect_error("PreconditionFailed", s3.complete_multipart_upload, Bucket="media", Key="once.bin", UploadId=up["UploadId"],
+             MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": p1["ETag"]}]}, IfNoneMatch="*")
+s3.complete_multipart_upload(Bucket="media", Key="once.bin", UploadId=up["UploadId"],
+                             MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": p1["ETag"]}]}, IfMatch=replaced["ETag"])
+assert s3.get_object(Bucket="media", Key="once.bin")["Body"].read() == b"mp"
+check("conditional writes (PUT and multipart completion)")
+
 # Conditional copies, and a copy onto itself without a change.
 expect_error("PreconditionFailed", s3.copy_object, Bucket="media", Key="etag2.bin", CopySource="media/etag.bin",
              CopySourceIfMatch='"00000000000000000000000000000000"')

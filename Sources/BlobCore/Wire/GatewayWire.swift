@@ -141,9 +141,12 @@ public struct MultipartCompletion: Codable, Sendable, Hashable {
     public var parts: [CompletedPart]
     /// Object attributes (``ObjectAttribute``) added to the upload's metadata in the new version.
     public var attributes: [String: String]?
-    public init(parts: [CompletedPart], attributes: [String: String]? = nil) {
+    /// A condition on the path's current version (``ManifestCommit/precondition``).
+    public var precondition: WritePrecondition?
+    public init(parts: [CompletedPart], attributes: [String: String]? = nil, precondition: WritePrecondition? = nil) {
         self.parts = parts
         self.attributes = attributes
+        self.precondition = precondition
     }
 }
 

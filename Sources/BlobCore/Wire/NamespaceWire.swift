@@ -28,14 +28,20 @@ public struct ManifestCommit: Codable, Sendable, Hashable {
     /// attributes kept by the gateway under names starting with ':' (``ObjectAttribute``).
     public var metadata: [String: String]?
 
+    /// What must hold of the path's current version for the commit to happen, checked in the
+    /// commit's transaction (S3's conditional writes); nil for none.
+    public var precondition: WritePrecondition?
+
     /// The user's part of ``metadata`` (names not starting with ':'), as S3 allows.
     public static let maxMetadataByteCount = 2048
     /// All of ``metadata``, attributes included.
     public static let maxMetadataWithAttributesByteCount = 8192
 
     public init(path: BlobPath, size: Int64, contentType: String, sha256: String, chunks: [ManifestEntry],
-                acknowledgements: [ReplicaAcknowledgement]? = nil, metadata: [String: String]? = nil) {
+                acknowledgements: [ReplicaAcknowledgement]? = nil, metadata: [String: String]? = nil,
+                precondition: WritePrecondition? = nil) {
         self.metadata = metadata
+        self.precondition = precondition
         self.path = path
         self.size = size
         self.contentType = contentType
@@ -147,4 +153,16 @@ public struct FileListPage: Codable, Sendable, Hashable {
         self.files = files
         self.next = next
     }
+}
+
+/// A condition on a path's current version for a write to go ahead.
+public enum WritePrecondition: Codable, Sendable, Hashable {
+    /// No current version (S3's `If-None-Match: *`).
+    case absent
+    /// The current version's ETag is this one (S3's `If-Match`): its ``ObjectAttribute/etag``
+    /// when it has one, else its SHA-256; without quotes.
+    case etag(String)
+
+    /// Refused: the master answers 409 with this reason.
+    public static let failedReason = "file.precondition"
 }

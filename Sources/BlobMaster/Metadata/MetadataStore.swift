@@ -150,7 +150,7 @@ public protocol MetadataStore: Sendable {
     /// In one transaction: checks each named part exists with that digest (parts other than the
     /// last at least `minimumPartSize`), commits the target as the parts' manifests in order,
     /// tombstones every part and forgets the upload. No chunk bytes move.
-    func completeUpload(_ id: String, parts: [CompletedPart], attributes: [String: String]?, minimumPartSize: Int64, nowMilliseconds: Int64) async throws -> FileVersion
+    func completeUpload(_ id: String, parts: [CompletedPart], attributes: [String: String]?, precondition: WritePrecondition?, minimumPartSize: Int64, nowMilliseconds: Int64) async throws -> FileVersion
 }
 
 /// A chunk the master knows, with the servers recorded as holding it.

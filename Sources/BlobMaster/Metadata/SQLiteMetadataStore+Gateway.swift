@@ -160,7 +160,8 @@ extension SQLiteMetadataStore {
         }
     }
 
-    public func completeUpload(_ id: String, parts: [CompletedPart], attributes: [String: String]? = nil, minimumPartSize: Int64,
+    public func completeUpload(_ id: String, parts: [CompletedPart], attributes: [String: String]? = nil,
+                               precondition: WritePrecondition? = nil, minimumPartSize: Int64,
                                nowMilliseconds: Int64) async throws -> FileVersion {
         try await pool.write { db in
             guard let upload = try Row.fetchOne(db, sql: "SELECT id, path, content_type, created_ms, metadata FROM uploads WHERE id = ?",
@@ -200,7 +201,7 @@ extension SQLiteMetadataStore {
             let manifest = ManifestCommit(
                 path: upload.path, size: offset, contentType: upload.contentType,
                 sha256: ManifestCommit.compositeDigest(ofParts: parts.map(\.sha256)), chunks: entries,
-                metadata: metadata.isEmpty ? nil : metadata)
+                metadata: metadata.isEmpty ? nil : metadata, precondition: precondition)
             try manifest.validate(maxChunks: Self.maxManifestChunks)
             let version = try Self.commit(manifest, in: db, nowMilliseconds: nowMilliseconds)
             try Self.tombstoneParts(of: upload, in: db, nowMilliseconds: nowMilliseconds)

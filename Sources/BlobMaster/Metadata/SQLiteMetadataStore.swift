@@ -116,6 +116,25 @@ public final class SQLiteMetadataStore: MetadataStore {
                 throw BlobError(.notFound, reason: "upload.notFound", "no multipart upload \(id): it was completed or aborted")
             }
         }
+        if let precondition = manifest.precondition {
+            let current = try Row.fetchOne(db, sql: "SELECT sha256, metadata FROM current_files WHERE path = ?",
+                                           arguments: [blob(manifest.path)])
+            switch precondition {
+            case .absent:
+                guard current == nil else {
+                    throw BlobError(.failedPrecondition, reason: WritePrecondition.failedReason, "\(manifest.path) exists")
+                }
+            case .etag(let etag):
+                guard let current else {
+                    throw BlobError(.notFound, reason: "file.notFound", "no file at \(manifest.path)")
+                }
+                let currentETag = decodeMetadata(current[1])?[ObjectAttribute.etag] ?? (current[0] as String)
+                guard currentETag == etag else {
+                    throw BlobError(.failedPrecondition, reason: WritePrecondition.failedReason,
+                                    "the current version of \(manifest.path) has ETag \(currentETag), not \(etag)")
+                }
+            }
+        }
         var storedBytes: Int64 = 0
         var checked: [ChunkID: Int64] = [:]
         for (i, entry) in manifest.chunks.enumerated() {
