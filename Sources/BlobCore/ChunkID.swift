@@ -46,11 +46,17 @@ public struct ChunkID: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// Makes an id from 32 raw digest bytes.
     public init(digestBytes bytes: some Collection<UInt8>) throws(ChunkIDError) {
         guard bytes.count == 32 else { throw .wrongByteCount(bytes.count) }
-        var w: [UInt64] = [0, 0, 0, 0]
-        for (i, b) in bytes.enumerated() {
-            w[i >> 3] = (w[i >> 3] << 8) | UInt64(b)
+        // Four big-endian loads: this runs for every chunk of every manifest the master reads.
+        if let words = bytes.withContiguousStorageIfAvailable({ Self.words(UnsafeRawBufferPointer($0)) }) {
+            self.words = words
+        } else {
+            self.words = Array(bytes).withUnsafeBytes(Self.words)
         }
-        self.words = (w[0], w[1], w[2], w[3])
+    }
+
+    private static func words(_ raw: UnsafeRawBufferPointer) -> (UInt64, UInt64, UInt64, UInt64) {
+        func word(_ i: Int) -> UInt64 { UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) }
+        return (word(0), word(1), word(2), word(3))
     }
 
     /// Parses the canonical spelling: exactly 64 characters from `0-9a-f`.

@@ -36,10 +36,14 @@ extension Membership {
     /// The manifest entries of the current version of `path` that overlap the byte range, each
     /// with the servers holding it: alive ones first, rotated per chunk to spread reads.
     public func readPlan(path: BlobPath, offset: Int64, length: Int64?) async throws -> ReadPlan {
-        guard let (file, entries) = try await store.manifest(of: path, version: nil) else {
+        guard offset >= 0, (length ?? 0) >= 0 else {
+            throw BlobError(.invalidArgument, reason: "range.invalid", "a range needs a non-negative offset and length")
+        }
+        let requestedEnd = length.map { offset.addingReportingOverflow($0) }.map { $0.overflow ? Int64.max : $0.partialValue } ?? Int64.max
+        guard let (file, entries) = try await store.manifest(of: path, version: nil, overlapping: offset..<requestedEnd) else {
             throw BlobError(.notFound, reason: "file.notFound", "no file at \(path); list with `blobctl ls`")
         }
-        guard offset >= 0, offset <= file.size, (length ?? 0) >= 0 else {
+        guard offset <= file.size else {
             throw BlobError(.invalidArgument, reason: "range.invalid",
                             "range starting at \(offset) is outside the file of \(file.size) bytes")
         }

@@ -42,7 +42,7 @@ public protocol MetadataStore: Sendable {
     func stat(_ path: BlobPath) async throws -> FileVersion?
 
     /// A version (the current one when `version` is nil) with its manifest, in order.
-    func manifest(of path: BlobPath, version: Int64?) async throws -> (FileVersion, [ManifestEntry])?
+    func manifest(of path: BlobPath, version: Int64?, overlapping range: Range<Int64>?) async throws -> (FileVersion, [ManifestEntry])?
 
     /// Live files whose path starts with `prefix`, after the cursor `after`, in path order.
     func list(prefix: String, after: String?, limit: Int) async throws -> FileListPage
@@ -197,5 +197,12 @@ public struct ServerRecord: Sendable, Hashable, Codable {
         self.weight = weight
         self.capacityBytes = capacityBytes
         self.registeredAtMilliseconds = registeredAtMilliseconds
+    }
+}
+
+extension MetadataStore {
+    /// The version and all of its manifest entries.
+    public func manifest(of path: BlobPath, version: Int64?) async throws -> (FileVersion, [ManifestEntry])? {
+        try await manifest(of: path, version: version, overlapping: nil)
     }
 }

@@ -199,7 +199,10 @@ public final class SQLiteMetadataStore: MetadataStore {
         }
     }
 
-    public func manifest(of path: BlobPath, version: Int64?) async throws -> (FileVersion, [ManifestEntry])? {
+    /// The version (the current one when `version` is nil) and its manifest entries; with
+    /// `overlapping`, only the entries holding bytes of that range (a ranged read of a large
+    /// file then decodes a few entries, not all of them).
+    public func manifest(of path: BlobPath, version: Int64?, overlapping range: Range<Int64>? = nil) async throws -> (FileVersion, [ManifestEntry])? {
         try await pool.read { db in
             let row: Row?
             if let version {
@@ -212,9 +215,18 @@ public final class SQLiteMetadataStore: MetadataStore {
                     """, arguments: [Self.blob(path)])
             }
             guard let row else { return nil }
-            let entries = try Row.fetchAll(db, sql: """
-                SELECT chunk_id, offset, length FROM manifest_entries WHERE version_id = ? ORDER BY seq
-                """, arguments: [row[10] as Int64]).map { entry in
+            let rows: [Row]
+            if let range {
+                rows = try Row.fetchAll(db, sql: """
+                    SELECT chunk_id, offset, length FROM manifest_entries
+                    WHERE version_id = ? AND offset < ? AND offset + length > ? ORDER BY seq
+                    """, arguments: [row[10] as Int64, range.upperBound, range.lowerBound])
+            } else {
+                rows = try Row.fetchAll(db, sql: """
+                    SELECT chunk_id, offset, length FROM manifest_entries WHERE version_id = ? ORDER BY seq
+                    """, arguments: [row[10] as Int64])
+            }
+            let entries = try rows.map { entry in
                 ManifestEntry(chunkID: try ChunkID(digestBytes: [UInt8](entry[0] as Data)),
                               offset: entry[1], length: entry[2])
             }
