@@ -19,7 +19,7 @@ struct S3Handler: Sendable {
     static let maxObjectByteCount: Int64 = 5 << 30
 
     func register(on router: Router<BasicRequestContext>) {
-        for method in [HTTPRequest.Method.get, .head, .put, .post, .delete] {
+        for method in [HTTPRequest.Method.get, .head, .put, .post, .delete, .options] {
             router.on("/", method: method) { request, _ in await handle(request) }
             router.on("/**", method: method) { request, _ in await handle(request) }
         }
@@ -85,14 +85,27 @@ struct S3Handler: Sendable {
         case signed(SigV4.Verified)
     }
 
-    func authenticate(_ request: Request, _ target: Target) async throws -> Caller {
+    /// The request's headers by lowercased name; repeated ones joined with ','.
+    static func headerDictionary(_ request: Request) -> [String: String] {
         var headers: [String: String] = [:]
         for field in request.headers {
             let name = field.name.canonicalName.lowercased()
             headers[name] = headers[name].map { $0 + "," + field.value } ?? field.value
         }
+        return headers
+    }
+
+    func authenticate(_ request: Request, _ target: Target) async throws -> Caller {
+        var headers = Self.headerDictionary(request)
         if headers["host"] == nil, let authority = request.head.authority { headers["host"] = authority }
         let secret: (String) async throws -> String? = { id in try await keys.secret(for: id) }
+        // V2 signs /BUCKET/KEY as the client wrote it, whatever the addressing style.
+        let pathStyle = configuration.virtualHostSuffix == nil || !(request.head.authority ?? "").contains("." + (configuration.virtualHostSuffix ?? ""))
+        let resourceV2 = pathStyle ? target.rawPath : "/" + (target.bucket ?? "") + target.rawPath
+        if let authorization = headers["authorization"], authorization.hasPrefix("AWS ") {
+            return .signed(try await SigV4.verifyHeaderV2(method: request.method.rawValue, resource: resourceV2, rawQuery: target.rawQuery,
+                                                          headers: headers, secret: secret))
+        }
         if headers["authorization"] != nil {
             return .signed(try await SigV4.verifyHeader(method: request.method.rawValue, rawPath: target.rawPath,
                                                         rawQuery: target.rawQuery, headers: headers, secret: secret))
@@ -102,10 +115,7 @@ struct S3Handler: Sendable {
                                                        rawQuery: target.rawQuery, headers: headers, secret: secret))
         }
         if target.query["Signature"] != nil, target.query["AWSAccessKeyId"] != nil {
-            // V2 signs /BUCKET/KEY as the client wrote it, whatever the addressing style.
-            let pathStyle = configuration.virtualHostSuffix == nil || !(request.head.authority ?? "").contains("." + (configuration.virtualHostSuffix ?? ""))
-            let resource = pathStyle ? target.rawPath : "/" + (target.bucket ?? "") + target.rawPath
-            return .signed(try await SigV4.verifyQueryV2(method: request.method.rawValue, resource: resource,
+            return .signed(try await SigV4.verifyQueryV2(method: request.method.rawValue, resource: resourceV2,
                                                          rawQuery: target.rawQuery, secret: secret))
         }
         return .anonymous
@@ -123,8 +133,15 @@ struct S3Handler: Sendable {
             throw S3Error("RequestHeaderSectionTooLarge", .badRequest,
                           "Your request header section exceeds the maximum allowed size (\(Self.maxHeaderSectionByteCount) bytes).")
         }
-        let caller = try await authenticate(request, target)
         let method = request.method
+        if method == .options {
+            // CORS preflight: no bucket has a CORS configuration.
+            guard request.headers[HTTPField.Name("Origin")!] != nil else {
+                throw S3Error("BadRequest", .badRequest, "Insufficient information. Origin request header needed.")
+            }
+            throw S3Error("AccessForbidden", .forbidden, "CORSResponse: CORS is not enabled for this bucket.")
+        }
+        let caller = try await authenticate(request, target)
         guard let bucketName = target.bucket else {
             guard method == .get else { throw S3Error("MethodNotAllowed", .methodNotAllowed, "only GET is allowed on the service") }
             guard case .signed = caller else { throw S3Error.accessDenied() }
@@ -138,8 +155,10 @@ struct S3Handler: Sendable {
         // Anonymous callers may only read public buckets: their objects and their listings.
         if case .anonymous = caller {
             let listing = target.key == nil && method == .get && target.query.keys.allSatisfy(Self.listingParameters.contains)
+            // As S3 does, a bucket that does not exist is said so, to anyone.
+            guard let bucket = try await buckets.bucket(bucketName) else { throw S3Error.noSuchBucket(bucketName) }
             guard (method == .get || method == .head) && (target.key != nil && target.query.isEmpty || listing),
-                  let bucket = try await buckets.bucket(bucketName), bucket.publicRead else {
+                  bucket.publicRead else {
                 throw S3Error.accessDenied()
             }
         }
@@ -229,7 +248,22 @@ struct S3Handler: Sendable {
         }
         switch method {
         case .get, .head:
-            return try await getObject(path, request, head: method == .head, bucket: bucketName)
+            var response = try await getObject(path, request, head: method == .head, bucket: bucketName)
+            // response-* parameters override the answer's headers, for signed requests only.
+            let overrides = target.query.filter { $0.key.hasPrefix("response-") }
+            if !overrides.isEmpty {
+                guard case .signed = caller else {
+                    throw S3Error("InvalidRequest", .badRequest, "Request specific response headers cannot be used for anonymous GET requests.")
+                }
+                for (name, value) in overrides {
+                    let header = String(name.dropFirst("response-".count))
+                    guard Self.overridableHeaders.contains(header), let field = HTTPField.Name(header) else {
+                        throw S3Error.invalidArgument("\(name) is not a response header S3 lets a request override")
+                    }
+                    response.headers[field] = value
+                }
+            }
+            return response
         case .put:
             guard case .signed(let verified) = caller else { throw S3Error.accessDenied() }
             if let source = request.headers[HTTPField.Name("x-amz-copy-source")!] {
@@ -242,6 +276,10 @@ struct S3Handler: Sendable {
             throw S3Error("MethodNotAllowed", .methodNotAllowed, "method not allowed on an object")
         }
     }
+
+    /// The headers a signed GET may override with `response-HEADER=VALUE`.
+    static let overridableHeaders: Set = ["content-type", "content-language", "expires", "cache-control", "content-disposition",
+                                          "content-encoding"]
 
     /// The query parameters of ListObjects v1 and v2.
     static let listingParameters: Set = ["list-type", "prefix", "delimiter", "max-keys", "continuation-token", "start-after", "marker",

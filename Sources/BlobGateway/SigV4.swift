@@ -152,6 +152,63 @@ struct SigV4: Sendable {
         return Verified(accessKeyID: id, payload: .unsigned, signingKey: [], amzDate: "", scope: "")
     }
 
+    /// Signature Version 2 in the header (`Authorization: AWS KEY:SIGNATURE`): HMAC-SHA1 of the
+    /// method, Content-MD5, Content-Type, Date (empty when x-amz-date is sent), the x-amz-*
+    /// headers and the resource with its sub-resources. The payload is not signed.
+    static func verifyHeaderV2(method: String, resource: String, rawQuery: String, headers: [String: String],
+                               secret: (String) async throws -> String?, now: Date = Date()) async throws -> Verified {
+        guard let authorization = headers["authorization"], authorization.hasPrefix("AWS "),
+              let colon = authorization.lastIndex(of: ":") else {
+            throw S3Error.invalidArgument("the Authorization header must be AWS4-HMAC-SHA256 … or AWS ACCESS_KEY:SIGNATURE")
+        }
+        let id = authorization.dropFirst(4)[..<colon].trimmingCharacters(in: .whitespaces)
+        let signature = String(authorization[authorization.index(after: colon)...])
+        guard !id.isEmpty, !signature.isEmpty else {
+            throw S3Error.invalidArgument("the Authorization header must be AWS ACCESS_KEY:SIGNATURE")
+        }
+        let dateText = headers["x-amz-date"] ?? headers["date"]
+        guard let dateText, let signedAt = HTTPDate.parse(dateText), signedAt >= 0 else {
+            throw S3Error.accessDenied("AWS authentication requires a valid Date or x-amz-date header")
+        }
+        guard abs(signedAt - Int64(now.timeIntervalSince1970)) <= maxClockSkewSeconds else {
+            throw S3Error("RequestTimeTooSkewed", .forbidden, "The difference between the request time and the server's time is too large.")
+        }
+        guard let secretKey = try await secret(id) else { throw S3Error.invalidAccessKey() }
+        let amzHeaders = headers.filter { $0.key.hasPrefix("x-amz-") }.sorted { $0.key < $1.key }
+            .map { "\($0.key):\(normalizeSpaces($0.value))\n" }.joined()
+        let head = [method, headers["content-md5"] ?? "", headers["content-type"] ?? "",
+                    headers["x-amz-date"] == nil ? (headers["date"] ?? "") : ""].joined(separator: "\n") + "\n" + amzHeaders
+        // A bucket's resource is /BUCKET/; some clients sign it as sent, without the slash.
+        var resources = [resource]
+        if resource.dropFirst().firstIndex(of: "/") == nil { resources.insert(resource + "/", at: 0) }
+        let matches = resources.contains { candidate in
+            let stringToSign = head + candidate + subresourcesV2(rawQuery)
+            let mac = HMAC<Insecure.SHA1>.authenticationCode(for: Array(stringToSign.utf8), using: SymmetricKey(data: Array(secretKey.utf8)))
+            return constantTimeEqual(Data(mac).base64EncodedString(), signature)
+        }
+        guard matches else { throw S3Error.signatureDoesNotMatch() }
+        return Verified(accessKeyID: id, payload: .unsigned, signingKey: [], amzDate: "", scope: "")
+    }
+
+    /// The query parameters V2 signs, as `?a&b=v` sorted by name, values decoded.
+    static let signedSubresourcesV2: Set = [
+        "acl", "cors", "delete", "lifecycle", "location", "logging", "notification", "partNumber", "policy", "requestPayment",
+        "restore", "tagging", "torrent", "uploadId", "uploads", "versionId", "versioning", "versions", "website",
+        "response-content-type", "response-content-language", "response-expires", "response-cache-control",
+        "response-content-disposition", "response-content-encoding",
+    ]
+
+    static func subresourcesV2(_ rawQuery: String) -> String {
+        let pairs = rawQuery.split(separator: "&").compactMap { pair -> (String, String?)? in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let name = percentDecode(String(parts[0]))
+            guard signedSubresourcesV2.contains(name) else { return nil }
+            return (name, parts.count > 1 ? percentDecode(String(parts[1])) : nil)
+        }.sorted { $0.0 < $1.0 }
+        guard !pairs.isEmpty else { return "" }
+        return "?" + pairs.map { name, value in value.map { name + "=" + $0 } ?? name }.joined(separator: "&")
+    }
+
     static func checkSkew(_ amzDate: String, credential: Credential, now: Date) throws {
         guard let signedAt = parseAmzDate(amzDate), amzDate.hasPrefix(credential.date) else {
             throw S3Error.accessDenied("x-amz-date is malformed or does not match the credential's date")

@@ -23,11 +23,11 @@ public struct BucketRecord: Codable, Sendable, Hashable {
         let looksLikeIP = name.split(separator: ".", omittingEmptySubsequences: false).count == 4
             && name.split(separator: ".").allSatisfy { $0.allSatisfy(\.isNumber) }
         guard (3...63).contains(bytes.count), allowed, isAlphanumeric(bytes.first!), isAlphanumeric(bytes.last!),
-              !name.contains(".."), !looksLikeIP
+              !name.contains(".."), !name.contains(".-"), !name.contains("-."), !looksLikeIP
         else {
             throw BlobError(.invalidArgument, reason: "bucket.name",
                             "bucket name \"\(name)\" is invalid: use 3 to 63 lowercase letters, digits, dots and hyphens, "
-                                + "starting and ending with a letter or digit")
+                                + "starting and ending with a letter or digit, with no '..', '.-' or '-.'")
         }
     }
 }

@@ -159,6 +159,8 @@ public struct FileListPage: Codable, Sendable, Hashable {
 public enum WritePrecondition: Codable, Sendable, Hashable {
     /// No current version (S3's `If-None-Match: *`).
     case absent
+    /// Some current version (S3's `If-Match: *`).
+    case present
     /// The current version's ETag is this one (S3's `If-Match`): its ``ObjectAttribute/etag``
     /// when it has one, else its SHA-256; without quotes.
     case etag(String)

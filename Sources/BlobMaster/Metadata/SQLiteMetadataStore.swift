@@ -124,6 +124,10 @@ public final class SQLiteMetadataStore: MetadataStore {
                 guard current == nil else {
                     throw BlobError(.failedPrecondition, reason: WritePrecondition.failedReason, "\(manifest.path) exists")
                 }
+            case .present:
+                guard current != nil else {
+                    throw BlobError(.notFound, reason: "file.notFound", "no file at \(manifest.path)")
+                }
             case .etag(let etag):
                 guard let current else {
                     throw BlobError(.notFound, reason: "file.notFound", "no file at \(manifest.path)")
