@@ -21,6 +21,8 @@ struct AwsChunkedDecoder {
     var chunkHash = SHA256()
     var decodedByteCount: Int64 = 0
     var trailerLines = 0
+    /// The trailing headers (names lowercased), such as `x-amz-checksum-crc32`.
+    var trailers: [String: String] = [:]
     static let maxLine = 4096
     static let maxTrailerLines = 64
 
@@ -81,11 +83,15 @@ struct AwsChunkedDecoder {
             try checkSignature()
             state = .header
         case .trailers:
-            // Trailing checksums (x-amz-checksum-*) end with an empty line. They are not checked
-            // (each chunk is checked against its SHA-256 id once stored).
+            // Trailing headers (x-amz-checksum-*, checked by the handler) end with an empty line.
             trailerLines += 1
             guard trailerLines <= Self.maxTrailerLines else { throw Self.malformed("too many trailer lines") }
-            if text.isEmpty { state = .done }
+            if text.isEmpty {
+                state = .done
+            } else if let colon = text.firstIndex(of: ":") {
+                trailers[text[..<colon].trimmingCharacters(in: .whitespaces).lowercased()] =
+                    text[text.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
         case .data, .done:
             break
         }

@@ -25,36 +25,61 @@ extension S3Handler {
 
     func createUpload(_ path: BlobPath, bucket: String, key: String, _ request: Request) async throws -> Response {
         _ = try await requireBucket(bucket)
-        let metadata = try Self.userMetadata(request)
+        var metadata = try Self.userMetadata(request)
         let contentType = request.headers[.contentType] ?? ContentTypes.forPath(path.value)
+        var responseHeaders = HTTPFields()
+        if let name = request.headers[HTTPField.Name("x-amz-checksum-algorithm")!] {
+            // Every part is checked with this algorithm; the object's checksum is made from theirs.
+            guard let algorithm = S3ChecksumAlgorithm(algorithmName: name) else {
+                throw S3Error("InvalidRequest", .badRequest, "Checksum algorithm \(name) is not supported")
+            }
+            let type = request.headers[HTTPField.Name("x-amz-checksum-type")!]?.uppercased() ?? (algorithm == .crc64nvme ? "FULL_OBJECT" : "COMPOSITE")
+            guard type == "COMPOSITE" || type == "FULL_OBJECT", type == "COMPOSITE" || algorithm.isCRC,
+                  type == "FULL_OBJECT" || algorithm != .crc64nvme else {
+                throw S3Error("InvalidRequest", .badRequest, "The \(type) checksum type cannot be used with the \(algorithm.rawValue) checksum algorithm.")
+            }
+            metadata = (metadata ?? [:]).merging([RequestedChecksum.algorithmAttribute: algorithm.rawValue,
+                                                  RequestedChecksum.typeAttribute: type]) { $1 }
+            responseHeaders[HTTPField.Name("x-amz-checksum-algorithm")!] = algorithm.rawValue
+            responseHeaders[HTTPField.Name("x-amz-checksum-type")!] = type
+        }
         let upload = try await client.createUpload(to: path, contentType: contentType, metadata: metadata)
-        return xmlResponse(XML.document("InitiateMultipartUploadResult", [
+        var response = xmlResponse(XML.document("InitiateMultipartUploadResult", [
             XML.element("Bucket", bucket), XML.element("Key", key), XML.element("UploadId", upload.id),
         ]))
+        response.headers.append(contentsOf: responseHeaders)
+        return response
+    }
+
+    /// The checksum algorithm the upload was created with, if any.
+    static func checksumAlgorithm(of upload: MultipartUpload) -> S3ChecksumAlgorithm? {
+        upload.metadata?[RequestedChecksum.algorithmAttribute].flatMap(S3ChecksumAlgorithm.init(algorithmName:))
     }
 
     /// A part is stored like any file (chunked, deduplicated, compressed) at the upload's part path.
     func uploadPart(_ upload: MultipartUpload, number: Int, _ request: Request, _ verified: SigV4.Verified) async throws -> Response {
         let spool = configuration.spoolDirectory + "/part-\(UUID().uuidString)"
         defer { unlink(spool) }
-        let received = try await spoolBody(request, verified, to: spool)
-        if let md5 = request.headers[HTTPField.Name("Content-MD5")!] {
-            guard Data(base64Encoded: md5).map({ [UInt8]($0) }) == received.md5 else {
-                throw S3Error("BadDigest", .badRequest, "The Content-MD5 you specified did not match what we received.")
-            }
-        }
-        let file = try await storePart(spool, md5: received.md5, upload: upload, number: number)
+        let checksum = try RequestedChecksum.from(Self.headerDictionary(request), fallback: Self.checksumAlgorithm(of: upload))
+        let received = try await spoolBody(request, verified, to: spool, checksum: checksum)
+        try Self.checkContentMD5(request, received.md5)
+        var attributes: [String: String] = [:]
+        if let checksum, let value = received.checksum { attributes[RequestedChecksum.attribute(checksum.algorithm)] = value }
+        let file = try await storePart(spool, md5: received.md5, upload: upload, number: number, attributes: attributes)
         var headers = HTTPFields()
         headers[.eTag] = Self.etag(file)
+        Self.addChecksumHeaders(file, to: &headers)
+        headers[HTTPField.Name("x-amz-checksum-type")!] = nil
         return Response(status: .ok, headers: headers)
     }
 
     /// A spooled part body stored at the part's path, its MD5 kept as its ETag.
-    func storePart(_ spool: String, md5: [UInt8], upload: MultipartUpload, number: Int) async throws -> FileVersion {
+    func storePart(_ spool: String, md5: [UInt8], upload: MultipartUpload, number: Int,
+                   attributes: [String: String] = [:]) async throws -> FileVersion {
         do {
             return try await client.put(.file(spool), to: try upload.partPath(number),
                                         options: PutOptions(contentType: "application/octet-stream",
-                                                            metadata: [ObjectAttribute.etag: SigV4.hex(md5)])).file
+                                                            metadata: attributes.merging([ObjectAttribute.etag: SigV4.hex(md5)]) { $1 })).file
         } catch let error as BlobError where error.reason == "upload.notFound" {
             throw S3Error("NoSuchUpload", .notFound, "The specified upload does not exist: it was completed or aborted.")
         }
@@ -172,6 +197,27 @@ extension S3Handler {
         }
         var attributes = [ObjectAttribute.upload: upload.id]
         if allMD5 { attributes[ObjectAttribute.etag] = SigV4.hex(Insecure.MD5.hash(data: partMD5s)) + "-\(parts.count)" }
+        let given = Self.partChecksums(String(buffer: body))
+        for part in parts {
+            for (algorithm, value) in given[part.number] ?? [:]
+            where stored[part.number]?.metadata?[RequestedChecksum.attribute(algorithm)] != value.trimmingCharacters(in: .whitespaces) {
+                throw S3Error("InvalidPart", .badRequest, "The \(algorithm.rawValue) checksum given for part \(part.number) is not the part's.")
+            }
+        }
+        let objectChecksum = Self.objectChecksum(upload, parts: parts.compactMap { stored[$0.number] })
+        if let (name, value, type) = objectChecksum {
+            attributes[name] = value
+            attributes[RequestedChecksum.typeAttribute] = type
+        }
+        // A checksum of the whole object given with the completion must be the one made from the parts.
+        let headers = Self.headerDictionary(request)
+        for algorithm in S3ChecksumAlgorithm.allCases {
+            guard let given = headers[algorithm.headerName]?.trimmingCharacters(in: .whitespaces),
+                  objectChecksum?.0 == RequestedChecksum.attribute(algorithm) || Self.checksumAlgorithm(of: upload) == algorithm else { continue }
+            guard let made = objectChecksum?.1, given == made || given + "-\(parts.count)" == made else {
+                throw S3Error("BadDigest", .badRequest, "The \(algorithm.rawValue) you specified for the object did not match the one calculated from its parts.")
+            }
+        }
         let version: FileVersion
         do {
             version = try await Self.conditionalWrite {
@@ -191,10 +237,50 @@ extension S3Handler {
     }
 
     func completionResult(_ version: FileVersion, bucket: String, key: String) -> Response {
-        xmlResponse(XML.document("CompleteMultipartUploadResult", [
-            XML.element("Location", "/\(bucket)/\(key)"), XML.element("Bucket", bucket), XML.element("Key", key),
-            XML.element("ETag", Self.etag(version)),
-        ]))
+        var children = [XML.element("Location", "/\(bucket)/\(key)"), XML.element("Bucket", bucket), XML.element("Key", key),
+                        XML.element("ETag", Self.etag(version))]
+        for algorithm in S3ChecksumAlgorithm.allCases {
+            if let value = version.metadata?[RequestedChecksum.attribute(algorithm)] {
+                children.append(XML.element("Checksum" + algorithm.rawValue, value))
+                children.append(XML.element("ChecksumType", version.metadata?[RequestedChecksum.typeAttribute] ?? "COMPOSITE"))
+            }
+        }
+        return xmlResponse(XML.document("CompleteMultipartUploadResult", children))
+    }
+
+    /// `<ChecksumALG>` values of each `<Part>` in a completion document, by part number.
+    static func partChecksums(_ xml: String) -> [Int: [S3ChecksumAlgorithm: String]] {
+        var out: [Int: [S3ChecksumAlgorithm: String]] = [:]
+        for block in elements("Part", in: xml) {
+            guard let number = elements("PartNumber", in: block).first.flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) else { continue }
+            for algorithm in S3ChecksumAlgorithm.allCases {
+                if let value = elements("Checksum" + algorithm.rawValue, in: block).first { out[number, default: [:]][algorithm] = value }
+            }
+        }
+        return out
+    }
+
+    /// The object's checksum from its parts': the upload's algorithm (else the one every part
+    /// has), COMPOSITE (the checksum of the parts' checksums, `-N`) or FULL_OBJECT (the CRCs
+    /// combined, as if computed over the whole object). Nil when a part has none.
+    static func objectChecksum(_ upload: MultipartUpload, parts: [FileVersion]) -> (String, String, String)? {
+        let declared = checksumAlgorithm(of: upload)
+        let algorithm = declared ?? S3ChecksumAlgorithm.allCases.first { algorithm in
+            !parts.isEmpty && parts.allSatisfy { $0.metadata?[RequestedChecksum.attribute(algorithm)] != nil }
+        }
+        guard let algorithm else { return nil }
+        let name = RequestedChecksum.attribute(algorithm)
+        let digests = parts.compactMap { $0.metadata?[name].flatMap { S3ChecksumState.digest(fromBase64: $0, algorithm: algorithm) } }
+        guard digests.count == parts.count, !parts.isEmpty else { return nil }
+        let type = upload.metadata?[RequestedChecksum.typeAttribute] ?? (algorithm.isCRC && declared == nil ? "FULL_OBJECT" : "COMPOSITE")
+        if type == "FULL_OBJECT", algorithm.isCRC {
+            var combined = S3ChecksumState.digest(algorithm, of: [UInt8]())
+            for (part, digest) in zip(parts, digests) {
+                combined = S3ChecksumState.combineCRC(algorithm: algorithm, combined, digest, lengthOfB: part.size)
+            }
+            return (name, S3ChecksumState.base64(combined), "FULL_OBJECT")
+        }
+        return (name, S3ChecksumState.composite(algorithm, partDigests: digests), "COMPOSITE")
     }
 
     /// A completion repeated after it succeeded answers the same, while the object is still the

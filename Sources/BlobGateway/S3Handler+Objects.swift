@@ -85,6 +85,9 @@ extension S3Handler {
             throw S3Error.noSuchKey()
         }
         var headers = headers(for: file)
+        if request.headers[HTTPField.Name("x-amz-checksum-mode")!]?.uppercased() == "ENABLED", request.headers[.range] == nil {
+            Self.addChecksumHeaders(file, to: &headers)
+        }
         let etag = Self.etag(file)
         let modifiedSeconds = file.createdAtMilliseconds / 1000
         if let ifMatch = request.headers[.ifMatch], !Self.etagMatches(ifMatch, etag, weak: false) {
@@ -195,22 +198,25 @@ extension S3Handler {
     func putObject(_ path: BlobPath, _ request: Request, _ verified: SigV4.Verified, bucket: String) async throws -> Response {
         _ = try await requireBucket(bucket)
         var metadata = try Self.userMetadata(request) ?? [:]
+        _ = try Self.contentMD5(request)
         let precondition = try await writePrecondition(request, path)
         let spool = configuration.spoolDirectory + "/put-\(UUID().uuidString)"
         defer { unlink(spool) }
-        let received = try await spoolBody(request, verified, to: spool)
-        if let md5 = request.headers[HTTPField.Name("Content-MD5")!] {
-            guard Data(base64Encoded: md5).map({ [UInt8]($0) }) == received.md5 else {
-                throw S3Error("BadDigest", .badRequest, "The Content-MD5 you specified did not match what we received.")
-            }
-        }
+        let checksum = try RequestedChecksum.from(Self.headerDictionary(request))
+        let received = try await spoolBody(request, verified, to: spool, checksum: checksum)
+        try Self.checkContentMD5(request, received.md5)
         let contentType = request.headers[.contentType] ?? ContentTypes.forPath(path.value)
         metadata[ObjectAttribute.etag] = SigV4.hex(received.md5)
+        if let checksum, let value = received.checksum {
+            metadata[RequestedChecksum.attribute(checksum.algorithm)] = value
+            metadata[RequestedChecksum.typeAttribute] = "FULL_OBJECT"
+        }
         var options = PutOptions(contentType: contentType, metadata: metadata)
         options.precondition = precondition
         let result = try await Self.conditionalWrite { try await client.put(.file(spool), to: path, options: options) }
         var headers = HTTPFields()
         headers[.eTag] = Self.etag(result.file)
+        Self.addChecksumHeaders(result.file, to: &headers)
         return Response(status: .ok, headers: headers)
     }
 
@@ -229,10 +235,10 @@ extension S3Handler {
             precondition = .absent
         case (let match?, nil):
             let tag = match.trimmingCharacters(in: .whitespaces)
-            guard tag != "*", !tag.contains(","), !tag.hasPrefix("W/") else {
-                throw S3Error.notImplemented("If-Match with a value other than one ETag on a write")
+            guard !tag.contains(","), !tag.hasPrefix("W/") else {
+                throw S3Error.notImplemented("If-Match with a list or a weak ETag on a write")
             }
-            precondition = .etag(tag.replacingOccurrences(of: "\"", with: ""))
+            precondition = tag == "*" ? .present : .etag(tag.replacingOccurrences(of: "\"", with: ""))
         default:
             throw S3Error.notImplemented("If-Match together with If-None-Match on a write")
         }
@@ -244,7 +250,7 @@ extension S3Handler {
         }
         switch precondition {
         case .absent where current != nil: throw Self.preconditionFailed()
-        case .etag where current == nil: throw S3Error.noSuchKey()
+        case .present where current == nil, .etag where current == nil: throw S3Error.noSuchKey()
         case .etag(let tag) where current.map({ Self.etag($0) != "\"\(tag)\"" }) == true: throw Self.preconditionFailed()
         default: return precondition
         }
@@ -263,14 +269,44 @@ extension S3Handler {
         }
     }
 
+    /// Content-MD5, when sent, must be 16 bytes in base64 (else InvalidDigest) and match the body
+    /// (else BadDigest).
+    static func contentMD5(_ request: Request) throws -> [UInt8]? {
+        guard let text = request.headers[HTTPField.Name("Content-MD5")!] else { return nil }
+        guard let bytes = Data(base64Encoded: text.trimmingCharacters(in: .whitespaces)), bytes.count == 16 else {
+            throw S3Error("InvalidDigest", .badRequest, "The Content-MD5 you specified was invalid.")
+        }
+        return [UInt8](bytes)
+    }
+
+    static func checkContentMD5(_ request: Request, _ received: [UInt8]) throws {
+        guard let expected = try contentMD5(request) else { return }
+        guard expected == received else {
+            throw S3Error("BadDigest", .badRequest, "The Content-MD5 you specified did not match what we received.")
+        }
+    }
+
     struct Received {
         var byteCount: Int64
         var md5: [UInt8]
+        /// The flexible checksum asked for, checked, in base64.
+        var checksum: String?
+    }
+
+    /// `x-amz-checksum-ALG` (and `x-amz-checksum-type`) for the checksum a version keeps.
+    static func addChecksumHeaders(_ file: FileVersion, to headers: inout HTTPFields) {
+        for algorithm in S3ChecksumAlgorithm.allCases {
+            if let value = file.metadata?[RequestedChecksum.attribute(algorithm)], let name = HTTPField.Name(algorithm.headerName) {
+                headers[name] = value
+                headers[HTTPField.Name("x-amz-checksum-type")!] = file.metadata?[RequestedChecksum.typeAttribute] ?? "FULL_OBJECT"
+            }
+        }
     }
 
     /// Writes the body (decoded from aws-chunked when so sent) to a spool file, checking its
     /// SHA-256 against the signed one and its length against the declared one.
-    func spoolBody(_ request: Request, _ verified: SigV4.Verified, to spool: String) async throws -> Received {
+    func spoolBody(_ request: Request, _ verified: SigV4.Verified, to spool: String,
+                   checksum: RequestedChecksum? = nil) async throws -> Received {
         guard FileManager.default.createFile(atPath: spool, contents: nil, attributes: [.posixPermissions: 0o600]),
               let handle = FileHandle(forWritingAtPath: spool) else {
             throw S3Error("InternalError", .internalServerError, "cannot create a spool file in \(configuration.spoolDirectory)")
@@ -278,6 +314,7 @@ extension S3Handler {
         defer { try? handle.close() }
         var sha = SHA256()
         var md5 = Insecure.MD5()
+        var flexible = checksum.map { S3ChecksumState($0.algorithm) }
         var count: Int64 = 0
         let chunked = request.headers[.contentEncoding]?.contains("aws-chunked") == true
             || verified.payload == .streamingUnsigned || { if case .streamingSigned = verified.payload { return true } else { return false } }()
@@ -296,6 +333,7 @@ extension S3Handler {
             }
             sha.update(bufferPointer: piece)
             md5.update(bufferPointer: piece)
+            flexible?.update(piece)
             try handle.write(contentsOf: Data(piece))
         }
         for try await buffer in request.body {
@@ -318,7 +356,8 @@ extension S3Handler {
                 throw S3Error("XAmzContentSHA256Mismatch", .badRequest, "The provided 'x-amz-content-sha256' header does not match what was computed.")
             }
         }
-        return Received(byteCount: count, md5: Array(md5.finalize()))
+        let value = try flexible.map { try checksum!.check($0.finalize(), trailers: decoder?.trailers ?? [:]) }
+        return Received(byteCount: count, md5: Array(md5.finalize()), checksum: value)
     }
 
     /// The object `x-amz-copy-source` names (`BUCKET/KEY`, URL-encoded, optional leading '/').

@@ -189,6 +189,8 @@ created = s3.put_object(Bucket="media", Key="once.bin", Body=b"first", IfNoneMat
 replaced = s3.put_object(Bucket="media", Key="once.bin", Body=b"second", IfMatch=created["ETag"])
 expect_error("PreconditionFailed", s3.put_object, Bucket="media", Key="once.bin", Body=b"third", IfMatch=created["ETag"])
 assert s3.get_object(Bucket="media", Key="once.bin")["Body"].read() == b"second"
+expect_error("NoSuchKey", s3.put_object, Bucket="media", Key="absent.bin", Body=b"other", IfMatch="*")
+s3.put_object(Bucket="media", Key="once.bin", Body=b"second", IfMatch="*")
 up = s3.create_multipart_upload(Bucket="media", Key="once.bin")
 p1 = s3.upload_part(Bucket="media", Key="once.bin", UploadId=up["UploadId"], PartNumber=1, Body=b"mp")
 expect_error("PreconditionFailed", s3.complete_multipart_upload, Bucket="media", Key="once.bin", UploadId=up["UploadId"],
@@ -197,6 +199,36 @@ s3.complete_multipart_upload(Bucket="media", Key="once.bin", UploadId=up["Upload
                              MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": p1["ETag"]}]}, IfMatch=replaced["ETag"])
 assert s3.get_object(Bucket="media", Key="once.bin")["Body"].read() == b"mp"
 check("conditional writes (PUT and multipart completion)")
+
+# Flexible checksums: verified on PUT (header or aws-chunked trailer), kept, returned on request;
+# a wrong one stores nothing; a multipart upload's checksum is made from its parts'.
+import base64
+import zlib
+def b64(data):
+    return base64.b64encode(data).decode()
+sha_put = s3.put_object(Bucket="media", Key="sum.bin", Body=body, ChecksumAlgorithm="SHA256")
+assert sha_put["ChecksumSHA256"] == b64(hashlib.sha256(body).digest()), sha_put
+assert "ChecksumSHA256" not in s3.head_object(Bucket="media", Key="sum.bin")
+assert s3.head_object(Bucket="media", Key="sum.bin", ChecksumMode="ENABLED")["ChecksumSHA256"] == sha_put["ChecksumSHA256"]
+crc_put = s3.put_object(Bucket="media", Key="crc.bin", Body=body, ChecksumCRC32=b64(zlib.crc32(body).to_bytes(4, "big")))
+assert crc_put["ChecksumCRC32"] == b64(zlib.crc32(body).to_bytes(4, "big"))
+expect_error("BadDigest", s3.put_object, Bucket="media", Key="badsum.bin", Body=body, ChecksumCRC32="AAAAAA==")
+expect_error("404", s3.head_object, Bucket="media", Key="badsum.bin")
+up = s3.create_multipart_upload(Bucket="media", Key="summed.bin", ChecksumAlgorithm="SHA256")
+assert up["ChecksumAlgorithm"] == "SHA256"
+pieces = [os.urandom(5 << 20), b"last"]
+parts = []
+for number, piece in enumerate(pieces, start=1):
+    r = s3.upload_part(Bucket="media", Key="summed.bin", UploadId=up["UploadId"], PartNumber=number, Body=piece, ChecksumAlgorithm="SHA256")
+    assert r["ChecksumSHA256"] == b64(hashlib.sha256(piece).digest())
+    parts.append({"PartNumber": number, "ETag": r["ETag"], "ChecksumSHA256": r["ChecksumSHA256"]})
+expect_error("BadDigest", s3.complete_multipart_upload, Bucket="media", Key="summed.bin", UploadId=up["UploadId"],
+             MultipartUpload={"Parts": parts}, ChecksumSHA256=b64(hashlib.sha256(b"other").digest()))
+done = s3.complete_multipart_upload(Bucket="media", Key="summed.bin", UploadId=up["UploadId"], MultipartUpload={"Parts": parts})
+composite = b64(hashlib.sha256(b"".join(hashlib.sha256(p).digest() for p in pieces)).digest()) + "-2"
+assert done["ChecksumSHA256"] == composite, (done, composite)
+assert s3.head_object(Bucket="media", Key="summed.bin", ChecksumMode="ENABLED")["ChecksumSHA256"] == composite
+check("flexible checksums: PUT, bad digest refused, multipart composite")
 
 # Conditional copies, and a copy onto itself without a change.
 expect_error("PreconditionFailed", s3.copy_object, Bucket="media", Key="etag2.bin", CopySource="media/etag.bin",
