@@ -85,9 +85,6 @@ extension S3Handler {
             throw S3Error.noSuchKey()
         }
         var headers = headers(for: file)
-        if request.headers[HTTPField.Name("x-amz-checksum-mode")!]?.uppercased() == "ENABLED", request.headers[.range] == nil {
-            Self.addChecksumHeaders(file, to: &headers)
-        }
         let etag = Self.etag(file)
         let modifiedSeconds = file.createdAtMilliseconds / 1000
         if let ifMatch = request.headers[.ifMatch], !Self.etagMatches(ifMatch, etag, weak: false) {
@@ -117,6 +114,11 @@ extension S3Handler {
         let offset = range?.0 ?? 0
         let end = range.map { $0.1 + 1 } ?? file.size
         headers[.contentLength] = String(end - offset)
+        // The stored checksum covers the whole object: sent on request with a whole answer only
+        // (not with a 304, a 206 or an error).
+        if range == nil, request.headers[HTTPField.Name("x-amz-checksum-mode")!]?.uppercased() == "ENABLED" {
+            Self.addChecksumHeaders(file, to: &headers)
+        }
         var status = HTTPResponse.Status.ok
         if let range {
             status = .partialContent
