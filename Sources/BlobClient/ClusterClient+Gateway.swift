@@ -23,6 +23,11 @@ extension ClusterClient {
                          as: BucketRecord.self)
     }
 
+    public func setBucketLifecycle(_ name: String, _ lifecycle: BucketLifecycle?) async throws -> BucketRecord {
+        try await master("POST", "/v1/buckets/\(Self.query(name))/lifecycle", body: BucketLifecycleUpdate(lifecycle: lifecycle),
+                         as: BucketRecord.self)
+    }
+
     public func accessKeys() async throws -> [AccessKey] {
         try await master("GET", "/v1/keys", as: [AccessKey].self)
     }

@@ -15,6 +15,7 @@ struct GatewayRoutes: Sendable {
         router.get("/v1/buckets/:name") { request, context in try await bucket(request, context) }
         router.delete("/v1/buckets/:name") { request, context in try await deleteBucket(request, context) }
         router.post("/v1/buckets/:name/access") { request, context in try await setAccess(request, context) }
+        router.post("/v1/buckets/:name/lifecycle") { request, context in try await setLifecycle(request, context) }
         router.get("/v1/keys") { request, _ in try await listKeys(request) }
         router.post("/v1/keys") { request, _ in try await createKey(request) }
         router.get("/v1/keys/:id") { request, context in try await key(request, context) }
@@ -130,6 +131,22 @@ struct GatewayRoutes: Sendable {
         let name = context.parameters.get("name") ?? ""
         let body = try await decodeJSONBody(BucketAccess.self, from: request, maxByteCount: 4096)
         try await store.setBucketAccess(name, publicRead: body.publicRead)
+        guard let record = try await store.bucket(name) else { throw BlobError(.notFound, reason: "bucket.notFound", "no bucket \(name)") }
+        return try jsonResponse(record)
+    }
+
+    func setLifecycle(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        try auth(request)
+        let name = context.parameters.get("name") ?? ""
+        let body = try await decodeJSONBody(BucketLifecycleUpdate.self, from: request, maxByteCount: 1 << 20)
+        if let lifecycle = body.lifecycle {
+            guard !lifecycle.rules.isEmpty, lifecycle.rules.count <= BucketLifecycle.maxRules,
+                  lifecycle.rules.allSatisfy({ ($0.expirationDays ?? 1) > 0 && ($0.abortUploadsAfterDays ?? 1) > 0 }) else {
+                throw BlobError(.invalidArgument, reason: "bucket.lifecycle",
+                                "a lifecycle needs 1 to \(BucketLifecycle.maxRules) rules with positive day counts")
+            }
+        }
+        try await store.setBucketLifecycle(name, body.lifecycle)
         guard let record = try await store.bucket(name) else { throw BlobError(.notFound, reason: "bucket.notFound", "no bucket \(name)") }
         return try jsonResponse(record)
     }

@@ -27,6 +27,8 @@ public struct MasterConfiguration: Sendable {
     /// How long an unreferenced chunk (or an unrecorded file) stays before gc deletes it, and
     /// how long a superseded version stays readable.
     public var gcGrace: Duration = .seconds(3600)
+    /// How often buckets' lifecycle rules are applied.
+    public var lifecycleInterval: Duration = .seconds(3600)
     /// Multipart uploads older than this are aborted by gc.
     public var staleUploadAge: Duration = .seconds(7 * 86_400)
 
@@ -101,8 +103,10 @@ public struct MasterServer: Sendable {
             },
             logger: logger)
         let repair = RepairService(repairer: repairer, interval: configuration.repairInterval, logger: logger)
+        let lifecycle = LifecycleService(expirer: LifecycleExpirer(store: store, logger: logger),
+                                         interval: configuration.lifecycleInterval, logger: logger)
         let group = ServiceGroup(configuration: .init(
-            services: [app, repair], gracefulShutdownSignals: gracefulShutdownSignals, logger: logger))
+            services: [app, repair, lifecycle], gracefulShutdownSignals: gracefulShutdownSignals, logger: logger))
         do {
             try await group.run()
         } catch {

@@ -52,6 +52,9 @@ struct MasterCommand: AsyncParsableCommand {
     @Option(help: "gc aborts multipart uploads older than this (e.g. 7d).")
     var gcStaleUploads: String = "7d"
 
+    @Option(help: "How often buckets' lifecycle rules (S3 expiration) are applied (e.g. 1h).")
+    var lifecycleInterval: String = "1h"
+
     @Flag(inversion: .prefixedNo, help: "Admit a server into the ring when it first registers.")
     var autoAdmit = true
 
@@ -84,6 +87,7 @@ struct MasterCommand: AsyncParsableCommand {
         configuration.repairFullScanInterval = try DurationParser.parseOption(repairFullScan, name: "--repair-full-scan")
         configuration.gcGrace = try DurationParser.parseOption(gcGrace, name: "--gc-grace")
         configuration.staleUploadAge = try DurationParser.parseOption(gcStaleUploads, name: "--gc-stale-uploads")
+        configuration.lifecycleInterval = try DurationParser.parseOption(lifecycleInterval, name: "--lifecycle-interval")
         guard configuration.repairInterval >= .milliseconds(100) else { throw ValidationError("--repair-interval must be >= 100ms") }
         bootstrapLogging(level: logLevel)
         try await MasterServer(configuration: configuration, logger: Logger(label: "blobctl.master")).run { address in

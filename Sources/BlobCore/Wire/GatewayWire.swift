@@ -7,11 +7,14 @@ public struct BucketRecord: Codable, Sendable, Hashable {
     public var createdAtMilliseconds: Int64
     /// Anonymous GET and HEAD of its objects are allowed (media served to browsers and players).
     public var publicRead: Bool
+    /// Expiration rules the master applies to its objects; nil for none.
+    public var lifecycle: BucketLifecycle?
 
-    public init(name: String, createdAtMilliseconds: Int64, publicRead: Bool) {
+    public init(name: String, createdAtMilliseconds: Int64, publicRead: Bool, lifecycle: BucketLifecycle? = nil) {
         self.name = name
         self.createdAtMilliseconds = createdAtMilliseconds
         self.publicRead = publicRead
+        self.lifecycle = lifecycle
     }
 
     /// S3's rules: 3 to 63 characters of lowercase letters, digits, dots and hyphens, starting
@@ -40,6 +43,46 @@ public struct BucketCreate: Codable, Sendable, Hashable {
         self.name = name
         self.publicRead = publicRead
     }
+}
+
+/// A bucket's lifecycle configuration: the rules the master applies, and the document as the
+/// client sent it (S3's GetBucketLifecycleConfiguration answers it back).
+public struct BucketLifecycle: Codable, Sendable, Hashable {
+    public var rules: [LifecycleRule]
+    public var document: String
+
+    public init(rules: [LifecycleRule], document: String) {
+        self.rules = rules
+        self.document = document
+    }
+
+    public static let maxRules = 1000
+}
+
+/// One rule: objects under `prefix` (inside the bucket) expire `expirationDays` days after they
+/// were written; multipart uploads are aborted `abortUploadsAfterDays` days after they began.
+public struct LifecycleRule: Codable, Sendable, Hashable {
+    public var id: String?
+    public var prefix: String
+    public var enabled: Bool
+    public var expirationDays: Int?
+    public var abortUploadsAfterDays: Int?
+
+    public init(id: String?, prefix: String, enabled: Bool, expirationDays: Int?, abortUploadsAfterDays: Int?) {
+        self.id = id
+        self.prefix = prefix
+        self.enabled = enabled
+        self.expirationDays = expirationDays
+        self.abortUploadsAfterDays = abortUploadsAfterDays
+    }
+
+    public static let dayMilliseconds: Int64 = 86_400_000
+}
+
+/// Sets (or, with nil, removes) a bucket's lifecycle configuration.
+public struct BucketLifecycleUpdate: Codable, Sendable, Hashable {
+    public var lifecycle: BucketLifecycle?
+    public init(lifecycle: BucketLifecycle?) { self.lifecycle = lifecycle }
 }
 
 public struct BucketAccess: Codable, Sendable, Hashable {

@@ -133,6 +133,7 @@ public protocol MetadataStore: Sendable {
     func buckets() async throws -> [BucketRecord]
     func bucket(_ name: String) async throws -> BucketRecord?
     func setBucketAccess(_ name: String, publicRead: Bool) async throws
+    func setBucketLifecycle(_ name: String, _ lifecycle: BucketLifecycle?) async throws
 
     func createAccessKey(_ key: AccessKey) async throws
     func accessKeys() async throws -> [AccessKey]

@@ -36,18 +36,28 @@ extension SQLiteMetadataStore {
     }
 
     static func bucketRecord(_ row: Row) -> BucketRecord {
-        BucketRecord(name: row[0], createdAtMilliseconds: row[1], publicRead: (row[2] as Int64) != 0)
+        let lifecycle = (row[3] as String).isEmpty ? nil
+            : try? JSONDecoder().decode(BucketLifecycle.self, from: Data((row[3] as String).utf8))
+        return BucketRecord(name: row[0], createdAtMilliseconds: row[1], publicRead: (row[2] as Int64) != 0, lifecycle: lifecycle)
+    }
+
+    public func setBucketLifecycle(_ name: String, _ lifecycle: BucketLifecycle?) async throws {
+        let text = try lifecycle.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) } ?? ""
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE buckets SET lifecycle = ? WHERE name = ?", arguments: [text, name])
+            guard db.changesCount > 0 else { throw BlobError(.notFound, reason: "bucket.notFound", "no bucket \(name)") }
+        }
     }
 
     public func buckets() async throws -> [BucketRecord] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT name, created_ms, public_read FROM buckets ORDER BY name").map(Self.bucketRecord)
+            try Row.fetchAll(db, sql: "SELECT name, created_ms, public_read, lifecycle FROM buckets ORDER BY name").map(Self.bucketRecord)
         }
     }
 
     public func bucket(_ name: String) async throws -> BucketRecord? {
         try await pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT name, created_ms, public_read FROM buckets WHERE name = ?", arguments: [name])
+            try Row.fetchOne(db, sql: "SELECT name, created_ms, public_read, lifecycle FROM buckets WHERE name = ?", arguments: [name])
                 .map(Self.bucketRecord)
         }
     }

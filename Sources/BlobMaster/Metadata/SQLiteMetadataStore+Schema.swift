@@ -136,6 +136,9 @@ extension SQLiteMetadataStore {
                 ALTER TABLE uploads ADD COLUMN metadata TEXT NOT NULL DEFAULT '';
                 """)
         }
+        migrator.registerMigration("v8: bucket lifecycle") { db in
+            try db.execute(sql: "ALTER TABLE buckets ADD COLUMN lifecycle TEXT NOT NULL DEFAULT ''")
+        }
         return migrator
     }
 }

@@ -1,0 +1,51 @@
+import BlobCore
+@testable import BlobMaster
+import Foundation
+import Logging
+import Testing
+
+@Suite("bucket lifecycle expiration")
+struct LifecycleExpirerTests {
+    static let day = LifecycleRule.dayMilliseconds
+
+    @Test("objects under an enabled rule's prefix expire after its days; other prefixes, disabled rules and newer objects stay")
+    func expiresByPrefixAndAge() async throws {
+        try await SQLiteMetadataStoreTests.withStore { store, _ in
+            try await store.createBucket(BucketRecord(name: "logs", createdAtMilliseconds: 0, publicRead: false))
+            try await store.createBucket(BucketRecord(name: "other", createdAtMilliseconds: 0, publicRead: false))
+            var seed: UInt64 = 1
+            func put(_ path: String, at time: Int64) async throws {
+                seed += 1
+                _ = try await store.commit(try await SQLiteMetadataStoreTests.upload(store, path, sizes: [10], seed: seed), nowMilliseconds: time)
+            }
+            try await put("logs/app/old.log", at: 0)
+            try await put("logs/app/new.log", at: 9 * Self.day)
+            try await put("logs/keep/old.log", at: 0)
+            try await put("logs/tmp/old.log", at: 0)
+            try await put("other/app/old.log", at: 0)
+            let upload = MultipartUpload(id: "u1", path: try BlobPath("logs/app/big.log"), contentType: "text/plain",
+                                         createdAtMilliseconds: 0)
+            try await store.createUpload(upload)
+            try await store.setBucketLifecycle("logs", BucketLifecycle(rules: [
+                LifecycleRule(id: "app", prefix: "app/", enabled: true, expirationDays: 7, abortUploadsAfterDays: 3),
+                LifecycleRule(id: "tmp", prefix: "tmp/", enabled: false, expirationDays: 1, abortUploadsAfterDays: nil),
+            ], document: "<LifecycleConfiguration/>"))
+            #expect(try await store.bucket("logs")?.lifecycle?.rules.count == 2)
+
+            let expirer = LifecycleExpirer(store: store, logger: Logger(label: "test"))
+            // Before 7 days nothing expires, but the 3-day upload is aborted.
+            #expect(try await expirer.pass(nowMilliseconds: 5 * Self.day) == .init(expiredObjects: 0, abortedUploads: 1))
+            #expect(try await store.upload(upload.id) == nil)
+            let report = try await expirer.pass(nowMilliseconds: 10 * Self.day)
+            #expect(report == .init(expiredObjects: 1, abortedUploads: 0))
+            #expect(try await store.stat(try BlobPath("logs/app/old.log")) == nil)
+            for kept in ["logs/app/new.log", "logs/keep/old.log", "logs/tmp/old.log", "other/app/old.log"] {
+                #expect(try await store.stat(try BlobPath(kept)) != nil, "\(kept) stays")
+            }
+            // Removing the configuration stops expiration.
+            try await store.setBucketLifecycle("logs", nil)
+            #expect(try await expirer.pass(nowMilliseconds: 100 * Self.day) == .init())
+            #expect(try await store.stat(try BlobPath("logs/app/new.log")) != nil)
+        }
+    }
+}
