@@ -167,13 +167,21 @@ struct S3Handler: Sendable {
             case .put:
                 if target.query.isEmpty { return try await createBucket(bucketName, request) }
                 if target.query.keys.sorted() == ["acl"] { return try await putACL(bucketName, objectPath: nil, request) }
+                if target.query.keys.sorted() == ["lifecycle"] { return try await putLifecycle(bucketName, request) }
                 throw S3Error.notImplemented("this bucket subresource (\(target.query.keys.sorted().joined(separator: ",")))")
-            case .delete: return try await deleteBucket(bucketName)
+            case .delete:
+                let subresources = target.query.keys.filter { $0 != "x-id" }.sorted()
+                if subresources == ["lifecycle"] { return try await deleteLifecycle(bucketName) }
+                guard subresources.isEmpty else {
+                    throw S3Error.notImplemented("this bucket subresource (\(subresources.joined(separator: ",")))")
+                }
+                return try await deleteBucket(bucketName)
             case .head: return try await headBucket(bucketName)
             case .get:
                 if target.query["location"] != nil { return try await bucketLocation(bucketName) }
                 if target.query["uploads"] != nil { return try await listUploads(bucketName, target.query) }
                 if target.query["acl"] != nil { return try await getACL(bucketName) }
+                if target.query["lifecycle"] != nil { return try await getLifecycle(bucketName) }
                 if let other = target.query.keys.first(where: { !Self.listingParameters.contains($0) }) {
                     throw S3Error.notImplemented("the bucket subresource ?\(other)")
                 }

@@ -282,6 +282,21 @@ s3.put_bucket_acl(Bucket="media", ACL="private")
 assert anonymous_status(listing) == 403 and anonymous_status(endpoint + "/media/etag.bin") == 403
 check("bucket ACL public-read and back to private")
 
+# Lifecycle configuration: kept and read back; unsupported actions refused, never ignored.
+rules = [{"ID": "old-logs", "Filter": {"Prefix": "logs/"}, "Status": "Enabled", "Expiration": {"Days": 30},
+          "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 2}}]
+expect_error("NoSuchLifecycleConfiguration", s3.get_bucket_lifecycle_configuration, Bucket="media")
+s3.put_bucket_lifecycle_configuration(Bucket="media", LifecycleConfiguration={"Rules": rules})
+got = s3.get_bucket_lifecycle_configuration(Bucket="media")["Rules"]
+assert got[0]["ID"] == "old-logs" and got[0]["Expiration"]["Days"] == 30 and got[0]["Filter"]["Prefix"] == "logs/", got
+expect_error("NotImplemented", s3.put_bucket_lifecycle_configuration, Bucket="media", LifecycleConfiguration={"Rules": [
+    {"ID": "cold", "Filter": {"Prefix": ""}, "Status": "Enabled", "Transitions": [{"Days": 30, "StorageClass": "GLACIER"}]}]})
+assert s3.get_bucket_lifecycle_configuration(Bucket="media")["Rules"][0]["ID"] == "old-logs"
+s3.delete_bucket_lifecycle(Bucket="media")
+expect_error("NoSuchLifecycleConfiguration", s3.get_bucket_lifecycle_configuration, Bucket="media")
+s3.head_bucket(Bucket="media")  # deleting the configuration left the bucket
+check("bucket lifecycle configuration set, read, refused, deleted")
+
 # POST Object: a browser form signed with a V4 policy (boto3 makes it), sent as a browser does.
 def post_form(url, fields, filename, content):
     boundary = "----blobstore%d" % int(time.time() * 1000)
