@@ -23,6 +23,11 @@ extension ClusterClient {
                          as: BucketRecord.self)
     }
 
+    /// The current version of `path` and its parts, when a multipart upload made it.
+    public func parts(of path: BlobPath) async throws -> FileParts {
+        try await master("GET", "/v1/files/parts?path=\(Self.query(path.value))", as: FileParts.self)
+    }
+
     public func setBucketLifecycle(_ name: String, _ lifecycle: BucketLifecycle?) async throws -> BucketRecord {
         try await master("POST", "/v1/buckets/\(Self.query(name))/lifecycle", body: BucketLifecycleUpdate(lifecycle: lifecycle),
                          as: BucketRecord.self)

@@ -200,8 +200,15 @@ struct S3Handler: Sendable {
         // parts of uploads) is reachable by a key.
         _ = try await requireBucket(bucketName)
         let path = try objectPath(bucketName, key)
-        if method == .get || method == .head, target.query["partNumber"] != nil || target.query["versionId"].map({ $0 != "null" }) == true {
-            throw S3Error.notImplemented(target.query["partNumber"] != nil ? "GET by part number" : "object versions")
+        if method == .get || method == .head, target.query["versionId"].map({ $0 != "null" }) == true {
+            throw S3Error.notImplemented("object versions")
+        }
+        if method == .get || method == .head, target.query["uploadId"] == nil, let number = target.query["partNumber"] {
+            return try await getObjectPart(path, number, request, head: method == .head, bucket: bucketName)
+        }
+        if method == .get, target.query["attributes"] != nil {
+            guard case .signed = caller else { throw S3Error.accessDenied() }
+            return try await getObjectAttributes(path, request, bucket: bucketName)
         }
         if method == .put, request.headers[.ifMatch] != nil || request.headers[.ifNoneMatch] != nil,
            target.query["uploadId"] != nil || request.headers[HTTPField.Name("x-amz-copy-source")!] != nil {

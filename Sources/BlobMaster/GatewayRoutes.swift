@@ -16,6 +16,7 @@ struct GatewayRoutes: Sendable {
         router.delete("/v1/buckets/:name") { request, context in try await deleteBucket(request, context) }
         router.post("/v1/buckets/:name/access") { request, context in try await setAccess(request, context) }
         router.post("/v1/buckets/:name/lifecycle") { request, context in try await setLifecycle(request, context) }
+        router.get("/v1/files/parts") { request, _ in try await parts(request) }
         router.get("/v1/keys") { request, _ in try await listKeys(request) }
         router.post("/v1/keys") { request, _ in try await createKey(request) }
         router.get("/v1/keys/:id") { request, context in try await key(request, context) }
@@ -133,6 +134,15 @@ struct GatewayRoutes: Sendable {
         try await store.setBucketAccess(name, publicRead: body.publicRead)
         guard let record = try await store.bucket(name) else { throw BlobError(.notFound, reason: "bucket.notFound", "no bucket \(name)") }
         return try jsonResponse(record)
+    }
+
+    func parts(_ request: Request) async throws -> Response {
+        try auth(request)
+        let path = try MasterRoutes.path(request)
+        guard let parts = try await store.parts(of: path) else {
+            throw BlobError(.notFound, reason: "file.notFound", "no file at \(path)")
+        }
+        return try jsonResponse(parts)
     }
 
     func setLifecycle(_ request: Request, _ context: BasicRequestContext) async throws -> Response {

@@ -213,3 +213,30 @@ public enum ObjectAttribute {
         (metadata ?? [:]).filter { !isAttribute($0.key) }
     }
 }
+
+/// One part of a version made by a multipart upload: its number, where its bytes sit in the
+/// object, and the part's attributes (``ObjectAttribute``: its ETag and checksums).
+public struct FilePart: Codable, Sendable, Hashable {
+    public var number: Int
+    public var offset: Int64
+    public var size: Int64
+    public var attributes: [String: String]?
+
+    public init(number: Int, offset: Int64, size: Int64, attributes: [String: String]?) {
+        self.number = number
+        self.offset = offset
+        self.size = size
+        self.attributes = attributes
+    }
+}
+
+/// A path's current version and its parts (none when it was not made by a multipart upload).
+public struct FileParts: Codable, Sendable, Hashable {
+    public var file: FileVersion
+    public var parts: [FilePart]
+
+    public init(file: FileVersion, parts: [FilePart]) {
+        self.file = file
+        self.parts = parts
+    }
+}

@@ -134,6 +134,8 @@ public protocol MetadataStore: Sendable {
     func bucket(_ name: String) async throws -> BucketRecord?
     func setBucketAccess(_ name: String, publicRead: Bool) async throws
     func setBucketLifecycle(_ name: String, _ lifecycle: BucketLifecycle?) async throws
+    /// The current version of a path and, when a multipart upload made it, its parts.
+    func parts(of path: BlobPath) async throws -> FileParts?
 
     func createAccessKey(_ key: AccessKey) async throws
     func accessKeys() async throws -> [AccessKey]

@@ -183,17 +183,21 @@ extension SQLiteMetadataStore {
             }
             var entries: [ManifestEntry] = []
             var offset: Int64 = 0
+            var recorded: [FilePart] = []
             for (i, part) in parts.enumerated() {
                 guard i == 0 || part.number > parts[i - 1].number else {
                     throw BlobError(.invalidArgument, reason: "upload.partOrder", "parts must be listed in ascending order of number")
                 }
                 let path = Self.blob(try upload.partPath(part.number))
-                guard let row = try Row.fetchOne(db, sql: "SELECT version_id, size, sha256 FROM current_files WHERE path = ?",
+                guard let row = try Row.fetchOne(db, sql: "SELECT version_id, size, sha256, metadata FROM current_files WHERE path = ?",
                                                  arguments: [path]), (row[2] as String) == part.sha256 else {
                     throw BlobError(.invalidArgument, reason: "upload.invalidPart",
                                     "part \(part.number) was not uploaded, or its digest is not \(part.sha256)")
                 }
                 let size: Int64 = row[1]
+                let partAttributes = (Self.decodeMetadata(row[3]) ?? [:]).filter { ObjectAttribute.isAttribute($0.key) }
+                recorded.append(FilePart(number: part.number, offset: offset, size: size,
+                                         attributes: partAttributes.isEmpty ? nil : partAttributes))
                 guard i == parts.count - 1 || size >= minimumPartSize else {
                     throw BlobError(.invalidArgument, reason: "upload.partTooSmall",
                                     "part \(part.number) is \(size) bytes; every part but the last must be at least \(minimumPartSize)")
@@ -214,9 +218,31 @@ extension SQLiteMetadataStore {
                 metadata: metadata.isEmpty ? nil : metadata, precondition: precondition)
             try manifest.validate(maxChunks: Self.maxManifestChunks)
             let version = try Self.commit(manifest, in: db, nowMilliseconds: nowMilliseconds)
+            let versionID = try Int64.fetchOne(db, sql: "SELECT id FROM versions WHERE path = ? AND version = ?",
+                                               arguments: [Self.blob(upload.path), version.version])
+            let insert = try db.cachedStatement(sql: """
+                INSERT INTO version_parts (version_id, part_number, offset, size, attributes) VALUES (?, ?, ?, ?, ?)
+                """)
+            for part in recorded {
+                try insert.execute(arguments: [versionID, part.number, part.offset, part.size, Self.encodeMetadata(part.attributes)])
+            }
             try Self.tombstoneParts(of: upload, in: db, nowMilliseconds: nowMilliseconds)
             try db.execute(sql: "DELETE FROM uploads WHERE id = ?", arguments: [id])
             return version
+        }
+    }
+
+    /// The current version of `path` and, when a multipart upload made it, its parts in order.
+    public func parts(of path: BlobPath) async throws -> FileParts? {
+        try await pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT \(Self.currentColumns), version_id FROM current_files WHERE path = ?",
+                                             arguments: [Self.blob(path)]) else { return nil }
+            let parts = try Row.fetchAll(db, sql: """
+                SELECT part_number, offset, size, attributes FROM version_parts WHERE version_id = ? ORDER BY part_number
+                """, arguments: [row[10] as Int64]).map { part in
+                FilePart(number: part[0], offset: part[1], size: part[2], attributes: Self.decodeMetadata(part[3]))
+            }
+            return FileParts(file: try Self.fileVersion(row), parts: parts)
         }
     }
 }

@@ -111,6 +111,7 @@ extension SQLiteMetadataStore {
             let ids = try Int64.fetchAll(db, sql: Self.prunableVersions, arguments: [cutoff])
             for id in ids {
                 try db.execute(sql: "DELETE FROM manifest_entries WHERE version_id = ?", arguments: [id])
+                try db.execute(sql: "DELETE FROM version_parts WHERE version_id = ?", arguments: [id])
                 // The row stays (numbering, history), marked as holding nothing.
                 try db.execute(sql: "UPDATE versions SET chunk_count = 0, stored_bytes = 0 WHERE id = ?", arguments: [id])
             }

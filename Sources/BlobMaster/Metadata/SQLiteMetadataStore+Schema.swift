@@ -139,6 +139,18 @@ extension SQLiteMetadataStore {
         migrator.registerMigration("v8: bucket lifecycle") { db in
             try db.execute(sql: "ALTER TABLE buckets ADD COLUMN lifecycle TEXT NOT NULL DEFAULT ''")
         }
+        migrator.registerMigration("v9: parts of multipart versions") { db in
+            try db.execute(sql: """
+                CREATE TABLE version_parts (
+                    version_id INTEGER NOT NULL,
+                    part_number INTEGER NOT NULL,
+                    offset INTEGER NOT NULL,
+                    size INTEGER NOT NULL,
+                    attributes TEXT NOT NULL DEFAULT '',
+                    PRIMARY KEY (version_id, part_number)
+                ) WITHOUT ROWID;
+                """)
+        }
         return migrator
     }
 }
