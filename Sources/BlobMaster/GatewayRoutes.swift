@@ -39,12 +39,22 @@ struct GatewayRoutes: Sendable {
         let id = String(rng.next() as UInt64, radix: 16) + String(rng.next() as UInt64, radix: 16)
         let upload = MultipartUpload(id: id, path: body.path, contentType: body.contentType, createdAtMilliseconds: MasterRoutes.now(),
                                      metadata: body.metadata)
-        // Checked now, so a bad upload fails at its start rather than at its completion.
+        // Checked now, so a bad upload fails at its start rather than at its completion; room is
+        // kept for the attributes the completion adds (ETag, checksum, upload id).
         try ManifestCommit(path: body.path, size: 0, contentType: body.contentType, sha256: String(repeating: "0", count: 64),
                            chunks: [], metadata: body.metadata).validate(maxChunks: 1)
+        let total = (body.metadata ?? [:]).reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
+        guard total <= ManifestCommit.maxMetadataWithAttributesByteCount - Self.completionAttributesReserve else {
+            throw BlobError(.invalidArgument, reason: "manifest.metadata",
+                            "an upload's metadata and headers may take at most "
+                                + "\(ManifestCommit.maxMetadataWithAttributesByteCount - Self.completionAttributesReserve) bytes")
+        }
         try await store.createUpload(upload)
         return try jsonResponse(upload, status: .created)
     }
+
+    /// Bytes of metadata kept free at an upload's start for the attributes its completion adds.
+    static let completionAttributesReserve = 512
 
     func listUploads(_ request: Request) async throws -> Response {
         try auth(request)
@@ -151,7 +161,8 @@ struct GatewayRoutes: Sendable {
         let body = try await decodeJSONBody(BucketLifecycleUpdate.self, from: request, maxByteCount: 1 << 20)
         if let lifecycle = body.lifecycle {
             guard !lifecycle.rules.isEmpty, lifecycle.rules.count <= BucketLifecycle.maxRules,
-                  lifecycle.rules.allSatisfy({ ($0.expirationDays ?? 1) > 0 && ($0.abortUploadsAfterDays ?? 1) > 0 }) else {
+                  lifecycle.rules.allSatisfy({ (1...LifecycleRule.maxDays).contains($0.expirationDays ?? 1)
+                      && (1...LifecycleRule.maxDays).contains($0.abortUploadsAfterDays ?? 1) }) else {
                 throw BlobError(.invalidArgument, reason: "bucket.lifecycle",
                                 "a lifecycle needs 1 to \(BucketLifecycle.maxRules) rules with positive day counts")
             }

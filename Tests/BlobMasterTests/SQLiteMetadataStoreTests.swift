@@ -108,7 +108,10 @@ struct SQLiteMetadataStoreTests {
             await #expect(throws: BlobError.self) { try await store.commit(commit, nowMilliseconds: 6) }
             commit.precondition = .etag("md5tag")
             #expect(try await store.commit(commit, nowMilliseconds: 7).version == 4)
-            _ = try await store.delete(commit.path, nowMilliseconds: 8)
+            // A delete bound to a version that is no longer current changes nothing.
+            await #expect(throws: BlobError.self) { try await store.delete(commit.path, ifVersion: 2, nowMilliseconds: 8) }
+            #expect(try await store.stat(commit.path)?.version == 4)
+            _ = try await store.delete(commit.path, ifVersion: 4, nowMilliseconds: 8)
             commit.precondition = .absent  // a deleted path counts as absent
             #expect(try await store.commit(commit, nowMilliseconds: 9).version == 6)
         }

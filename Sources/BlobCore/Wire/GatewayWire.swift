@@ -77,6 +77,8 @@ public struct LifecycleRule: Codable, Sendable, Hashable {
     }
 
     public static let dayMilliseconds: Int64 = 86_400_000
+    /// The largest day count a rule may give (S3's is a 32-bit integer).
+    public static let maxDays = Int(Int32.max)
 }
 
 /// Sets (or, with nil, removes) a bucket's lifecycle configuration.

@@ -50,6 +50,8 @@ public protocol MetadataStore: Sendable {
     /// Writes a tombstone version; the path disappears from stat and list. Throws notFound when
     /// there is nothing live at the path.
     func delete(_ path: BlobPath, nowMilliseconds: Int64) async throws -> FileVersion
+    /// Deletes the current version only while it is `ifVersion` (409 `file.precondition` otherwise).
+    func delete(_ path: BlobPath, ifVersion: Int64?, nowMilliseconds: Int64) async throws -> FileVersion
 
     /// The stored (framed, compressed) size of each chunk; unknown chunks are absent.
     func storedSizes(of chunkIDs: [ChunkID]) async throws -> [ChunkID: Int64]

@@ -268,10 +268,20 @@ public final class SQLiteMetadataStore: MetadataStore {
     }
 
     public func delete(_ path: BlobPath, nowMilliseconds: Int64) async throws -> FileVersion {
+        try await delete(path, ifVersion: nil, nowMilliseconds: nowMilliseconds)
+    }
+
+    /// Deletes the current version; with `ifVersion`, only while that version is still current
+    /// (else 409 `file.precondition`: a writer got there first).
+    public func delete(_ path: BlobPath, ifVersion expected: Int64?, nowMilliseconds: Int64) async throws -> FileVersion {
         try await pool.write { db in
             let key = Self.blob(path)
-            guard try Row.fetchOne(db, sql: "SELECT 1 FROM current_files WHERE path = ?", arguments: [key]) != nil else {
+            guard let current = try Int64.fetchOne(db, sql: "SELECT version FROM current_files WHERE path = ?", arguments: [key]) else {
                 throw BlobError(.notFound, reason: "file.notFound", "no file at \(path); list with `blobctl ls`")
+            }
+            if let expected, expected != current {
+                throw BlobError(.failedPrecondition, reason: WritePrecondition.failedReason,
+                                "\(path) is at version \(current), not \(expected)")
             }
             let version = try Self.tombstone(key, in: db, nowMilliseconds: nowMilliseconds)
             return FileVersion(path: path, version: version, size: 0, contentType: "", sha256: "",

@@ -17,6 +17,13 @@ struct LifecycleExpirer: Sendable {
         var abortedUploads = 0
     }
 
+    /// Days as milliseconds; nil for none or for a count too large to matter (it never expires).
+    static func milliseconds(days: Int?) -> Int64? {
+        guard let days, days > 0 else { return nil }
+        let (value, overflow) = Int64(days).multipliedReportingOverflow(by: LifecycleRule.dayMilliseconds)
+        return overflow ? nil : value
+    }
+
     func pass(nowMilliseconds now: Int64) async throws -> Report {
         var report = Report()
         var budget = maxActionsPerPass
@@ -24,8 +31,8 @@ struct LifecycleExpirer: Sendable {
             guard let lifecycle = bucket.lifecycle else { continue }
             for rule in lifecycle.rules where rule.enabled {
                 let prefix = bucket.name + "/" + rule.prefix
-                if let days = rule.expirationDays {
-                    let before = now - Int64(days) * LifecycleRule.dayMilliseconds
+                if let age = Self.milliseconds(days: rule.expirationDays) {
+                    let before = now - age
                     var after: String?
                     pages: while budget > 0 {
                         let page = try await store.list(prefix: prefix, after: after, limit: 1000)
@@ -34,18 +41,20 @@ struct LifecycleExpirer: Sendable {
                             guard file.createdAtMilliseconds < before else { continue }
                             guard budget > 0 else { break pages }
                             do {
-                                _ = try await store.delete(file.path, nowMilliseconds: now)
+                                // Only the version seen old: a newer one written meanwhile stays.
+                                _ = try await store.delete(file.path, ifVersion: file.version, nowMilliseconds: now)
                                 report.expiredObjects += 1
                                 budget -= 1
-                            } catch let error as BlobError where error.code == .notFound {
-                                // Deleted meanwhile.
+                            } catch let error as BlobError
+                                        where error.code == .notFound || error.reason == WritePrecondition.failedReason {
+                                // Deleted or rewritten meanwhile.
                             }
                         }
                         if page.next == nil { break }
                     }
                 }
-                if let days = rule.abortUploadsAfterDays {
-                    let before = now - Int64(days) * LifecycleRule.dayMilliseconds
+                if let age = Self.milliseconds(days: rule.abortUploadsAfterDays) {
+                    let before = now - age
                     for upload in try await store.uploads(prefix: prefix, limit: 1000)
                     where upload.createdAtMilliseconds < before && budget > 0 {
                         do {
