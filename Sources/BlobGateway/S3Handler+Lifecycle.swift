@@ -59,7 +59,7 @@ extension S3Handler {
             var hasAction = false
             if let expiration = elements("Expiration", in: block).first {
                 if let days = elements("Days", in: expiration).first {
-                    guard let value = Int(days.trimmingCharacters(in: .whitespaces)), value > 0 else {
+                    guard let value = Int(days.trimmingCharacters(in: .whitespaces)), (1...LifecycleRule.maxDays).contains(value) else {
                         throw S3Error.invalidArgument("'Days' for Expiration action must be a positive integer")
                     }
                     expirationDays = value
@@ -71,7 +71,7 @@ extension S3Handler {
             var abortDays: Int?
             if let abort = elements("AbortIncompleteMultipartUpload", in: block).first {
                 guard let days = elements("DaysAfterInitiation", in: abort).first.flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }),
-                      days > 0 else {
+                      (1...LifecycleRule.maxDays).contains(days) else {
                     throw S3Error.invalidArgument("'DaysAfterInitiation' for AbortIncompleteMultipartUpload action must be a positive integer")
                 }
                 abortDays = days

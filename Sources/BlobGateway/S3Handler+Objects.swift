@@ -42,7 +42,14 @@ extension S3Handler {
         for field in request.headers {
             let name = field.name.canonicalName.lowercased()
             if ObjectAttribute.storedHeaders.contains(name) {
-                out[ObjectAttribute.header(name)] = field.value
+                var value = field.value
+                if name == "content-encoding" {
+                    // aws-chunked describes the request body, not the object: S3 drops it.
+                    value = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                        .filter { !$0.isEmpty && $0.lowercased() != "aws-chunked" }.joined(separator: ",")
+                    if value.isEmpty { continue }
+                }
+                out[ObjectAttribute.header(name)] = value
                 continue
             }
             guard name.hasPrefix("x-amz-meta-") else { continue }
@@ -421,11 +428,14 @@ extension S3Handler {
             throw S3Error("InvalidRequest", .badRequest, "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.")
         }
         let file = try await copySource(sourcePath, request)
-        var metadata: [String: String]?
+        var metadata = file.metadata.map { $0.filter { $0.key != ObjectAttribute.upload } }
         if replace {
-            // New user metadata and stored headers; the content's ETag stays.
+            // New user metadata and stored headers; the content's ETag and checksums stay.
             var replaced = try Self.userMetadata(request) ?? [:]
-            replaced[ObjectAttribute.etag] = file.metadata?[ObjectAttribute.etag]
+            for (name, value) in file.metadata ?? [:]
+            where name == ObjectAttribute.etag || name.hasPrefix(":checksum-") {
+                replaced[name] = value
+            }
             metadata = replaced
         }
         let version = try await copyVersion(file, to: path, contentType: replace ? request.headers[.contentType] : nil, metadata: metadata)

@@ -718,9 +718,14 @@ struct PostPolicy: Sendable, Equatable {
     static func isExempt(_ field: String) -> Bool { exemptFields.contains(field) || field.hasPrefix("x-ignore-") }
 
     /// Unexpired, every field named by a condition, every condition met (`bucket` against the
-    /// bucket the form was posted to; a field the form lacks counts as empty).
+    /// bucket the form was posted to; a field the form lacks counts as empty). The policy must
+    /// name its bucket: every key acts for the one owner of all buckets, so a policy handed to a
+    /// browser for one bucket must not write into the others.
     func check(fields: [String: String], bucket: String, now: Date = Date()) throws {
         guard now < expiration else { throw S3Error.accessDenied("Invalid according to Policy: Policy expired.") }
+        guard conditions.contains(where: { $0.field == "bucket" }) else {
+            throw S3Error.accessDenied("Invalid according to Policy: the policy must have a bucket condition.")
+        }
         let named = Set(conditions.map(\.field))
         for name in fields.keys.sorted() where !Self.isExempt(name) && !named.contains(name) {
             throw S3Error.accessDenied("Invalid according to Policy: Extra input fields: \(name)")

@@ -32,6 +32,8 @@ struct S3Handler: Sendable {
         var rawPath: String
         var rawQuery: String
         var query: [String: String]
+        /// The bucket came from the Host (virtual-host style), not from the path.
+        var virtualHost = false
         var resource: String { "/" + [bucket, key].compactMap { $0 }.joined(separator: "/") }
     }
 
@@ -40,11 +42,13 @@ struct S3Handler: Sendable {
         let rawQuery = request.uri.query ?? ""
         let decoded = SigV4.percentDecode(rawPath)
         var bucket: String?
+        var fromHost = false
         var keyPart = Substring(decoded.dropFirst())
         if let suffix = configuration.virtualHostSuffix, let host = request.head.authority {
             let name = host.split(separator: ":").first.map(String.init) ?? host
             if name.hasSuffix("." + suffix) {
                 bucket = String(name.dropLast(suffix.count + 1))
+                fromHost = true
             }
         }
         if bucket == nil {
@@ -53,7 +57,7 @@ struct S3Handler: Sendable {
             keyPart = parts.count > 1 ? parts[1] : ""
         }
         return Target(bucket: bucket, key: keyPart.isEmpty ? nil : String(keyPart), rawPath: rawPath, rawQuery: rawQuery,
-                      query: SigV4.parseQuery(rawQuery))
+                      query: SigV4.parseQuery(rawQuery), virtualHost: fromHost)
     }
 
     func handle(_ request: Request) async -> Response {
@@ -99,9 +103,9 @@ struct S3Handler: Sendable {
         var headers = Self.headerDictionary(request)
         if headers["host"] == nil, let authority = request.head.authority { headers["host"] = authority }
         let secret: (String) async throws -> String? = { id in try await keys.secret(for: id) }
-        // V2 signs /BUCKET/KEY as the client wrote it, whatever the addressing style.
-        let pathStyle = configuration.virtualHostSuffix == nil || !(request.head.authority ?? "").contains("." + (configuration.virtualHostSuffix ?? ""))
-        let resourceV2 = pathStyle ? target.rawPath : "/" + (target.bucket ?? "") + target.rawPath
+        // V2 signs /BUCKET/KEY as the client wrote it, whatever the addressing style: the same
+        // bucket the request is routed to.
+        let resourceV2 = target.virtualHost ? "/" + (target.bucket ?? "") + target.rawPath : target.rawPath
         if let authorization = headers["authorization"], authorization.hasPrefix("AWS ") {
             return .signed(try await SigV4.verifyHeaderV2(method: request.method.rawValue, resource: resourceV2, rawQuery: target.rawQuery,
                                                           headers: headers, secret: secret))

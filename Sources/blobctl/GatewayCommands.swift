@@ -103,7 +103,7 @@ struct BucketCommand: AsyncParsableCommand {
 
 func printBucket(_ b: BucketRecord, json: Bool) throws {
     if json { return try printJSON(b) }
-    print("bucket \(b.name): \(b.publicRead ? "public-read (anonymous GET and HEAD of its objects)" : "private")")
+    print("bucket \(b.name): \(b.publicRead ? "public-read (anyone may list it and GET or HEAD its objects)" : "private")")
 }
 
 struct BucketCreateCommand: AsyncParsableCommand {

@@ -176,10 +176,14 @@ struct PostObjectFormTests {
         #expect(Self.failure { try policy.checkContentLength(1001) }?.code == "EntityTooLarge")
         #expect(Self.failure { try policy.checkContentLength(1000) }?.code == nil)
 
-        let typed = try Self.policy(#"{"expiration": "2026-11-25T12:00:00Z", "conditions": [["starts-with", "$Content-Type", "image/"]]}"#)
+        let typed = try Self.policy(#"{"expiration": "2026-11-25T12:00:00Z", "conditions": [{"bucket": "b"}, ["starts-with", "$Content-Type", "image/"]]}"#)
         #expect(Self.failure { try typed.check(fields: ["content-type": "image/png, image/gif"], bucket: "b", now: Self.before) }?.code == nil)
         #expect(Self.failure { try typed.check(fields: ["content-type": "image/png, text/html"], bucket: "b", now: Self.before) }?.code
                 == "AccessDenied")
+
+        // A policy that names no bucket would write into any bucket: refused.
+        let anyBucket = try Self.policy(#"{"expiration": "2026-11-25T12:00:00Z", "conditions": [["starts-with", "$key", "user/"]]}"#)
+        #expect(Self.failure { try anyBucket.check(fields: ["key": "user/a"], bucket: "b", now: Self.before) }?.code == "AccessDenied")
     }
 
     @Test("expiration is ISO 8601 in UTC, with or without a fraction, and nothing else")
