@@ -151,34 +151,19 @@ struct S3ChecksumState: Sendable {
 /// Reflected CRC tables and kernels. Each table is 8 × 256 entries, slice k at offset 256·k:
 /// slice 0 is the classic byte table, slice k advances a byte through k further zero bytes.
 private enum CRCTables {
-    static let crc32: [UInt32] = makeTable32(poly: 0xEDB8_8320)
-    static let crc32c: [UInt32] = makeTable32(poly: 0x82F6_3B78)
-    static let crc64nvme: [UInt64] = makeTable64(poly: 0x9A6C_9329_AC4B_C9B5)
+    static let crc32: [UInt32] = makeTable(poly: UInt32(0xEDB8_8320))
+    static let crc32c: [UInt32] = makeTable(poly: UInt32(0x82F6_3B78))
+    static let crc64nvme: [UInt64] = makeTable(poly: UInt64(0x9A6C_9329_AC4B_C9B5))
 
     static let crc32Model = Model(poly: 0xEDB8_8320, width: 32)
     static let crc32cModel = Model(poly: 0x82F6_3B78, width: 32)
     static let crc64nvmeModel = Model(poly: 0x9A6C_9329_AC4B_C9B5, width: 64)
 
-    static func makeTable32(poly: UInt32) -> [UInt32] {
-        var table = [UInt32](repeating: 0, count: 8 * 256)
+    /// Built once per polynomial, so generic code costs nothing on the hot path.
+    static func makeTable<Word: FixedWidthInteger & UnsignedInteger>(poly: Word) -> [Word] {
+        var table = [Word](repeating: 0, count: 8 * 256)
         for i in 0..<256 {
-            var c = UInt32(i)
-            for _ in 0..<8 { c = c & 1 != 0 ? (c >> 1) ^ poly : c >> 1 }
-            table[i] = c
-        }
-        for k in 1..<8 {
-            for i in 0..<256 {
-                let previous = table[256 * (k - 1) + i]
-                table[256 * k + i] = (previous >> 8) ^ table[Int(previous & 0xFF)]
-            }
-        }
-        return table
-    }
-
-    static func makeTable64(poly: UInt64) -> [UInt64] {
-        var table = [UInt64](repeating: 0, count: 8 * 256)
-        for i in 0..<256 {
-            var c = UInt64(i)
+            var c = Word(i)
             for _ in 0..<8 { c = c & 1 != 0 ? (c >> 1) ^ poly : c >> 1 }
             table[i] = c
         }

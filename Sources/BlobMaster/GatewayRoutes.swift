@@ -125,6 +125,11 @@ struct GatewayRoutes: Sendable {
     func bucket(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         try auth(request)
         let name = context.parameters.get("name") ?? ""
+        return try await bucketResponse(name)
+    }
+
+    /// The bucket's record as the answer; 404 when there is none.
+    func bucketResponse(_ name: String) async throws -> Response {
         guard let record = try await store.bucket(name) else {
             throw BlobError(.notFound, reason: "bucket.notFound", "no bucket \(name)")
         }
@@ -142,8 +147,7 @@ struct GatewayRoutes: Sendable {
         let name = context.parameters.get("name") ?? ""
         let body = try await decodeJSONBody(BucketAccess.self, from: request, maxByteCount: 4096)
         try await store.setBucketAccess(name, publicRead: body.publicRead)
-        guard let record = try await store.bucket(name) else { throw BlobError(.notFound, reason: "bucket.notFound", "no bucket \(name)") }
-        return try jsonResponse(record)
+        return try await bucketResponse(name)
     }
 
     func parts(_ request: Request) async throws -> Response {
@@ -168,8 +172,7 @@ struct GatewayRoutes: Sendable {
             }
         }
         try await store.setBucketLifecycle(name, body.lifecycle)
-        guard let record = try await store.bucket(name) else { throw BlobError(.notFound, reason: "bucket.notFound", "no bucket \(name)") }
-        return try jsonResponse(record)
+        return try await bucketResponse(name)
     }
 
     func listKeys(_ request: Request) async throws -> Response {

@@ -102,9 +102,13 @@ public struct MasterServer: Sendable {
                 await onListening(bound)
             },
             logger: logger)
-        let repair = RepairService(repairer: repairer, interval: configuration.repairInterval, logger: logger)
-        let lifecycle = LifecycleService(expirer: LifecycleExpirer(store: store, logger: logger),
-                                         interval: configuration.lifecycleInterval, logger: logger)
+        let repair = PeriodicService(name: "repair", interval: configuration.repairInterval, logger: logger) {
+            try await repairer.pass()
+        }
+        let expirer = LifecycleExpirer(store: store, logger: logger)
+        let lifecycle = PeriodicService(name: "lifecycle", interval: configuration.lifecycleInterval, logger: logger) {
+            _ = try await expirer.pass(nowMilliseconds: MasterRoutes.now())
+        }
         let group = ServiceGroup(configuration: .init(
             services: [app, repair, lifecycle], gracefulShutdownSignals: gracefulShutdownSignals, logger: logger))
         do {

@@ -1,6 +1,5 @@
 import BlobCore
 import Logging
-import ServiceLifecycle
 
 /// Applies buckets' lifecycle rules: deletes current objects under a rule's prefix written more
 /// than its expiration days ago (a tombstone, as `rm` writes; gc then reclaims the chunks), and
@@ -72,31 +71,5 @@ struct LifecycleExpirer: Sendable {
             logger.info("lifecycle pass", metadata: ["expired": "\(report.expiredObjects)", "uploads.aborted": "\(report.abortedUploads)"])
         }
         return report
-    }
-}
-
-/// Runs a lifecycle pass every `interval` until shutdown.
-struct LifecycleService: Service {
-    let expirer: LifecycleExpirer
-    let interval: Duration
-    let logger: Logger
-
-    func run() async throws {
-        do {
-            try await cancelWhenGracefulShutdown {
-                while !Task.isCancelled {
-                    do {
-                        _ = try await expirer.pass(nowMilliseconds: MasterRoutes.now())
-                    } catch is CancellationError {
-                        return
-                    } catch {
-                        logger.warning("lifecycle pass failed", metadata: ["error.message": "\(error)"])
-                    }
-                    try await Task.sleep(for: interval)
-                }
-            }
-        } catch is CancellationError {
-            // Graceful shutdown.
-        }
     }
 }

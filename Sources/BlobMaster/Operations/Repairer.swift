@@ -160,22 +160,24 @@ actor Repairer {
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 }
 
-/// Runs repair passes at an interval until shutdown.
-struct RepairService: Service {
-    let repairer: Repairer
+/// Runs a background pass (repair, lifecycle) at an interval until shutdown; a failed pass is
+/// logged and the next one runs on time.
+struct PeriodicService: Service {
+    let name: String
     let interval: Duration
     let logger: Logger
+    let pass: @Sendable () async throws -> Void
 
     func run() async throws {
         do {
             try await cancelWhenGracefulShutdown {
                 while !Task.isCancelled {
                     do {
-                        try await repairer.pass()
+                        try await pass()
                     } catch is CancellationError {
                         return
                     } catch {
-                        logger.warning("repair pass failed", metadata: ["error.message": "\(error)"])
+                        logger.warning("\(name) pass failed", metadata: ["error.message": "\(error)"])
                     }
                     try await Task.sleep(for: interval)
                 }
