@@ -139,6 +139,26 @@ public final class ClusterClient: Sendable {
         }
     }
 
+    /// Bytes `span` of a chunk's plain bytes, unchecked: the caller checks them against the
+    /// chunk's ``BlockDigests``.
+    func getChunkPart(_ id: ChunkID, span: Range<Int>, from server: ServerEndpoint) async throws -> [UInt8] {
+        let path = "/v1/chunks/\(id.hex)?format=plain&offset=\(span.lowerBound)&length=\(span.count)"
+        var request = HTTPClientRequest(url: "http://\(server.address)\(path)")
+        request.headers.add(name: "Authorization", value: token(method: "GET", pathAndQuery: path))
+        let response: HTTPClientResponse
+        do {
+            response = try await http.execute(request, timeout: chunkTimeout)
+        } catch {
+            throw BlobError(.unavailable, reason: "chunkserver.unreachable",
+                            "chunk server \(server.id) at \(server.address): \(Self.describe(error))", underlying: error)
+        }
+        let body = try await response.body.collect(upTo: Limits.maxChunkByteCount)
+        guard response.status.code == 200 else {
+            throw Self.error(from: Array(body.readableBytesView), status: response.status.code, peer: "chunk server \(server.id)")
+        }
+        return Array(body.readableBytesView)
+    }
+
     // MARK: Helpers
 
     func token(method: String, pathAndQuery: String) -> String {

@@ -85,9 +85,11 @@ public struct GetResult: Sendable, Hashable {
     public var failovers: Int
 }
 
-/// One chunk's plain bytes and what it took to get them.
+/// One chunk's plain bytes (all of them, or the blocks a range needs) and what it took to get them.
 private struct FetchedChunk: Sendable {
+    /// The chunk's plain bytes from `base` on.
     var plain: [UInt8]
+    var base: Int = 0
     var suspects: [SuspectReplica]
     var failovers: Int
 }
@@ -151,7 +153,9 @@ extension ClusterClient {
             while next < plan.chunks.count || !window.isEmpty {
                 while next < plan.chunks.count && window.count < max(1, readAhead) {
                     let entry = plan.chunks[next]
-                    window.append(Task { [self] in try await fetch(entry, of: path) })
+                    let needed = Int(max(offset, entry.chunk.offset) - entry.chunk.offset)
+                        ..< Int(min(end, entry.chunk.offset + entry.chunk.length) - entry.chunk.offset)
+                    window.append(Task { [self] in try await fetch(entry, needing: needed, of: path) })
                     next += 1
                 }
                 let index = next - window.count
@@ -159,7 +163,7 @@ extension ClusterClient {
                 let entry = plan.chunks[index].chunk
                 let from = Int(max(offset, entry.offset) - entry.offset)
                 let to = Int(min(end, entry.offset + entry.length) - entry.offset)
-                let slice = fetched.plain[from..<to]
+                let slice = fetched.plain[(from - fetched.base)..<(to - fetched.base)]
                 slice.withUnsafeBytes { wholeFile?.update(bufferPointer: $0) }
                 failovers += fetched.failovers
                 suspects += fetched.suspects
@@ -192,12 +196,25 @@ extension ClusterClient {
     /// One chunk from the first replica that gives bytes matching its id. When every replica of
     /// the plan failed and one said the chunk is gone (a rebalance moved it since the plan was
     /// made), asks the master where it is now and tries the new holders.
-    private func fetch(_ entry: ReadPlanEntry, of path: BlobPath) async throws -> FetchedChunk {
+    ///
+    /// When only part of the chunk is `needed` and the plan carries the chunk's block digests,
+    /// the first replica is asked for just the blocks covering that part, each checked against
+    /// its digest; any failure there falls back to the whole chunk and its SHA-256.
+    private func fetch(_ entry: ReadPlanEntry, needing needed: Range<Int>, of path: BlobPath) async throws -> FetchedChunk {
         let id = entry.chunk.chunkID
         guard !entry.replicas.isEmpty else {
             throw BlobError(.insufficientReplicas, reason: "chunk.noReplica",
                             "no live server holds chunk \(id.shortHex)… (bytes \(entry.chunk.offset)…); "
                                 + "check `blobctl cluster status` and restart the down servers")
+        }
+        let length = Int(entry.chunk.length)
+        if let digests = entry.blockDigests, needed.count < length, let server = entry.replicas.first {
+            let span = BlockDigests.blockAlignedSpan(covering: needed, plainByteCount: length)
+            if span.count < length, let part = try? await getChunkPart(id, span: span, from: server), part.count == span.count,
+               part.withUnsafeBytes({ BlockDigests.verify($0, at: span.lowerBound, plainByteCount: length, against: digests) }) {
+                return FetchedChunk(plain: part, base: span.lowerBound, suspects: [], failovers: 0)
+            }
+            try Task.checkCancellation()
         }
         let decompressor = ChunkDecompressor()
         var suspects: [SuspectReplica] = []

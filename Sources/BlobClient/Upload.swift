@@ -228,9 +228,10 @@ private struct UploadSession {
             do {
                 let result = try await client.putChunk(frame, id: chunk.id, targets: order, quorum: quorum)
                 if result.quorumMet {
+                    let digests = BlockDigests.applies(toChunkOf: chunk.bytes.count) ? BlockDigests.compute(chunk.bytes) : nil
                     let ack = ReplicaAcknowledgement(id: chunk.id, plainByteCount: Int64(chunk.bytes.count),
                                                      storedByteCount: Int64(frame.count),
-                                                     serverIDs: result.storedServerIDs)
+                                                     serverIDs: result.storedServerIDs, blockDigests: digests)
                     let stored = result.alreadyPresent ? 0 : Int64(frame.count) * Int64(result.storedServerIDs.count)
                     return ChunkWritten(acknowledgement: ack, plainBytes: Int64(chunk.bytes.count), sentBytes: Int64(frame.count), storedBytes: stored)
                 }

@@ -54,7 +54,8 @@ struct MasterRoutes: Sendable {
         }
         let report = try await decodeJSONBody(ChunkReport.self, from: request, maxByteCount: Self.maxBodyByteCount)
         try await store.recordReplicas(
-            report.added.map { ReplicaReport(chunkID: $0.id, plainByteCount: $0.plainByteCount, storedByteCount: $0.storedByteCount) },
+            report.added.map { ReplicaReport(chunkID: $0.id, plainByteCount: $0.plainByteCount, storedByteCount: $0.storedByteCount,
+                                             blockDigests: $0.blockDigests) },
             on: id, nowMilliseconds: Self.now())
         try await store.removeReplicas(report.removed + report.quarantined, on: id)
         // A quarantined copy leaves its chunk short: the next repair pass looks at it.
@@ -127,12 +128,18 @@ struct MasterRoutes: Sendable {
             guard ack.plainByteCount >= 0, ack.plainByteCount <= Int64(Limits.maxChunkByteCount), ack.storedByteCount >= 0 else {
                 throw BlobError(.invalidArgument, reason: "replicas.size", "chunk \(ack.id.shortHex)… has an impossible size")
             }
+            if let digests = ack.blockDigests, !BlockDigests.isWellFormed(digests, plainByteCount: Int(ack.plainByteCount)) {
+                throw BlobError(.invalidArgument, reason: "replicas.blockDigests",
+                                "chunk \(ack.id.shortHex)… has \(digests.count) bytes of block digests; a chunk of \(ack.plainByteCount) bytes "
+                                    + "has \(BlockDigests.blockCount(plainByteCount: Int(ack.plainByteCount)) * BlockDigests.digestByteCount)")
+            }
             for server in ack.serverIDs {
                 guard await membership.endpoint(server) != nil else {
                     throw BlobError(.invalidArgument, reason: "replicas.unknownServer", "no server \(server) is registered")
                 }
                 byServer[server, default: []].append(ReplicaReport(
-                    chunkID: ack.id, plainByteCount: ack.plainByteCount, storedByteCount: ack.storedByteCount))
+                    chunkID: ack.id, plainByteCount: ack.plainByteCount, storedByteCount: ack.storedByteCount,
+                    blockDigests: ack.blockDigests))
             }
         }
         return byServer

@@ -130,4 +130,32 @@ struct ChunkFrameTests {
         #expect(throws: ChunkerError.self) { try CompressionPolicy(maxStoredFraction: 0).validate() }
         #expect(throws: Never.self) { try CompressionPolicy.default.validate() }
     }
+
+    @Test("block digests check the blocks a range needs and catch a flipped bit in any of them")
+    func blockDigests() {
+        let size = 5 * BlockDigests.blockByteCount + 1234
+        let plain = Self.randomBytes(size, seed: 9)
+        let digests = BlockDigests.compute(plain)
+        #expect(BlockDigests.isWellFormed(digests, plainByteCount: size))
+        #expect(!BlockDigests.applies(toChunkOf: BlockDigests.blockByteCount))
+        #expect(BlockDigests.applies(toChunkOf: BlockDigests.blockByteCount + 1))
+        let block = BlockDigests.blockByteCount
+        #expect(BlockDigests.blockAlignedSpan(covering: 10..<20, plainByteCount: size) == 0..<block)
+        #expect(BlockDigests.blockAlignedSpan(covering: (block - 1)..<(block + 1), plainByteCount: size) == 0..<(2 * block))
+        #expect(BlockDigests.blockAlignedSpan(covering: (size - 5)..<size, plainByteCount: size) == (5 * block)..<size)
+        let spans = [0..<block, (2 * block)..<(4 * block), (5 * block)..<size, 0..<size]
+        for span in spans {
+            var part = Array(plain[span])
+            #expect(part.withUnsafeBytes { BlockDigests.verify($0, at: span.lowerBound, plainByteCount: size, against: digests) })
+            part[part.count - 1] ^= 0x10
+            #expect(!part.withUnsafeBytes { BlockDigests.verify($0, at: span.lowerBound, plainByteCount: size, against: digests) })
+        }
+        // Unaligned starts, ends inside a block, or bytes from the wrong place are refused.
+        let shifted = Array(plain[1..<(block + 1)])
+        #expect(!shifted.withUnsafeBytes { BlockDigests.verify($0, at: 1, plainByteCount: size, against: digests) })
+        let short = Array(plain[0..<(block - 1)])
+        #expect(!short.withUnsafeBytes { BlockDigests.verify($0, at: 0, plainByteCount: size, against: digests) })
+        let wrongPlace = Array(plain[0..<block])
+        #expect(!wrongPlace.withUnsafeBytes { BlockDigests.verify($0, at: block, plainByteCount: size, against: digests) })
+    }
 }

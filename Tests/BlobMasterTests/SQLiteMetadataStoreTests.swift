@@ -182,6 +182,34 @@ struct SQLiteMetadataStoreTests {
         }
     }
 
+    @Test("block digests: the first well-formed set is kept, a later or malformed one changes nothing")
+    func blockDigestsAreKept() async throws {
+        try await Self.withStore { store, _ in
+            let plain = SyntheticData.random(byteCount: 200_000, seed: 5)
+            let id = ChunkID(hashing: plain)
+            let digests = BlockDigests.compute(plain)
+            #expect(digests.count == 4 * BlockDigests.digestByteCount)
+            // A report without digests (a server's report of a copy) records the chunk only.
+            try await store.recordReplicas([ReplicaReport(chunkID: id, plainByteCount: 200_000, storedByteCount: 200_040)],
+                                           on: "cs-1", nowMilliseconds: 1)
+            #expect(try await store.blockDigests(of: [id]).isEmpty)
+            // The wrong size is dropped.
+            try await store.recordReplicas([ReplicaReport(chunkID: id, plainByteCount: 200_000, storedByteCount: 200_040,
+                                                          blockDigests: digests.prefix(16))], on: "cs-2", nowMilliseconds: 2)
+            #expect(try await store.blockDigests(of: [id]).isEmpty)
+            try await store.recordReplicas([ReplicaReport(chunkID: id, plainByteCount: 200_000, storedByteCount: 200_040,
+                                                          blockDigests: digests)], on: "cs-2", nowMilliseconds: 3)
+            #expect(try await store.blockDigests(of: [id]) == [id: digests])
+            // A different set later does not replace the first.
+            var other = digests
+            other[0] ^= 0xFF
+            try await store.recordReplicas([ReplicaReport(chunkID: id, plainByteCount: 200_000, storedByteCount: 200_040,
+                                                          blockDigests: other)], on: "cs-3", nowMilliseconds: 4)
+            #expect(try await store.blockDigests(of: [id]) == [id: digests])
+            #expect(try await store.replicaLocations(of: [id]) == [id: ["cs-1", "cs-2", "cs-3"]])
+        }
+    }
+
     @Test("commits survive reopening the database")
     func reopen() async throws {
         try await Self.withStore { store, path in

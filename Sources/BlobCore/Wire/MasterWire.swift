@@ -1,4 +1,5 @@
 /// The JSON bodies of the master's client-facing API (docs/api.md).
+public import Foundation
 
 /// One chunk a writer is about to send: its id and plain size.
 public struct PlacementRequestEntry: Codable, Sendable, Hashable {
@@ -63,12 +64,16 @@ public struct ReplicaAcknowledgement: Codable, Sendable, Hashable {
     public var plainByteCount: Int64
     public var storedByteCount: Int64
     public var serverIDs: [String]
+    /// The writer's ``BlockDigests`` of the plain bytes (base64 in JSON), for chunks larger
+    /// than one block; the master keeps the first well-formed set it is given.
+    public var blockDigests: Data?
 
-    public init(id: ChunkID, plainByteCount: Int64, storedByteCount: Int64, serverIDs: [String]) {
+    public init(id: ChunkID, plainByteCount: Int64, storedByteCount: Int64, serverIDs: [String], blockDigests: Data? = nil) {
         self.id = id
         self.plainByteCount = plainByteCount
         self.storedByteCount = storedByteCount
         self.serverIDs = serverIDs
+        self.blockDigests = blockDigests
     }
 }
 
@@ -96,11 +101,15 @@ public struct ReadPlanEntry: Codable, Sendable, Hashable {
     public var replicas: [ServerEndpoint]
     /// Bytes the chunk takes on one disk (its frame), when the master knows it.
     public var storedByteCount: Int64?
+    /// The chunk's ``BlockDigests``, given when the planned range starts or ends inside the
+    /// chunk and the master has them: the reader then fetches only the blocks it needs.
+    public var blockDigests: Data?
 
-    public init(chunk: ManifestEntry, replicas: [ServerEndpoint], storedByteCount: Int64? = nil) {
+    public init(chunk: ManifestEntry, replicas: [ServerEndpoint], storedByteCount: Int64? = nil, blockDigests: Data? = nil) {
         self.chunk = chunk
         self.replicas = replicas
         self.storedByteCount = storedByteCount
+        self.blockDigests = blockDigests
     }
 }
 

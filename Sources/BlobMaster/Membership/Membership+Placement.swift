@@ -51,14 +51,19 @@ extension Membership {
         let overlapping = entries.filter { $0.offset < end && $0.offset + $0.length > offset }
         let locations = try await store.replicaLocations(of: overlapping.map(\.chunkID))
         let storedSizes = try await store.storedSizes(of: overlapping.map(\.chunkID))
+        // A range that starts or ends inside a chunk can be read block by block.
+        let cut = overlapping.filter { $0.offset < offset || $0.offset + $0.length > end }
+        let digests = cut.isEmpty ? [:] : try await store.blockDigests(of: cut.map(\.chunkID))
         var plan: [ReadPlanEntry] = []
         for (i, entry) in overlapping.enumerated() {
             let servers = locations[entry.chunkID] ?? []
             let alive = servers.filter { state(of: $0) == .alive }
             let others = servers.filter { let s = state(of: $0); return s != .alive && s != .down }
             let rotated = alive.isEmpty ? alive : Array(alive[(i % alive.count)...] + alive[..<(i % alive.count)])
+            let cutHere = entry.offset < offset || entry.offset + entry.length > end
             plan.append(ReadPlanEntry(chunk: entry, replicas: (rotated + others).compactMap { endpoint($0) },
-                                      storedByteCount: storedSizes[entry.chunkID]))
+                                      storedByteCount: storedSizes[entry.chunkID],
+                                      blockDigests: cutHere ? digests[entry.chunkID] : nil))
         }
         return ReadPlan(file: file, chunks: plan)
     }

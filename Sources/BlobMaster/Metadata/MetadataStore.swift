@@ -1,15 +1,19 @@
 public import BlobCore
+public import Foundation
 
 /// A chunk's durable copy on one server, as a write acknowledgement or a server's report says.
 public struct ReplicaReport: Sendable, Hashable {
     public var chunkID: ChunkID
     public var plainByteCount: Int64
     public var storedByteCount: Int64
+    /// The writer's ``BlockDigests``, kept for the chunk if it has none yet.
+    public var blockDigests: Data?
 
-    public init(chunkID: ChunkID, plainByteCount: Int64, storedByteCount: Int64) {
+    public init(chunkID: ChunkID, plainByteCount: Int64, storedByteCount: Int64, blockDigests: Data? = nil) {
         self.chunkID = chunkID
         self.plainByteCount = plainByteCount
         self.storedByteCount = storedByteCount
+        self.blockDigests = blockDigests
     }
 }
 
@@ -55,6 +59,8 @@ public protocol MetadataStore: Sendable {
 
     /// The stored (framed, compressed) size of each chunk; unknown chunks are absent.
     func storedSizes(of chunkIDs: [ChunkID]) async throws -> [ChunkID: Int64]
+    /// The ``BlockDigests`` kept for each chunk that has them.
+    func blockDigests(of chunkIDs: [ChunkID]) async throws -> [ChunkID: Data]
 
     /// How many manifest entries of live or old versions name each chunk.
     func referenceCounts(of chunkIDs: [ChunkID]) async throws -> [ChunkID: Int]

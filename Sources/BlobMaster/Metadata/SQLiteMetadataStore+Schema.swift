@@ -151,6 +151,9 @@ extension SQLiteMetadataStore {
                 ) WITHOUT ROWID;
                 """)
         }
+        migrator.registerMigration("v10: block digests of chunks") { db in
+            try db.execute(sql: "ALTER TABLE chunks ADD COLUMN block_digests BLOB")
+        }
         return migrator
     }
 }

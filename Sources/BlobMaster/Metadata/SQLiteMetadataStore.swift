@@ -1,5 +1,5 @@
 public import BlobCore
-import Foundation
+public import Foundation
 import GRDB
 
 /// ``MetadataStore`` on an embedded SQLite database (GRDB), in WAL mode.
@@ -31,10 +31,17 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     static func recordReplicas(_ reports: [ReplicaReport], on serverID: String, in db: Database, nowMilliseconds: Int64) throws {
         for r in reports {
+            // Digests of the wrong size for the chunk are dropped, not kept: a ranged read
+            // would only fail on them and fall back to whole chunks.
+            let digests = r.blockDigests.flatMap {
+                BlockDigests.isWellFormed($0, plainByteCount: Int(r.plainByteCount)) ? $0 : nil
+            }
             try db.execute(sql: """
-                INSERT INTO chunks (id, plain_size, stored_size, first_seen_ms) VALUES (?, ?, ?, ?)
-                ON CONFLICT(id) DO NOTHING
-                """, arguments: [Self.blob(r.chunkID), r.plainByteCount, r.storedByteCount, nowMilliseconds])
+                INSERT INTO chunks (id, plain_size, stored_size, first_seen_ms, block_digests) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT(id) DO UPDATE SET block_digests = excluded.block_digests
+                    WHERE chunks.block_digests IS NULL AND excluded.block_digests IS NOT NULL
+                    AND chunks.plain_size = excluded.plain_size
+                """, arguments: [Self.blob(r.chunkID), r.plainByteCount, r.storedByteCount, nowMilliseconds, digests])
             try db.execute(sql: """
                 INSERT INTO replicas (chunk_id, server_id, reported_ms) VALUES (?, ?, ?)
                 ON CONFLICT(chunk_id, server_id) DO UPDATE SET reported_ms = excluded.reported_ms
@@ -69,6 +76,18 @@ public final class SQLiteMetadataStore: MetadataStore {
             for id in chunkIDs {
                 if let size = try Int64.fetchOne(db, sql: "SELECT stored_size FROM chunks WHERE id = ?", arguments: [Self.blob(id)]) {
                     out[id] = size
+                }
+            }
+            return out
+        }
+    }
+
+    public func blockDigests(of chunkIDs: [ChunkID]) async throws -> [ChunkID: Data] {
+        try await pool.read { db in
+            var out: [ChunkID: Data] = [:]
+            for id in chunkIDs {
+                if let digests = try Data.fetchOne(db, sql: "SELECT block_digests FROM chunks WHERE id = ?", arguments: [Self.blob(id)]) {
+                    out[id] = digests
                 }
             }
             return out
