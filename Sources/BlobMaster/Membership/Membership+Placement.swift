@@ -40,30 +40,24 @@ extension Membership {
             throw BlobError(.invalidArgument, reason: "range.invalid", "a range needs a non-negative offset and length")
         }
         let requestedEnd = length.map { offset.addingReportingOverflow($0) }.map { $0.overflow ? Int64.max : $0.partialValue } ?? Int64.max
-        guard let (file, entries) = try await store.manifest(of: path, version: nil, overlapping: offset..<requestedEnd) else {
+        guard let facts = try await store.readPlanFacts(of: path, overlapping: offset..<requestedEnd) else {
             throw BlobError(.notFound, reason: "file.notFound", "no file at \(path); list with `blobctl ls`")
         }
+        let file = facts.file
         guard offset <= file.size else {
             throw BlobError(.invalidArgument, reason: "range.invalid",
                             "range starting at \(offset) is outside the file of \(file.size) bytes")
         }
-        let end = length.map { offset + min($0, file.size - offset) } ?? file.size
-        let overlapping = entries.filter { $0.offset < end && $0.offset + $0.length > offset }
-        let locations = try await store.replicaLocations(of: overlapping.map(\.chunkID))
-        let storedSizes = try await store.storedSizes(of: overlapping.map(\.chunkID))
-        // A range that starts or ends inside a chunk can be read block by block.
-        let cut = overlapping.filter { $0.offset < offset || $0.offset + $0.length > end }
-        let digests = cut.isEmpty ? [:] : try await store.blockDigests(of: cut.map(\.chunkID))
         var plan: [ReadPlanEntry] = []
-        for (i, entry) in overlapping.enumerated() {
-            let servers = locations[entry.chunkID] ?? []
+        plan.reserveCapacity(facts.entries.count)
+        for (i, entry) in facts.entries.enumerated() {
+            let servers = facts.locations[entry.chunkID] ?? []
             let alive = servers.filter { state(of: $0) == .alive }
             let others = servers.filter { let s = state(of: $0); return s != .alive && s != .down }
             let rotated = alive.isEmpty ? alive : Array(alive[(i % alive.count)...] + alive[..<(i % alive.count)])
-            let cutHere = entry.offset < offset || entry.offset + entry.length > end
             plan.append(ReadPlanEntry(chunk: entry, replicas: (rotated + others).compactMap { endpoint($0) },
-                                      storedByteCount: storedSizes[entry.chunkID],
-                                      blockDigests: cutHere ? digests[entry.chunkID] : nil))
+                                      storedByteCount: facts.storedSizes[entry.chunkID],
+                                      blockDigests: facts.blockDigests[entry.chunkID]))
         }
         return ReadPlan(file: file, chunks: plan)
     }

@@ -57,8 +57,9 @@ public protocol MetadataStore: Sendable {
     /// Deletes the current version only while it is `ifVersion` (409 `file.precondition` otherwise).
     func delete(_ path: BlobPath, ifVersion: Int64?, nowMilliseconds: Int64) async throws -> FileVersion
 
-    /// The stored (framed, compressed) size of each chunk; unknown chunks are absent.
-    func storedSizes(of chunkIDs: [ChunkID]) async throws -> [ChunkID: Int64]
+    /// What a read plan of `range` of the current version of `path` needs, in one transaction;
+    /// nil when there is no such file.
+    func readPlanFacts(of path: BlobPath, overlapping range: Range<Int64>) async throws -> ReadPlanFacts?
     /// The ``BlockDigests`` kept for each chunk that has them.
     func blockDigests(of chunkIDs: [ChunkID]) async throws -> [ChunkID: Data]
 
@@ -181,6 +182,19 @@ public struct ChunkFacts: Sendable, Hashable {
     public var report: ReplicaReport {
         ReplicaReport(chunkID: id, plainByteCount: plainByteCount, storedByteCount: storedByteCount)
     }
+}
+
+/// The facts behind a read plan, read together.
+public struct ReadPlanFacts: Sendable {
+    public var file: FileVersion
+    /// The version's entries that overlap the range, in file order.
+    public var entries: [ManifestEntry]
+    /// The servers holding each chunk.
+    public var locations: [ChunkID: [String]]
+    /// The stored (framed, compressed) size of each chunk.
+    public var storedSizes: [ChunkID: Int64]
+    /// The ``BlockDigests`` of the chunks the range starts or ends inside, where kept.
+    public var blockDigests: [ChunkID: Data]
 }
 
 extension MetadataStore {

@@ -70,27 +70,46 @@ public final class SQLiteMetadataStore: MetadataStore {
         }
     }
 
-    public func storedSizes(of chunkIDs: [ChunkID]) async throws -> [ChunkID: Int64] {
+    public func blockDigests(of chunkIDs: [ChunkID]) async throws -> [ChunkID: Data] {
         try await pool.read { db in
-            var out: [ChunkID: Int64] = [:]
+            var out: [ChunkID: Data] = [:]
+            let select = try db.cachedStatement(sql: "SELECT block_digests FROM chunks WHERE id = ?")
             for id in chunkIDs {
-                if let size = try Int64.fetchOne(db, sql: "SELECT stored_size FROM chunks WHERE id = ?", arguments: [Self.blob(id)]) {
-                    out[id] = size
-                }
+                if let digests = try Data.fetchOne(select, arguments: [Self.blob(id)]) { out[id] = digests }
             }
             return out
         }
     }
 
-    public func blockDigests(of chunkIDs: [ChunkID]) async throws -> [ChunkID: Data] {
+    public func readPlanFacts(of path: BlobPath, overlapping range: Range<Int64>) async throws -> ReadPlanFacts? {
         try await pool.read { db in
-            var out: [ChunkID: Data] = [:]
-            for id in chunkIDs {
-                if let digests = try Data.fetchOne(db, sql: "SELECT block_digests FROM chunks WHERE id = ?", arguments: [Self.blob(id)]) {
-                    out[id] = digests
+            guard let row = try Row.fetchOne(db.cachedStatement(sql: """
+                SELECT \(Self.currentColumns), version_id FROM current_files WHERE path = ?
+                """), arguments: [Self.blob(path)]) else { return nil }
+            let file = try Self.fileVersion(row)
+            let rows = try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT chunk_id, offset, length FROM manifest_entries
+                WHERE version_id = ? AND offset < ? AND offset + length > ? ORDER BY seq
+                """), arguments: [row[10] as Int64, range.upperBound, range.lowerBound])
+            var facts = ReadPlanFacts(file: file, entries: [], locations: [:], storedSizes: [:], blockDigests: [:])
+            facts.entries = try rows.map { entry in
+                ManifestEntry(chunkID: try ChunkID(digestBytes: [UInt8](entry[0] as Data)), offset: entry[1], length: entry[2])
+            }
+            let end = min(range.upperBound, file.size)
+            let locations = try db.cachedStatement(sql: "SELECT server_id FROM replicas WHERE chunk_id = ? ORDER BY server_id")
+            let chunk = try db.cachedStatement(sql: "SELECT stored_size, block_digests FROM chunks WHERE id = ?")
+            for entry in facts.entries where facts.storedSizes[entry.chunkID] == nil {
+                let id = Self.blob(entry.chunkID)
+                let servers = try String.fetchAll(locations, arguments: [id])
+                if !servers.isEmpty { facts.locations[entry.chunkID] = servers }
+                guard let chunkRow = try Row.fetchOne(chunk, arguments: [id]) else { continue }
+                facts.storedSizes[entry.chunkID] = chunkRow[0]
+                // Only a chunk the range starts or ends inside is read by blocks.
+                if entry.offset < range.lowerBound || entry.offset + entry.length > end, let digests = chunkRow[1] as Data? {
+                    facts.blockDigests[entry.chunkID] = digests
                 }
             }
-            return out
+            return facts
         }
     }
 
