@@ -147,27 +147,24 @@ extension ClusterClient {
         do {
             // A file assembled from parts has no whole-file SHA-256 to check (its chunks are).
             var wholeFile = checkWholeFile && ManifestCommit.isWholeFileDigest(plan.file.sha256) ? SHA256() : nil
+            let pieces = Self.pieces(of: plan, offset: offset, end: end)
             var next = 0
             var written: Int64 = 0
             var suspects: [SuspectReplica] = []
-            while next < plan.chunks.count || !window.isEmpty {
-                while next < plan.chunks.count && window.count < max(1, readAhead) {
-                    let entry = plan.chunks[next]
-                    let needed = Int(max(offset, entry.chunk.offset) - entry.chunk.offset)
-                        ..< Int(min(end, entry.chunk.offset + entry.chunk.length) - entry.chunk.offset)
+            while next < pieces.count || !window.isEmpty {
+                while next < pieces.count && window.count < max(1, readAhead) {
+                    let (entry, needed) = pieces[next]
                     window.append(Task { [self] in try await fetch(entry, needing: needed, of: path) })
                     next += 1
                 }
-                let index = next - window.count
+                let needed = pieces[next - window.count].needed
                 let fetched = try await window.removeFirst().value
-                let entry = plan.chunks[index].chunk
-                let from = Int(max(offset, entry.offset) - entry.offset)
-                let to = Int(min(end, entry.offset + entry.length) - entry.offset)
+                let (from, to) = (needed.lowerBound, needed.upperBound)
                 let slice = fetched.plain[(from - fetched.base)..<(to - fetched.base)]
                 slice.withUnsafeBytes { wholeFile?.update(bufferPointer: $0) }
                 failovers += fetched.failovers
                 suspects += fetched.suspects
-                if next == plan.chunks.count && window.isEmpty, let digest = wholeFile?.finalize() {
+                if next == pieces.count && window.isEmpty, let digest = wholeFile?.finalize() {
                     // The last piece goes out only once the whole file matched.
                     let hex = try ChunkID(digestBytes: Array(digest)).hex
                     guard hex == plan.file.sha256 else {
@@ -191,6 +188,26 @@ extension ClusterClient {
             throw error
         }
         return failovers
+    }
+
+    /// What to fetch, in order: each planned chunk's bytes within `[offset, end)`. When the
+    /// first one can be read by blocks, its first block is a piece of its own, so the first
+    /// bytes go out after one block rather than after the rest of that chunk.
+    static func pieces(of plan: ReadPlan, offset: Int64, end: Int64) -> [(entry: ReadPlanEntry, needed: Range<Int>)] {
+        var pieces: [(entry: ReadPlanEntry, needed: Range<Int>)] = []
+        pieces.reserveCapacity(plan.chunks.count + 1)
+        for (i, entry) in plan.chunks.enumerated() {
+            let chunk = entry.chunk
+            let needed = Int(max(offset, chunk.offset) - chunk.offset)..<Int(min(end, chunk.offset + chunk.length) - chunk.offset)
+            let firstBlockEnd = (needed.lowerBound / BlockDigests.blockByteCount + 1) * BlockDigests.blockByteCount
+            if i == 0, entry.blockDigests != nil, needed.upperBound - firstBlockEnd >= BlockDigests.blockByteCount {
+                pieces.append((entry, needed.lowerBound..<firstBlockEnd))
+                pieces.append((entry, firstBlockEnd..<needed.upperBound))
+            } else {
+                pieces.append((entry, needed))
+            }
+        }
+        return pieces
     }
 
     /// One chunk from the first replica that gives bytes matching its id. When every replica of

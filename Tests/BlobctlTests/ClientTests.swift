@@ -185,6 +185,14 @@ struct ClientTests {
             let after = try await partial()
             #expect(after.reads - before.reads == 1 && after.bytes - before.bytes == Int64(block),
                     "partial reads \(before) → \(after)")
+            // A range over several blocks: its first block is fetched on its own, so the first
+            // bytes go out sooner, then the rest; three blocks in all.
+            let across = (start + block + 10)..<(start + 3 * block + 10)
+            try await cluster.get("blocks.bin", out, ["--range=\(across.lowerBound)-\(across.upperBound - 1)"])
+            #expect(try Data(contentsOf: out) == (try Self.bytes(local, across)))
+            let split = try await partial()
+            #expect(split.reads - after.reads == 2 && split.bytes - after.bytes == Int64(3 * block),
+                    "partial reads \(after) → \(split)")
             // Damage the chunk on two of its three servers: the range still reads back right,
             // from a block read of the intact copy or a whole-chunk read after the check failed.
             for server in cluster.servers.prefix(2) {
