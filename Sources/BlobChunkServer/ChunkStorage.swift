@@ -276,6 +276,24 @@ final class ChunkStorage: Sendable {
     }
 
     /// The stored frame's header, without reading or checking the payload.
+    /// Bytes `span` of a raw chunk's plain bytes, read alone; nil when the chunk must be read
+    /// whole (compressed, or its header fails), so ``read(_:)`` checks and quarantines it.
+    func readRawSpan(_ id: ChunkID, _ span: Range<Int>) async throws -> [UInt8]? {
+        switch try await threadPool.runIfActive({ [disk] in try disk.readRawSpan(id, span) }) {
+        case .bytes(let bytes):
+            statistics.withLock {
+                $0.counters["reads", default: 0] += 1
+                $0.counters["bytesRead", default: 0] += Int64(bytes.count)
+            }
+            return bytes
+        case .absent:
+            count("readsNotFound")
+            throw BlobError(.notFound, reason: "chunk.notFound", "chunk \(id.shortHex)… is not stored on this server")
+        case .notRaw:
+            return nil
+        }
+    }
+
     func diskHeader(_ id: ChunkID) async throws -> FrameHeader? {
         try await threadPool.runIfActive { [disk] in disk.readHeader(id) }
     }

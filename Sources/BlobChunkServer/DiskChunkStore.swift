@@ -105,6 +105,43 @@ struct DiskChunkStore: Sendable {
         }
     }
 
+    /// Bytes `span` of a chunk stored raw, read from their place in the frame without reading
+    /// the rest: `.absent` if there is no such chunk, `.notRaw` if it is compressed or its
+    /// header does not check (the caller then reads and checks the whole frame).
+    func readRawSpan(_ id: ChunkID, _ span: Range<Int>) throws -> RawSpanRead {
+        let path = path(for: id)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return .absent }
+            throw DiskError.errno("open", path, errno)
+        }
+        defer { close(fd) }
+        var headerBytes = [UInt8](repeating: 0, count: FrameHeader.byteCount)
+        let n = headerBytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, FrameHeader.byteCount, 0) }
+        guard n == FrameHeader.byteCount, let header = try? FrameHeader(parsing: headerBytes), header.codec == .raw,
+              span.upperBound <= header.plainByteCount else { return .notRaw }
+        let bytes = try [UInt8](unsafeUninitializedCapacity: span.count) { buf, initialized in
+            var done = 0
+            while done < span.count {
+                let n = pread(fd, buf.baseAddress! + done, span.count - done, off_t(FrameHeader.byteCount + span.lowerBound + done))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw DiskError.errno("read", path, errno)
+                }
+                if n == 0 { break }
+                done += n
+            }
+            initialized = done
+        }
+        return bytes.count == span.count ? .bytes(bytes) : .notRaw
+    }
+
+    enum RawSpanRead: Sendable {
+        case bytes([UInt8])
+        case absent
+        case notRaw
+    }
+
     /// Size of the stored frame, or nil if absent.
     func storedSize(_ id: ChunkID) -> Int? {
         var st = stat()

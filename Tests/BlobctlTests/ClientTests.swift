@@ -193,19 +193,25 @@ struct ClientTests {
             let split = try await partial()
             #expect(split.reads - after.reads == 2 && split.bytes - after.bytes == Int64(3 * block),
                     "partial reads \(after) → \(split)")
-            // Damage the chunk on two of its three servers: the range still reads back right,
-            // from a block read of the intact copy or a whole-chunk read after the check failed.
-            for server in cluster.servers.prefix(2) {
+            // Damage the block the first range reads on two of the chunk's three servers: the
+            // range still reads back right: a range's first chunk is asked of its holders in
+            // server id order, so the damaged block comes first and fails its digest, and the
+            // read falls back to a whole chunk checked against its id.
+            for server in cluster.servers.sorted(by: { $0.serverID < $1.serverID }).prefix(2) {
                 for file in ChunkServerFaultTests.chunkFiles(server) where file.lastPathComponent == id {
                     var bytes = [UInt8](try Data(contentsOf: file))
-                    bytes[bytes.count - 700] ^= 0x01
+                    bytes[FrameHeader.byteCount + block + 550] ^= 0x01
                     try Data(bytes).write(to: file)
                 }
             }
-            for range in [inside, (start + 3 * block - 10)..<(start + 3 * block + 10)] {
-                try await cluster.get("blocks.bin", out, ["--range=\(range.lowerBound)-\(range.upperBound - 1)"])
-                #expect(try Data(contentsOf: out) == (try Self.bytes(local, range)), "range \(range) with damaged replicas")
-            }
+            let damaged = try await cluster.run(["get", "blocks.bin", out.path, "--range=\(inside.lowerBound)-\(inside.upperBound - 1)", "--json"])
+            #expect(damaged.status == 0, "\(damaged.stderr)")
+            #expect(try Data(contentsOf: out) == (try Self.bytes(local, inside)), "range \(inside) with damaged replicas")
+            let report = try JSONSerialization.jsonObject(with: Data(damaged.stdout.utf8)) as? [String: Any]
+            #expect((report?["failovers"] as? Int ?? 0) >= 1, "the damaged copies were tried and passed over: \(damaged.stdout)")
+            let later = (start + 3 * block - 10)..<(start + 3 * block + 10)
+            try await cluster.get("blocks.bin", out, ["--range=\(later.lowerBound)-\(later.upperBound - 1)"])
+            #expect(try Data(contentsOf: out) == (try Self.bytes(local, later)), "range \(later) with damaged replicas")
         }
     }
 
