@@ -151,8 +151,11 @@ extension ClusterClient {
             var next = 0
             var written: Int64 = 0
             var suspects: [SuspectReplica] = []
+            // A first block fetched on its own is fetched alone: the pieces behind it would
+            // compete with it for the servers and the cores.
+            let leadAlone = pieces.count > 1 && pieces[0].entry.chunk.offset == pieces[1].entry.chunk.offset
             while next < pieces.count || !window.isEmpty {
-                while next < pieces.count && window.count < max(1, readAhead) {
+                while next < pieces.count && window.count < (leadAlone && next == 1 ? 1 : max(1, readAhead)) {
                     let (entry, needed) = pieces[next]
                     window.append(Task { [self] in try await fetch(entry, needing: needed, of: path) })
                     next += 1
