@@ -201,8 +201,13 @@ struct S3Handler: Sendable {
             }
         }
         // Every object operation names an existing bucket: nothing outside buckets (such as the
-        // parts of uploads) is reachable by a key.
-        _ = try await requireBucket(bucketName)
+        // parts of uploads) is reachable by a key. A plain GET or HEAD asks about the bucket and
+        // the object at once (below), so a read after the bucket's short cache expired costs
+        // one master round trip, not two.
+        let plainRead = (method == .get || method == .head) && target.query.keys.allSatisfy {
+            $0.hasPrefix("X-Amz-") || $0.hasPrefix("response-") || Self.presignParameters.contains($0)
+        }
+        if !plainRead { _ = try await requireBucket(bucketName) }
         let path = try objectPath(bucketName, key)
         if method == .get || method == .head, target.query["versionId"].map({ $0 != "null" }) == true {
             throw S3Error.notImplemented("object versions")
@@ -267,7 +272,19 @@ struct S3Handler: Sendable {
         }
         switch method {
         case .get, .head:
-            var response = try await getObject(path, request, head: method == .head, bucket: bucketName)
+            var response: Response
+            if plainRead {
+                async let bucket = requireBucket(bucketName)
+                do {
+                    response = try await getObject(path, request, head: method == .head, bucket: bucketName)
+                } catch {
+                    _ = try await bucket  // NoSuchBucket comes before anything about the key
+                    throw error
+                }
+                _ = try await bucket
+            } else {
+                response = try await getObject(path, request, head: method == .head, bucket: bucketName)
+            }
             // response-* parameters override the answer's headers, for signed requests only.
             let overrides = target.query.filter { $0.key.hasPrefix("response-") }
             if !overrides.isEmpty {
@@ -297,6 +314,9 @@ struct S3Handler: Sendable {
     }
 
     /// The headers a signed GET may override with `response-HEADER=VALUE`.
+    /// Query parameters of V2 presigned URLs and the SDKs' operation tag: not sub-resources.
+    static let presignParameters: Set = ["AWSAccessKeyId", "Expires", "Signature", "x-id"]
+
     static let overridableHeaders: Set = ["content-type", "content-language", "expires", "cache-control", "content-disposition",
                                           "content-encoding"]
 

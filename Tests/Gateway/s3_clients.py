@@ -150,6 +150,8 @@ expect_error("SignatureDoesNotMatch", client(secret_key="wrong" + secret[5:]).li
 expect_error("InvalidBucketName", s3.create_bucket, Bucket="Bad_Name")
 expect_error("KeyTooLongError", s3.put_object, Bucket="media", Key="k" * 1025, Body=b"x")
 expect_error("NoSuchBucket", s3.put_object, Bucket="nosuchbucket", Key="k", Body=b"x")
+expect_error("NoSuchBucket", s3.get_object, Bucket="nosuchbucket", Key="k")
+expect_error("NoSuchBucket", s3.get_object, Bucket="nosuchbucket", Key="k", Range="bytes=0-9")
 up = s3.create_multipart_upload(Bucket="media", Key="order.bin")
 p1 = s3.upload_part(Bucket="media", Key="order.bin", UploadId=up["UploadId"], PartNumber=1, Body=os.urandom(5 << 20))
 p2 = s3.upload_part(Bucket="media", Key="order.bin", UploadId=up["UploadId"], PartNumber=2, Body=b"tail")
