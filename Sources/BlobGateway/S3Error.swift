@@ -123,34 +123,19 @@ enum XML {
 
     /// ISO 8601 with milliseconds, as S3 lists times.
     static func timestamp(_ milliseconds: Int64) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: Date(timeIntervalSince1970: Double(milliseconds) / 1000))
+        let seconds = milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000
+        return UTCTime(secondsSince1970: seconds).iso8601(milliseconds: Int(milliseconds - seconds * 1000))
     }
 }
 
 /// HTTP dates (RFC 9110 IMF-fixdate) for Last-Modified and the conditional headers.
 enum HTTPDate {
     static func format(_ milliseconds: Int64) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-        return formatter.string(from: Date(timeIntervalSince1970: Double(milliseconds / 1000)))
+        UTCTime(secondsSince1970: milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000).imfFixdate
     }
 
     /// Seconds since 1970, or nil when the text is not an HTTP date.
     static func parse(_ text: String) -> Int64? {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        for format in ["EEE, dd MMM yyyy HH:mm:ss zzz", "EEEE, dd-MMM-yy HH:mm:ss zzz", "EEE MMM d HH:mm:ss yyyy"] {
-            formatter.dateFormat = format
-            if let date = formatter.date(from: text.trimmingCharacters(in: .whitespaces)) {
-                return Int64(date.timeIntervalSince1970)
-            }
-        }
-        return nil
+        UTCTime.parseHTTPDate(text.trimmingCharacters(in: .whitespaces))
     }
 }

@@ -371,19 +371,10 @@ struct SigV4: Sendable {
     }
 
     static func parseAmzDate(_ text: String) -> Int64? {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        return formatter.date(from: text).map { Int64($0.timeIntervalSince1970) }
+        UTCTime.parseAmzDate(text)
     }
 
     static func amzDate(fromHTTPDate text: String) -> String? {
-        guard let seconds = HTTPDate.parse(text) else { return nil }
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        return formatter.string(from: Date(timeIntervalSince1970: Double(seconds)))
+        HTTPDate.parse(text).map { UTCTime(secondsSince1970: $0).amzDate }
     }
 }

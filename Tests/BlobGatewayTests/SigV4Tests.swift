@@ -130,3 +130,41 @@ struct LifecycleDocumentTests {
         #expect(throws: S3Error.self) { try S3Handler.lifecycleRules(noStatus) }
     }
 }
+
+@Suite("UTC dates for HTTP and S3")
+struct UTCTimeTests {
+    @Test("the RFC 9110 example in its three forms, X-Amz-Date and S3's ISO 8601 times")
+    func vectors() {
+        #expect(HTTPDate.format(0) == "Thu, 01 Jan 1970 00:00:00 GMT")
+        #expect(HTTPDate.format(784_111_777_000) == "Sun, 06 Nov 1994 08:49:37 GMT")
+        for text in ["Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994",
+                     " Sun, 06 Nov 1994 08:49:37 UTC "] {
+            #expect(HTTPDate.parse(text) == 784_111_777, "\(text)")
+        }
+        #expect(SigV4.parseAmzDate("19941106T084937Z") == 784_111_777)
+        #expect(SigV4.amzDate(fromHTTPDate: "Sun, 06 Nov 1994 08:49:37 GMT") == "19941106T084937Z")
+        #expect(XML.timestamp(951_782_400_123) == "2000-02-29T00:00:00.123Z")
+        for bad in ["Sun, 31 Feb 1994 08:49:37 GMT", "Sun, 06 Nov 1994 08:49:37 PST", "Sun, 06 Nov 1994 25:49:37 GMT",
+                    "yesterday", "", "Sun, 06 Foo 1994 08:49:37 GMT"] {
+            #expect(HTTPDate.parse(bad) == nil, "\(bad)")
+        }
+        for bad in ["19941306T084937Z", "19941106084937Z", "1994-11-06T08:49:37Z", "19941106T084937"] {
+            #expect(SigV4.parseAmzDate(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test("formatting and parsing agree with Foundation's DateFormatter from 1970 to 2100")
+    func agreesWithFoundation() {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<3000 {
+            let seconds = Int64.random(in: 0..<4_102_444_800, using: &generator)
+            let expected = formatter.string(from: Date(timeIntervalSince1970: Double(seconds)))
+            #expect(HTTPDate.format(seconds * 1000) == expected)
+            #expect(HTTPDate.parse(expected) == seconds)
+        }
+    }
+}
