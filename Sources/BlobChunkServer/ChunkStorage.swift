@@ -275,7 +275,6 @@ final class ChunkStorage: Sendable {
         try await threadPool.runIfActive { [disk] in try disk.readFrame(id) }
     }
 
-    /// The stored frame's header, without reading or checking the payload.
     /// Bytes `span` of a raw chunk's plain bytes, read alone; nil when the chunk must be read
     /// whole (compressed, or its header fails), so ``read(_:)`` checks and quarantines it.
     func readRawSpan(_ id: ChunkID, _ span: Range<Int>) async throws -> [UInt8]? {
@@ -291,9 +290,13 @@ final class ChunkStorage: Sendable {
             throw BlobError(.notFound, reason: "chunk.notFound", "chunk \(id.shortHex)… is not stored on this server")
         case .notRaw:
             return nil
+        case .outOfRange(let plainByteCount):
+            throw BlobError(.invalidArgument, reason: "chunk.span",
+                            "bytes \(span.lowerBound)..<\(span.upperBound) are outside chunk \(id.shortHex)… of \(plainByteCount) bytes")
         }
     }
 
+    /// The stored frame's header, without reading or checking the payload.
     func diskHeader(_ id: ChunkID) async throws -> FrameHeader? {
         try await threadPool.runIfActive { [disk] in disk.readHeader(id) }
     }

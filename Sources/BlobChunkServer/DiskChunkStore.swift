@@ -118,8 +118,10 @@ struct DiskChunkStore: Sendable {
         defer { close(fd) }
         var headerBytes = [UInt8](repeating: 0, count: FrameHeader.byteCount)
         let n = headerBytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, FrameHeader.byteCount, 0) }
-        guard n == FrameHeader.byteCount, let header = try? FrameHeader(parsing: headerBytes), header.codec == .raw,
-              span.upperBound <= header.plainByteCount else { return .notRaw }
+        guard n == FrameHeader.byteCount, let header = try? FrameHeader(parsing: headerBytes), header.codec == .raw else {
+            return .notRaw
+        }
+        guard span.upperBound <= header.plainByteCount else { return .outOfRange(header.plainByteCount) }
         let bytes = try [UInt8](unsafeUninitializedCapacity: span.count) { buf, initialized in
             var done = 0
             while done < span.count {
@@ -140,6 +142,8 @@ struct DiskChunkStore: Sendable {
         case bytes([UInt8])
         case absent
         case notRaw
+        /// The span ends past the chunk's plain bytes (their count).
+        case outOfRange(Int)
     }
 
     /// Size of the stored frame, or nil if absent.

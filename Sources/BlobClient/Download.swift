@@ -228,13 +228,22 @@ extension ClusterClient {
                                 + "check `blobctl cluster status` and restart the down servers")
         }
         let length = Int(entry.chunk.length)
+        var replicas = entry.replicas
         if let digests = entry.blockDigests, needed.count < length, let server = entry.replicas.first {
             let span = BlockDigests.blockAlignedSpan(covering: needed, plainByteCount: length)
-            if span.count < length, let part = try? await getChunkPart(id, span: span, from: server), part.count == span.count,
-               part.withUnsafeBytes({ BlockDigests.verify($0, at: span.lowerBound, plainByteCount: length, against: digests) }) {
-                return FetchedChunk(plain: part, base: span.lowerBound, suspects: [], failovers: 0)
+            if span.count < length {
+                do {
+                    let part = try await getChunkPart(id, span: span, from: server)
+                    if part.count == span.count,
+                       part.withUnsafeBytes({ BlockDigests.verify($0, at: span.lowerBound, plainByteCount: length, against: digests) }) {
+                        return FetchedChunk(plain: part, base: span.lowerBound, suspects: [], failovers: 0)
+                    }
+                } catch let error as BlobError where error.code == .unavailable || error.code == .timeout {
+                    // A server that did not answer is asked for the whole chunk last, not first.
+                    replicas = Array(replicas.dropFirst()) + [server]
+                } catch {}
+                try Task.checkCancellation()
             }
-            try Task.checkCancellation()
         }
         let decompressor = ChunkDecompressor()
         var suspects: [SuspectReplica] = []
@@ -261,7 +270,7 @@ extension ClusterClient {
             }
             return nil
         }
-        if let plain = try await attempt(entry.replicas) {
+        if let plain = try await attempt(replicas) {
             return FetchedChunk(plain: plain, suspects: suspects, failovers: errors.count)
         }
         if moved, let fresh = try? await readPlan(path, offset: entry.chunk.offset, length: 1),

@@ -50,7 +50,8 @@ public enum BlockDigests {
 
     /// Whether `digests` is the right size for a chunk of `plainByteCount` bytes.
     public static func isWellFormed(_ digests: Data, plainByteCount: Int) -> Bool {
-        digests.count == blockCount(plainByteCount: plainByteCount) * digestByteCount
+        (0...Limits.maxChunkByteCount).contains(plainByteCount)
+            && digests.count == blockCount(plainByteCount: plainByteCount) * digestByteCount
     }
 
     /// The whole blocks covering bytes `range` of a chunk of `plainByteCount` bytes, as a

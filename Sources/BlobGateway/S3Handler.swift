@@ -208,7 +208,13 @@ struct S3Handler: Sendable {
             $0.hasPrefix("X-Amz-") || $0.hasPrefix("response-") || Self.presignParameters.contains($0)
         }
         if !plainRead { _ = try await requireBucket(bucketName) }
-        let path = try objectPath(bucketName, key)
+        let path: BlobPath
+        do {
+            path = try objectPath(bucketName, key)
+        } catch {
+            if plainRead { _ = try await requireBucket(bucketName) }  // NoSuchBucket first, as for the rest
+            throw error
+        }
         if method == .get || method == .head, target.query["versionId"].map({ $0 != "null" }) == true {
             throw S3Error.notImplemented("object versions")
         }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Seconds since 1970 to UTC calendar fields and back, for the fixed formats S3 and HTTP use
 /// (IMF-fixdate, ISO 8601, `X-Amz-Date`). A `DateFormatter` costs an ICU formatter per use,
 /// which showed up in every GET's time to first byte; these are a few integer operations.
@@ -105,7 +107,10 @@ struct UTCTime: Equatable {
             let date = words[1].split(separator: "-", omittingEmptySubsequences: false).map(String.init)
             guard date.count == 3, date[0].count == 2, date[2].count == 2, let day = Int(date[0]), let month = monthNumber(date[1]),
                   let shortYear = digits(Array(date[2].utf8)[...]), isUTC(words[3]), let (h, m, s) = clock(words[2]) else { return nil }
-            let year = shortYear < 70 ? 2000 + shortYear : 1900 + shortYear
+            // RFC 9110: a two-digit year more than 50 years ahead is the most recent past one.
+            let now = UTCTime(secondsSince1970: Int64(Date().timeIntervalSince1970)).year
+            var year = now / 100 * 100 + shortYear
+            if year > now + 50 { year -= 100 } else if year <= now - 50 { year += 100 }
             return UTCTime(year: year, month: month, day: day, hour: h, minute: m, second: s).secondsSince1970
         }
         if words.count == 6, words[0].hasSuffix(","), weekdayNames.contains(String(words[0].dropLast())) {

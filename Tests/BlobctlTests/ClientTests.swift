@@ -209,6 +209,7 @@ struct ClientTests {
             #expect(try Data(contentsOf: out) == (try Self.bytes(local, inside)), "range \(inside) with damaged replicas")
             let report = try JSONSerialization.jsonObject(with: Data(damaged.stdout.utf8)) as? [String: Any]
             #expect((report?["failovers"] as? Int ?? 0) >= 1, "the damaged copies were tried and passed over: \(damaged.stdout)")
+            // Blocks the damage did not touch still read back right, from whichever copy is left.
             let later = (start + 3 * block - 10)..<(start + 3 * block + 10)
             try await cluster.get("blocks.bin", out, ["--range=\(later.lowerBound)-\(later.upperBound - 1)"])
             #expect(try Data(contentsOf: out) == (try Self.bytes(local, later)), "range \(later) with damaged replicas")

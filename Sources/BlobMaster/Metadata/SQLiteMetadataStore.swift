@@ -34,7 +34,8 @@ public final class SQLiteMetadataStore: MetadataStore {
             // Digests of the wrong size for the chunk are dropped, not kept: a ranged read
             // would only fail on them and fall back to whole chunks.
             let digests = r.blockDigests.flatMap {
-                BlockDigests.isWellFormed($0, plainByteCount: Int(r.plainByteCount)) ? $0 : nil
+                (0...Int64(Limits.maxChunkByteCount)).contains(r.plainByteCount)
+                    && BlockDigests.isWellFormed($0, plainByteCount: Int(r.plainByteCount)) ? $0 : nil
             }
             try db.execute(sql: """
                 INSERT INTO chunks (id, plain_size, stored_size, first_seen_ms, block_digests) VALUES (?, ?, ?, ?, ?)
