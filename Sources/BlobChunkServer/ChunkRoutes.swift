@@ -59,7 +59,7 @@ struct ChunkRoutes: Sendable {
             throw BlobError(.invalidArgument, reason: "body.lengthMismatch",
                             "body is \(frame.count) bytes but Content-Length says \(declared)")
         }
-        let header = try storage.verifyIncoming(frame, id: id)
+        let header = try storage.verifyIncoming(frame, id: id, forwarded: role == .server)
         try await storage.checkRoom(for: frame.count)
 
         // Local write and forwarding run at the same time; the answer waits for all of them.

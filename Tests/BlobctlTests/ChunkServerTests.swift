@@ -116,6 +116,10 @@ struct ChunkServerTests {
             var flipped = frame
             flipped[40] ^= 1
             expectError(try await client.send(.PUT, a, "/v1/chunks/\(id.hex)", body: flipped), 422, "frame.payloadChecksumMismatch")
+            // A copy forwarded by a peer (server role) is checked for damage on the way too; its
+            // id was checked by the peer that took the write from the client.
+            expectError(try await client.send(.PUT, a, "/v1/chunks/\(id.hex)", body: flipped, role: .server), 422,
+                        "frame.payloadChecksumMismatch")
             expectError(try await client.send(.PUT, a, "/v1/chunks/\(id.hex)", body: Array(repeating: 0, count: 17 << 20)),
                         413, "body.tooLarge")
             expectError(try await client.send(.PUT, a, "/v1/chunks/\(id.hex)?replicas=../../etc", body: frame), 400,
