@@ -94,18 +94,7 @@ extension S3Handler {
         var headers = headers(for: file)
         let etag = Self.etag(file)
         let modifiedSeconds = file.createdAtMilliseconds / 1000
-        if let ifMatch = request.headers[.ifMatch], !Self.etagMatches(ifMatch, etag, weak: false) {
-            throw S3Error("PreconditionFailed", .preconditionFailed, "At least one of the pre-conditions you specified did not hold")
-        }
-        if request.headers[.ifMatch] == nil, let since = request.headers[.ifUnmodifiedSince].flatMap(HTTPDate.parse),
-           modifiedSeconds > since {
-            throw S3Error("PreconditionFailed", .preconditionFailed, "At least one of the pre-conditions you specified did not hold")
-        }
-        if let ifNoneMatch = request.headers[.ifNoneMatch] {
-            if Self.etagMatches(ifNoneMatch, etag) { return Response(status: .notModified, headers: headers) }
-        } else if let since = request.headers[.ifModifiedSince].flatMap(HTTPDate.parse), modifiedSeconds <= since {
-            return Response(status: .notModified, headers: headers)
-        }
+        if let notModified = try Self.conditionalAnswer(request, file: file, headers: headers) { return notModified }
         var range: (Int64, Int64)?
         if let rangeText = request.headers[.range] {
             var honour = true
@@ -155,6 +144,27 @@ extension S3Handler {
             try await writer.finish(nil)
         }
         return Response(status: status, headers: headers, body: body)
+    }
+
+    /// The conditional headers of a read (RFC 9110 order) against the object's ETag and time:
+    /// 412 thrown for If-Match or If-Unmodified-Since, a 304 answer for If-None-Match or
+    /// If-Modified-Since, nil to go on.
+    static func conditionalAnswer(_ request: Request, file: FileVersion, headers: HTTPFields) throws -> Response? {
+        let etag = Self.etag(file)
+        let modifiedSeconds = file.createdAtMilliseconds / 1000
+        if let ifMatch = request.headers[.ifMatch], !Self.etagMatches(ifMatch, etag, weak: false) {
+            throw S3Error("PreconditionFailed", .preconditionFailed, "At least one of the pre-conditions you specified did not hold")
+        }
+        if request.headers[.ifMatch] == nil, let since = request.headers[.ifUnmodifiedSince].flatMap(HTTPDate.parse),
+           modifiedSeconds > since {
+            throw S3Error("PreconditionFailed", .preconditionFailed, "At least one of the pre-conditions you specified did not hold")
+        }
+        if let ifNoneMatch = request.headers[.ifNoneMatch] {
+            if Self.etagMatches(ifNoneMatch, etag) { return Response(status: .notModified, headers: headers) }
+        } else if let since = request.headers[.ifModifiedSince].flatMap(HTTPDate.parse), modifiedSeconds <= since {
+            return Response(status: .notModified, headers: headers)
+        }
+        return nil
     }
 
     /// `bytes=N-M` or `bytes=N-` as (N, M?); nil for anything else (suffix, several ranges).

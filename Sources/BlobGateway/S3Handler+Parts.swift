@@ -38,6 +38,8 @@ extension S3Handler {
         guard let part = info.parts.first(where: { $0.number == number }) else { throw Self.invalidPart(number) }
         let file = info.file
         var headers = headers(for: file)
+        // Conditions are on the object, as for a whole GET.
+        if let notModified = try Self.conditionalAnswer(request, file: file, headers: headers) { return notModified }
         headers[.eTag] = "\"" + (part.attributes?[ObjectAttribute.etag] ?? file.sha256) + "\""
         headers[HTTPField.Name("x-amz-mp-parts-count")!] = String(info.parts.count)
         headers[.contentLength] = String(part.size)

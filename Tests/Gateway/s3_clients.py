@@ -237,6 +237,11 @@ second = s3.get_object(Bucket="media", Key="summed.bin", PartNumber=2)
 assert second["PartsCount"] == 2 and second["Body"].read() == b"last" and second["ETag"] == parts[1]["ETag"], second
 assert s3.head_object(Bucket="media", Key="summed.bin", PartNumber=1)["ContentLength"] == 5 << 20
 expect_error("InvalidPart", s3.get_object, Bucket="media", Key="summed.bin", PartNumber=3)
+# Conditions by part number are on the object, as for a whole GET.
+object_etag = s3.head_object(Bucket="media", Key="summed.bin")["ETag"]
+expect_error("PreconditionFailed", s3.get_object, Bucket="media", Key="summed.bin", PartNumber=2, IfMatch='"nope"')
+expect_error("304", s3.get_object, Bucket="media", Key="summed.bin", PartNumber=2, IfNoneMatch=object_etag)
+assert s3.get_object(Bucket="media", Key="summed.bin", PartNumber=2, IfMatch=object_etag)["Body"].read() == b"last"
 assert s3.get_object(Bucket="media", Key="sum.bin", PartNumber=1)["Body"].read() == body  # a single-part object is part 1
 check("flexible checksums: PUT, bad digest refused, multipart composite; parts by number and in GetObjectAttributes")
 
