@@ -42,6 +42,17 @@ struct LifecycleExpirerTests {
             for kept in ["logs/app/new.log", "logs/keep/old.log", "logs/tmp/old.log", "other/app/old.log"] {
                 #expect(try await store.stat(try BlobPath(kept)) != nil, "\(kept) stays")
             }
+            // Old uploads are found however many newer ones sort before them.
+            for i in 0..<(LifecycleExpirer.uploadPage + 5) {
+                try await store.createUpload(MultipartUpload(id: "young-\(i)", path: try BlobPath("logs/app/a-\(i).log"),
+                                                             contentType: "text/plain", createdAtMilliseconds: 10 * Self.day))
+            }
+            for i in 0..<3 {
+                try await store.createUpload(MultipartUpload(id: "old-\(i)", path: try BlobPath("logs/app/z-\(i).log"),
+                                                             contentType: "text/plain", createdAtMilliseconds: 1 * Self.day))
+            }
+            #expect(try await expirer.pass(nowMilliseconds: 11 * Self.day) == .init(expiredObjects: 0, abortedUploads: 3))
+            #expect(try await store.uploads(prefix: "logs/", limit: 10_000).count == LifecycleExpirer.uploadPage + 5)
             // Removing the configuration stops expiration.
             try await store.setBucketLifecycle("logs", nil)
             #expect(try await expirer.pass(nowMilliseconds: 100 * Self.day) == .init())

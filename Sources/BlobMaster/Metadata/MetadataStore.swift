@@ -155,8 +155,10 @@ public protocol MetadataStore: Sendable {
 
     func createUpload(_ upload: MultipartUpload) async throws
     func upload(_ id: String) async throws -> MultipartUpload?
-    /// Uploads in progress whose target path starts with `prefix`, by path then id.
-    func uploads(prefix: String, limit: Int) async throws -> [MultipartUpload]
+    /// Uploads in progress whose target path starts with `prefix`, by path then id; with
+    /// `createdBefore`, only those begun before that time (so old ones are found however many
+    /// newer ones come first).
+    func uploads(prefix: String, createdBefore: Int64?, limit: Int) async throws -> [MultipartUpload]
     /// Aborts: tombstones every part and forgets the upload (gc reclaims the parts' chunks).
     func abortUpload(_ id: String, nowMilliseconds: Int64) async throws
     /// In one transaction: checks each named part exists with that digest (parts other than the
@@ -198,6 +200,11 @@ public struct ReadPlanFacts: Sendable {
 }
 
 extension MetadataStore {
+    /// Uploads in progress whose target path starts with `prefix`, by path then id.
+    public func uploads(prefix: String, limit: Int) async throws -> [MultipartUpload] {
+        try await uploads(prefix: prefix, createdBefore: nil, limit: limit)
+    }
+
     /// A commit that records no acknowledgements of its own.
     public func commit(_ manifest: ManifestCommit, nowMilliseconds: Int64) async throws -> FileVersion {
         try await commit(manifest, recording: [:], nowMilliseconds: nowMilliseconds)

@@ -121,7 +121,7 @@ extension SQLiteMetadataStore {
         }
     }
 
-    public func uploads(prefix: String, limit: Int) async throws -> [MultipartUpload] {
+    public func uploads(prefix: String, createdBefore: Int64?, limit: Int) async throws -> [MultipartUpload] {
         try await pool.read { db in
             let bytes = Array(prefix.utf8)
             var sql = "SELECT id, path, content_type, created_ms, metadata FROM uploads WHERE path >= ?"
@@ -129,6 +129,10 @@ extension SQLiteMetadataStore {
             if let upper = Self.prefixUpperBound(bytes) {
                 sql += " AND path < ?"
                 arguments += [Data(upper)]
+            }
+            if let createdBefore {
+                sql += " AND created_ms < ?"
+                arguments += [createdBefore]
             }
             return try Row.fetchAll(db, sql: sql + " ORDER BY path, id LIMIT ?", arguments: arguments + [limit]).map(Self.uploadRecord)
         }

@@ -44,7 +44,7 @@ struct GarbageCollector: Sendable {
         // Uploads left unfinished: their parts are tombstoned like deleted files.
         var abortedUploads: Int64 = 0
         let staleBefore = now - Membership.milliseconds(staleUploadAge)
-        for upload in try await store.uploads(prefix: "", limit: 10_000) where upload.createdAtMilliseconds < staleBefore {
+        for upload in try await store.uploads(prefix: "", createdBefore: staleBefore, limit: 10_000) {
             abortedUploads += 1
             if !dryRun { try await store.abortUpload(upload.id, nowMilliseconds: now) }
         }

@@ -10,6 +10,8 @@ struct LifecycleExpirer: Sendable {
     let logger: Logger
     /// Deletes and aborts in one pass, at most.
     var maxActionsPerPass = 10_000
+    /// Uploads asked for at a time.
+    static let uploadPage = 1000
 
     struct Report: Sendable, Equatable {
         var expiredObjects = 0
@@ -53,16 +55,23 @@ struct LifecycleExpirer: Sendable {
                     }
                 }
                 if let age = Self.milliseconds(days: rule.abortUploadsAfterDays) {
-                    let before = now - age
-                    for upload in try await store.uploads(prefix: prefix, limit: 1000)
-                    where upload.createdAtMilliseconds < before && budget > 0 {
-                        do {
-                            try await store.abortUpload(upload.id, nowMilliseconds: now)
-                            report.abortedUploads += 1
-                            budget -= 1
-                        } catch let error as BlobError where error.code == .notFound {
-                            // Completed or aborted meanwhile.
+                    // Only old uploads are asked for, so newer ones cannot hide them; an aborted
+                    // one leaves the list, so each page is new. Bounded by the budget and by a
+                    // page count, in case uploads cannot be aborted as fast as they are found.
+                    var pages = 0
+                    while budget > 0 && pages < maxActionsPerPass / Self.uploadPage + 1 {
+                        pages += 1
+                        let old = try await store.uploads(prefix: prefix, createdBefore: now - age, limit: min(Self.uploadPage, budget))
+                        for upload in old {
+                            do {
+                                try await store.abortUpload(upload.id, nowMilliseconds: now)
+                                report.abortedUploads += 1
+                                budget -= 1
+                            } catch let error as BlobError where error.code == .notFound {
+                                // Completed or aborted meanwhile.
+                            }
                         }
+                        if old.count < Self.uploadPage { break }
                     }
                 }
             }
