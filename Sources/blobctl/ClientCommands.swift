@@ -233,12 +233,11 @@ struct ListCommand: AsyncParsableCommand {
             var first = true
             if json { FileHandle.standardOutput.write(Data("{\"files\":[".utf8)) }
             let encoder = snakeCaseJSONEncoder()
-            let formatter = ISO8601DateFormatter()
             for _ in 0..<Int.max {
                 let page = try await client.list(prefix: prefix, after: after, limit: 1000)
                 var text = ""
                 for file in page.files {
-                    let created = formatter.string(from: Date(timeIntervalSince1970: Double(file.createdAtMilliseconds) / 1000))
+                    let created = UTCTime.iso8601(milliseconds: file.createdAtMilliseconds)
                     if json {
                         let entry = Entry(path: file.path.value, size: file.size, version: file.version,
                                           contentType: file.contentType, sha256: file.sha256, created: created, chunks: file.chunkCount)
@@ -300,7 +299,7 @@ struct StatCommand: AsyncParsableCommand {
                         storedSize: $0.storedByteCount, replicas: $0.replicas.map(\.id).sorted())
         }
         let stored = chunks.reduce(Int64(0)) { $0 + ($1.storedSize ?? 0) * Int64($1.replicas.count) }
-        let created = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(plan.file.createdAtMilliseconds) / 1000))
+        let created = UTCTime.iso8601(milliseconds: plan.file.createdAtMilliseconds)
         let output = Output(path: plan.file.path.value, version: plan.file.version, size: plan.file.size,
                             contentType: plan.file.contentType, sha256: plan.file.sha256, created: created,
                             storedBytes: stored, chunks: chunks)

@@ -78,7 +78,7 @@ struct KeyListCommand: AsyncParsableCommand {
         let keys = try await cluster.withClient { try await $0.accessKeys() }
         if cluster.json { return try printJSON(keys) }
         print(columns([["ACCESS KEY ID", "NAME", "CREATED"]] + keys.map {
-            [$0.accessKeyID, $0.name, ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double($0.createdAtMilliseconds) / 1000))]
+            [$0.accessKeyID, $0.name, UTCTime.iso8601(milliseconds: $0.createdAtMilliseconds)]
         }))
     }
 }

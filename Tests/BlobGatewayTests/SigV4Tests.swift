@@ -149,6 +149,7 @@ struct UTCTimeTests {
         #expect(XML.timestamp(253_402_300_799_999) == "9999-12-31T23:59:59.999Z")
         #expect(HTTPDate.parse("Fri, 31 Dec 9999 23:59:59 GMT") == 253_402_300_799)
         #expect(HTTPDate.parse("Sun, 6 Nov 1994 08:49:37 GMT") == 784_111_777)
+        #expect(UTCTime.iso8601(milliseconds: 784_111_777_999) == "1994-11-06T08:49:37Z")
         for bad in ["Sun, 31 Feb 1994 08:49:37 GMT", "Sun, 06 Nov 1994 08:49:37 PST", "Sun, 06 Nov 1994 25:49:37 GMT",
                     "yesterday", "", "Sun, 06 Foo 1994 08:49:37 GMT"] {
             #expect(HTTPDate.parse(bad) == nil, "\(bad)")
@@ -164,12 +165,14 @@ struct UTCTimeTests {
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "GMT")
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+        let iso = ISO8601DateFormatter()
         var generator = SystemRandomNumberGenerator()
         for _ in 0..<3000 {
             let seconds = Int64.random(in: 0..<4_102_444_800, using: &generator)
             let expected = formatter.string(from: Date(timeIntervalSince1970: Double(seconds)))
             #expect(HTTPDate.format(seconds * 1000) == expected)
             #expect(HTTPDate.parse(expected) == seconds)
+            #expect(UTCTime.iso8601(milliseconds: seconds * 1000) == iso.string(from: Date(timeIntervalSince1970: Double(seconds))))
         }
     }
 }

@@ -4,23 +4,23 @@ import Foundation
 /// (IMF-fixdate, ISO 8601, `X-Amz-Date`). A `DateFormatter` costs an ICU formatter per use,
 /// which showed up in every GET's time to first byte; these are a few integer operations.
 /// Proleptic Gregorian calendar (H. Hinnant's days-from-civil algorithms).
-struct UTCTime: Equatable {
-    var year: Int
-    var month: Int  // 1...12
-    var day: Int  // 1...31
-    var hour: Int
-    var minute: Int
-    var second: Int
+public struct UTCTime: Sendable, Equatable {
+    public var year: Int
+    public var month: Int  // 1...12
+    public var day: Int  // 1...31
+    public var hour: Int
+    public var minute: Int
+    public var second: Int
 
     static let weekdayNames = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
     static let longWeekdayNames = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
     static let monthNames = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
-    init(year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int) {
+    public init(year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int) {
         (self.year, self.month, self.day, self.hour, self.minute, self.second) = (year, month, day, hour, minute, second)
     }
 
-    init(secondsSince1970 seconds: Int64) {
+    public init(secondsSince1970 seconds: Int64) {
         let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
         let rest = Int(seconds - days * 86_400)
         (hour, minute, second) = (rest / 3600, rest / 60 % 60, rest % 60)
@@ -37,7 +37,7 @@ struct UTCTime: Equatable {
 
     /// Seconds since 1970; nil when a field is out of its range (the day is checked against
     /// the month's length).
-    var secondsSince1970: Int64? {
+    public var secondsSince1970: Int64? {
         guard (1...12).contains(month), (0...23).contains(hour), (0...59).contains(minute), (0...60).contains(second),
               (1...9999).contains(year), (1...Self.daysIn(month: month, year: year)).contains(day) else { return nil }
         let y = Int64(month <= 2 ? year - 1 : year)
@@ -51,7 +51,7 @@ struct UTCTime: Equatable {
     }
 
     /// 0 for Sunday.
-    var weekday: Int {
+    public var weekday: Int {
         let seconds = secondsSince1970 ?? 0
         let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
         return Int(((days % 7) + 11) % 7)  // 1970-01-01 was a Thursday
@@ -71,24 +71,34 @@ struct UTCTime: Equatable {
     }
 
     /// `Sun, 06 Nov 1994 08:49:37 GMT`
-    var imfFixdate: String {
+    public var imfFixdate: String {
         "\(Self.weekdayNames[weekday]), \(Self.pad(day, 2)) \(Self.monthNames[month - 1]) \(Self.pad(year, 4)) "
             + "\(Self.pad(hour, 2)):\(Self.pad(minute, 2)):\(Self.pad(second, 2)) GMT"
     }
 
     /// `19941106T084937Z` (SigV4's `X-Amz-Date`).
-    var amzDate: String {
+    public var amzDate: String {
         "\(Self.pad(year, 4))\(Self.pad(month, 2))\(Self.pad(day, 2))T\(Self.pad(hour, 2))\(Self.pad(minute, 2))\(Self.pad(second, 2))Z"
     }
 
     /// `1994-11-06T08:49:37.000Z`, with the milliseconds given.
-    func iso8601(milliseconds: Int) -> String {
+    public func iso8601(milliseconds: Int) -> String {
         "\(Self.pad(year, 4))-\(Self.pad(month, 2))-\(Self.pad(day, 2))T\(Self.pad(hour, 2)):\(Self.pad(minute, 2)):"
             + "\(Self.pad(second, 2)).\(Self.pad(milliseconds, 3))Z"
     }
 
+    /// `1994-11-06T08:49:37Z`, as `ISO8601DateFormatter` writes it.
+    public var iso8601: String {
+        "\(Self.pad(year, 4))-\(Self.pad(month, 2))-\(Self.pad(day, 2))T\(Self.pad(hour, 2)):\(Self.pad(minute, 2)):\(Self.pad(second, 2))Z"
+    }
+
+    /// The ISO 8601 time (to the second) of a time in milliseconds since 1970.
+    public static func iso8601(milliseconds: Int64) -> String {
+        UTCTime(secondsSince1970: milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000).iso8601
+    }
+
     /// Parses `19941106T084937Z`.
-    static func parseAmzDate(_ text: String) -> Int64? {
+    public static func parseAmzDate(_ text: String) -> Int64? {
         let b = Array(text.utf8)
         guard b.count == 16, b[8] == UInt8(ascii: "T"), b[15] == UInt8(ascii: "Z"),
               let year = digits(b[0..<4]), let month = digits(b[4..<6]), let day = digits(b[6..<8]),
@@ -100,7 +110,7 @@ struct UTCTime: Equatable {
     /// Parses the three HTTP date forms (RFC 9110 §5.6.7): IMF-fixdate
     /// (`Sun, 06 Nov 1994 08:49:37 GMT`), RFC 850 (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime
     /// (`Sun Nov  6 08:49:37 1994`). The zone must be GMT (or UTC, UT, Z, +0000).
-    static func parseHTTPDate(_ text: String) -> Int64? {
+    public static func parseHTTPDate(_ text: String) -> Int64? {
         let words = text.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
         if words.count == 4, words[0].hasSuffix(","), longWeekdayNames.contains(String(words[0].dropLast())) {
             // RFC 850: Sunday, 06-Nov-94 08:49:37 GMT
