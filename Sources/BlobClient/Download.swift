@@ -136,10 +136,19 @@ extension ClusterClient {
         return result
     }
 
+    /// Bytes of a file one read plan asks the master for at a time, when a read does not need
+    /// more: an open-ended read of a large file starts after one small plan, not after the
+    /// master listed every chunk of it.
+    public static let planPageByteCount: Int64 = 64 << 20
+
     /// Streams bytes `[offset, end)` of a planned file to `sink` in order, fetching a window of
     /// `readAhead` chunks ahead of it (so memory is that window, whatever the size), each checked
     /// against its id. With `checkWholeFile` (the whole file is read) the file's SHA-256 is
     /// checked before the last bytes are handed over. Returns how many replica failovers it took.
+    ///
+    /// `plan` must start at or before `offset`; it may end before `end`: the rest is planned
+    /// a page (``planPageByteCount``) at a time as the read gets there, and must be of the same
+    /// version of the file.
     public func stream(_ plan: ReadPlan, of path: BlobPath, offset: Int64, end: Int64, readAhead: Int = 8,
                        checkWholeFile: Bool, sink: (ArraySlice<UInt8>) async throws -> Void) async throws -> Int {
         var window: [Task<FetchedChunk, any Error>] = []
@@ -147,14 +156,29 @@ extension ClusterClient {
         do {
             // A file assembled from parts has no whole-file SHA-256 to check (its chunks are).
             var wholeFile = checkWholeFile && ManifestCommit.isWholeFileDigest(plan.file.sha256) ? SHA256() : nil
-            let pieces = Self.pieces(of: plan, offset: offset, end: end)
+            var pieces = Self.pieces(of: plan, offset: offset, end: end, splitFirst: true)
+            var covered = plan.chunks.last.map { $0.chunk.offset + $0.chunk.length } ?? offset
             var next = 0
             var written: Int64 = 0
             var suspects: [SuspectReplica] = []
             // A first block fetched on its own is fetched alone: the pieces behind it would
             // compete with it for the servers and the cores.
             let leadAlone = pieces.count > 1 && pieces[0].entry.chunk.offset == pieces[1].entry.chunk.offset
-            while next < pieces.count || !window.isEmpty {
+            while next < pieces.count || !window.isEmpty || covered < end {
+                if next == pieces.count && covered < end {
+                    // The next page of the plan, while the window's fetches run.
+                    let page = try await readPlan(path, offset: covered, length: min(end - covered, Self.planPageByteCount))
+                    guard page.file.version == plan.file.version, page.file.sha256 == plan.file.sha256 else {
+                        throw BlobError(.unavailable, reason: "file.changed",
+                                        "\(path) changed while being read (version \(plan.file.version), now \(page.file.version)); read it again")
+                    }
+                    let more = Self.pieces(of: page, offset: covered, end: end, splitFirst: false)
+                    guard let last = page.chunks.last, last.chunk.offset + last.chunk.length > covered, !more.isEmpty else {
+                        throw BlobError(.internal, reason: "plan.gap", "the master planned nothing of \(path) from byte \(covered)")
+                    }
+                    pieces += more
+                    covered = last.chunk.offset + last.chunk.length
+                }
                 while next < pieces.count && window.count < (leadAlone && next == 1 ? 1 : max(1, readAhead)) {
                     let (entry, needed) = pieces[next]
                     window.append(Task { [self] in try await fetch(entry, needing: needed, of: path) })
@@ -167,7 +191,7 @@ extension ClusterClient {
                 slice.withUnsafeBytes { wholeFile?.update(bufferPointer: $0) }
                 failovers += fetched.failovers
                 suspects += fetched.suspects
-                if next == pieces.count && window.isEmpty, let digest = wholeFile?.finalize() {
+                if next == pieces.count && window.isEmpty && covered >= end, let digest = wholeFile?.finalize() {
                     // The last piece goes out only once the whole file matched.
                     let hex = try ChunkID(digestBytes: Array(digest)).hex
                     guard hex == plan.file.sha256 else {
@@ -196,14 +220,15 @@ extension ClusterClient {
     /// What to fetch, in order: each planned chunk's bytes within `[offset, end)`. When the
     /// first one can be read by blocks, its first block is a piece of its own, so the first
     /// bytes go out after one block rather than after the rest of that chunk.
-    static func pieces(of plan: ReadPlan, offset: Int64, end: Int64) -> [(entry: ReadPlanEntry, needed: Range<Int>)] {
+    static func pieces(of plan: ReadPlan, offset: Int64, end: Int64, splitFirst: Bool) -> [(entry: ReadPlanEntry, needed: Range<Int>)] {
         var pieces: [(entry: ReadPlanEntry, needed: Range<Int>)] = []
         pieces.reserveCapacity(plan.chunks.count + 1)
         for (i, entry) in plan.chunks.enumerated() {
             let chunk = entry.chunk
+            guard chunk.offset < end, chunk.offset + chunk.length > offset else { continue }
             let needed = Int(max(offset, chunk.offset) - chunk.offset)..<Int(min(end, chunk.offset + chunk.length) - chunk.offset)
             let firstBlockEnd = (needed.lowerBound / BlockDigests.blockByteCount + 1) * BlockDigests.blockByteCount
-            if i == 0, entry.blockDigests != nil, needed.upperBound - firstBlockEnd >= BlockDigests.blockByteCount {
+            if i == 0, splitFirst, entry.blockDigests != nil, needed.upperBound - firstBlockEnd >= BlockDigests.blockByteCount {
                 pieces.append((entry, needed.lowerBound..<firstBlockEnd))
                 pieces.append((entry, firstBlockEnd..<needed.upperBound))
             } else {

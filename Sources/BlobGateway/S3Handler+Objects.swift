@@ -77,7 +77,8 @@ extension S3Handler {
             if !head, request.headers[HTTPField.Name("If-Range")!] == nil,
                let (start, last) = rangeText.map(Self.explicitStart) ?? (0, nil) {
                 do {
-                    plan = try await client.readPlan(path, offset: start, length: last.map { $0 - start + 1 })
+                    // An open-ended read plans its first page only; the stream plans the rest.
+                    plan = try await client.readPlan(path, offset: start, length: last.map { $0 - start + 1 } ?? ClusterClient.planPageByteCount)
                 } catch let error as BlobError where error.code == .invalidArgument {
                     plan = nil  // starts past the end: the stat below answers 416
                 }
@@ -123,14 +124,14 @@ extension S3Handler {
         if head || end == offset {
             return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer()))
         }
-        let covers = plan.map { p in
-            p.chunks.first.map { $0.chunk.offset <= offset } == true && p.chunks.last.map { $0.chunk.offset + $0.chunk.length >= end } == true
-        } ?? false
+        // The plan must start where the answer does; where it ends before the answer does, the
+        // stream plans the rest a page at a time.
+        let startsHere = plan.map { $0.chunks.first.map { $0.chunk.offset <= offset } == true } ?? false
         let readPlan: ReadPlan
-        if covers, let plan {
+        if startsHere, let plan {
             readPlan = plan
         } else {
-            readPlan = try await client.readPlan(path, offset: offset, length: end - offset)
+            readPlan = try await client.readPlan(path, offset: offset, length: min(end - offset, ClusterClient.planPageByteCount))
         }
         guard readPlan.file.sha256 == file.sha256, readPlan.file.version == file.version else {
             throw S3Error("ServiceUnavailable", .serviceUnavailable, "the object changed while being read; retry")
