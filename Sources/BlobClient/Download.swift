@@ -140,6 +140,9 @@ extension ClusterClient {
     /// more: an open-ended read of a large file starts after one small plan, not after the
     /// master listed every chunk of it.
     public static let planPageByteCount: Int64 = 64 << 20
+    /// The first page of an open-ended read: smaller, so its first byte waits on a plan of a
+    /// few chunks.
+    public static let firstPlanPageByteCount: Int64 = 8 << 20
 
     /// Streams bytes `[offset, end)` of a planned file to `sink` in order, fetching a window of
     /// `readAhead` chunks ahead of it (so memory is that window, whatever the size), each checked

@@ -78,7 +78,7 @@ extension S3Handler {
                let (start, last) = rangeText.map(Self.explicitStart) ?? (0, nil) {
                 do {
                     // An open-ended read plans its first page only; the stream plans the rest.
-                    plan = try await client.readPlan(path, offset: start, length: last.map { $0 - start + 1 } ?? ClusterClient.planPageByteCount)
+                    plan = try await client.readPlan(path, offset: start, length: last.map { $0 - start + 1 } ?? ClusterClient.firstPlanPageByteCount)
                 } catch let error as BlobError where error.code == .invalidArgument {
                     plan = nil  // starts past the end: the stat below answers 416
                 }
@@ -131,7 +131,7 @@ extension S3Handler {
         if startsHere, let plan {
             readPlan = plan
         } else {
-            readPlan = try await client.readPlan(path, offset: offset, length: min(end - offset, ClusterClient.planPageByteCount))
+            readPlan = try await client.readPlan(path, offset: offset, length: min(end - offset, ClusterClient.firstPlanPageByteCount))
         }
         guard readPlan.file.sha256 == file.sha256, readPlan.file.version == file.version else {
             throw S3Error("ServiceUnavailable", .serviceUnavailable, "the object changed while being read; retry")
