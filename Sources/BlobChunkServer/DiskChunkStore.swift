@@ -90,10 +90,15 @@ struct DiskChunkStore: Sendable {
             // Cannot be a valid frame: report it as corrupt without reading it all.
             return [UInt8](repeating: 0, count: 0)
         }
-        return try [UInt8](unsafeUninitializedCapacity: size) { buf, initialized in
+        return try Self.readBytes(fd, count: size, at: 0, path: path)
+    }
+
+    /// Up to `count` bytes of `fd` from byte `offset` (fewer only at the end of the file).
+    static func readBytes(_ fd: Int32, count: Int, at offset: Int, path: String) throws -> [UInt8] {
+        try [UInt8](unsafeUninitializedCapacity: count) { buf, initialized in
             var done = 0
-            while done < size {
-                let n = read(fd, buf.baseAddress! + done, size - done)
+            while done < count {
+                let n = pread(fd, buf.baseAddress! + done, count - done, off_t(offset + done))
                 if n < 0 {
                     if errno == EINTR { continue }
                     throw DiskError.errno("read", path, errno)
@@ -116,25 +121,10 @@ struct DiskChunkStore: Sendable {
             throw DiskError.errno("open", path, errno)
         }
         defer { close(fd) }
-        var headerBytes = [UInt8](repeating: 0, count: FrameHeader.byteCount)
-        let n = headerBytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, FrameHeader.byteCount, 0) }
-        guard n == FrameHeader.byteCount, let header = try? FrameHeader(parsing: headerBytes), header.codec == .raw else {
-            return .notRaw
-        }
+        let headerBytes = try Self.readBytes(fd, count: FrameHeader.byteCount, at: 0, path: path)
+        guard let header = try? FrameHeader(parsing: headerBytes), header.codec == .raw else { return .notRaw }
         guard span.upperBound <= header.plainByteCount else { return .outOfRange(header.plainByteCount) }
-        let bytes = try [UInt8](unsafeUninitializedCapacity: span.count) { buf, initialized in
-            var done = 0
-            while done < span.count {
-                let n = pread(fd, buf.baseAddress! + done, span.count - done, off_t(FrameHeader.byteCount + span.lowerBound + done))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw DiskError.errno("read", path, errno)
-                }
-                if n == 0 { break }
-                done += n
-            }
-            initialized = done
-        }
+        let bytes = try Self.readBytes(fd, count: span.count, at: FrameHeader.byteCount + span.lowerBound, path: path)
         return bytes.count == span.count ? .bytes(bytes) : .notRaw
     }
 
@@ -238,13 +228,11 @@ struct DiskChunkStore: Sendable {
 
     /// The first 32 bytes of a stored frame, for counting logical bytes at startup.
     func readHeader(_ id: ChunkID) -> FrameHeader? {
-        let fd = open(path(for: id), O_RDONLY | O_CLOEXEC)
+        let path = path(for: id)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        var bytes = [UInt8](repeating: 0, count: FrameHeader.byteCount)
-        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, FrameHeader.byteCount) }
-        guard n == FrameHeader.byteCount else { return nil }
-        return try? FrameHeader(parsing: bytes)
+        return (try? Self.readBytes(fd, count: FrameHeader.byteCount, at: 0, path: path)).flatMap { try? FrameHeader(parsing: $0) }
     }
 
     /// Free bytes for unprivileged writers, and the file system's size.

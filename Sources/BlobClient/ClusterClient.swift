@@ -114,20 +114,8 @@ public final class ClusterClient: Sendable {
 
     /// Reads one chunk's frame from one server and returns its plain bytes, checked against `id`.
     func getChunk(_ id: ChunkID, from server: ServerEndpoint, decompressor: ChunkDecompressor) async throws -> [UInt8] {
-        let path = "/v1/chunks/\(id.hex)"
-        var request = HTTPClientRequest(url: "http://\(server.address)\(path)")
-        request.headers.add(name: "Authorization", value: token(method: "GET", pathAndQuery: path))
-        let response: HTTPClientResponse
-        do {
-            response = try await http.execute(request, timeout: chunkTimeout)
-        } catch {
-            throw BlobError(.unavailable, reason: "chunkserver.unreachable",
-                            "chunk server \(server.id) at \(server.address): \(Self.describe(error))", underlying: error)
-        }
-        let body = try await response.body.collect(upTo: FrameHeader.byteCount + Limits.maxStoredByteCount)
-        guard response.status.code == 200 else {
-            throw Self.error(from: Array(body.readableBytesView), status: response.status.code, peer: "chunk server \(server.id)")
-        }
+        let body = try await getFromChunkServer("/v1/chunks/\(id.hex)", server: server,
+                                                upTo: FrameHeader.byteCount + Limits.maxStoredByteCount)
         let result = body.withUnsafeReadableBytes { raw in
             Result { () throws(FrameError) in try ChunkFrame.decode(raw, expectedID: id, decompressor: decompressor) }
         }
@@ -142,9 +130,16 @@ public final class ClusterClient: Sendable {
     /// Bytes `span` of a chunk's plain bytes, unchecked: the caller checks them against the
     /// chunk's ``BlockDigests``.
     func getChunkPart(_ id: ChunkID, span: Range<Int>, from server: ServerEndpoint) async throws -> [UInt8] {
-        let path = "/v1/chunks/\(id.hex)?format=plain&offset=\(span.lowerBound)&length=\(span.count)"
-        var request = HTTPClientRequest(url: "http://\(server.address)\(path)")
-        request.headers.add(name: "Authorization", value: token(method: "GET", pathAndQuery: path))
+        let body = try await getFromChunkServer("/v1/chunks/\(id.hex)?format=plain&offset=\(span.lowerBound)&length=\(span.count)",
+                                                server: server, upTo: Limits.maxChunkByteCount)
+        return Array(body.readableBytesView)
+    }
+
+    /// A signed GET of `pathAndQuery` on a chunk server: its 200 body (at most `upTo` bytes), or
+    /// the server's error, or `unavailable` when it cannot be reached in time.
+    func getFromChunkServer(_ pathAndQuery: String, server: ServerEndpoint, upTo limit: Int) async throws -> ByteBuffer {
+        var request = HTTPClientRequest(url: "http://\(server.address)\(pathAndQuery)")
+        request.headers.add(name: "Authorization", value: token(method: "GET", pathAndQuery: pathAndQuery))
         let response: HTTPClientResponse
         do {
             response = try await http.execute(request, timeout: chunkTimeout)
@@ -152,11 +147,11 @@ public final class ClusterClient: Sendable {
             throw BlobError(.unavailable, reason: "chunkserver.unreachable",
                             "chunk server \(server.id) at \(server.address): \(Self.describe(error))", underlying: error)
         }
-        let body = try await response.body.collect(upTo: Limits.maxChunkByteCount)
+        let body = try await response.body.collect(upTo: limit)
         guard response.status.code == 200 else {
             throw Self.error(from: Array(body.readableBytesView), status: response.status.code, peer: "chunk server \(server.id)")
         }
-        return Array(body.readableBytesView)
+        return body
     }
 
     // MARK: Helpers

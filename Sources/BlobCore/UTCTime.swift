@@ -94,7 +94,12 @@ public struct UTCTime: Sendable, Equatable {
 
     /// The ISO 8601 time (to the second) of a time in milliseconds since 1970.
     public static func iso8601(milliseconds: Int64) -> String {
-        UTCTime(secondsSince1970: milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000).iso8601
+        UTCTime(secondsSince1970: seconds(milliseconds: milliseconds)).iso8601
+    }
+
+    /// Whole seconds of a time in milliseconds since 1970, rounded down (also before 1970).
+    public static func seconds(milliseconds: Int64) -> Int64 {
+        milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000
     }
 
     /// Parses `19941106T084937Z`.

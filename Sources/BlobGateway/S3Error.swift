@@ -123,7 +123,7 @@ enum XML {
 
     /// ISO 8601 with milliseconds, as S3 lists times.
     static func timestamp(_ milliseconds: Int64) -> String {
-        let seconds = milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000
+        let seconds = UTCTime.seconds(milliseconds: milliseconds)
         return UTCTime(secondsSince1970: seconds).iso8601(milliseconds: Int(milliseconds - seconds * 1000))
     }
 }
@@ -131,7 +131,7 @@ enum XML {
 /// HTTP dates (RFC 9110 IMF-fixdate) for Last-Modified and the conditional headers.
 enum HTTPDate {
     static func format(_ milliseconds: Int64) -> String {
-        UTCTime(secondsSince1970: milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000).imfFixdate
+        UTCTime(secondsSince1970: UTCTime.seconds(milliseconds: milliseconds)).imfFixdate
     }
 
     /// Seconds since 1970, or nil when the text is not an HTTP date.
