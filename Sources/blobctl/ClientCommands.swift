@@ -9,7 +9,7 @@ import Glibc
 /// `blobctl put LOCAL|- PATH`
 struct PutCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "put",
+        commandName: "put", _superCommandName: "blobctl",
         abstract: "Store a local file (or standard input) at a path in the cluster.",
         discussion: """
             Chunks the file by content, sends only the chunks the cluster lacks (a second put of the \
@@ -124,7 +124,7 @@ struct PutCommand: AsyncParsableCommand {
 /// `blobctl get PATH LOCAL|-`
 struct GetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "get",
+        commandName: "get", _superCommandName: "blobctl",
         abstract: "Read a file (or a byte range of it) from the cluster to a local file or standard output.",
         discussion: """
             Every chunk is checked against its SHA-256 id, and a whole-file get against the file's \
@@ -204,7 +204,7 @@ struct GetCommand: AsyncParsableCommand {
 /// `blobctl ls [PREFIX] [-l]`
 struct ListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "ls", abstract: "List files whose path starts with a prefix, in byte order.")
+        commandName: "ls", _superCommandName: "blobctl", abstract: "List files whose path starts with a prefix, in byte order.")
 
     @Argument(help: "Path prefix (all files when omitted).")
     var prefix: String = ""
@@ -262,7 +262,7 @@ struct ListCommand: AsyncParsableCommand {
 /// `blobctl stat PATH`
 struct StatCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "stat", abstract: "Show a file's current version, its chunks and where their replicas are.")
+        commandName: "stat", _superCommandName: "blobctl", abstract: "Show a file's current version, its chunks and where their replicas are.")
 
     @Argument(help: "Path in the cluster.")
     var path: String
@@ -307,7 +307,7 @@ struct StatCommand: AsyncParsableCommand {
             try printJSON(output)
             return
         }
-        let ratio = output.size > 0 ? String(format: " (%.2fx of the size)", Double(stored) / Double(output.size)) : ""
+        let ratio = output.size > 0 ? " (" + HumanSize.fixed(Double(stored) / Double(output.size), digits: 2) + "x of the size)" : ""
         print("""
             path:         \(output.path)
             version:      \(output.version)
@@ -328,7 +328,7 @@ struct StatCommand: AsyncParsableCommand {
 /// `blobctl rm PATH`
 struct RemoveCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "rm", abstract: "Delete a file: a tombstone version; its chunks go when garbage collection finds them unused.")
+        commandName: "rm", _superCommandName: "blobctl", abstract: "Delete a file: a tombstone version; its chunks go when garbage collection finds them unused.")
 
     @Argument(help: "Path in the cluster.")
     var path: String

@@ -382,6 +382,17 @@ struct ClientTests {
         try await Self.withCluster(servers: 3) { cluster in
             let missing = try await cluster.run(["put", cluster.dir.appendingPathComponent("nope").path, "x"])
             #expect(missing.status == 2 && missing.stderr.contains("cannot read") && missing.stderr.contains("nope"))
+            // put, get, ls, stat and rm are parsed on their own (see BlobctlMain): usage and help
+            // must still name them as `blobctl put`.
+            let usage = try await cluster.run(["put"])
+            #expect(usage.status == 64 && usage.stderr.contains("Usage: blobctl put"), "\(usage.stderr)")
+            let help = try await cluster.run(["get", "--help"])
+            #expect(help.status == 0 && help.stdout.contains("USAGE: blobctl get"), "\(help.stdout)")
+            let sized = cluster.dir.appendingPathComponent("sized")
+            try Self.makeFile(sized, byteCount: 5_000_000, seed: 2)
+            let human = try await cluster.run(["put", sized.path, "sized"])
+            #expect(human.status == 0 && human.stdout.contains(": 4.77 MiB in ")
+                    && human.stdout.range(of: #", [0-9]+\.[0-9] MB/s"#, options: .regularExpression) != nil, "\(human.stdout)")
             let local = cluster.dir.appendingPathComponent("small")
             try Self.makeFile(local, byteCount: 1000, seed: 1)
             for path in ["../etc/passwd", "a//b", "/abs", "a/./b", ""] {
