@@ -8,11 +8,14 @@ import Glibc
 public enum PutSource: Sendable {
     case file(String)
     case standardInput
+    /// Bytes already in memory, such as a small request body the gateway has checked.
+    case bytes([UInt8])
 
     var name: String {
         switch self {
         case .file(let path): return path
         case .standardInput: return "standard input"
+        case .bytes: return "memory"
         }
     }
 }
@@ -95,6 +98,7 @@ extension ClusterClient {
         switch source {
         case .file(let file): chunker = try FileChunker(path: file, configuration: options.chunker)
         case .standardInput: chunker = try FileChunker(fileDescriptor: dup(0), name: "standard input", configuration: options.chunker)
+        case .bytes(let bytes): chunker = try FileChunker(bytes: bytes, configuration: options.chunker)
         }
         defer { chunker.close() }
         var session = UploadSession(client: self, options: options)

@@ -75,10 +75,14 @@ public struct FileReadError: CodedError, Sendable {
 }
 
 /// Synchronous chunking of a local file with read(2), one maximum chunk plus one read of
-/// memory whatever the file size. For benchmarks and tools that own their thread.
+/// memory whatever the file size. For benchmarks and tools that own their thread. Also chunks
+/// bytes already in memory (a small request body), cut at exactly the same places.
 public struct FileChunker: Sequence, IteratorProtocol {
     private var splitter: ChunkSplitter
+    /// The descriptor read from; -1 when chunking `memory`.
     private let fd: Int32
+    private let memory: [UInt8]
+    private var memoryTaken = 0
     private let path: String
     private var ended = false
     /// The first read error, after which iteration stops.
@@ -91,6 +95,7 @@ public struct FileChunker: Sequence, IteratorProtocol {
         guard fd >= 0 else { throw FileReadError(path: path, errno: errno) }
         self.fd = fd
         self.path = path
+        memory = []
     }
 
     /// Chunks an open descriptor (standard input, a pipe), which the chunker then owns and
@@ -99,11 +104,20 @@ public struct FileChunker: Sequence, IteratorProtocol {
         splitter = try ChunkSplitter(configuration: configuration)
         fd = fileDescriptor
         path = name
+        memory = []
+    }
+
+    /// Chunks `bytes`.
+    public init(bytes: [UInt8], configuration: ChunkerConfiguration = .default) throws {
+        splitter = try ChunkSplitter(configuration: configuration)
+        fd = -1
+        path = "memory"
+        memory = bytes
     }
 
     /// Closes the file; iteration ends.
     public mutating func close() {
-        if !ended { _ = Glibc.close(fd) }
+        if !ended && fd >= 0 { _ = Glibc.close(fd) }
         ended = true
     }
 
@@ -111,6 +125,14 @@ public struct FileChunker: Sequence, IteratorProtocol {
         while true {
             if let chunk = splitter.nextChunk(isFinal: ended) { return chunk }
             if ended { return nil }
+            if fd < 0 {
+                let taken = memory.withUnsafeBytes { raw in
+                    splitter.append(UnsafeRawBufferPointer(rebasing: raw[memoryTaken...]))
+                }
+                memoryTaken += taken
+                if memoryTaken == memory.count { close() }
+                continue
+            }
             var failure: Int32 = 0
             let n = splitter.fill { raw in
                 let count = Swift.min(raw.count, Limits.chunkerReadByteCount)

@@ -146,6 +146,19 @@ struct FileChunkerTests {
         #expect(fromFile.flatMap(\.bytes) == data)
     }
 
+    @Test("chunking bytes in memory cuts where the file chunker cuts; empty bytes give no chunk")
+    func memory() throws {
+        let data = SyntheticData.logs(byteCount: 5 << 20, seed: 43)
+        var memoryChunks = try FileChunker(bytes: data, configuration: ChunkerTests.small)
+        var fromMemory: [Chunk] = []
+        while let chunk = memoryChunks.next() { fromMemory.append(chunk) }
+        #expect(fromMemory.count > 1)
+        #expect(fromMemory.map(\.offset) == (try ChunkerTests.chunks(data, ChunkerTests.small)).map(\.offset))
+        #expect(fromMemory.flatMap(\.bytes) == data)
+        var empty = try FileChunker(bytes: [])
+        #expect(empty.next() == nil)
+    }
+
     @Test("a missing file is a notFound error naming the path")
     func missingFile() {
         #expect(throws: FileReadError.self) { try FileChunker(path: "/nonexistent/blob") }
