@@ -220,8 +220,11 @@ extension S3Handler {
         var metadata = try Self.userMetadata(request) ?? [:]
         _ = try Self.contentMD5(request)
         let precondition = try await writePrecondition(request, path)
-        let spool = configuration.spoolDirectory + "/put-\(UUID().uuidString)"
-        defer { unlink(spool) }
+        // A small body is checked in memory: a spool file cost each small PUT a file created,
+        // written, read back and unlinked.
+        let small = (Self.bodyFraming(request, verified).declaredByteCount ?? .max) <= Self.inMemoryBodyLimit
+        let spool = small ? nil : configuration.spoolDirectory + "/put-\(UUID().uuidString)"
+        defer { if let spool { unlink(spool) } }
         let checksum = try RequestedChecksum.from(Self.headerDictionary(request))
         let received = try await spoolBody(request, verified, to: spool, checksum: checksum)
         try Self.checkContentMD5(request, received.md5)
@@ -233,7 +236,8 @@ extension S3Handler {
         }
         var options = PutOptions(contentType: contentType, metadata: metadata)
         options.precondition = precondition
-        let result = try await Self.conditionalWrite { try await client.put(.file(spool), to: path, options: options) }
+        let source: PutSource = received.bytes.map { .bytes($0) } ?? .file(spool!)
+        let result = try await Self.conditionalWrite { try await client.put(source, to: path, options: options) }
         var headers = HTTPFields()
         headers[.eTag] = Self.etag(result.file)
         Self.addChecksumHeaders(result.file, to: &headers)
@@ -311,6 +315,21 @@ extension S3Handler {
         var md5: [UInt8]
         /// The flexible checksum asked for, checked, in base64.
         var checksum: String?
+        /// The body, when it was kept in memory instead of spooled.
+        var bytes: [UInt8]?
+    }
+
+    /// Bodies up to this size (as declared) are kept in memory while they are checked.
+    static let inMemoryBodyLimit: Int64 = 1 << 20
+
+    /// Whether the body is aws-chunked, and the byte count the request declares for the
+    /// decoded body (`x-amz-decoded-content-length` when chunked, else Content-Length).
+    static func bodyFraming(_ request: Request, _ verified: SigV4.Verified) -> (chunked: Bool, declaredByteCount: Int64?) {
+        let chunked = request.headers[.contentEncoding]?.contains("aws-chunked") == true
+            || verified.payload == .streamingUnsigned || { if case .streamingSigned = verified.payload { return true } else { return false } }()
+        let declared = chunked ? request.headers[HTTPField.Name("x-amz-decoded-content-length")!].flatMap { Int64($0) }
+                               : request.headers[.contentLength].flatMap { Int64($0) }
+        return (chunked, declared)
     }
 
     /// `x-amz-checksum-ALG` (and `x-amz-checksum-type`) for the checksum a version keeps.
@@ -323,21 +342,29 @@ extension S3Handler {
         }
     }
 
-    /// Writes the body (decoded from aws-chunked when so sent) to a spool file, checking its
-    /// SHA-256 against the signed one and its length against the declared one.
-    func spoolBody(_ request: Request, _ verified: SigV4.Verified, to spool: String,
+    /// Writes the body (decoded from aws-chunked when so sent) to a spool file, or keeps it in
+    /// memory when `spool` is nil (for a body declared at most ``inMemoryBodyLimit``), checking
+    /// its SHA-256 against the signed one and its length against the declared one.
+    func spoolBody(_ request: Request, _ verified: SigV4.Verified, to spool: String?,
                    checksum: RequestedChecksum? = nil) async throws -> Received {
-        guard FileManager.default.createFile(atPath: spool, contents: nil, attributes: [.posixPermissions: 0o600]),
-              let handle = FileHandle(forWritingAtPath: spool) else {
-            throw S3Error("InternalError", .internalServerError, "cannot create a spool file in \(configuration.spoolDirectory)")
+        let (chunked, declared) = Self.bodyFraming(request, verified)
+        var handle: FileHandle?
+        var memory: [UInt8]?
+        if let spool {
+            guard FileManager.default.createFile(atPath: spool, contents: nil, attributes: [.posixPermissions: 0o600]),
+                  let file = FileHandle(forWritingAtPath: spool) else {
+                throw S3Error("InternalError", .internalServerError, "cannot create a spool file in \(configuration.spoolDirectory)")
+            }
+            handle = file
+        } else {
+            memory = []
+            memory!.reserveCapacity(Int(min(declared ?? 0, Self.inMemoryBodyLimit)))
         }
-        defer { try? handle.close() }
+        defer { try? handle?.close() }
         var sha = SHA256()
         var md5 = Insecure.MD5()
         var flexible = checksum.map { S3ChecksumState($0.algorithm) }
         var count: Int64 = 0
-        let chunked = request.headers[.contentEncoding]?.contains("aws-chunked") == true
-            || verified.payload == .streamingUnsigned || { if case .streamingSigned = verified.payload { return true } else { return false } }()
         var decoder: AwsChunkedDecoder?
         if chunked {
             if case .streamingSigned(let seed) = verified.payload {
@@ -354,7 +381,14 @@ extension S3Handler {
             sha.update(bufferPointer: piece)
             md5.update(bufferPointer: piece)
             flexible?.update(piece)
-            try handle.write(contentsOf: Data(piece))
+            if let handle {
+                try handle.write(contentsOf: Data(piece))
+            } else {
+                // Memory holds what the request declared, and a body longer than that is
+                // refused as it comes, not buffered.
+                guard count <= declared ?? 0 else { throw Self.incompleteBody() }
+                memory!.append(contentsOf: piece)
+            }
         }
         for try await buffer in request.body {
             try buffer.withUnsafeReadableBytes { raw in
@@ -366,18 +400,18 @@ extension S3Handler {
             }
         }
         if let decoder, !decoder.isDone { throw AwsChunkedDecoder.malformed("it ended before the final chunk") }
-        let declared = chunked ? request.headers[HTTPField.Name("x-amz-decoded-content-length")!].flatMap { Int64($0) }
-                               : request.headers[.contentLength].flatMap { Int64($0) }
-        if let declared, declared != count {
-            throw S3Error("IncompleteBody", .badRequest, "You did not provide the number of bytes specified by the Content-Length HTTP header.")
-        }
+        if let declared, declared != count { throw Self.incompleteBody() }
         if case .sha256(let expected) = verified.payload {
             guard SigV4.hex(sha.finalize()) == expected else {
                 throw S3Error("XAmzContentSHA256Mismatch", .badRequest, "The provided 'x-amz-content-sha256' header does not match what was computed.")
             }
         }
         let value = try flexible.map { try checksum!.check($0.finalize(), trailers: decoder?.trailers ?? [:]) }
-        return Received(byteCount: count, md5: Array(md5.finalize()), checksum: value)
+        return Received(byteCount: count, md5: Array(md5.finalize()), checksum: value, bytes: memory)
+    }
+
+    static func incompleteBody() -> S3Error {
+        S3Error("IncompleteBody", .badRequest, "You did not provide the number of bytes specified by the Content-Length HTTP header.")
     }
 
     /// The object `x-amz-copy-source` names (`BUCKET/KEY`, URL-encoded, optional leading '/').

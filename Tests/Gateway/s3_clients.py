@@ -5,6 +5,7 @@
 
 Every check raises on failure; the last line printed is "all S3 client checks passed".
 """
+import base64
 import hashlib
 import json
 import os
@@ -95,6 +96,43 @@ s3.delete_object(Bucket="media", Key="copy.bin")
 expect_error("404", s3.head_object, Bucket="media", Key="copy.bin")
 expect_error("NoSuchKey", s3.get_object, Bucket="media", Key="copy.bin")
 check("put, get, copy, delete")
+
+# Bodies up to 1 MiB are checked in memory, larger ones in a spool file: both store the same
+# bytes, and a body that does not match its declared length stores nothing in either.
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+def signed_put(key, body, headers):
+    request = AWSRequest(method="PUT", url=endpoint + "/media/" + key, data=body, headers=headers)
+    SigV4Auth(Credentials(access, secret), "s3", "us-east-1").add_auth(request)
+    raw = urllib.request.Request(request.url, data=body, method="PUT", headers=dict(request.headers))
+    try:
+        with urllib.request.urlopen(raw) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+for size in (1 << 20, (1 << 20) + 1, 3 << 20):
+    data = os.urandom(size)
+    md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+    s3.put_object(Bucket="media", Key="sized-%d.bin" % size, Body=data, ContentMD5=md5)
+    assert s3.get_object(Bucket="media", Key="sized-%d.bin" % size)["Body"].read() == data, size
+for declared, sent in ((10, 20), (10, 5), (2 << 20, 20)):
+    piece = os.urandom(sent)
+    chunked = b"%x\r\n" % sent + piece + b"\r\n0\r\n\r\n"
+    status, reply = signed_put("lying-%d-%d.bin" % (declared, sent), chunked, {
+        "Content-Encoding": "aws-chunked", "X-Amz-Content-SHA256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        "X-Amz-Decoded-Content-Length": str(declared)})
+    assert status == 400 and b"IncompleteBody" in reply, (declared, sent, status, reply)
+    expect_error("404", s3.head_object, Bucket="media", Key="lying-%d-%d.bin" % (declared, sent))
+piece = os.urandom(20)
+status, reply = signed_put("honest.bin", b"14\r\n" + piece + b"\r\n0\r\n\r\n", {
+    "Content-Encoding": "aws-chunked", "X-Amz-Content-SHA256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+    "X-Amz-Decoded-Content-Length": "20"})
+assert status == 200, (status, reply)
+assert s3.get_object(Bucket="media", Key="honest.bin")["Body"].read() == piece
+for key in ["honest.bin"] + ["sized-%d.bin" % size for size in (1 << 20, (1 << 20) + 1, 3 << 20)]:
+    s3.delete_object(Bucket="media", Key=key)
+check("bodies in memory and spooled store the same bytes; a body unlike its declared length stores nothing")
 
 s3.put_object(Bucket="media", Key="meta.bin", Body=b"m", Metadata={"mtime": "1700000000", "owner": "films"})
 assert s3.head_object(Bucket="media", Key="meta.bin")["Metadata"] == {"mtime": "1700000000", "owner": "films"}
