@@ -25,7 +25,7 @@ cleanup() {
   "$B" dev down --dir "$WORK/blob" >/dev/null 2>&1 || true
   "$B" dev down --dir "$WORK/series" >/dev/null 2>&1 || true
   "$PEER" stop >/dev/null 2>&1 || true
-  if [ "${KEEP_DATA:-0}" != 1 ]; then rm -rf "$WORK/blob" "$WORK/series" "$WORK/days" "$WORK/scratch"; fi
+  if [ "${KEEP_DATA:-0}" != 1 ]; then rm -rf "$WORK/blob" "$WORK/series" "$WORK/days" "$WORK/scratch" "$WORK/tree"; fi
 }
 trap cleanup EXIT
 
@@ -52,6 +52,17 @@ python3 "$SHARED/workload.py" "${common[@]}" \
   --data-dirs "$WORK/blob/cs-1 $WORK/blob/cs-2 $WORK/blob/cs-3 $WORK/blob/master" \
   --pids-file "$WORK/blob/pids" \
   --out-json "$OUT_DIR/blobstore.json" --out-md "$OUT_DIR/blobstore.md" >&2
+log "Blobstore: $SMALL small files (4-64 KiB) in one process, blobctl put --recursive"
+python3 - "$WORK/tree" "$SMALL" <<'PY'
+import os, random, sys
+directory, count = sys.argv[1], int(sys.argv[2])
+os.makedirs(directory, exist_ok=True)
+rng = random.Random(7)
+for i in range(count):
+    with open(os.path.join(directory, "f%05d.bin" % i), "wb") as f:
+        f.write(rng.randbytes(rng.randint(4096, 65536)))
+PY
+"$B" put --recursive "$WORK/tree" small-tree --json > "$OUT_DIR/blobstore-put-recursive.json"
 "$B" dev down --dir "$WORK/blob" >/dev/null
 
 # --- SeaweedFS ---------------------------------------------------------------------------

@@ -42,6 +42,12 @@ rows.append((f"{small} small files: download", ours.get(p + ".download_files_per
              True, 1.0, "files/s"))
 rows.append((f"{small} small files: bytes on disk per byte", ours.get(p + ".disk_bytes_per_logical_byte"),
              theirs.get(p + ".disk_bytes_per_logical_byte"), False, None, ""))
+try:
+    tree = json.load(open(f"{out_dir}/blobstore-put-recursive.json"))
+    rows.append((f"{small} small files: upload by one `blobctl put --recursive` (no SeaweedFS counterpart in the driver)",
+                 tree["file_count"] / tree["seconds"], None, True, None, "files/s"))
+except (OSError, KeyError, ValueError):
+    pass
 
 series = json.load(open(f"{out_dir}/blobstore-series.json"))
 text = open(f"{out_dir}/seaweedfs-series.txt").read()

@@ -2,27 +2,36 @@ import ArgumentParser
 import BlobClient
 import BlobCore
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// `blobctl put LOCAL|- PATH`
+/// `blobctl put LOCAL|- PATH`, `blobctl put --recursive DIR PREFIX`
 struct PutCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "put", _superCommandName: "blobctl",
-        abstract: "Store a local file (or standard input) at a path in the cluster.",
+        abstract: "Store a local file (or standard input, or every file under a directory) at a path in the cluster.",
         discussion: """
             Chunks the file by content, sends only the chunks the cluster lacks (a second put of the \
             same file sends nothing; an interrupted put, run again, sends only what is missing), \
-            each compressed once and sent once, then commits the new version.
+            each compressed once and sent once, then commits the new version. With --recursive, \
+            every regular file under LOCAL is put at PATH/<its path below LOCAL>, --parallel at once, \
+            in one process and over one connection pool.
             """
     )
 
-    @Argument(help: "Local file to read, or - for standard input.")
+    @Argument(help: "Local file to read, - for standard input, or a directory with --recursive.")
     var source: String
 
-    @Argument(help: "Path in the cluster, e.g. videos/intro.mp4.")
+    @Argument(help: "Path in the cluster, e.g. videos/intro.mp4; with --recursive, the prefix the files go under.")
     var path: String
+
+    @Flag(name: [.customShort("r"), .long], help: "LOCAL is a directory: put every regular file under it (symbolic links and special files are skipped).")
+    var recursive = false
+
+    @Option(help: "With --recursive, files put at once.")
+    var parallel: Int = 8
 
     @Option(help: "Content type stored with the file (default: from the extension).")
     var contentType: String?
@@ -55,6 +64,7 @@ struct PutCommand: AsyncParsableCommand {
 
     func run() async throws {
         let json = cluster.json
+        if recursive { return try await runRecursive(json: json) }
         let blobPath: BlobPath
         do {
             blobPath = try BlobPath(path)
@@ -74,27 +84,20 @@ struct PutCommand: AsyncParsableCommand {
                                              "cannot read \(source): \(String(cString: strerror(errno))); check the local path"), json: json)
             }
             close(fd)
+            guard (info.st_mode & S_IFMT) != S_IFDIR else {
+                throw CLIError.exit(CLIError(.usage, "\(source) is a directory; add --recursive to put every file under it at \(path)/..."),
+                                    json: json)
+            }
             guard (info.st_mode & S_IFMT) == S_IFREG else {
-                throw CLIError.exit(CLIError(.usage, "\(source) is not a regular file; put files one at a time, or - for standard input"),
+                throw CLIError.exit(CLIError(.usage, "\(source) is not a regular file; put a file, a directory with --recursive, or - for standard input"),
                                     json: json)
             }
             input = .file(source)
             total = Int64(info.st_size)
         }
-        var options = PutOptions(contentType: contentType ?? ContentTypes.forPath(path), maxChunksInFlight: inFlight)
+        let options: PutOptions
         do {
-            if let chunkSize {
-                guard let average = ByteCountParser.parse(chunkSize) else {
-                    throw CLIError(.usage, "--chunk-size \(chunkSize) is not a size; use e.g. 512K or 1M")
-                }
-                options.chunker = .contentDefined(minByteCount: average / 4, averageByteCount: average,
-                                                  maxByteCount: min(average * 4, Limits.maxChunkByteCount))
-                try options.chunker.validate()
-            }
-            if let compressionLevel {
-                guard (1...19).contains(compressionLevel) else { throw CLIError(.usage, "--compression-level must be 1...19") }
-                options.compression.level = Int32(compressionLevel)
-            }
+            options = try putOptions(contentType: contentType ?? ContentTypes.forPath(path), inFlight: inFlight)
         } catch {
             throw CLIError.exit(error, json: json)
         }
@@ -117,6 +120,200 @@ struct PutCommand: AsyncParsableCommand {
                 \(output.newChunks) new, \(HumanSize.format(output.storedBytes)) written to disks, \
                 \(HumanSize.rate(Double(output.size) / max(seconds, 0.001)))
                 """)
+        }
+    }
+}
+
+extension PutCommand {
+    /// Chunking, compression and window options from the flags; throws a usage error naming a bad one.
+    func putOptions(contentType: String, inFlight: Int, placementBatch: Int = 8) throws -> PutOptions {
+        var options = PutOptions(contentType: contentType, maxChunksInFlight: inFlight, placementBatch: placementBatch)
+        if let chunkSize {
+            guard let average = ByteCountParser.parse(chunkSize) else {
+                throw CLIError(.usage, "--chunk-size \(chunkSize) is not a size; use e.g. 512K or 1M")
+            }
+            options.chunker = .contentDefined(minByteCount: average / 4, averageByteCount: average,
+                                              maxByteCount: min(average * 4, Limits.maxChunkByteCount))
+            try options.chunker.validate()
+        }
+        if let compressionLevel {
+            guard (1...19).contains(compressionLevel) else { throw CLIError(.usage, "--compression-level must be 1...19") }
+            options.compression.level = Int32(compressionLevel)
+        }
+        return options
+    }
+
+    struct TreeOutput: Encodable {
+        var prefix: String
+        var files: [Output]
+        var fileCount: Int
+        var size: Int64
+        var storedBytes: Int64
+        var newChunks: Int
+        /// Files that could not be put, with why; the others are stored.
+        var failed: [TreeFailure]
+        /// Symbolic links and special files left out.
+        var skipped: Int
+        var seconds: Double
+    }
+
+    struct TreeFailure: Encodable, Error {
+        var local: String
+        var path: String
+        var error: String
+    }
+
+    /// `put --recursive DIR PREFIX`: every regular file under DIR, `parallel` at once over one
+    /// client. Each file's window is a share of `--in-flight`, so memory stays what one put uses.
+    func runRecursive(json: Bool) async throws {
+        let prefix = path.hasSuffix("/") ? String(path.dropLast()) : path
+        let tree: LocalTree
+        let baseOptions: PutOptions
+        do {
+            guard source != "-" else { throw CLIError(.usage, "--recursive reads a directory, not standard input") }
+            _ = try BlobPath(prefix)
+            guard (1...64).contains(parallel) else { throw CLIError(.usage, "--parallel must be 1...64") }
+            guard (1...64).contains(inFlight) else { throw CLIError(.usage, "--in-flight must be 1...64") }
+            tree = try LocalTree(directory: source)
+            let share = max(1, inFlight / parallel)
+            baseOptions = try putOptions(contentType: "", inFlight: share, placementBatch: share)
+        } catch {
+            throw CLIError.exit(error, json: json)
+        }
+        let bar = ProgressBar(label: "put", total: tree.files.reduce(0) { $0 + $1.size }, enabled: !json)
+        let sent = ByteTally()
+        let start = ContinuousClock.now
+        let contentType = self.contentType
+        let outcomes = try await cluster.withClient { client in
+            try await withThrowingTaskGroup(of: Result<Output, TreeFailure>.self) { group in
+                var outcomes: [Result<Output, TreeFailure>] = []
+                var next = tree.files.makeIterator()
+                func startNext() -> Bool {
+                    guard let file = next.next() else { return false }
+                    let remote = prefix + "/" + file.relativePath
+                    var options = baseOptions
+                    options.contentType = contentType ?? ContentTypes.forPath(file.relativePath)
+                    let fileOptions = options
+                    group.addTask {
+                        let fileStart = ContinuousClock.now
+                        let counted = ByteTally()
+                        do {
+                            let result = try await client.put(.file(file.localPath), to: try BlobPath(remote), options: fileOptions) { done in
+                                bar.update(sent.add(done - counted.set(done)))
+                            }
+                            return .success(Output(
+                                path: result.file.path.value, size: result.file.size, storedBytes: result.storedBytes,
+                                sentBytes: result.sentBytes, chunks: result.chunkCount, newChunks: result.newChunkCount,
+                                newBytes: result.newBytes, sha256: result.file.sha256, version: result.file.version,
+                                contentType: result.file.contentType, seconds: (ContinuousClock.now - fileStart).inSeconds))
+                        } catch {
+                            return .failure(TreeFailure(local: file.localPath, path: remote, error: CLIError(error).message))
+                        }
+                    }
+                    return true
+                }
+                for _ in 0..<parallel where !startNext() { break }
+                while let outcome = try await group.next() {
+                    if !json {
+                        switch outcome {
+                        case .success(let output):
+                            bar.finish()
+                            print("put \(output.path) (version \(output.version)): \(HumanSize.format(output.size)), \(output.newChunks) new chunks")
+                        case .failure(let failure):
+                            bar.finish()
+                            FileHandle.standardError.write(Data("blobctl: error: \(failure.local): \(failure.error)\n".utf8))
+                        }
+                    }
+                    outcomes.append(outcome)
+                    _ = startNext()
+                }
+                return outcomes
+            }
+        }
+        bar.finish()
+        let seconds = (ContinuousClock.now - start).inSeconds
+        let stored = outcomes.compactMap { try? $0.get() }.sorted { $0.path < $1.path }
+        let failed = outcomes.compactMap { outcome -> TreeFailure? in
+            if case .failure(let failure) = outcome { return failure } else { return nil }
+        }
+        let size: Int64 = stored.reduce(0) { $0 + $1.size }
+        let storedBytes: Int64 = stored.reduce(0) { $0 + $1.storedBytes }
+        let newChunks: Int = stored.reduce(0) { $0 + $1.newChunks }
+        let output = TreeOutput(prefix: prefix, files: stored, fileCount: stored.count, size: size, storedBytes: storedBytes,
+                                newChunks: newChunks, failed: failed.sorted { $0.local < $1.local }, skipped: tree.skipped,
+                                seconds: seconds)
+        if json {
+            try printJSON(output)
+        } else {
+            print("""
+                put \(output.fileCount) files under \(prefix)/: \(HumanSize.format(output.size)), \(output.newChunks) new chunks, \
+                \(HumanSize.format(output.storedBytes)) written to disks, \(HumanSize.fixed(Double(output.fileCount) / max(seconds, 0.001), digits: 0)) files/s\
+                \(output.skipped > 0 ? "; \(output.skipped) symbolic links or special files skipped" : "")
+                """)
+        }
+        if !failed.isEmpty {
+            throw CLIError.exit(CLIError(.failure, "\(failed.count) of \(tree.files.count) files could not be put (listed above); "
+                                            + "run the same command again to put them (files already stored are not sent again)"),
+                                json: false)
+        }
+    }
+}
+
+/// A byte count shared by concurrent transfers.
+final class ByteTally: Sendable {
+    private let value = Mutex<Int64>(0)
+
+    /// Adds `delta`; returns the new total.
+    func add(_ delta: Int64) -> Int64 { value.withLock { $0 += delta; return $0 } }
+
+    /// Sets the count; returns the previous one.
+    func set(_ new: Int64) -> Int64 { value.withLock { old in defer { old = new }; return old } }
+}
+
+/// The regular files under a local directory, for `put --recursive`, in byte order of their
+/// path below it. Symbolic links and special files are counted, not followed.
+struct LocalTree {
+    struct File {
+        var localPath: String
+        /// '/'-separated, below the directory.
+        var relativePath: String
+        var size: Int64
+    }
+
+    var files: [File] = []
+    var skipped = 0
+
+    init(directory: String) throws {
+        var info = Glibc.stat()
+        guard stat(directory, &info) == 0 else {
+            throw CLIError(errno == ENOENT ? .notFound : .failure,
+                           "cannot read \(directory): \(String(cString: strerror(errno))); check the local path")
+        }
+        guard (info.st_mode & S_IFMT) == S_IFDIR else {
+            throw CLIError(.usage, "\(directory) is not a directory; --recursive puts the files under a directory (drop it to put one file)")
+        }
+        let root = directory.hasSuffix("/") && directory.count > 1 ? String(directory.dropLast()) : directory
+        try walk(root, relative: "")
+        files.sort { Array($0.relativePath.utf8).lexicographicallyPrecedes(Array($1.relativePath.utf8)) }
+    }
+
+    private mutating func walk(_ directory: String, relative: String) throws {
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: directory)
+        } catch {
+            throw CLIError(.failure, "cannot list \(directory): \(error.localizedDescription); check its permissions")
+        }
+        for name in names {
+            let local = directory + "/" + name
+            let below = relative.isEmpty ? name : relative + "/" + name
+            var info = Glibc.stat()
+            guard lstat(local, &info) == 0 else { skipped += 1; continue }
+            switch info.st_mode & S_IFMT {
+            case S_IFREG: files.append(File(localPath: local, relativePath: below, size: Int64(info.st_size)))
+            case S_IFDIR: try walk(local, relative: below)
+            default: skipped += 1
+            }
         }
     }
 }
@@ -231,7 +428,7 @@ struct ListCommand: AsyncParsableCommand {
         try await cluster.withClient { client in
             var after: String?
             var first = true
-            if json { FileHandle.standardOutput.write(Data("{\"files\":[".utf8)) }
+            if json { writeStandardOutput("{\"files\":[") }
             let encoder = snakeCaseJSONEncoder()
             for _ in 0..<Int.max {
                 let page = try await client.list(prefix: prefix, after: after, limit: 1000)
@@ -250,11 +447,11 @@ struct ListCommand: AsyncParsableCommand {
                         text += file.path.value + "\n"
                     }
                 }
-                FileHandle.standardOutput.write(Data(text.utf8))
+                writeStandardOutput(text)
                 guard let next = page.next else { break }
                 after = next
             }
-            if json { FileHandle.standardOutput.write(Data("]}\n".utf8)) }
+            if json { writeStandardOutput("]}\n") }
         }
     }
 }

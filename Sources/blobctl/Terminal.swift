@@ -103,6 +103,26 @@ func snakeCaseJSONEncoder() -> JSONEncoder {
     return encoder
 }
 
+/// Writes `text` to standard output. A reader that went away (`blobctl ls | head`) ends the
+/// command quietly, with status 0, instead of an error on every line still to come.
+func writeStandardOutput(_ text: String) {
+    var text = text
+    text.withUTF8 { bytes in
+        var offset = 0
+        while offset < bytes.count {
+            let written = Glibc.write(1, bytes.baseAddress! + offset, bytes.count - offset)
+            if written >= 0 {
+                offset += written
+            } else if errno == EPIPE {
+                exit(0)
+            } else if errno != EINTR {
+                FileHandle.standardError.write(Data("blobctl: error: cannot write to standard output: \(String(cString: strerror(errno)))\n".utf8))
+                exit(ExitStatus.failure.rawValue)
+            }
+        }
+    }
+}
+
 /// Prints a value as JSON (``snakeCaseJSONEncoder()``) on standard output.
 func printJSON(_ value: some Encodable) throws {
     print(String(decoding: try snakeCaseJSONEncoder().encode(value), as: UTF8.self))

@@ -377,6 +377,80 @@ struct ClientTests {
         }
     }
 
+    @Test("put --recursive stores every regular file under a directory at PREFIX/<its path>, skips links and FIFOs, sends nothing again; ls into a closed pipe ends quietly")
+    func recursivePut() async throws {
+        try await Self.withCluster { cluster in
+            let tree = cluster.dir.appendingPathComponent("tree")
+            let nested = tree.appendingPathComponent("a/b")
+            try FileManager.default.createDirectory(at: nested, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(at: tree.appendingPathComponent("c"), withIntermediateDirectories: true)
+            let files = ["x.log": 300_000, "a/b/y.bin": 70_000, "a/empty": 0, "c/z.txt": 1]
+            for (name, size) in files {
+                try Self.makeFile(tree.appendingPathComponent(name), byteCount: size, logs: name.hasSuffix(".log"), seed: UInt64(size))
+            }
+            try FileManager.default.createSymbolicLink(atPath: tree.appendingPathComponent("link").path, withDestinationPath: "x.log")
+            #expect(mkfifo(tree.appendingPathComponent("fifo").path, 0o600) == 0)
+
+            let first = try await cluster.run(["put", "-r", tree.path, "media/tree/", "--json"])
+            #expect(first.status == 0, "\(first.stderr)")
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(first.stdout.utf8)) as? [String: Any])
+            #expect(report["file_count"] as? Int == 4 && report["skipped"] as? Int == 2 && (report["failed"] as? [Any])?.isEmpty == true,
+                    "\(first.stdout)")
+            let stored = (report["files"] as? [[String: Any]] ?? []).compactMap { $0["path"] as? String }
+            #expect(stored == ["media/tree/a/b/y.bin", "media/tree/a/empty", "media/tree/c/z.txt", "media/tree/x.log"])
+            for name in files.keys {
+                let copy = cluster.dir.appendingPathComponent("copy-" + name.replacingOccurrences(of: "/", with: "-"))
+                try await cluster.get("media/tree/" + name, copy)
+                #expect(try Self.sameBytes(tree.appendingPathComponent(name), copy), "\(name)")
+            }
+            let again = try await cluster.run(["put", "--recursive", tree.path, "media/tree", "--json"])
+            let second = try #require(try JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any])
+            #expect(again.status == 0 && second["new_chunks"] as? Int == 0 && second["stored_bytes"] as? Int == 0, "\(again.stdout)")
+
+            let directory = try await cluster.run(["put", tree.path, "media/x"])
+            #expect(directory.status == 64 && directory.stderr.contains("--recursive"), "\(directory.stderr)")
+            let notDirectory = try await cluster.run(["put", "-r", tree.appendingPathComponent("x.log").path, "media/x"])
+            #expect(notDirectory.status == 64 && notDirectory.stderr.contains("not a directory"), "\(notDirectory.stderr)")
+
+            // `blobctl ls -l | head -1` over more than a pipe holds (1,100 lines, ~88 KB): the
+            // listing's reader goes away mid-write; no crash, no error.
+            let many = cluster.dir.appendingPathComponent("many")
+            try FileManager.default.createDirectory(at: many, withIntermediateDirectories: true)
+            for index in 0..<1100 {
+                try Data([UInt8(index % 256)]).write(to: many.appendingPathComponent(String(format: "f%04d", index)))
+            }
+            let manyPut = try await cluster.run(["put", "-r", many.path, "media/many", "--parallel", "16"])
+            #expect(manyPut.status == 0 && manyPut.stdout.contains("put 1100 files under media/many/"), "\(manyPut.stdout.suffix(500))")
+            let script = "set -o pipefail; \"$0\" ls -l media/many/ \"$@\" | head -1"
+            let pipe = try await Self.shell(script, [BlobctlProcess.executableURL.path] + cluster.flags, environment: cluster.environment)
+            #expect(pipe.status == 0 && pipe.stdout.hasSuffix("media/many/f0000\n") && pipe.stderr.isEmpty, "\(pipe)")
+        }
+    }
+
+    /// `bash -c SCRIPT ARGS...`, bounded.
+    static func shell(_ script: String, _ arguments: [String], environment: [String: String]) async throws
+        -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = ["-c", script] + arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let deadline = ContinuousClock.now + .seconds(60)
+        while process.isRunning {
+            guard ContinuousClock.now < deadline else {
+                process.terminate()
+                throw TestFailure("bash -c \(script) did not finish in 60 s")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return (process.terminationStatus, stdout, stderr)
+    }
+
     @Test("bad input: missing file, invalid path, unreachable master, wrong secret, no cluster")
     func badInput() async throws {
         try await Self.withCluster(servers: 3) { cluster in
