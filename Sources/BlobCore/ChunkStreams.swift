@@ -78,11 +78,14 @@ public struct FileReadError: CodedError, Sendable {
 /// memory whatever the file size. For benchmarks and tools that own their thread. Also chunks
 /// bytes already in memory (a small request body), cut at exactly the same places.
 public struct FileChunker: Sequence, IteratorProtocol {
+    private enum Source {
+        case descriptor(Int32)
+        /// The bytes, and how many the splitter has taken.
+        case memory([UInt8], taken: Int)
+    }
+
     private var splitter: ChunkSplitter
-    /// The descriptor read from; -1 when chunking `memory`.
-    private let fd: Int32
-    private let memory: [UInt8]
-    private var memoryTaken = 0
+    private var source: Source
     private let path: String
     private var ended = false
     /// The first read error, after which iteration stops.
@@ -93,31 +96,29 @@ public struct FileChunker: Sequence, IteratorProtocol {
         splitter = try ChunkSplitter(configuration: configuration)
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw FileReadError(path: path, errno: errno) }
-        self.fd = fd
+        source = .descriptor(fd)
         self.path = path
-        memory = []
     }
 
     /// Chunks an open descriptor (standard input, a pipe), which the chunker then owns and
-    /// closes; `name` is what errors call it.
+    /// closes; `name` is what errors call it. A negative descriptor (a failed `dup`) is refused.
     public init(fileDescriptor: Int32, name: String, configuration: ChunkerConfiguration = .default) throws {
+        guard fileDescriptor >= 0 else { throw FileReadError(path: name, errno: errno == 0 ? EBADF : errno) }
         splitter = try ChunkSplitter(configuration: configuration)
-        fd = fileDescriptor
+        source = .descriptor(fileDescriptor)
         path = name
-        memory = []
     }
 
     /// Chunks `bytes`.
     public init(bytes: [UInt8], configuration: ChunkerConfiguration = .default) throws {
         splitter = try ChunkSplitter(configuration: configuration)
-        fd = -1
+        source = .memory(bytes, taken: 0)
         path = "memory"
-        memory = bytes
     }
 
     /// Closes the file; iteration ends.
     public mutating func close() {
-        if !ended && fd >= 0 { _ = Glibc.close(fd) }
+        if !ended, case .descriptor(let fd) = source { _ = Glibc.close(fd) }
         ended = true
     }
 
@@ -125,28 +126,27 @@ public struct FileChunker: Sequence, IteratorProtocol {
         while true {
             if let chunk = splitter.nextChunk(isFinal: ended) { return chunk }
             if ended { return nil }
-            if fd < 0 {
-                let taken = memory.withUnsafeBytes { raw in
-                    splitter.append(UnsafeRawBufferPointer(rebasing: raw[memoryTaken...]))
+            switch source {
+            case .memory(let bytes, let taken):
+                let more = bytes.withUnsafeBytes { raw in splitter.append(UnsafeRawBufferPointer(rebasing: raw[taken...])) }
+                source = .memory(bytes, taken: taken + more)
+                if taken + more == bytes.count { close() }
+            case .descriptor(let fd):
+                var failure: Int32 = 0
+                let n = splitter.fill { raw in
+                    let count = Swift.min(raw.count, Limits.chunkerReadByteCount)
+                    let r = read(fd, raw.baseAddress, count)
+                    if r < 0 { failure = errno }
+                    return Swift.max(r, 0)
                 }
-                memoryTaken += taken
-                if memoryTaken == memory.count { close() }
-                continue
+                if failure == EINTR { continue }
+                if failure != 0 {
+                    error = FileReadError(path: path, errno: failure)
+                    close()
+                    return nil
+                }
+                if n == 0 { close() }
             }
-            var failure: Int32 = 0
-            let n = splitter.fill { raw in
-                let count = Swift.min(raw.count, Limits.chunkerReadByteCount)
-                let r = read(fd, raw.baseAddress, count)
-                if r < 0 { failure = errno }
-                return Swift.max(r, 0)
-            }
-            if failure == EINTR { continue }
-            if failure != 0 {
-                error = FileReadError(path: path, errno: failure)
-                close()
-                return nil
-            }
-            if n == 0 { close() }
         }
     }
 }

@@ -381,12 +381,13 @@ extension S3Handler {
             sha.update(bufferPointer: piece)
             md5.update(bufferPointer: piece)
             flexible?.update(piece)
+            // A body longer than it declared is refused as it comes: not spooled, not buffered.
+            if let declared, count > declared { throw Self.incompleteBody() }
             if let handle {
                 try handle.write(contentsOf: Data(piece))
             } else {
-                // Memory holds what the request declared, and a body longer than that is
-                // refused as it comes, not buffered.
-                guard count <= declared ?? 0 else { throw Self.incompleteBody() }
+                // Memory is used only for a declared length within the limit.
+                guard declared != nil else { throw Self.incompleteBody() }
                 memory!.append(contentsOf: piece)
             }
         }

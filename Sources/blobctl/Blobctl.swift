@@ -1,4 +1,7 @@
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The one binary of Blobstore: every role and every command.
 struct Blobctl: AsyncParsableCommand {
@@ -30,6 +33,9 @@ struct Blobctl: AsyncParsableCommand {
 @main
 enum BlobctlMain {
     static func main() async {
+        // A reader that goes away (`blobctl ls | head`) is an EPIPE to handle, not a signal that
+        // kills the process; NIO ignores SIGPIPE too, but only once it has started.
+        signal(SIGPIPE, SIG_IGN)
         let arguments = Array(CommandLine.arguments.dropFirst())
         if let name = arguments.first, let command = Blobctl.parsedAlone[name] {
             await command.main(Array(arguments.dropFirst()))

@@ -30,7 +30,7 @@ struct PutCommand: AsyncParsableCommand {
     @Flag(name: [.customShort("r"), .long], help: "LOCAL is a directory: put every regular file under it (symbolic links and special files are skipped).")
     var recursive = false
 
-    @Option(help: "With --recursive, files put at once.")
+    @Option(help: "With --recursive, files put at once (1...16; each holds up to ~13 MiB while it puts a large file).")
     var parallel: Int = 8
 
     @Option(help: "Content type stored with the file (default: from the extension).")
@@ -164,7 +164,9 @@ extension PutCommand {
     }
 
     /// `put --recursive DIR PREFIX`: every regular file under DIR, `parallel` at once over one
-    /// client. Each file's window is a share of `--in-flight`, so memory stays what one put uses.
+    /// client. Each file's window is a share of `--in-flight` (at least one chunk), so a file in
+    /// progress holds its chunker buffer (4.25 MiB), one chunk waiting and one in flight: ~13 MiB
+    /// for a large file, ~210 MiB at the most parallel (16), within what one put may use.
     func runRecursive(json: Bool) async throws {
         let prefix = path.hasSuffix("/") ? String(path.dropLast()) : path
         let tree: LocalTree
@@ -172,9 +174,9 @@ extension PutCommand {
         do {
             guard source != "-" else { throw CLIError(.usage, "--recursive reads a directory, not standard input") }
             _ = try BlobPath(prefix)
-            guard (1...64).contains(parallel) else { throw CLIError(.usage, "--parallel must be 1...64") }
+            guard (1...16).contains(parallel) else { throw CLIError(.usage, "--parallel must be 1...16") }
             guard (1...64).contains(inFlight) else { throw CLIError(.usage, "--in-flight must be 1...64") }
-            tree = try LocalTree(directory: source)
+            tree = try LocalTree(directory: source, prefix: prefix)
             let share = max(1, inFlight / parallel)
             baseOptions = try putOptions(contentType: "", inFlight: share, placementBatch: share)
         } catch {
@@ -184,9 +186,14 @@ extension PutCommand {
         let sent = ByteTally()
         let start = ContinuousClock.now
         let contentType = self.contentType
+        if !json {
+            for failure in tree.unreadable {
+                FileHandle.standardError.write(Data("blobctl: error: \(failure.local): \(failure.error)\n".utf8))
+            }
+        }
         let outcomes = try await cluster.withClient { client in
             try await withThrowingTaskGroup(of: Result<Output, TreeFailure>.self) { group in
-                var outcomes: [Result<Output, TreeFailure>] = []
+                var outcomes: [Result<Output, TreeFailure>] = tree.unreadable.map { .failure($0) }
                 var next = tree.files.makeIterator()
                 func startNext() -> Bool {
                     guard let file = next.next() else { return false }
@@ -252,7 +259,7 @@ extension PutCommand {
                 """)
         }
         if !failed.isEmpty {
-            throw CLIError.exit(CLIError(.failure, "\(failed.count) of \(tree.files.count) files could not be put (listed above); "
+            throw CLIError.exit(CLIError(.failure, "\(failed.count) of \(tree.files.count + tree.unreadable.count) files could not be put (listed above); "
                                             + "run the same command again to put them (files already stored are not sent again)"),
                                 json: false)
         }
@@ -281,9 +288,12 @@ struct LocalTree {
     }
 
     var files: [File] = []
+    /// Symbolic links and special files, left out on purpose.
     var skipped = 0
+    /// Entries that could not be examined, and directories that could not be listed.
+    var unreadable: [PutCommand.TreeFailure] = []
 
-    init(directory: String) throws {
+    init(directory: String, prefix: String) throws {
         var info = Glibc.stat()
         guard stat(directory, &info) == 0 else {
             throw CLIError(errno == ENOENT ? .notFound : .failure,
@@ -293,26 +303,39 @@ struct LocalTree {
             throw CLIError(.usage, "\(directory) is not a directory; --recursive puts the files under a directory (drop it to put one file)")
         }
         let root = directory.hasSuffix("/") && directory.count > 1 ? String(directory.dropLast()) : directory
-        try walk(root, relative: "")
+        self.prefix = prefix
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: root) else {
+            throw CLIError(.failure, "cannot list \(directory): \(String(cString: strerror(errno))); check its permissions")
+        }
+        walk(root, relative: "", names: names)
         files.sort { Array($0.relativePath.utf8).lexicographicallyPrecedes(Array($1.relativePath.utf8)) }
     }
 
-    private mutating func walk(_ directory: String, relative: String) throws {
-        let names: [String]
-        do {
-            names = try FileManager.default.contentsOfDirectory(atPath: directory)
-        } catch {
-            throw CLIError(.failure, "cannot list \(directory): \(error.localizedDescription); check its permissions")
-        }
+    /// Where the files go in the cluster, for failures' `path`.
+    private let prefix: String
+
+    private mutating func walk(_ directory: String, relative: String, names: [String]) {
         for name in names {
             let local = directory + "/" + name
             let below = relative.isEmpty ? name : relative + "/" + name
             var info = Glibc.stat()
-            guard lstat(local, &info) == 0 else { skipped += 1; continue }
+            guard lstat(local, &info) == 0 else {
+                unreadable.append(.init(local: local, path: prefix + "/" + below,
+                                        error: "cannot examine it: \(String(cString: strerror(errno)))"))
+                continue
+            }
             switch info.st_mode & S_IFMT {
-            case S_IFREG: files.append(File(localPath: local, relativePath: below, size: Int64(info.st_size)))
-            case S_IFDIR: try walk(local, relative: below)
-            default: skipped += 1
+            case S_IFREG:
+                files.append(File(localPath: local, relativePath: below, size: Int64(info.st_size)))
+            case S_IFDIR:
+                guard let inner = try? FileManager.default.contentsOfDirectory(atPath: local) else {
+                    unreadable.append(.init(local: local, path: prefix + "/" + below,
+                                            error: "cannot list this directory: \(String(cString: strerror(errno))); check its permissions"))
+                    continue
+                }
+                walk(local, relative: below, names: inner)
+            default:
+                skipped += 1
             }
         }
     }

@@ -421,6 +421,12 @@ struct ClientTests {
             }
             let manyPut = try await cluster.run(["put", "-r", many.path, "media/many", "--parallel", "16"])
             #expect(manyPut.status == 0 && manyPut.stdout.contains("put 1100 files under media/many/"), "\(manyPut.stdout.suffix(500))")
+            // `put -` with standard input closed: an error, and nothing stored (not an empty file).
+            let closed = try await Self.shell("\"$0\" put - media/closed \"$@\" <&-", [BlobctlProcess.executableURL.path] + cluster.flags,
+                                              environment: cluster.environment)
+            #expect(closed.status != 0 && closed.stderr.contains("standard input"), "\(closed)")
+            #expect(try await cluster.run(["stat", "media/closed"]).status == 2)
+
             let script = "set -o pipefail; \"$0\" ls -l media/many/ \"$@\" | head -1"
             let pipe = try await Self.shell(script, [BlobctlProcess.executableURL.path] + cluster.flags, environment: cluster.environment)
             #expect(pipe.status == 0 && pipe.stdout.hasSuffix("media/many/f0000\n") && pipe.stderr.isEmpty, "\(pipe)")

@@ -116,7 +116,7 @@ for size in (1 << 20, (1 << 20) + 1, 3 << 20):
     md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
     s3.put_object(Bucket="media", Key="sized-%d.bin" % size, Body=data, ContentMD5=md5)
     assert s3.get_object(Bucket="media", Key="sized-%d.bin" % size)["Body"].read() == data, size
-for declared, sent in ((10, 20), (10, 5), (2 << 20, 20)):
+for declared, sent in ((10, 20), (10, 5), (2 << 20, 20), (2 << 20, 3 << 20)):
     piece = os.urandom(sent)
     chunked = b"%x\r\n" % sent + piece + b"\r\n0\r\n\r\n"
     status, reply = signed_put("lying-%d-%d.bin" % (declared, sent), chunked, {
