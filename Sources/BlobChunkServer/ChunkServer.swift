@@ -82,7 +82,8 @@ public struct ChunkServer: Sendable {
             logger: logger)
         let scrubber = Scrubber(
             storage: storage, bytesPerSecond: configuration.scrubBytesPerSecond,
-            passInterval: configuration.scrubPassInterval, logger: logger, clock: ContinuousClock())
+            passInterval: configuration.scrubPassInterval,
+            progressFile: configuration.dataDirectory + "/" + ScrubProgress.fileName, logger: logger, clock: ContinuousClock())
         var services: [any Service] = [app, scrubber]
         if let masterURL = configuration.masterURL {
             services.append(MasterLink(

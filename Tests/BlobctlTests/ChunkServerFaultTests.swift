@@ -110,6 +110,57 @@ struct ChunkServerFaultTests {
         }
     }
 
+    @Test("a scrub pass resumes after a restart from the progress it saved, and a finished pass is not repeated before its interval")
+    func scrubResumes() async throws {
+        try await withChunkServers(1, extraArguments: ["--scrub-rate", "0"]) { servers, client, dir in
+            let server = servers[0]
+            var ids: [ChunkID] = []
+            for seed in 0..<12 as Range<UInt64> {
+                let plain = SyntheticData.random(byteCount: 10_000 + Int(seed), seed: seed + 100)
+                let id = ChunkID(hashing: plain)
+                #expect(try await client.send(.PUT, server.address, "/v1/chunks/\(id.hex)", body: ChunkEncoder().frame(for: plain)).status == 201)
+                ids.append(id)
+            }
+            try await server.stop()
+            // As if a pass had checked the first five chunks in id order when the server stopped.
+            let progressFile = server.dataDirectory.appendingPathComponent("scrub-progress.json")
+            try Data(#"{"after":"\#(ids.map(\.hex).sorted()[4])"}"#.utf8).write(to: progressFile)
+            func progress() -> [String: Any] {
+                (FileManager.default.contents(atPath: progressFile.path)
+                    .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }) ?? [:]
+            }
+            let arguments = ["--scrub-rate", "1G", "--scrub-interval", "3600", "--log-level", "info"]
+            for round in 0..<2 {
+                let scrubbing = ChunkServerProcess(dataDirectory: server.dataDirectory, secretFile: dir.appendingPathComponent("secret"),
+                                                   extraArguments: arguments)
+                let logStart = scrubbing.log.utf8.count  // the log file is shared by the server's runs
+                func log() -> String { String(decoding: scrubbing.log.utf8.dropFirst(logStart), as: UTF8.self) }
+                try await scrubbing.start()
+                do {
+                    if round == 0 {
+                        // The rest of the pass, and only the rest, is checked; then its end is recorded.
+                        let finished = try await Self.eventually(within: .seconds(20)) {
+                            progress()["after"] == nil && progress()["lastPassFinishedMilliseconds"] != nil
+                        }
+                        #expect(finished, "\(progress())")
+                        let status = try await client.send(.GET, scrubbing.address, "/v1/status").json(ChunkServerStatus.self)
+                        #expect(status.counters["scrubbed"] == 7)
+                    } else {
+                        // Started again right after a finished pass: it waits for the interval.
+                        let waiting = try await Self.eventually(within: .seconds(20)) { log().contains("next scrub pass in") }
+                        #expect(waiting, "\(log().suffix(2000))")
+                        let status = try await client.send(.GET, scrubbing.address, "/v1/status").json(ChunkServerStatus.self)
+                        #expect((status.counters["scrubbed"] ?? 0) == 0)
+                    }
+                    try await scrubbing.stop()
+                } catch {
+                    try? await scrubbing.kill()
+                    throw error
+                }
+            }
+        }
+    }
+
     @Test("a write past --capacity gets 507 and stores nothing; reads keep working")
     func capacity() async throws {
         try await withChunkServers(1, extraArguments: ["--capacity", "300K", "--scrub-rate", "0"]) { servers, client, _ in
