@@ -40,6 +40,15 @@ struct ClientTests {
             guard out.status == 0 else { throw TestFailure("stat \(path) failed (\(out.status)): \(out.stderr)") }
             return try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any] ?? [:]
         }
+
+        /// Random bytes written to a local file named `path` and put at `path`; the local file
+        /// and the stored file's chunks (`stat --json`).
+        func putRandomFile(_ path: String, byteCount: Int, seed: UInt64) async throws -> (local: URL, chunks: [[String: Any]]) {
+            let local = dir.appendingPathComponent(path)
+            try ClientTests.makeFile(local, byteCount: byteCount, seed: seed)
+            _ = try await put(local, path)
+            return (local, try await stat(path)["chunks"] as? [[String: Any]] ?? [])
+        }
     }
 
     /// A master and `servers` chunk servers, the ring built; all stopped by PID afterwards.
@@ -129,11 +138,8 @@ struct ClientTests {
     @Test("ranges at the start, the end and across chunk boundaries; invalid ranges are refused")
     func ranges() async throws {
         try await Self.withCluster { cluster in
-            let local = cluster.dir.appendingPathComponent("ranged.bin")
             let size = 12 << 20
-            try Self.makeFile(local, byteCount: size, seed: 7)
-            _ = try await cluster.put(local, "ranged.bin")
-            let chunks = try await cluster.stat("ranged.bin")["chunks"] as? [[String: Any]] ?? []
+            let (local, chunks) = try await cluster.putRandomFile("ranged.bin", byteCount: size, seed: 7)
             #expect(chunks.count >= 3)
             let boundary = chunks[1]["offset"] as? Int ?? 0
             let secondBoundary = chunks[2]["offset"] as? Int ?? 0
@@ -158,10 +164,7 @@ struct ClientTests {
     @Test("a range inside a chunk fetches only the blocks it needs, checked against the writer's block digests; damaged replicas fall back to whole chunks")
     func rangesReadBlocks() async throws {
         try await Self.withCluster { cluster in
-            let local = cluster.dir.appendingPathComponent("blocks.bin")
-            try Self.makeFile(local, byteCount: 8 << 20, seed: 17)
-            _ = try await cluster.put(local, "blocks.bin")
-            let chunks = try await cluster.stat("blocks.bin")["chunks"] as? [[String: Any]] ?? []
+            let (local, chunks) = try await cluster.putRandomFile("blocks.bin", byteCount: 8 << 20, seed: 17)
             let block = BlockDigests.blockByteCount
             guard let big = chunks.first(where: { ($0["size"] as? Int ?? 0) >= 4 * block }),
                   let start = big["offset"] as? Int, let id = big["id"] as? String else {
@@ -263,10 +266,7 @@ struct ClientTests {
     @Test("a corrupt replica is skipped for another, the file reads back identical, and reads stop going there")
     func corruptReplicaFailover() async throws {
         try await Self.withCluster { cluster in
-            let local = cluster.dir.appendingPathComponent("damaged.bin")
-            try Self.makeFile(local, byteCount: 6 << 20, seed: 61)
-            _ = try await cluster.put(local, "damaged.bin")
-            let chunks = try await cluster.stat("damaged.bin")["chunks"] as? [[String: Any]] ?? []
+            let (local, chunks) = try await cluster.putRandomFile("damaged.bin", byteCount: 6 << 20, seed: 61)
             #expect(chunks.count >= 3)
             // Damage every chunk of the file on one server (the scrub is off in these clusters).
             let victim = cluster.servers[0]
