@@ -6,7 +6,12 @@ cd "$(dirname "$0")/.."
 bash Scripts/bootstrap.sh
 bash Scripts/test-tools.sh
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+# A throw-away PostgreSQL for the metadata conformance suite and the end-to-end PostgreSQL
+# test: its own directory and port, stopped by its PID when this script ends however it ends.
+source Scripts/postgres.sh
+trap 'postgres_stop; rm -f "$log"' EXIT
+postgres_start
+export BLOB_TEST_POSTGRES_URL="$POSTGRES_URL"
 swift build --build-tests 2>&1 | tee "$log"
 if grep -E "^$(pwd)/(Sources|Tests)/.*: warning:" "$log" >/dev/null; then
   echo "test.sh: our sources compile with warnings (listed above); fix them" >&2

@@ -50,8 +50,10 @@ extension ClusterClient {
     }
 
     /// A new version at `to` with the chunks of `from`'s current version: no chunk bytes move.
-    public func copy(_ from: BlobPath, to: BlobPath, contentType: String? = nil, metadata: [String: String]? = nil) async throws -> FileVersion {
-        try await master("POST", "/v1/files/copy", body: FileCopy(from: from, to: to, contentType: contentType, metadata: metadata),
+    public func copy(_ from: BlobPath, to: BlobPath, contentType: String? = nil, metadata: [String: String]? = nil,
+                     bucket: String? = nil) async throws -> FileVersion {
+        try await master("POST", "/v1/files/copy",
+                         body: FileCopy(from: from, to: to, contentType: contentType, metadata: metadata, bucket: bucket),
                          as: FileVersion.self)
     }
 
@@ -73,9 +75,9 @@ extension ClusterClient {
     }
 
     public func completeUpload(_ id: String, parts: [CompletedPart], attributes: [String: String]? = nil,
-                               precondition: WritePrecondition? = nil) async throws -> FileVersion {
+                               precondition: WritePrecondition? = nil, bucket: String? = nil) async throws -> FileVersion {
         try await master("POST", "/v1/uploads/\(Self.query(id))/complete",
-                         body: MultipartCompletion(parts: parts, attributes: attributes, precondition: precondition),
+                         body: MultipartCompletion(parts: parts, attributes: attributes, precondition: precondition, bucket: bucket),
                          as: FileVersion.self)
     }
 }

@@ -38,6 +38,9 @@ public struct PutOptions: Sendable {
     public var metadata: [String: String]?
     /// Checked against the path's current version when the manifest commits (conditional writes).
     public var precondition: WritePrecondition?
+    /// The bucket the path belongs to (gateways): the commit fails unless it exists, checked in
+    /// the master's commit transaction (``ManifestCommit/bucket``).
+    public var bucket: String?
 
     /// zstd level 6 by default: on log text it stores 13% less than level 1 (0.417 against 0.479
     /// bytes per byte for 3 copies of 1 GiB) at 16% less upload speed (69 against 82 MB/s), and random data is stored
@@ -130,7 +133,7 @@ extension ClusterClient {
         let sha256 = try ChunkID(digestBytes: Array(wholeFile.finalize())).hex
         let manifest = ManifestCommit(path: path, size: size, contentType: options.contentType, sha256: sha256,
                                       chunks: entries, acknowledgements: session.acknowledgements, metadata: options.metadata,
-                                      precondition: options.precondition)
+                                      precondition: options.precondition, bucket: options.bucket)
         let version = try await commit(manifest)
         return PutResult(file: version, chunkCount: entries.count, newChunkCount: session.newChunks,
                          newBytes: session.newBytes, sentBytes: session.sentBytes, storedBytes: session.storedBytes)

@@ -40,6 +40,7 @@ struct S3Error: Error, Sendable {
         if let e = error as? S3Error { return e }
         if let e = error as? any CodedError {
             switch e.code {
+            case .notFound where e.reason == "bucket.notFound": return S3Error("NoSuchBucket", .notFound, e.message)
             case .notFound: return S3Error("NoSuchKey", .notFound, e.message)
             case .invalidArgument: return S3Error("InvalidArgument", .badRequest, e.message)
             case .alreadyExists: return S3Error("BucketAlreadyExists", .conflict, e.message)

@@ -221,7 +221,8 @@ extension S3Handler {
         let version: FileVersion
         do {
             version = try await Self.conditionalWrite {
-                try await client.completeUpload(upload.id, parts: digests, attributes: attributes, precondition: precondition)
+                try await client.completeUpload(upload.id, parts: digests, attributes: attributes, precondition: precondition,
+                                             bucket: bucket)
             }
         } catch let error as BlobError where error.reason == "upload.invalidPart" {
             throw S3Error("InvalidPart", .badRequest, error.message)

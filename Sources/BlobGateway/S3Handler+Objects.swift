@@ -236,6 +236,7 @@ extension S3Handler {
         }
         var options = PutOptions(contentType: contentType, metadata: metadata)
         options.precondition = precondition
+        options.bucket = bucket
         let source: PutSource = received.bytes.map { .bytes($0) } ?? .file(spool!)
         let result = try await Self.conditionalWrite { try await client.put(source, to: path, options: options) }
         var headers = HTTPFields()
@@ -453,9 +454,9 @@ extension S3Handler {
     /// Server-side copy of that version: the new object shares the source's chunks. With
     /// `metadata` nil the source's metadata and attributes are kept.
     func copyVersion(_ source: FileVersion, to path: BlobPath, contentType: String? = nil,
-                     metadata: [String: String]? = nil) async throws -> FileVersion {
+                     metadata: [String: String]? = nil, bucket: String? = nil) async throws -> FileVersion {
         do {
-            let copied = try await client.copy(source.path, to: path, contentType: contentType, metadata: metadata)
+            let copied = try await client.copy(source.path, to: path, contentType: contentType, metadata: metadata, bucket: bucket)
             guard copied.sha256 == source.sha256 else {
                 throw S3Error("ServiceUnavailable", .serviceUnavailable, "the source object changed during the copy; retry")
             }
@@ -484,7 +485,8 @@ extension S3Handler {
             }
             metadata = replaced
         }
-        let version = try await copyVersion(file, to: path, contentType: replace ? request.headers[.contentType] : nil, metadata: metadata)
+        let version = try await copyVersion(file, to: path, contentType: replace ? request.headers[.contentType] : nil, metadata: metadata,
+                                            bucket: path.value.split(separator: "/", maxSplits: 1).first.map(String.init))
         return xmlResponse(XML.document("CopyObjectResult", [
             XML.element("LastModified", XML.timestamp(version.createdAtMilliseconds)),
             XML.element("ETag", Self.etag(version)),

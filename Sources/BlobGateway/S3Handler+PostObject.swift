@@ -31,8 +31,9 @@ extension S3Handler {
         try accepted.upload.policy.checkContentLength(received.byteCount)
         var metadata = accepted.metadata ?? [:]
         metadata[ObjectAttribute.etag] = SigV4.hex(received.md5)
-        let result = try await client.put(.file(spool), to: accepted.path,
-                                          options: PutOptions(contentType: accepted.contentType, metadata: metadata))
+        var options = PutOptions(contentType: accepted.contentType, metadata: metadata)
+        options.bucket = bucket
+        let result = try await client.put(.file(spool), to: accepted.path, options: options)
         return Self.postResponse(fields: received.form.fields, bucket: bucket, key: accepted.upload.key, etag: Self.etag(result.file))
     }
 

@@ -6,7 +6,7 @@ import Hummingbird
 
 /// Buckets and S3 access keys, kept by the master for every gateway (docs/api.md).
 struct GatewayRoutes: Sendable {
-    let store: any MetadataStore
+    let store: MetadataStore
     let signer: RequestSigner
 
     func register(on router: Router<BasicRequestContext>) {
@@ -49,8 +49,7 @@ struct GatewayRoutes: Sendable {
                             "an upload's metadata and headers may take at most "
                                 + "\(ManifestCommit.maxMetadataWithAttributesByteCount - Self.completionAttributesReserve) bytes")
         }
-        try await store.createUpload(upload)
-        return try jsonResponse(upload, status: .created)
+        return try jsonResponse(try await store.createUpload(upload), status: .created)
     }
 
     /// Bytes of metadata kept free at an upload's start for the attributes its completion adds.
@@ -75,7 +74,7 @@ struct GatewayRoutes: Sendable {
 
     func abortUpload(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         try auth(request)
-        try await store.abortUpload(context.parameters.get("id") ?? "", nowMilliseconds: MasterRoutes.now())
+        try await store.abortUpload(context.parameters.get("id") ?? "")
         return Response(status: .noContent)
     }
 
@@ -86,8 +85,8 @@ struct GatewayRoutes: Sendable {
             throw BlobError(.invalidArgument, reason: "upload.tooManyParts", "at most 10000 parts")
         }
         let version = try await store.completeUpload(context.parameters.get("id") ?? "", parts: body.parts, attributes: body.attributes,
-                                                     precondition: body.precondition,
-                                                     minimumPartSize: Self.minimumPartSize, nowMilliseconds: MasterRoutes.now())
+                                                     precondition: body.precondition, bucket: body.bucket,
+                                                     minimumPartSize: Self.minimumPartSize)
         return try jsonResponse(version, status: .created)
     }
 
@@ -99,8 +98,9 @@ struct GatewayRoutes: Sendable {
             throw BlobError(.notFound, reason: "file.notFound", "no file at \(body.from)")
         }
         let manifest = ManifestCommit(path: body.to, size: file.size, contentType: body.contentType ?? file.contentType,
-                                      sha256: file.sha256, chunks: entries, metadata: body.metadata ?? file.metadata)
-        let version = try await store.commit(manifest, nowMilliseconds: MasterRoutes.now())
+                                      sha256: file.sha256, chunks: entries, metadata: body.metadata ?? file.metadata,
+                                      bucket: body.bucket)
+        let version = try await store.commit(manifest)
         return try jsonResponse(version, status: .created)
     }
 
@@ -118,8 +118,7 @@ struct GatewayRoutes: Sendable {
         let body = try await decodeJSONBody(BucketCreate.self, from: request, maxByteCount: 4096)
         try BucketRecord.validate(body.name)
         let record = BucketRecord(name: body.name, createdAtMilliseconds: MasterRoutes.now(), publicRead: body.publicRead)
-        try await store.createBucket(record)
-        return try jsonResponse(record, status: .created)
+        return try jsonResponse(try await store.createBucket(record), status: .created)
     }
 
     func bucket(_ request: Request, _ context: BasicRequestContext) async throws -> Response {

@@ -7,7 +7,7 @@ import Hummingbird
 /// The master's HTTP routes (docs/api.md).
 struct MasterRoutes: Sendable {
     let membership: Membership
-    let store: any MetadataStore
+    let store: MetadataStore
     let signer: RequestSigner
     let repairer: Repairer
     static let maxPlacementBatch = 10_000
@@ -56,7 +56,7 @@ struct MasterRoutes: Sendable {
         try await store.recordReplicas(
             report.added.map { ReplicaReport(chunkID: $0.id, plainByteCount: $0.plainByteCount, storedByteCount: $0.storedByteCount,
                                              blockDigests: $0.blockDigests) },
-            on: id, nowMilliseconds: Self.now())
+            on: id)
         try await store.removeReplicas(report.removed + report.quarantined, on: id)
         // A quarantined copy leaves its chunk short: the next repair pass looks at it.
         if !report.quarantined.isEmpty { await repairer.noteDamaged(report.quarantined) }
@@ -113,7 +113,7 @@ struct MasterRoutes: Sendable {
         let acks = try await decodeJSONBody(ReplicaAcknowledgements.self, from: request, maxByteCount: Self.maxBodyByteCount)
         let byServer = try await reportsByServer(acks.chunks)
         for (server, reports) in byServer.sorted(by: { $0.key < $1.key }) {
-            try await store.recordReplicas(reports, on: server, nowMilliseconds: Self.now())
+            try await store.recordReplicas(reports, on: server)
         }
         return Response(status: .noContent)
     }
@@ -149,7 +149,7 @@ struct MasterRoutes: Sendable {
         _ = try auth(request, [.client, .master])
         let commit = try await decodeJSONBody(ManifestCommit.self, from: request, maxByteCount: Self.maxBodyByteCount)
         let replicas = try await reportsByServer(commit.acknowledgements ?? [])
-        let version = try await store.commit(commit, recording: replicas, nowMilliseconds: Self.now())
+        let version = try await store.commit(commit, recording: replicas)
         return try jsonResponse(version, status: .created)
     }
 
@@ -165,7 +165,7 @@ struct MasterRoutes: Sendable {
     func delete(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
         _ = try auth(request, [.client, .master])
         let path = try Self.path(request)
-        let version = try await store.delete(path, nowMilliseconds: Self.now())
+        let version = try await store.delete(path)
         return try jsonResponse(version)
     }
 

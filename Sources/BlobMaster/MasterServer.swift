@@ -9,8 +9,11 @@ public import UnixSignals
 
 /// Everything a master needs to run.
 public struct MasterConfiguration: Sendable {
-    /// Holds `master.sqlite` (WAL files beside it) and `listen-address`.
+    /// Holds `listen-address`, and `master.sqlite` (WAL files beside it) unless ``metadata``
+    /// names another place.
     public var dataDirectory: String
+    /// Where the metadata lives; nil: `sqlite:DATA/master.sqlite`.
+    public var metadata: MetadataLocation?
     public var host: String
     public var port: Int
     public var replicaCount: Int
@@ -64,7 +67,14 @@ public struct MasterServer: Sendable {
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
         // Opening runs the schema migrations. A full integrity check reads the whole database, so
         // it is left to tests and to fsck rather than paid at every start.
-        let store = try SQLiteMetadataStore(path: configuration.dataDirectory + "/master.sqlite")
+        let location = configuration.metadata ?? .sqlite(path: configuration.dataDirectory + "/master.sqlite")
+        try await location.withStore(logger: logger) { store in
+            try await run(store: store, signer: signer, gracefulShutdownSignals: gracefulShutdownSignals, onListening: onListening)
+        }
+    }
+
+    func run(store: MetadataStore, signer: RequestSigner, gracefulShutdownSignals: [UnixSignal],
+             onListening: @escaping @Sendable (_ address: String) async -> Void) async throws {
         var logger = self.logger
         logger[metadataKey: "node.role"] = "master"
         let membership = Membership(
@@ -107,7 +117,7 @@ public struct MasterServer: Sendable {
         }
         let expirer = LifecycleExpirer(store: store, logger: logger)
         let lifecycle = PeriodicService(name: "lifecycle", interval: configuration.lifecycleInterval, logger: logger) {
-            _ = try await expirer.pass(nowMilliseconds: MasterRoutes.now())
+            _ = try await expirer.pass(nowMilliseconds: try await store.now())
         }
         let group = ServiceGroup(configuration: .init(
             services: [app, repair, lifecycle], gracefulShutdownSignals: gracefulShutdownSignals, logger: logger))

@@ -19,6 +19,14 @@ struct MasterCommand: AsyncParsableCommand {
     @Option(help: "Data directory (created if missing).")
     var data: String
 
+    @Option(help: ArgumentHelp(
+        "Where the metadata lives: sqlite:PATH (default DIR/master.sqlite) or postgres://USER@HOST:PORT/DATABASE.",
+        valueName: "location"))
+    var metadata: String?
+
+    @Option(help: "File holding the PostgreSQL password (else env BLOBCTL_METADATA_PASSWORD; never in the URL).")
+    var metadataPasswordFile: String?
+
     @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free one).")
     var listen: String = "127.0.0.1:9400"
 
@@ -82,6 +90,11 @@ struct MasterCommand: AsyncParsableCommand {
             liveness: LivenessPolicy(heartbeatInterval: .milliseconds(heartbeatInterval),
                                      suspectAfter: .milliseconds(suspectAfter), downAfter: .milliseconds(downAfter)),
             autoAdmit: autoAdmit, secret: try ChunkServerCommand.loadSecret(secretFile))
+        do {
+            configuration.metadata = try metadata.map { try MetadataLocation.parse($0, passwordFile: metadataPasswordFile) }
+        } catch let error as BlobError {
+            throw ValidationError(error.message)
+        }
         configuration.repairInterval = try DurationParser.parseOption(repairInterval, name: "--repair-interval")
         configuration.repairBytesPerSecond = rate > 0 ? Int64(rate) : nil
         configuration.repairFullScanInterval = try DurationParser.parseOption(repairFullScan, name: "--repair-full-scan")

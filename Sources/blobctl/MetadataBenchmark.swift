@@ -120,19 +120,19 @@ struct BenchMetadataCommand: AsyncParsableCommand {
 
     /// Fills a fresh database through the store's batch commit (one transaction per batch).
     func bulkLoad(database: String) async throws {
-        let store = try SQLiteMetadataStore(path: database)
+        let store = MetadataStore(database: try SQLiteDatabase(path: database))
         let batch = 5000
         var loaded = 0
         while loaded < files {
             let n = min(batch, files - loaded)
             let ids = (0..<n).map { ChunkID(hashing: Array("file-chunk:\(loaded + $0)".utf8)) }
             try await store.recordReplicas(ids.map { ReplicaReport(chunkID: $0, plainByteCount: 1000, storedByteCount: 600) },
-                                           on: "bench-cs", nowMilliseconds: 1)
+                                           on: "bench-cs")
             let manifests = try ids.enumerated().map { i, id in
                 ManifestCommit(path: try BlobPath("load/\(loaded + i)"), size: 1000, contentType: "text/plain",
                                sha256: id.hex, chunks: [ManifestEntry(chunkID: id, offset: 0, length: 1000)])
             }
-            _ = try await store.commit(batch: manifests, nowMilliseconds: 1)
+            _ = try await store.commit(batch: manifests)
             loaded += n
         }
         var refs = 0
@@ -141,11 +141,10 @@ struct BenchMetadataCommand: AsyncParsableCommand {
             let n = min(chunksPerFile, chunkRefs - refs)
             let ids = (0..<n).map { ChunkID(hashing: Array("ref-chunk:\(refs + $0)".utf8)) }
             try await store.recordReplicas(ids.map { ReplicaReport(chunkID: $0, plainByteCount: 1 << 20, storedByteCount: 1 << 19) },
-                                           on: "bench-cs", nowMilliseconds: 1)
+                                           on: "bench-cs")
             let entries = ids.enumerated().map { ManifestEntry(chunkID: $1, offset: Int64($0) << 20, length: 1 << 20) }
             _ = try await store.commit(ManifestCommit(path: try BlobPath("big/\(file)"), size: Int64(n) << 20,
-                                                      contentType: "video/mp4", sha256: ids[0].hex, chunks: entries),
-                                       nowMilliseconds: 1)
+                                                      contentType: "video/mp4", sha256: ids[0].hex, chunks: entries))
             refs += n
             file += 1
         }

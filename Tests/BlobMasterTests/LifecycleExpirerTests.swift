@@ -8,15 +8,16 @@ import Testing
 struct LifecycleExpirerTests {
     static let day = LifecycleRule.dayMilliseconds
 
-    @Test("objects under an enabled rule's prefix expire after its days; other prefixes, disabled rules and newer objects stay")
-    func expiresByPrefixAndAge() async throws {
-        try await SQLiteMetadataStoreTests.withStore { store, _ in
+    @Test("objects under an enabled rule's prefix expire after its days; other prefixes, disabled rules and newer objects stay", arguments: Backend.allCases)
+    func expiresByPrefixAndAge(backend: Backend) async throws {
+        try await MetadataTesting.withStore(backend) { store, clock in
             try await store.createBucket(BucketRecord(name: "logs", createdAtMilliseconds: 0, publicRead: false))
             try await store.createBucket(BucketRecord(name: "other", createdAtMilliseconds: 0, publicRead: false))
             var seed: UInt64 = 1
             func put(_ path: String, at time: Int64) async throws {
                 seed += 1
-                _ = try await store.commit(try await SQLiteMetadataStoreTests.upload(store, path, sizes: [10], seed: seed), nowMilliseconds: time)
+                clock.set(time)
+                _ = try await store.commit(try await MetadataTesting.upload(store, path, sizes: [10], seed: seed))
             }
             try await put("logs/app/old.log", at: 0)
             try await put("logs/app/new.log", at: 9 * Self.day)
@@ -25,6 +26,7 @@ struct LifecycleExpirerTests {
             try await put("other/app/old.log", at: 0)
             let upload = MultipartUpload(id: "u1", path: try BlobPath("logs/app/big.log"), contentType: "text/plain",
                                          createdAtMilliseconds: 0)
+            clock.set(0)
             try await store.createUpload(upload)
             try await store.setBucketLifecycle("logs", BucketLifecycle(rules: [
                 LifecycleRule(id: "app", prefix: "app/", enabled: true, expirationDays: 7, abortUploadsAfterDays: 3),
@@ -43,10 +45,13 @@ struct LifecycleExpirerTests {
                 #expect(try await store.stat(try BlobPath(kept)) != nil, "\(kept) stays")
             }
             // Old uploads are found however many newer ones sort before them.
+            // Uploads are dated by the database clock.
+            clock.set(10 * Self.day)
             for i in 0..<(LifecycleExpirer.uploadPage + 5) {
                 try await store.createUpload(MultipartUpload(id: "young-\(i)", path: try BlobPath("logs/app/a-\(i).log"),
                                                              contentType: "text/plain", createdAtMilliseconds: 10 * Self.day))
             }
+            clock.set(1 * Self.day)
             for i in 0..<3 {
                 try await store.createUpload(MultipartUpload(id: "old-\(i)", path: try BlobPath("logs/app/z-\(i).log"),
                                                              contentType: "text/plain", createdAtMilliseconds: 1 * Self.day))

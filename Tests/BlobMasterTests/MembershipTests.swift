@@ -7,12 +7,12 @@ import Testing
 @Suite("Membership and placement")
 struct MembershipTests {
     static func withMembership(
-        servers: Int, zones: Int, policy: LivenessPolicy, _ body: (Membership, SQLiteMetadataStore) async throws -> Void
+        servers: Int, zones: Int, policy: LivenessPolicy, _ body: (Membership, MetadataStore) async throws -> Void
     ) async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("membership-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let store = try SQLiteMetadataStore(path: dir.appendingPathComponent("m.sqlite").path)
+        let store = MetadataStore(database: try SQLiteDatabase(path: dir.appendingPathComponent("m.sqlite").path))
         let membership = Membership(store: store, policy: policy, replicaCount: 3, partitionPower: 8, autoAdmit: true,
                                     logger: Logger(label: "test"))
         for i in 0..<servers {
@@ -141,7 +141,7 @@ struct MembershipTests {
             let id = Self.ids[7]
             for server in ["cs-0", "cs-1", "cs-2"] {
                 try await store.recordReplicas([ReplicaReport(chunkID: id, plainByteCount: 10, storedByteCount: 10)],
-                                               on: server, nowMilliseconds: 1)
+                                               on: server)
             }
             for i in [0, 1, 2] { try await Self.heartbeat(membership, i, sequence: 1) }
             let present = try await membership.place([PlacementRequestEntry(id: id, plainByteCount: 10)])

@@ -222,7 +222,7 @@ struct MasterTests {
             let committed = acknowledged.items
             #expect(committed.count >= 100)
             let database = master.dataDirectory.appendingPathComponent("master.sqlite").path
-            let store = try SQLiteMetadataStore(path: database)
+            let store = MetadataStore(database: try SQLiteDatabase(path: database))
             #expect(try await store.checkIntegrity())
             for path in committed {
                 #expect(try await store.stat(try BlobPath(path)) != nil, "acknowledged commit \(path) lost")

@@ -121,8 +121,11 @@ public struct FileCopy: Codable, Sendable, Hashable {
     public var contentType: String?
     /// The copy's user metadata; nil keeps the source's.
     public var metadata: [String: String]?
+    /// The bucket of the target (``ManifestCommit/bucket``).
+    public var bucket: String?
 
-    public init(from: BlobPath, to: BlobPath, contentType: String?, metadata: [String: String]? = nil) {
+    public init(from: BlobPath, to: BlobPath, contentType: String?, metadata: [String: String]? = nil, bucket: String? = nil) {
+        self.bucket = bucket
         self.metadata = metadata
         self.from = from
         self.to = to
@@ -188,7 +191,11 @@ public struct MultipartCompletion: Codable, Sendable, Hashable {
     public var attributes: [String: String]?
     /// A condition on the path's current version (``ManifestCommit/precondition``).
     public var precondition: WritePrecondition?
-    public init(parts: [CompletedPart], attributes: [String: String]? = nil, precondition: WritePrecondition? = nil) {
+    /// The bucket of the target (``ManifestCommit/bucket``).
+    public var bucket: String?
+    public init(parts: [CompletedPart], attributes: [String: String]? = nil, precondition: WritePrecondition? = nil,
+                bucket: String? = nil) {
+        self.bucket = bucket
         self.parts = parts
         self.attributes = attributes
         self.precondition = precondition

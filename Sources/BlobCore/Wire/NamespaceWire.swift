@@ -32,6 +32,11 @@ public struct ManifestCommit: Codable, Sendable, Hashable {
     /// commit's transaction (S3's conditional writes); nil for none.
     public var precondition: WritePrecondition?
 
+    /// The bucket this write belongs to (set by gateways): the commit fails with 404
+    /// `bucket.notFound` unless the bucket exists, checked in the commit's transaction so a
+    /// bucket deleted meanwhile never ends up holding an object. Nil for plain paths.
+    public var bucket: String?
+
     /// The user's part of ``metadata`` (names not starting with ':'), as S3 allows.
     public static let maxMetadataByteCount = 2048
     /// All of ``metadata``, attributes included.
@@ -39,7 +44,8 @@ public struct ManifestCommit: Codable, Sendable, Hashable {
 
     public init(path: BlobPath, size: Int64, contentType: String, sha256: String, chunks: [ManifestEntry],
                 acknowledgements: [ReplicaAcknowledgement]? = nil, metadata: [String: String]? = nil,
-                precondition: WritePrecondition? = nil) {
+                precondition: WritePrecondition? = nil, bucket: String? = nil) {
+        self.bucket = bucket
         self.metadata = metadata
         self.precondition = precondition
         self.path = path

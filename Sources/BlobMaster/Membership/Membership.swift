@@ -38,7 +38,7 @@ public actor Membership {
         var sequence: Int64
     }
 
-    let store: any MetadataStore
+    let store: MetadataStore
     let policy: LivenessPolicy
     let replicaCount: Int
     let partitionPower: Int
@@ -55,7 +55,7 @@ public actor Membership {
     private let startedAt = ContinuousClock.now
     static let removedServersKey = "membership.removedServers"
 
-    public init(store: any MetadataStore, policy: LivenessPolicy, replicaCount: Int,
+    public init(store: MetadataStore, policy: LivenessPolicy, replicaCount: Int,
                 partitionPower: Int = PlacementRing.defaultPartitionPower, autoAdmit: Bool, logger: Logger) {
         self.store = store
         self.policy = policy
@@ -223,8 +223,13 @@ public actor Membership {
         if let ring, ring.members.contains(where: { $0.id == id }) {
             try await install(ring.removing(id))
         }
-        removed.insert(id)
-        try await store.saveSetting(Self.removedServersKey, [UInt8](try JSONEncoder().encode(removed)))
+        // Read-modify-write, compare-and-set: another master's removal since is kept.
+        let saved = try await store.updateSetting(Self.removedServersKey) { old in
+            var all = try old.map { try JSONDecoder().decode(Set<String>.self, from: Data($0)) } ?? []
+            all.insert(id)
+            return [UInt8](try JSONEncoder().encode(all))
+        }
+        removed = try JSONDecoder().decode(Set<String>.self, from: Data(saved))
         try await store.deleteServer(id)
         records[id] = nil
         live[id] = nil

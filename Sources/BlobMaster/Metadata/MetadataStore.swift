@@ -1,240 +1,271 @@
 public import BlobCore
 public import Foundation
 
-/// A chunk's durable copy on one server, as a write acknowledgement or a server's report says.
-public struct ReplicaReport: Sendable, Hashable {
-    public var chunkID: ChunkID
-    public var plainByteCount: Int64
-    public var storedByteCount: Int64
-    /// The writer's ``BlockDigests``, kept for the chunk if it has none yet.
-    public var blockDigests: Data?
-
-    public init(chunkID: ChunkID, plainByteCount: Int64, storedByteCount: Int64, blockDigests: Data? = nil) {
-        self.chunkID = chunkID
-        self.plainByteCount = plainByteCount
-        self.storedByteCount = storedByteCount
-        self.blockDigests = blockDigests
-    }
-}
-
 /// The master's metadata: namespace (paths → versions → manifests), chunks, and where their
-/// replicas really are. Every method is one ACID transaction. Implementations: SQLite
-/// (``SQLiteMetadataStore``); PostgreSQL later, behind this same protocol, so nothing here
-/// may depend on SQLite-only behaviour.
-public protocol MetadataStore: Sendable {
-    /// Records that `serverID` durably holds these chunks (write acknowledgements, reports).
-    func recordReplicas(_ reports: [ReplicaReport], on serverID: String, nowMilliseconds: Int64) async throws
+/// replicas really are, over any ``SQLDatabase`` (SQLite, PostgreSQL).
+///
+/// Every rule is here, once, for every engine: version numbers, write preconditions, multipart
+/// completion, bucket creation and emptiness, garbage-collection marks and collection, ring
+/// epochs and settings as compare-and-set. None relies on a single writer: under PostgreSQL
+/// several masters write at once, so each rule takes the row lock that makes it hold under
+/// concurrent READ COMMITTED transactions (see `docs/architecture.md`, "Metadata"):
+/// - a path's versions come from its `path_heads` row, incremented in place: the upsert locks
+///   the path, so concurrent commits to one path queue and get consecutive numbers, and a
+///   precondition read after it sees every earlier commit;
+/// - a write into a bucket holds the bucket's row `FOR SHARE`; a bucket delete takes it
+///   `FOR UPDATE` before checking emptiness;
+/// - a commit holds its chunks' rows `FOR SHARE`; garbage collection takes them `FOR UPDATE`
+///   before it re-checks that nothing references them.
+/// Writes retry, bounded and with jitter, when the engine reports a serialization failure or a
+/// deadlock. Times compared across processes come from the database clock
+/// (``SQLDatabase/now()``).
+public final class MetadataStore: Sendable {
+    public static let maxManifestChunks = 1 << 18
+    /// Values per `IN (…)` list: a batch is one round trip, well under every engine's limit.
+    static let batchSize = 500
+    /// Attempts of a write transaction that keeps meeting serialization failures or deadlocks.
+    static let maxWriteAttempts = 12
 
-    /// Forgets that `serverID` holds these chunks (deleted or quarantined there).
-    func removeReplicas(_ chunkIDs: [ChunkID], on serverID: String) async throws
+    public let database: any SQLDatabase
+    var dialect: SQLDialect { database.dialect }
 
-    /// The servers known to hold each chunk; chunks with none are absent from the answer.
-    func replicaLocations(of chunkIDs: [ChunkID]) async throws -> [ChunkID: [String]]
+    public init(database: any SQLDatabase) {
+        self.database = database
+    }
 
-    /// Commits a new version at the manifest's path, after checking that every chunk it names is
-    /// durable on at least one server and has the length the manifest says. Readers see the old
-    /// version or the new one, never a mix; of two concurrent commits the later one is current.
-    /// With `replicas` (server id → chunks it acknowledged), records those facts first, in the
-    /// same transaction: a writer's last acknowledgements ride on its commit.
-    func commit(_ manifest: ManifestCommit, recording replicas: [String: [ReplicaReport]],
-                nowMilliseconds: Int64) async throws -> FileVersion
+    /// The database clock, in milliseconds since 1970.
+    public func now() async throws -> Int64 { try await database.now() }
 
-    /// Commits many manifests in one transaction (imports, benchmarks' bulk loads): all or none.
-    func commit(batch manifests: [ManifestCommit], nowMilliseconds: Int64) async throws -> [FileVersion]
+    /// Runs `body` as one write transaction, again (bounded, with jittered backoff) while the
+    /// engine reports a transient conflict; every other error ends it.
+    @discardableResult
+    func write<T: Sendable>(_ body: (any SQLTransaction) async throws -> T) async throws -> T {
+        var attempt = 1
+        while true {
+            do {
+                return try await database.write(body)
+            } catch where attempt < Self.maxWriteAttempts && database.isTransient(error) {
+                // 1, 2, 4 … ms, capped at 100 ms, each a random 50-100% so colliders spread out.
+                let ceiling = min(100_000, 1000 << min(attempt - 1, 7))
+                try await Task.sleep(for: .microseconds(Int.random(in: ceiling / 2...ceiling)))
+                attempt += 1
+            }
+        }
+    }
+
+    /// Runs `fetch` over `values` in batches of ``batchSize`` and joins the results.
+    static func batched<V, T>(_ values: [V], _ fetch: (ArraySlice<V>) async throws -> [T]) async throws -> [T] {
+        var out: [T] = []
+        var start = 0
+        while start < values.count {
+            let end = min(start + batchSize, values.count)
+            out += try await fetch(values[start..<end])
+            start = end
+        }
+        return out
+    }
+
+    // MARK: Reads
 
     /// The current version of a path; nil when absent or deleted.
-    func stat(_ path: BlobPath) async throws -> FileVersion?
-
-    /// A version (the current one when `version` is nil) with its manifest, in order.
-    func manifest(of path: BlobPath, version: Int64?, overlapping range: Range<Int64>?) async throws -> (FileVersion, [ManifestEntry])?
-
-    /// Live files whose path starts with `prefix`, after the cursor `after`, in path order.
-    func list(prefix: String, after: String?, limit: Int) async throws -> FileListPage
-
-    /// Writes a tombstone version; the path disappears from stat and list. Throws notFound when
-    /// there is nothing live at the path.
-    func delete(_ path: BlobPath, nowMilliseconds: Int64) async throws -> FileVersion
-    /// Deletes the current version only while it is `ifVersion` (409 `file.precondition` otherwise).
-    func delete(_ path: BlobPath, ifVersion: Int64?, nowMilliseconds: Int64) async throws -> FileVersion
-
-    /// What a read plan of `range` of the current version of `path` needs, in one transaction;
-    /// nil when there is no such file.
-    func readPlanFacts(of path: BlobPath, overlapping range: Range<Int64>) async throws -> ReadPlanFacts?
-    /// The ``BlockDigests`` kept for each chunk that has them.
-    func blockDigests(of chunkIDs: [ChunkID]) async throws -> [ChunkID: Data]
-
-    /// How many manifest entries of live or old versions name each chunk.
-    func referenceCounts(of chunkIDs: [ChunkID]) async throws -> [ChunkID: Int]
-
-    /// Runs the database's own consistency check; true when it passes.
-    func checkIntegrity() async throws -> Bool
-
-    /// Saves (inserts or replaces) what the master knows of a chunk server.
-    func saveServer(_ server: ServerRecord) async throws
-
-    /// Every chunk server the master has known, by id.
-    func servers() async throws -> [ServerRecord]
-
-    /// Saves a ring epoch (as its JSON); epochs only grow.
-    func saveRing(epoch: UInt64, json: [UInt8]) async throws
-
-    /// The newest saved ring's JSON, if any.
-    func latestRing() async throws -> [UInt8]?
-
-    // MARK: Operations (repair, rebalance, drain, gc, fsck)
-
-    /// Known chunks after `after` in id order, each with the servers recorded as holding it.
-    func chunkFacts(after: ChunkID?, limit: Int) async throws -> [ChunkFacts]
-
-    /// The same facts for these chunks; unknown ones are absent.
-    func chunkFacts(of ids: [ChunkID]) async throws -> [ChunkFacts]
-
-    /// Chunks recorded on one server after `after`, in id order, with stored sizes.
-    func replicas(onServer serverID: String, after: ChunkID?, limit: Int) async throws -> [(ChunkID, Int64)]
-
-    /// What the master records on a server: replicas, their bytes, and how many are the only
-    /// recorded copy of their chunk.
-    func holdings(of serverID: String) async throws -> (chunks: Int64, bytes: Int64, soleCopies: Int64)
-
-    /// Forgets a server: its record and every replica fact naming it.
-    func deleteServer(_ serverID: String) async throws
-
-    /// A small persisted value (operation state), by key.
-    func setting(_ key: String) async throws -> [UInt8]?
-    func saveSetting(_ key: String, _ value: [UInt8]) async throws
-
-    /// Drops the manifests of versions superseded (by a newer version or a delete) before
-    /// `cutoff`: they stop holding their chunks. Counts them only, with `dryRun`.
-    func pruneVersions(supersededBefore cutoff: Int64, dryRun: Bool) async throws -> Int64
-
-    /// Records every chunk no manifest names as a garbage candidate (marked now, unless marked
-    /// before), and drops candidates that are referenced again. Returns how many are candidates.
-    func markUnreferencedChunks(nowMilliseconds: Int64) async throws -> Int64
-
-    /// Unreferenced chunks after `after`, in id order, with facts and when they were marked
-    /// (nil: not marked yet).
-    func unreferencedChunks(after: ChunkID?, limit: Int) async throws -> [(ChunkFacts, markedAt: Int64?)]
-
-    /// In one transaction: of these candidates, those still unreferenced, marked at or before
-    /// `markedBefore` and not written by anyone since their mark lose their facts (chunk,
-    /// replicas, mark). Returns them, with the servers that held them and their mark time.
-    func collect(_ ids: [ChunkID], markedBefore: Int64) async throws -> [(ChunkFacts, markedAt: Int64)]
-
-    /// Which of these chunks are garbage candidates: placement must not offer them as present.
-    func garbageCandidates(among ids: [ChunkID]) async throws -> Set<ChunkID>
-
-    /// Files on servers that the master has no fact for: remembers when each was first seen
-    /// (the grace runs from then) and returns that time per (chunk, server).
-    func noteOrphans(_ orphans: [(ChunkID, String)], nowMilliseconds: Int64) async throws -> [Int64]
-
-    /// Forgets orphan notes (deleted, adopted or recorded since).
-    func forgetOrphans(_ orphans: [(ChunkID, String)]) async throws
-
-    /// Current files using each chunk, at most `limit` per chunk.
-    func files(using ids: [ChunkID], limit: Int) async throws -> [ChunkID: [String]]
-
-    // MARK: Buckets and access keys (gateways)
-
-    /// Creates a bucket; `alreadyExists` when it does.
-    func createBucket(_ bucket: BucketRecord) async throws
-    /// Deletes a bucket; `failedPrecondition` while any live file is under `NAME/`.
-    func deleteBucket(_ name: String) async throws
-    func buckets() async throws -> [BucketRecord]
-    func bucket(_ name: String) async throws -> BucketRecord?
-    func setBucketAccess(_ name: String, publicRead: Bool) async throws
-    func setBucketLifecycle(_ name: String, _ lifecycle: BucketLifecycle?) async throws
-    /// The current version of a path and, when a multipart upload made it, its parts.
-    func parts(of path: BlobPath) async throws -> FileParts?
-
-    func createAccessKey(_ key: AccessKey) async throws
-    func accessKeys() async throws -> [AccessKey]
-    func accessKey(_ id: String) async throws -> AccessKey?
-    func deleteAccessKey(_ id: String) async throws
-
-    // MARK: Multipart uploads
-
-    func createUpload(_ upload: MultipartUpload) async throws
-    func upload(_ id: String) async throws -> MultipartUpload?
-    /// Uploads in progress whose target path starts with `prefix`, by path then id; with
-    /// `createdBefore`, only those begun before that time (so old ones are found however many
-    /// newer ones come first).
-    func uploads(prefix: String, createdBefore: Int64?, limit: Int) async throws -> [MultipartUpload]
-    /// Aborts: tombstones every part and forgets the upload (gc reclaims the parts' chunks).
-    func abortUpload(_ id: String, nowMilliseconds: Int64) async throws
-    /// In one transaction: checks each named part exists with that digest (parts other than the
-    /// last at least `minimumPartSize`), commits the target as the parts' manifests in order,
-    /// tombstones every part and forgets the upload. No chunk bytes move.
-    func completeUpload(_ id: String, parts: [CompletedPart], attributes: [String: String]?, precondition: WritePrecondition?, minimumPartSize: Int64, nowMilliseconds: Int64) async throws -> FileVersion
-}
-
-/// A chunk the master knows, with the servers recorded as holding it.
-public struct ChunkFacts: Sendable, Hashable {
-    public var id: ChunkID
-    public var plainByteCount: Int64
-    public var storedByteCount: Int64
-    public var servers: [String]
-
-    public init(id: ChunkID, plainByteCount: Int64, storedByteCount: Int64, servers: [String]) {
-        self.id = id
-        self.plainByteCount = plainByteCount
-        self.storedByteCount = storedByteCount
-        self.servers = servers
+    public func stat(_ path: BlobPath) async throws -> FileVersion? {
+        try await database.row("SELECT \(Self.currentColumns) FROM current_files WHERE path = ?", [.blob(path)])
+            .map(Self.fileVersion)
     }
 
-    public var report: ReplicaReport {
-        ReplicaReport(chunkID: id, plainByteCount: plainByteCount, storedByteCount: storedByteCount)
-    }
-}
-
-/// The facts behind a read plan, read together.
-public struct ReadPlanFacts: Sendable {
-    public var file: FileVersion
-    /// The version's entries that overlap the range, in file order.
-    public var entries: [ManifestEntry]
-    /// The servers holding each chunk.
-    public var locations: [ChunkID: [String]]
-    /// The stored (framed, compressed) size of each chunk.
-    public var storedSizes: [ChunkID: Int64]
-    /// The ``BlockDigests`` of the chunks the range starts or ends inside, where kept.
-    public var blockDigests: [ChunkID: Data]
-}
-
-extension MetadataStore {
-    /// Uploads in progress whose target path starts with `prefix`, by path then id.
-    public func uploads(prefix: String, limit: Int) async throws -> [MultipartUpload] {
-        try await uploads(prefix: prefix, createdBefore: nil, limit: limit)
+    /// A version (the current one when `version` is nil) with its manifest entries in order;
+    /// with `overlapping`, only the entries holding bytes of that range.
+    public func manifest(of path: BlobPath, version: Int64?, overlapping range: Range<Int64>? = nil)
+        async throws -> (FileVersion, [ManifestEntry])?
+    {
+        try await database.read { tx in
+            let row: SQLRow?
+            if let version {
+                row = try await tx.row(
+                    "SELECT \(Self.versionColumns), id FROM versions WHERE path = ? AND version = ? "
+                        + "AND NOT (chunk_count = 0 AND size > 0)", [.blob(path), .integer(version)])
+            } else {
+                row = try await tx.row("SELECT \(Self.currentColumns), version_id FROM current_files WHERE path = ?",
+                                       [.blob(path)])
+            }
+            guard let row else { return nil }
+            let entries = try await Self.entries(of: try row.int(10), overlapping: range, in: tx)
+            return (try Self.fileVersion(row), entries)
+        }
     }
 
-    /// A commit that records no acknowledgements of its own.
-    public func commit(_ manifest: ManifestCommit, nowMilliseconds: Int64) async throws -> FileVersion {
-        try await commit(manifest, recording: [:], nowMilliseconds: nowMilliseconds)
+    static func entries(of versionID: Int64, overlapping range: Range<Int64>?, in tx: any SQLTransaction)
+        async throws -> [ManifestEntry]
+    {
+        let rows: [SQLRow]
+        if let range {
+            rows = try await tx.rows("""
+                SELECT chunk_id, "offset", length FROM manifest_entries
+                WHERE version_id = ? AND "offset" < ? AND "offset" + length > ? ORDER BY seq
+                """, [.integer(versionID), .integer(range.upperBound), .integer(range.lowerBound)])
+        } else {
+            rows = try await tx.rows("""
+                SELECT chunk_id, "offset", length FROM manifest_entries WHERE version_id = ? ORDER BY seq
+                """, [.integer(versionID)])
+        }
+        return try rows.map { ManifestEntry(chunkID: try $0.chunkID(0), offset: try $0.int(1), length: try $0.int(2)) }
     }
-}
 
-/// A chunk server as the master persists it: identity, address and placement attributes.
-/// Liveness is not persisted: after a master restart every server is unknown until it
-/// heartbeats again.
-public struct ServerRecord: Sendable, Hashable, Codable {
-    public var id: String
-    public var address: String
-    public var zone: String
-    public var weight: Double
-    public var capacityBytes: Int64?
-    public var registeredAtMilliseconds: Int64
-
-    public init(id: String, address: String, zone: String, weight: Double, capacityBytes: Int64?, registeredAtMilliseconds: Int64) {
-        self.id = id
-        self.address = address
-        self.zone = zone
-        self.weight = weight
-        self.capacityBytes = capacityBytes
-        self.registeredAtMilliseconds = registeredAtMilliseconds
-    }
-}
-
-extension MetadataStore {
     /// The version and all of its manifest entries.
     public func manifest(of path: BlobPath, version: Int64?) async throws -> (FileVersion, [ManifestEntry])? {
         try await manifest(of: path, version: version, overlapping: nil)
+    }
+
+    /// Live files whose path starts with `prefix`, after the cursor `after`, in path order.
+    public func list(prefix: String, after: String?, limit: Int) async throws -> FileListPage {
+        guard (1...10_000).contains(limit) else {
+            throw BlobError(.invalidArgument, reason: "list.limit", "limit must be between 1 and 10000, got \(limit)")
+        }
+        let prefixBytes = Array(prefix.utf8)
+        // One lower bound, so the engine seeks straight to it: with two (`>= prefix AND >
+        // after`) SQLite seeks to the prefix and filters every row up to the cursor, a scan that
+        // grows with the number of files before the cursor (85 ms pages at 1M files).
+        let lowerBound: (bytes: [UInt8], inclusive: Bool)
+        if let after, Array(after.utf8).lexicographicallyPrecedes(prefixBytes) == false {
+            lowerBound = (Array(after.utf8), false)
+        } else {
+            lowerBound = (prefixBytes, true)
+        }
+        var sql = "SELECT \(Self.currentColumns) FROM current_files WHERE path \(lowerBound.inclusive ? ">=" : ">") ?"
+        var arguments: [SQLValue] = [.blob(lowerBound.bytes)]
+        if let upper = Self.prefixUpperBound(prefixBytes) {
+            sql += " AND path < ?"
+            arguments.append(.blob(upper))
+        }
+        sql += " ORDER BY path LIMIT ?"
+        arguments.append(.int(limit))
+        let files = try await database.rows(sql, arguments).map(Self.fileVersion)
+        return FileListPage(files: files, next: files.count == limit ? files.last?.path.value : nil)
+    }
+
+    /// What a read plan of `range` of the current version of `path` needs, in one read
+    /// transaction and three round trips whatever the number of chunks; nil when there is no
+    /// such file.
+    public func readPlanFacts(of path: BlobPath, overlapping range: Range<Int64>) async throws -> ReadPlanFacts? {
+        try await database.read { tx in
+            guard let row = try await tx.row("SELECT \(Self.currentColumns), version_id FROM current_files WHERE path = ?",
+                                             [.blob(path)]) else { return nil }
+            let file = try Self.fileVersion(row)
+            var facts = ReadPlanFacts(file: file, entries: [], locations: [:], storedSizes: [:], blockDigests: [:])
+            facts.entries = try await Self.entries(of: try row.int(10), overlapping: range, in: tx)
+            let end = min(range.upperBound, file.size)
+            var seen: Set<ChunkID> = []
+            let ids = facts.entries.map(\.chunkID).filter { seen.insert($0).inserted }
+            // Only a chunk the range starts or ends inside is read by blocks.
+            let edges = Set(facts.entries.filter { $0.offset < range.lowerBound || $0.offset + $0.length > end }.map(\.chunkID))
+            for row in try await Self.batched(ids, { batch in
+                try await tx.rows("SELECT id, stored_size, block_digests FROM chunks WHERE id IN \(SQLStatement.placeholders(batch.count))",
+                                  batch.map { .blob($0) })
+            }) {
+                let id = try row.chunkID(0)
+                facts.storedSizes[id] = try row.int(1)
+                if edges.contains(id), let digests = try row.optionalBlob(2) { facts.blockDigests[id] = Data(digests) }
+            }
+            facts.locations = try await Self.locations(of: ids, in: tx)
+            return facts
+        }
+    }
+
+    static func locations(of ids: [ChunkID], in tx: any SQLTransaction) async throws -> [ChunkID: [String]] {
+        var out: [ChunkID: [String]] = [:]
+        for row in try await batched(ids, { batch in
+            try await tx.rows("""
+                SELECT chunk_id, server_id FROM replicas WHERE chunk_id IN \(SQLStatement.placeholders(batch.count))
+                ORDER BY chunk_id, server_id
+                """, batch.map { .blob($0) })
+        }) {
+            out[try row.chunkID(0), default: []].append(try row.text(1))
+        }
+        return out
+    }
+
+    /// The servers known to hold each chunk; chunks with none are absent from the answer.
+    public func replicaLocations(of chunkIDs: [ChunkID]) async throws -> [ChunkID: [String]] {
+        try await database.read { tx in try await Self.locations(of: chunkIDs, in: tx) }
+    }
+
+    /// The ``BlockDigests`` kept for each chunk that has them.
+    public func blockDigests(of chunkIDs: [ChunkID]) async throws -> [ChunkID: Data] {
+        var out: [ChunkID: Data] = [:]
+        for row in try await Self.batched(chunkIDs, { batch in
+            try await database.rows("""
+                SELECT id, block_digests FROM chunks WHERE block_digests IS NOT NULL AND id IN \(SQLStatement.placeholders(batch.count))
+                """, batch.map { .blob($0) })
+        }) {
+            out[try row.chunkID(0)] = Data(try row.blob(1))
+        }
+        return out
+    }
+
+    /// How many manifest entries of live or old versions name each chunk.
+    public func referenceCounts(of chunkIDs: [ChunkID]) async throws -> [ChunkID: Int] {
+        var out = Dictionary(uniqueKeysWithValues: Set(chunkIDs).map { ($0, 0) })
+        for row in try await Self.batched(Array(Set(chunkIDs)), { batch in
+            try await database.rows("""
+                SELECT chunk_id, COUNT(*) FROM manifest_entries WHERE chunk_id IN \(SQLStatement.placeholders(batch.count))
+                GROUP BY chunk_id
+                """, batch.map { .blob($0) })
+        }) {
+            out[try row.chunkID(0)] = Int(try row.int(1))
+        }
+        return out
+    }
+
+    /// Runs the database's own consistency check; true when it passes.
+    public func checkIntegrity() async throws -> Bool { try await database.checkIntegrity() }
+
+    // MARK: Encoding
+
+    /// The smallest byte string greater than every string with this prefix; nil when the prefix
+    /// is empty or all 0xFF (no upper bound needed).
+    static func prefixUpperBound(_ prefix: [UInt8]) -> [UInt8]? {
+        var bytes = prefix
+        while let last = bytes.last {
+            if last < 0xFF {
+                bytes[bytes.count - 1] = last + 1
+                return bytes
+            }
+            bytes.removeLast()
+        }
+        return nil
+    }
+
+    /// `path >= ? [AND path < ?]` for every path under `prefix`, and its arguments.
+    static func prefixRange(_ prefix: [UInt8], column: String = "path") -> (sql: String, arguments: [SQLValue]) {
+        guard let upper = prefixUpperBound(prefix) else { return ("\(column) >= ?", [.blob(prefix)]) }
+        return ("\(column) >= ? AND \(column) < ?", [.blob(prefix), .blob(upper)])
+    }
+
+    /// The columns of current_files that make a ``FileVersion`` (a live file: never deleted), in
+    /// the order ``fileVersion(_:)`` reads them.
+    static let currentColumns =
+        "path, version, size, content_type, sha256, created_ms, 0 AS deleted, stored_bytes, chunk_count, metadata"
+    /// The same columns of versions.
+    static let versionColumns =
+        "path, version, size, content_type, sha256, created_ms, deleted, stored_bytes, chunk_count, metadata"
+
+    /// User metadata as stored: JSON with sorted keys, or '' for none.
+    static func encodeMetadata(_ metadata: [String: String]?) -> String {
+        guard let metadata, !metadata.isEmpty else { return "" }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return (try? encoder.encode(metadata)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+    }
+
+    static func decodeMetadata(_ text: String) -> [String: String]? {
+        text.isEmpty ? nil : try? JSONDecoder().decode([String: String].self, from: Data(text.utf8))
+    }
+
+    static func fileVersion(_ row: SQLRow) throws -> FileVersion {
+        FileVersion(
+            path: try row.path(0), version: try row.int(1), size: try row.int(2),
+            contentType: try row.text(3), sha256: try row.text(4), createdAtMilliseconds: try row.int(5),
+            isDeleted: try row.int(6) != 0, storedBytes: try row.int(7), chunkCount: Int(try row.int(8)),
+            metadata: decodeMetadata(try row.text(9)))
     }
 }

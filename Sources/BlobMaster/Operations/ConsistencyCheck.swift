@@ -5,7 +5,7 @@ import Logging
 /// fsck: the master's facts against every server's inventory and quarantine, and every chunk's
 /// copies against R and the ring.
 struct ConsistencyCheck: Sendable {
-    let store: any MetadataStore
+    let store: MetadataStore
     let membership: Membership
     let peer: ChunkServerPeer
     let repairer: Repairer
@@ -154,7 +154,7 @@ struct ConsistencyCheck: Sendable {
                 // Only a file still there: it may have been deleted since the inventory was read.
                 guard let facts = known[id], let endpoint = await membership.endpoint(server),
                       (try? await peer.holds(id, at: endpoint)) == true else { continue }
-                try await store.recordReplicas([facts.report], on: server, nowMilliseconds: GarbageCollector.now())
+                try await store.recordReplicas([facts.report], on: server)
                 adopted += 1
             }
         }

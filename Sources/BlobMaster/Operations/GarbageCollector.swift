@@ -13,7 +13,7 @@ import Logging
 /// the mark`) that a concurrent writer's touch defeats. Placement offers a marked chunk as
 /// absent, so a writer that deduplicates against it sends it again and keeps it alive.
 struct GarbageCollector: Sendable {
-    let store: any MetadataStore
+    let store: MetadataStore
     let membership: Membership
     let peer: ChunkServerPeer
     let logger: Logger
@@ -21,7 +21,9 @@ struct GarbageCollector: Sendable {
     let staleUploadAge: Duration
 
     func run(dryRun: Bool, grace: Duration) async throws -> GCReport {
-        let now = Self.now()
+        // Marks, acknowledgements and orphan notes are dated by the database clock, which every
+        // master shares; the cutoff is too.
+        let now = try await store.now()
         let graceMilliseconds = Membership.milliseconds(grace)
         let cutoff = now - graceMilliseconds
         var reclaim: [String: ServerReclaim] = [:]
@@ -46,14 +48,14 @@ struct GarbageCollector: Sendable {
         let staleBefore = now - Membership.milliseconds(staleUploadAge)
         for upload in try await store.uploads(prefix: "", createdBefore: staleBefore, limit: 10_000) {
             abortedUploads += 1
-            if !dryRun { try await store.abortUpload(upload.id, nowMilliseconds: now) }
+            if !dryRun { try await store.abortUpload(upload.id) }
         }
 
         // 2. and 3.
         let pruned = try await store.pruneVersions(supersededBefore: cutoff, dryRun: dryRun)
         // Marked at the moment of marking, not the run's start: reading inventories may take
         // long, and a mark dated earlier would shorten the grace a writer gets.
-        if !dryRun { _ = try await store.markUnreferencedChunks(nowMilliseconds: Self.now()) }
+        if !dryRun { _ = try await store.markUnreferencedChunks() }
 
         // 4. Unreferenced chunks: due ones are collected, the rest reported as pending.
         var reclaimableChunks: Int64 = 0, reclaimableBytes: Int64 = 0
@@ -125,11 +127,11 @@ struct GarbageCollector: Sendable {
                 for report in reports where (try? await peer.holds(report.chunkID, at: endpoint)) == true {
                     present.append(report)
                 }
-                try await store.recordReplicas(present, on: server, nowMilliseconds: Self.now())
+                try await store.recordReplicas(present, on: server)
             }
         }
         let firstSeen = dryRun ? unknown.map { _ in now }
-            : try await store.noteOrphans(unknown.map { ($0.id, $0.server.id) }, nowMilliseconds: now)
+            : try await store.noteOrphans(unknown.map { ($0.id, $0.server.id) })
         var forgotten: [(ChunkID, String)] = []
         for (orphan, seen) in zip(unknown, firstSeen) {
             var r = reclaim[orphan.server.id, default: ServerReclaim(server: orphan.server.id)]
@@ -167,5 +169,4 @@ struct GarbageCollector: Sendable {
         return report
     }
 
-    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 }

@@ -6,7 +6,7 @@ import Logging
 /// aborts multipart uploads begun more than its days-after-initiation ago. A pass is bounded;
 /// what it leaves, the next pass takes.
 struct LifecycleExpirer: Sendable {
-    let store: any MetadataStore
+    let store: MetadataStore
     let logger: Logger
     /// Deletes and aborts in one pass, at most.
     var maxActionsPerPass = 10_000
@@ -43,7 +43,7 @@ struct LifecycleExpirer: Sendable {
                             guard budget > 0 else { break pages }
                             do {
                                 // Only the version seen old: a newer one written meanwhile stays.
-                                _ = try await store.delete(file.path, ifVersion: file.version, nowMilliseconds: now)
+                                _ = try await store.delete(file.path, ifVersion: file.version)
                                 report.expiredObjects += 1
                                 budget -= 1
                             } catch let error as BlobError
@@ -64,7 +64,7 @@ struct LifecycleExpirer: Sendable {
                         let old = try await store.uploads(prefix: prefix, createdBefore: now - age, limit: min(Self.uploadPage, budget))
                         for upload in old {
                             do {
-                                try await store.abortUpload(upload.id, nowMilliseconds: now)
+                                try await store.abortUpload(upload.id)
                                 report.abortedUploads += 1
                                 budget -= 1
                             } catch let error as BlobError where error.code == .notFound {

@@ -7,7 +7,7 @@ import Hummingbird
 /// The operator routes: nodes, rebalance, garbage collection, fsck (docs/api.md, "Operations").
 struct OperationsRoutes: Sendable {
     let membership: Membership
-    let store: any MetadataStore
+    let store: MetadataStore
     let signer: RequestSigner
     let rebalancer: Rebalancer
     let collector: GarbageCollector

@@ -44,17 +44,19 @@ struct ChunkMove: Sendable, Equatable {
 /// and recorded, and keeps its state in the database, so a stop or a master restart resumes
 /// without redoing work (the plan is always recomputed from the facts, which record what is done).
 actor Rebalancer {
-    let store: any MetadataStore
+    let store: MetadataStore
     let membership: Membership
     let peer: ChunkServerPeer
     let logger: Logger
     private(set) var status = RebalanceStatus()
+    /// The status as last saved or loaded: the expected value of the next compare-and-set.
+    private var savedStatus: [UInt8]?
     private var task: Task<Void, Never>?
     private let throttle = CopyThrottle(bytesPerSecond: nil)
     static let statusKey = "rebalance.status"
     static let concurrency = 4
 
-    init(store: any MetadataStore, membership: Membership, peer: ChunkServerPeer, logger: Logger) {
+    init(store: MetadataStore, membership: Membership, peer: ChunkServerPeer, logger: Logger) {
         self.store = store
         self.membership = membership
         self.peer = peer
@@ -64,6 +66,7 @@ actor Rebalancer {
     /// Reads the saved state; a run that was going when the master stopped goes on.
     func load() async throws {
         if let json = try await store.setting(Self.statusKey) {
+            savedStatus = json
             status = try JSONDecoder().decode(RebalanceStatus.self, from: Data(json))
         }
         if status.state == .running {
@@ -281,7 +284,7 @@ actor Rebalancer {
             do {
                 let result = try await peer.copy(facts.id, from: from, to: targets)
                 for server in result.storedServerIDs {
-                    try await store.recordReplicas([facts.report], on: server, nowMilliseconds: Self.now())
+                    try await store.recordReplicas([facts.report], on: server)
                     holders.insert(server)
                 }
                 outcome.copies += Int64(result.storedServerIDs.count)
@@ -312,7 +315,7 @@ actor Rebalancer {
                     _ = try await peer.delete(facts.id, at: endpoint, unlessWrittenAfter: removedAt)
                     outcome.deletes += 1
                 } catch let error as BlobError where error.code == .versionConflict {
-                    try await store.recordReplicas([facts.report], on: server, nowMilliseconds: Self.now())
+                    try await store.recordReplicas([facts.report], on: server)
                     holders.insert(server)
                 }
             } catch {
@@ -330,9 +333,15 @@ actor Rebalancer {
         return alive
     }
 
+    /// Saves the status compare-and-set against what this rebalancer last saved or loaded: a
+    /// status another master wrote since is not overwritten (the save fails instead).
     private func save() async throws {
-        try await store.saveSetting(Self.statusKey, [UInt8](try JSONEncoder().encode(status)))
+        let json = [UInt8](try JSONEncoder().encode(status))
+        try await store.saveSetting(Self.statusKey, json, expected: savedStatus)
+        savedStatus = json
     }
 
+    /// Wall time on this machine: for the status shown to operators, and for the chunk
+    /// server's "unless written after" check, which compares with its own file times.
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 }

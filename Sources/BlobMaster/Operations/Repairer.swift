@@ -10,7 +10,7 @@ import ServiceLifecycle
 /// and, at start and then every `fullScanInterval`, every chunk. A server back inside the grace
 /// period was never down, so it causes no copies.
 actor Repairer {
-    let store: any MetadataStore
+    let store: MetadataStore
     let membership: Membership
     let peer: ChunkServerPeer
     let throttle: CopyThrottle
@@ -30,7 +30,7 @@ actor Repairer {
     private(set) var copiedBytes: Int64 = 0
     private(set) var failures: Int64 = 0
 
-    init(store: any MetadataStore, membership: Membership, peer: ChunkServerPeer, bytesPerSecond: Int64?,
+    init(store: MetadataStore, membership: Membership, peer: ChunkServerPeer, bytesPerSecond: Int64?,
          fullScanInterval: Duration, logger: Logger) {
         self.store = store
         self.membership = membership
@@ -133,7 +133,7 @@ actor Repairer {
             do {
                 let result = try await peer.copy(facts.id, from: source, to: endpoints)
                 for server in result.storedServerIDs {
-                    try await store.recordReplicas([facts.report], on: server, nowMilliseconds: Self.now())
+                    try await store.recordReplicas([facts.report], on: server)
                 }
                 guard !result.storedServerIDs.isEmpty else {
                     failures += 1

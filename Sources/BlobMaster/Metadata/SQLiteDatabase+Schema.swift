@@ -1,7 +1,7 @@
 import Foundation
 import GRDB
 
-extension SQLiteMetadataStore {
+extension SQLiteDatabase {
     /// Versioned schema migrations; each runs once, in order, in its own transaction.
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
@@ -153,6 +153,17 @@ extension SQLiteMetadataStore {
         }
         migrator.registerMigration("v10: block digests of chunks") { db in
             try db.execute(sql: "ALTER TABLE chunks ADD COLUMN block_digests BLOB")
+        }
+        migrator.registerMigration("v11: path heads") { db in
+            // Each path's last version number, incremented in place by every commit and delete:
+            // the row is what concurrent writers of one path queue on (MetadataStore.nextVersion).
+            try db.execute(sql: """
+                CREATE TABLE path_heads (
+                    path BLOB PRIMARY KEY NOT NULL,
+                    last_version INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                INSERT INTO path_heads (path, last_version) SELECT path, MAX(version) FROM versions GROUP BY path;
+                """)
         }
         return migrator
     }
