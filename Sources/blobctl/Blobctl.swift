@@ -13,7 +13,7 @@ struct Blobctl: AsyncParsableCommand {
             PutCommand.self, GetCommand.self, ListCommand.self, StatCommand.self, RemoveCommand.self,
             ClusterCommand.self, DevCommand.self, MasterCommand.self, ChunkServerCommand.self, RingCommand.self,
             NodeCommand.self, RebalanceCommand.self, GCCommand.self, FsckCommand.self, GatewayCommand.self, KeyCommand.self,
-            BucketCommand.self, BenchCommand.self,
+            BucketCommand.self, BenchCommand.self, MetadataCommand.self,
         ]
     )
 

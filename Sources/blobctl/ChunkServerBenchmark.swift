@@ -169,7 +169,10 @@ final class BenchServer: @unchecked Sendable {
     var process: Process?
     var address = ""
 
-    init(directory: String, secretFile: String, role: String = "chunkserver") throws {
+    let extraArguments: [String]
+
+    init(directory: String, secretFile: String, role: String = "chunkserver", extraArguments: [String] = []) throws {
+        self.extraArguments = extraArguments
         self.directory = directory
         self.secretFile = secretFile
         self.role = role
@@ -180,7 +183,7 @@ final class BenchServer: @unchecked Sendable {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         p.arguments = [role, "--data", directory, "--listen", "127.0.0.1:0", "--secret-file", secretFile,
-                       "--log-level", "warning"] + (role == "chunkserver" ? ["--scrub-rate", "0"] : [])
+                       "--log-level", "warning"] + (role == "chunkserver" ? ["--scrub-rate", "0"] : []) + extraArguments
         p.standardInput = FileHandle.nullDevice
         p.standardOutput = FileHandle.nullDevice
         try p.run()

@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import BlobCore
 import BlobMaster
 import Foundation
+import Logging
 import NIOCore
 
 /// `blobctl bench metadata`: a real master process, measured over HTTP on 127.0.0.1.
@@ -35,6 +36,14 @@ struct BenchMetadataCommand: AsyncParsableCommand {
     @Option(help: "Concurrent committing clients.")
     var clients: Int = 8
 
+    @Option(help: ArgumentHelp(
+        "Where the master keeps its metadata: postgres://USER@HOST:PORT/DATABASE (an empty database) or "
+            + "sqlite:PATH; default a fresh DIR/master/master.sqlite.", valueName: "location"))
+    var metadata: String?
+
+    @Option(help: "File holding the PostgreSQL password (else env BLOBCTL_METADATA_PASSWORD).")
+    var metadataPasswordFile: String?
+
     @Option(help: "Directory for the master's data (a fresh temporary one by default).")
     var dir: String?
 
@@ -52,6 +61,7 @@ struct BenchMetadataCommand: AsyncParsableCommand {
         var listP99Milliseconds: Double
         var masterPeakRSSMebibytes: Double
         var databaseMebibytes: Double
+        var backend: String
     }
 
     func run() async throws {
@@ -65,12 +75,22 @@ struct BenchMetadataCommand: AsyncParsableCommand {
         try Data(secret).write(to: URL(fileURLWithPath: root + "/secret"))
         let signer = try RequestSigner(secret: secret)
 
+        let location: MetadataLocation
+        do {
+            location = try metadata.map { try MetadataLocation.parse($0, passwordFile: metadataPasswordFile) }
+                ?? .sqlite(path: root + "/master/master.sqlite")
+        } catch let error as BlobError {
+            throw ValidationError(error.message)
+        }
         let loadStart = ContinuousClock.now
-        try await bulkLoad(database: root + "/master/master.sqlite")
+        try await bulkLoad(location)
         let loadSeconds = Self.seconds(ContinuousClock.now - loadStart)
         log("loaded \(files) files and \(chunkRefs) chunk references in \(Int(loadSeconds)) s")
 
-        let master = try BenchServer(directory: root + "/master", secretFile: root + "/secret", role: "master")
+        var masterArguments = ["--metadata", location.description]
+        if let metadataPasswordFile { masterArguments += ["--metadata-password-file", metadataPasswordFile] }
+        let master = try BenchServer(directory: root + "/master", secretFile: root + "/secret", role: "master",
+                                     extraArguments: masterArguments)
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
         do {
             try await master.start()
@@ -93,16 +113,18 @@ struct BenchMetadataCommand: AsyncParsableCommand {
             let rss = master.peakRSSMebibytes()
             master.stop()
             try await http.shutdown()
-            let database = Self.fileMebibytes(root + "/master/master.sqlite")
+            let database = try await databaseMebibytes(location)
             let results = Results(
                 files: files, chunkRefs: chunkRefs, loadSeconds: loadSeconds, commitsPerSecond: rate,
                 statP50Milliseconds: stat.0, statP99Milliseconds: stat.1, listP50Milliseconds: list.0,
-                listP99Milliseconds: list.1, masterPeakRSSMebibytes: rss, databaseMebibytes: database)
+                listP99Milliseconds: list.1, masterPeakRSSMebibytes: rss, databaseMebibytes: database,
+                backend: location.description.hasPrefix("sqlite:") ? "sqlite" : "postgres")
             if json {
                 print(String(decoding: try JSONEncoder().encode(results), as: UTF8.self))
             } else {
                 print("""
-                    master with \(files) files and \(chunkRefs) chunk references (database \(Int(database)) MiB)
+                    master on \(results.backend) with \(files) files and \(chunkRefs) chunk references (database \(Int(database)) MiB, \
+                    \(Int(database * 1_048_576 / Double(files + commits + max(chunkRefs, 1) / max(chunksPerFile, 1)))) bytes per file)
                     commits (one-chunk files, \(clients) clients): \(Int(rate)) per second
                     stat: p50 \(String(format: "%.2f", stat.0)) ms, p99 \(String(format: "%.2f", stat.1)) ms
                     list page of 1000: p50 \(String(format: "%.2f", list.0)) ms, p99 \(String(format: "%.2f", list.1)) ms
@@ -119,8 +141,23 @@ struct BenchMetadataCommand: AsyncParsableCommand {
     func log(_ text: String) { FileHandle.standardError.write(Data((text + "\n").utf8)) }
 
     /// Fills a fresh database through the store's batch commit (one transaction per batch).
-    func bulkLoad(database: String) async throws {
-        let store = MetadataStore(database: try SQLiteDatabase(path: database))
+    func bulkLoad(_ location: MetadataLocation) async throws {
+        try await location.withStore(logger: Logger(label: "blobctl.bench")) { store in try await bulkLoad(store) }
+    }
+
+    /// The database's size: the SQLite file, or PostgreSQL's `pg_database_size`.
+    func databaseMebibytes(_ location: MetadataLocation) async throws -> Double {
+        switch location {
+        case .sqlite(let path):
+            return Self.fileMebibytes(path)
+        case .postgres:
+            return try await location.withStore(logger: Logger(label: "blobctl.bench")) { store in
+                Double(try await store.database.rows("SELECT pg_database_size(current_database())").first?.int(0) ?? 0) / 1_048_576
+            }
+        }
+    }
+
+    func bulkLoad(_ store: MetadataStore) async throws {
         let batch = 5000
         var loaded = 0
         while loaded < files {

@@ -95,6 +95,55 @@ struct PostgresClusterTests {
         }
     }
 
+    @Test("blobctl metadata migrate moves a stopped cluster's SQLite metadata into PostgreSQL: verified, refused into a non-empty database, and the master carries on there")
+    func migrateToPostgres() async throws {
+        try await PostgresTestDatabase.with { url in
+            try await OperationsTests.withCluster(servers: 3) { cluster in
+                let files = try await OperationsTests.putFiles(cluster, count: 8, prefix: "moving", seed: 4100)
+                #expect(try await cluster.run(["rm", files[0].0]).status == 0)
+                let sqlite = cluster.master.dataDirectory.appendingPathComponent("master.sqlite").path
+                let port = Int(cluster.master.address.split(separator: ":").last ?? "") ?? 0
+                try await cluster.master.stop()
+
+                let migrate = try await BlobctlProcess.run(["metadata", "migrate", "--from", "sqlite:\(sqlite)", "--to", url, "--json"])
+                #expect(migrate.status == 0, "\(migrate.stderr)")
+                let reports = try JSONSerialization.jsonObject(with: Data(migrate.stdout.utf8)) as? [[String: Any]] ?? []
+                let byTable = Dictionary(uniqueKeysWithValues: reports.compactMap { r in (r["table"] as? String).map { ($0, r) } })
+                #expect((byTable["current_files"]?["source_rows"] as? Int) == 7)
+                #expect((byTable["versions"]?["source_rows"] as? Int) == 9, "8 files and a tombstone")
+                #expect(reports.count == 15, "every table reported")
+                for report in reports {
+                    #expect(report["source_checksum"] as? String != nil)
+                    #expect(report["source_rows"] as? Int == report["destination_rows"] as? Int, "\(report)")
+                    #expect(report["source_checksum"] as? String == report["destination_checksum"] as? String, "\(report)")
+                }
+                let again = try await BlobctlProcess.run(["metadata", "migrate", "--from", "sqlite:\(sqlite)", "--to", url])
+                #expect(again.status != 0 && again.stderr.contains("empty database"), "\(again.stderr)")
+
+                // The same master, now on PostgreSQL: every file, the delete, and new versions after the old ones.
+                let moved = DaemonProcess(dataDirectory: cluster.master.dataDirectory, secretFile: cluster.secretFile,
+                                          extraArguments: OperationsTests.masterArguments + ["--metadata", url], role: "master")
+                do {
+                    try await moved.start(port: port)
+                    #expect(try await ChunkServerFaultTests.eventually(within: .seconds(20)) {
+                        try await MasterTests.status(cluster.client, moved).servers.filter { $0.inRing && $0.state == .alive }.count == 3
+                    })
+                    for (path, local) in files.dropFirst() { #expect(try await cluster.readsBack(path, local), "\(path)") }
+                    #expect(try await cluster.run(["stat", files[0].0]).status == 2)
+                    try await cluster.put(files[1].1, files[1].0)
+                    let stat = try await cluster.json(["stat", files[1].0])
+                    #expect(stat["version"] as? Int == 2, "\(stat)")
+                    try await cluster.put(files[0].1, files[0].0)
+                    #expect(try await cluster.json(["stat", files[0].0])["version"] as? Int == 3, "after version 1 and its tombstone")
+                    try await moved.stop()
+                } catch {
+                    try? await moved.kill()
+                    throw error
+                }
+            }
+        }
+    }
+
     @Test("a master given an unreachable server, a missing database or a password in the URL says what is wrong and what to do")
     func clearErrors() async throws {
         try await withTemporaryDirectory { dir in
