@@ -420,7 +420,7 @@ struct ClientTests {
                 try Data([UInt8(index % 256)]).write(to: many.appendingPathComponent(String(format: "f%04d", index)))
             }
             let manyPut = try await cluster.run(["put", "-r", many.path, "media/many", "--parallel", "16"])
-            #expect(manyPut.status == 0 && manyPut.stdout.contains("put 1100 files under media/many/"), "\(manyPut.stdout.suffix(500))")
+            #expect(manyPut.status == 0 && manyPut.stdout.contains("put 1100 files under media/many/"), "\(manyPut.stdout.suffix(500)) \(manyPut.stderr.suffix(800))")
             // `put -` with standard input closed: an error, and nothing stored (not an empty file).
             let closed = try await Self.shell("\"$0\" put - media/closed \"$@\" <&-", [BlobctlProcess.executableURL.path] + cluster.flags,
                                               environment: cluster.environment)

@@ -8,9 +8,9 @@ import GRDB
 /// commit survives a power cut. Paths are stored as BLOBs of their UTF-8 bytes, so order and
 /// prefix ranges are plain byte comparisons on the primary key.
 ///
-/// A write transaction is `BEGIN IMMEDIATE` on GRDB's one writer connection, its statements
-/// each a hop onto that connection, then `COMMIT`; ``writeGate`` keeps a second transaction's
-/// statements from interleaving with the first's. Reads run on the reader pool beside writes.
+/// A write transaction is `BEGIN IMMEDIATE` on GRDB's one writer connection, its statements run
+/// there synchronously, then `COMMIT` (the fsync) as an async hop; ``writeGate`` keeps a second
+/// transaction's statements from interleaving with the first's. Reads run on the reader pool beside writes.
 public final class SQLiteDatabase: SQLDatabase {
     let pool: DatabasePool
     let writeGate = SerialGate()
@@ -54,11 +54,7 @@ public final class SQLiteDatabase: SQLDatabase {
     public func write<T: Sendable>(_ body: (any SQLTransaction) async throws -> T) async throws -> T {
         await writeGate.enter()
         do {
-            try await pool.writeWithoutTransaction { db in
-                // A transaction left open by a cancelled task is rolled back before the next.
-                if db.isInsideTransaction { try db.execute(sql: "ROLLBACK") }
-                try db.execute(sql: "BEGIN IMMEDIATE")
-            }
+            try Self.begin(pool)
             let transaction = WriteTransaction(pool: pool, now: clock())
             let result: T
             do {
@@ -75,6 +71,14 @@ public final class SQLiteDatabase: SQLDatabase {
         } catch {
             await writeGate.leave()
             throw error
+        }
+    }
+
+    static func begin(_ pool: DatabasePool) throws {
+        try pool.writeWithoutTransaction { db in
+            // A transaction left open by a cancelled task is rolled back before the next.
+            if db.isInsideTransaction { try db.execute(sql: "ROLLBACK") }
+            try db.execute(sql: "BEGIN IMMEDIATE")
         }
     }
 
@@ -159,8 +163,16 @@ public final class SQLiteDatabase: SQLDatabase {
             self.time = now
         }
 
+        /// Runs on the writer connection synchronously: the gate gives this transaction the
+        /// writer alone, so the call does not wait, and a statement takes microseconds. An async
+        /// hop per statement cost a wait for a cooperative thread each, which under load held
+        /// the gate (and every other writer) for milliseconds per transaction.
         func query(_ statement: SQLStatement) async throws -> [SQLRow] {
-            try await pool.writeWithoutTransaction { db in try SQLiteDatabase.run(statement, in: db) }
+            try Self.runOnWriter(statement, pool: pool)
+        }
+
+        static func runOnWriter(_ statement: SQLStatement, pool: DatabasePool) throws -> [SQLRow] {
+            try pool.writeWithoutTransaction { db in try SQLiteDatabase.run(statement, in: db) }
         }
 
         func now() async throws -> Int64 { time }

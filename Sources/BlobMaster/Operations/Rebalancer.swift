@@ -51,6 +51,7 @@ actor Rebalancer {
     private(set) var status = RebalanceStatus()
     /// The status as last saved or loaded: the expected value of the next compare-and-set.
     private var savedStatus: [UInt8]?
+    private let saveGate = SerialGate()
     private var task: Task<Void, Never>?
     private let throttle = CopyThrottle(bytesPerSecond: nil)
     static let statusKey = "rebalance.status"
@@ -335,10 +336,22 @@ actor Rebalancer {
 
     /// Saves the status compare-and-set against what this rebalancer last saved or loaded: a
     /// status another master wrote since is not overwritten (the save fails instead).
+    ///
+    /// Saves queue on a gate: the actor is reentrant, and two saves in flight from one
+    /// `savedStatus` would have the second refused as a conflict with the first.
     private func save() async throws {
-        let json = [UInt8](try JSONEncoder().encode(status))
-        try await store.saveSetting(Self.statusKey, json, expected: savedStatus)
-        savedStatus = json
+        await saveGate.enter()
+        do {
+            let json = [UInt8](try JSONEncoder().encode(status))
+            if json != savedStatus {
+                try await store.saveSetting(Self.statusKey, json, expected: savedStatus)
+                savedStatus = json
+            }
+            await saveGate.leave()
+        } catch {
+            await saveGate.leave()
+            throw error
+        }
     }
 
     /// Wall time on this machine: for the status shown to operators, and for the chunk
