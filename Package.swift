@@ -125,6 +125,19 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // What tests share: a manual clock, the route-authentication check.
+        .target(
+            name: "BlobTestSupport",
+            dependencies: [
+                "BlobCore",
+                "BlobServerSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "blobctl",
             dependencies: [
@@ -154,7 +167,8 @@ let package = Package(
         .testTarget(
             name: "BlobMasterTests",
             dependencies: [
-                "BlobMaster", "BlobCore", "BlobServerSupport",
+                "BlobMaster", "BlobCore", "BlobServerSupport", "BlobTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
@@ -165,6 +179,7 @@ let package = Package(
             dependencies: [
                 "BlobChunkServer",
                 "BlobServerSupport",
+                "BlobTestSupport",
                 "BlobCore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],

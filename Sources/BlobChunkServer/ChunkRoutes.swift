@@ -14,31 +14,28 @@ struct ChunkRoutes: Sendable {
     let addressBox: AddressBox
     var address: String { addressBox.current }
 
-    func register(on router: Router<BasicRequestContext>) {
-        router.put("/v1/chunks/:id") { request, context in try await write(request, context) }
-        router.get("/v1/chunks/:id") { request, context in try await read(request, context) }
-        router.head("/v1/chunks/:id") { request, context in try await head(request, context) }
-        router.delete("/v1/chunks/:id") { request, context in try await delete(request, context) }
-        router.post("/v1/chunks/:id/copy") { request, context in try await copy(request, context) }
-        router.get("/v1/chunks") { request, context in try await inventory(request, context) }
-        router.get("/v1/quarantine") { request, context in try await quarantine(request, context) }
-        router.get("/v1/status") { request, context in try await status(request, context) }
+    func register(on routes: AuthenticatedRoutes) {
+        let anyone: Set<RequestRole> = [.client, .server, .master]
+        routes.put("/v1/chunks/:id", roles: anyone) { request, context in try await write(request, context) }
+        routes.get("/v1/chunks/:id", roles: anyone) { request, context in try await read(request, context) }
+        routes.head("/v1/chunks/:id", roles: anyone) { request, context in try await head(request, context) }
+        routes.delete("/v1/chunks/:id", roles: [.master]) { request, context in try await delete(request, context) }
+        routes.post("/v1/chunks/:id/copy", roles: [.master]) { request, context in try await copy(request, context) }
+        routes.get("/v1/chunks", roles: anyone) { request, context in try await inventory(request, context) }
+        routes.get("/v1/quarantine", roles: anyone) { request, context in try await quarantine(request, context) }
+        routes.get("/v1/status", roles: anyone) { request, context in try await status(request, context) }
     }
 
     // MARK: Helpers
 
-    func authorize(_ request: Request, _ roles: Set<RequestRole>) throws -> RequestRole {
-        try BlobServerSupport.authorize(request, signer: signer, roles: roles)
-    }
-
-    func chunkID(_ context: BasicRequestContext) throws -> ChunkID {
+    func chunkID(_ context: ClusterRequestContext) throws -> ChunkID {
         try ChunkID(hex: context.parameters.get("id") ?? "")
     }
 
     // MARK: Routes
 
-    func write(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let role = try authorize(request, [.client, .server, .master])
+    func write(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
+        let role = context.role
         let id = try chunkID(context)
         let targets = try ReplicationForwarder.parseTargets(request.uri.queryParameters.get("replicas"))
         guard role != .server || targets.isEmpty else {
@@ -100,8 +97,7 @@ struct ChunkRoutes: Sendable {
         return try jsonResponse(result, status: alreadyPresent ? .ok : .created)
     }
 
-    func read(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        _ = try authorize(request, [.client, .server, .master])
+    func read(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let id = try chunkID(context)
         var headers = HTTPFields()
         if let span = try plainSpan(request) {
@@ -178,8 +174,7 @@ struct ChunkRoutes: Sendable {
         }
     }
 
-    func head(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        _ = try authorize(request, [.client, .server, .master])
+    func head(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let id = try chunkID(context)
         guard let header = try await storage.diskHeader(id) else {
             throw BlobError(.notFound, reason: "chunk.notFound", "chunk \(id.shortHex)… is not stored on this server")
@@ -192,8 +187,7 @@ struct ChunkRoutes: Sendable {
         return Response(status: .ok, headers: headers)
     }
 
-    func delete(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        _ = try authorize(request, [.master])
+    func delete(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let id = try chunkID(context)
         let unlessWrittenAfter = try request.uri.queryParameters.get("unless-written-after").map { text in
             guard let value = Int64(text) else {
@@ -211,8 +205,7 @@ struct ChunkRoutes: Sendable {
     /// Sends a stored chunk to other servers (repair and rebalance): the bytes go server to
     /// server, never through the master. The frame is checked before it leaves; a corrupt one
     /// is quarantined and the copy refused, so a bad replica never spreads.
-    func copy(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        _ = try authorize(request, [.master])
+    func copy(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let id = try chunkID(context)
         let body = try await decodeJSONBody(ChunkCopyRequest.self, from: request, maxByteCount: 1 << 16)
         let targets = try ReplicationForwarder.parseTargets(body.targets.joined(separator: ","))
@@ -258,14 +251,12 @@ struct ChunkRoutes: Sendable {
         }
     }
 
-    func quarantine(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        _ = try authorize(request, [.client, .server, .master])
+    func quarantine(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let ids = try await storage.quarantined(limit: 100_000)
         return try jsonResponse(QuarantineList(chunks: ids.map(\.hex)))
     }
 
-    func inventory(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        _ = try authorize(request, [.client, .server, .master])
+    func inventory(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let after = try request.uri.queryParameters.get("after").map { try ChunkID(hex: $0) }
         let limit = request.uri.queryParameters.get("limit").flatMap { Int($0) } ?? 1000
         guard (1...10_000).contains(limit) else {
@@ -277,8 +268,7 @@ struct ChunkRoutes: Sendable {
             next: page.count == limit ? page.last?.0.hex : nil))
     }
 
-    func status(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        _ = try authorize(request, [.client, .server, .master])
+    func status(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let stats = storage.snapshot
         let (free, reserve) = try await storage.space()
         let configuration = storage.configuration

@@ -61,11 +61,8 @@ public struct ChunkServer: Sendable {
         let routes = ChunkRoutes(
             storage: storage, forwarder: ReplicationForwarder(client: client, signer: signer, timeout: configuration.forwardTimeout),
             signer: signer, serverID: serverID, addressBox: box)
-        let router = Router()
-        let inFlight = InFlightCounter()
-        router.add(middleware: inFlight)
-        router.add(middleware: JSONErrorMiddleware(node: serverID))
-        routes.register(on: router)
+        let inFlight = InFlightCounter<ClusterRequestContext>()
+        let router = Self.makeRouter(routes: routes, signer: signer, inFlight: inFlight).router
         let configuration = self.configuration
         let app = Application(
             router: router,
@@ -102,5 +99,16 @@ public struct ChunkServer: Sendable {
         try await client.shutdown()
         logger.info("chunk server stopped")
     }
-}
 
+    /// Every route of the chunk server, each behind the token check for the roles it declares.
+    static func makeRouter(routes: ChunkRoutes, signer: RequestSigner, inFlight: InFlightCounter<ClusterRequestContext>)
+        -> AuthenticatedRoutes
+    {
+        let router = Router(context: ClusterRequestContext.self)
+        router.add(middleware: inFlight)
+        router.add(middleware: JSONErrorMiddleware(node: routes.serverID))
+        let authenticated = AuthenticatedRoutes(router: router, signer: signer)
+        routes.register(on: authenticated)
+        return authenticated
+    }
+}

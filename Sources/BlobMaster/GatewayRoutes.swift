@@ -9,31 +9,31 @@ struct GatewayRoutes: Sendable {
     let store: MetadataStore
     let signer: RequestSigner
 
-    func register(on router: Router<BasicRequestContext>) {
-        router.get("/v1/buckets") { request, _ in try await listBuckets(request) }
-        router.post("/v1/buckets") { request, _ in try await createBucket(request) }
-        router.get("/v1/buckets/:name") { request, context in try await bucket(request, context) }
-        router.delete("/v1/buckets/:name") { request, context in try await deleteBucket(request, context) }
-        router.post("/v1/buckets/:name/access") { request, context in try await setAccess(request, context) }
-        router.post("/v1/buckets/:name/lifecycle") { request, context in try await setLifecycle(request, context) }
-        router.get("/v1/files/parts") { request, _ in try await parts(request) }
-        router.get("/v1/keys") { request, _ in try await listKeys(request) }
-        router.post("/v1/keys") { request, _ in try await createKey(request) }
-        router.get("/v1/keys/:id") { request, context in try await key(request, context) }
-        router.delete("/v1/keys/:id") { request, context in try await deleteKey(request, context) }
-        router.post("/v1/files/copy") { request, _ in try await copy(request) }
-        router.post("/v1/uploads") { request, _ in try await createUpload(request) }
-        router.get("/v1/uploads") { request, _ in try await listUploads(request) }
-        router.get("/v1/uploads/:id") { request, context in try await upload(request, context) }
-        router.delete("/v1/uploads/:id") { request, context in try await abortUpload(request, context) }
-        router.post("/v1/uploads/:id/complete") { request, context in try await completeUpload(request, context) }
+    func register(on routes: AuthenticatedRoutes) {
+        let clients: Set<RequestRole> = [.client, .master]
+        routes.get("/v1/buckets", roles: clients) { request, _ in try await listBuckets(request) }
+        routes.post("/v1/buckets", roles: clients) { request, _ in try await createBucket(request) }
+        routes.get("/v1/buckets/:name", roles: clients) { request, context in try await bucket(request, context) }
+        routes.delete("/v1/buckets/:name", roles: clients) { request, context in try await deleteBucket(request, context) }
+        routes.post("/v1/buckets/:name/access", roles: clients) { request, context in try await setAccess(request, context) }
+        routes.post("/v1/buckets/:name/lifecycle", roles: clients) { request, context in try await setLifecycle(request, context) }
+        routes.get("/v1/files/parts", roles: clients) { request, _ in try await parts(request) }
+        routes.get("/v1/keys", roles: clients) { request, _ in try await listKeys(request) }
+        routes.post("/v1/keys", roles: clients) { request, _ in try await createKey(request) }
+        routes.get("/v1/keys/:id", roles: clients) { request, context in try await key(request, context) }
+        routes.delete("/v1/keys/:id", roles: clients) { request, context in try await deleteKey(request, context) }
+        routes.post("/v1/files/copy", roles: clients) { request, _ in try await copy(request) }
+        routes.post("/v1/uploads", roles: clients) { request, _ in try await createUpload(request) }
+        routes.get("/v1/uploads", roles: clients) { request, _ in try await listUploads(request) }
+        routes.get("/v1/uploads/:id", roles: clients) { request, context in try await upload(request, context) }
+        routes.delete("/v1/uploads/:id", roles: clients) { request, context in try await abortUpload(request, context) }
+        routes.post("/v1/uploads/:id/complete", roles: clients) { request, context in try await completeUpload(request, context) }
     }
 
     /// S3's smallest part but the last.
     static let minimumPartSize: Int64 = 5 << 20
 
     func createUpload(_ request: Request) async throws -> Response {
-        try auth(request)
         let body = try await decodeJSONBody(MultipartUploadCreate.self, from: request, maxByteCount: 1 << 16)
         var rng = SystemRandomNumberGenerator()
         let id = String(rng.next() as UInt64, radix: 16) + String(rng.next() as UInt64, radix: 16)
@@ -56,15 +56,13 @@ struct GatewayRoutes: Sendable {
     static let completionAttributesReserve = 512
 
     func listUploads(_ request: Request) async throws -> Response {
-        try auth(request)
         let query = request.uri.queryParameters
         let limit = try MasterRoutes.integer(query.get("limit"), name: "limit") ?? 1000
         let prefix = query.get("prefix").map(MasterRoutes.native) ?? ""
         return try jsonResponse(try await store.uploads(prefix: prefix, limit: Int(min(limit, 10_000))))
     }
 
-    func upload(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        try auth(request)
+    func upload(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let id = context.parameters.get("id") ?? ""
         guard let upload = try await store.upload(id) else {
             throw BlobError(.notFound, reason: "upload.notFound", "no multipart upload \(id)")
@@ -72,14 +70,12 @@ struct GatewayRoutes: Sendable {
         return try jsonResponse(upload)
     }
 
-    func abortUpload(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        try auth(request)
+    func abortUpload(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         try await store.abortUpload(context.parameters.get("id") ?? "")
         return Response(status: .noContent)
     }
 
-    func completeUpload(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        try auth(request)
+    func completeUpload(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let body = try await decodeJSONBody(MultipartCompletion.self, from: request, maxByteCount: 4 << 20)
         guard body.parts.count <= 10_000 else {
             throw BlobError(.invalidArgument, reason: "upload.tooManyParts", "at most 10000 parts")
@@ -92,7 +88,6 @@ struct GatewayRoutes: Sendable {
 
     /// A new version at the target with the source's manifest: chunks are shared, none move.
     func copy(_ request: Request) async throws -> Response {
-        try auth(request)
         let body = try await decodeJSONBody(FileCopy.self, from: request, maxByteCount: 1 << 16)
         guard let (file, entries) = try await store.manifest(of: body.from, version: nil) else {
             throw BlobError(.notFound, reason: "file.notFound", "no file at \(body.from)")
@@ -104,25 +99,19 @@ struct GatewayRoutes: Sendable {
         return try jsonResponse(version, status: .created)
     }
 
-    func auth(_ request: Request) throws {
-        _ = try authorize(request, signer: signer, roles: [.client, .master])
-    }
 
     func listBuckets(_ request: Request) async throws -> Response {
-        try auth(request)
         return try jsonResponse(try await store.buckets())
     }
 
     func createBucket(_ request: Request) async throws -> Response {
-        try auth(request)
         let body = try await decodeJSONBody(BucketCreate.self, from: request, maxByteCount: 4096)
         try BucketRecord.validate(body.name)
         let record = BucketRecord(name: body.name, createdAtMilliseconds: MasterRoutes.now(), publicRead: body.publicRead)
         return try jsonResponse(try await store.createBucket(record), status: .created)
     }
 
-    func bucket(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        try auth(request)
+    func bucket(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let name = context.parameters.get("name") ?? ""
         return try await bucketResponse(name)
     }
@@ -135,14 +124,12 @@ struct GatewayRoutes: Sendable {
         return try jsonResponse(record)
     }
 
-    func deleteBucket(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        try auth(request)
+    func deleteBucket(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         try await store.deleteBucket(context.parameters.get("name") ?? "")
         return Response(status: .noContent)
     }
 
-    func setAccess(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        try auth(request)
+    func setAccess(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let name = context.parameters.get("name") ?? ""
         let body = try await decodeJSONBody(BucketAccess.self, from: request, maxByteCount: 4096)
         try await store.setBucketAccess(name, publicRead: body.publicRead)
@@ -150,7 +137,6 @@ struct GatewayRoutes: Sendable {
     }
 
     func parts(_ request: Request) async throws -> Response {
-        try auth(request)
         let path = try MasterRoutes.path(request)
         guard let parts = try await store.parts(of: path) else {
             throw BlobError(.notFound, reason: "file.notFound", "no file at \(path)")
@@ -158,8 +144,7 @@ struct GatewayRoutes: Sendable {
         return try jsonResponse(parts)
     }
 
-    func setLifecycle(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        try auth(request)
+    func setLifecycle(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let name = context.parameters.get("name") ?? ""
         let body = try await decodeJSONBody(BucketLifecycleUpdate.self, from: request, maxByteCount: 1 << 20)
         if let lifecycle = body.lifecycle {
@@ -175,14 +160,12 @@ struct GatewayRoutes: Sendable {
     }
 
     func listKeys(_ request: Request) async throws -> Response {
-        try auth(request)
         return try jsonResponse(try await store.accessKeys())
     }
 
     /// A new key: a 20-character id (AWS's shape, `BK` + 18 of A-Z0-9) and a 40-character secret
     /// from the system's random source.
     func createKey(_ request: Request) async throws -> Response {
-        try auth(request)
         let body = try await decodeJSONBody(AccessKeyCreate.self, from: request, maxByteCount: 4096)
         guard body.name.utf8.count <= 128 else {
             throw BlobError(.invalidArgument, reason: "key.name", "a key name is at most 128 bytes")
@@ -197,15 +180,13 @@ struct GatewayRoutes: Sendable {
         return try jsonResponse(key, status: .created)
     }
 
-    func key(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        try auth(request)
+    func key(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let id = context.parameters.get("id") ?? ""
         guard let key = try await store.accessKey(id) else { throw BlobError(.notFound, reason: "key.notFound", "no access key \(id)") }
         return try jsonResponse(key)
     }
 
-    func deleteKey(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        try auth(request)
+    func deleteKey(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         try await store.deleteAccessKey(context.parameters.get("id") ?? "")
         return Response(status: .noContent)
     }

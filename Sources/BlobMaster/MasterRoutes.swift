@@ -13,31 +13,31 @@ struct MasterRoutes: Sendable {
     static let maxPlacementBatch = 10_000
     static let maxBodyByteCount = 64 << 20
 
-    func register(on router: Router<BasicRequestContext>) {
-        router.post("/v1/cluster/servers") { request, context in try await registerServer(request, context) }
-        router.post("/v1/cluster/servers/:id/heartbeat") { request, context in try await heartbeat(request, context) }
-        router.post("/v1/cluster/servers/:id/reports") { request, context in try await reports(request, context) }
-        router.get("/v1/cluster/status") { request, context in try await clusterStatus(request, context) }
-        router.get("/v1/ring") { request, context in try await ring(request, context) }
-        router.post("/v1/placement") { request, context in try await placement(request, context) }
-        router.post("/v1/replicas") { request, context in try await acknowledge(request, context) }
-        router.post("/v1/replicas/suspect") { request, context in try await suspect(request, context) }
-        router.post("/v1/files") { request, context in try await commit(request, context) }
-        router.get("/v1/files") { request, context in try await stat(request, context) }
-        router.delete("/v1/files") { request, context in try await delete(request, context) }
-        router.get("/v1/files/plan") { request, context in try await plan(request, context) }
-        router.get("/v1/list") { request, context in try await list(request, context) }
+    func register(on routes: AuthenticatedRoutes) {
+        let everyone: Set<RequestRole> = [.client, .server, .master]
+        let clients: Set<RequestRole> = [.client, .master]
+        routes.post("/v1/cluster/servers", roles: [.server]) { request, context in try await registerServer(request, context) }
+        routes.post("/v1/cluster/servers/:id/heartbeat", roles: [.server]) { request, context in try await heartbeat(request, context) }
+        routes.post("/v1/cluster/servers/:id/reports", roles: [.server]) { request, context in try await reports(request, context) }
+        routes.get("/v1/cluster/status", roles: everyone) { request, context in try await clusterStatus(request, context) }
+        routes.get("/v1/ring", roles: everyone) { request, context in try await ring(request, context) }
+        routes.post("/v1/placement", roles: clients) { request, context in try await placement(request, context) }
+        routes.post("/v1/replicas", roles: clients) { request, context in try await acknowledge(request, context) }
+        routes.post("/v1/replicas/suspect", roles: clients) { request, context in try await suspect(request, context) }
+        routes.post("/v1/files", roles: clients) { request, context in try await commit(request, context) }
+        routes.get("/v1/files", roles: clients) { request, context in try await stat(request, context) }
+        routes.delete("/v1/files", roles: clients) { request, context in try await delete(request, context) }
+        routes.get("/v1/files/plan", roles: clients) { request, context in try await plan(request, context) }
+        routes.get("/v1/list", roles: clients) { request, context in try await list(request, context) }
     }
 
-    func registerServer(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
-        _ = try auth(request, [.server])
+    func registerServer(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         let registration = try await decodeJSONBody(ServerRegistration.self, from: request, maxByteCount: 1 << 20)
         let reply = try await membership.register(registration, nowMilliseconds: Self.now())
         return try jsonResponse(reply)
     }
 
-    func heartbeat(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        _ = try auth(request, [.server])
+    func heartbeat(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let beat = try await decodeJSONBody(ServerHeartbeat.self, from: request, maxByteCount: 1 << 20)
         guard beat.serverID == context.parameters.get("id") else {
             throw BlobError(.invalidArgument, reason: "heartbeat.id", "the body's server id differs from the path's")
@@ -46,8 +46,7 @@ struct MasterRoutes: Sendable {
         return try jsonResponse(reply)
     }
 
-    func reports(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        _ = try auth(request, [.server])
+    func reports(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let id = context.parameters.get("id") ?? ""
         guard await membership.endpoint(id) != nil else {
             throw BlobError(.notFound, reason: "server.unknown", "server \(id) is not registered; register first")
@@ -63,22 +62,20 @@ struct MasterRoutes: Sendable {
         return Response(status: .noContent)
     }
 
-    func clusterStatus(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
-        _ = try auth(request, [.client, .server, .master])
-        let status = await membership.status()
+    func clusterStatus(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
+        var status = await membership.status()
+        status.repair = await repairer.activity
         return try jsonResponse(status)
     }
 
-    func ring(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
-        _ = try auth(request, [.client, .server, .master])
+    func ring(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         guard let ring = await membership.ring else {
             throw BlobError(.notFound, reason: "ring.missing", "no ring yet; start at least as many chunk servers as replicas")
         }
         return try jsonResponse(ring)
     }
 
-    func placement(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
-        _ = try auth(request, [.client, .master])
+    func placement(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         let ask = try await decodeJSONBody(PlacementRequest.self, from: request, maxByteCount: Self.maxBodyByteCount)
         guard ask.chunks.count <= Self.maxPlacementBatch else {
             throw BlobError(.invalidArgument, reason: "placement.batch",
@@ -91,8 +88,7 @@ struct MasterRoutes: Sendable {
     /// A reader found a replica's bytes corrupt: stop sending reads there. The location fact is
     /// dropped (the server's own scrub or its next full inventory puts it back if the copy is
     /// sound); other codes (unreachable, timeout) are liveness, which heartbeats decide.
-    func suspect(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
-        _ = try auth(request, [.client, .master])
+    func suspect(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         let body = try await decodeJSONBody(SuspectReplicas.self, from: request, maxByteCount: 1 << 20)
         guard body.replicas.count <= Self.maxPlacementBatch else {
             throw BlobError(.invalidArgument, reason: "replicas.batch", "at most \(Self.maxPlacementBatch) replicas per request")
@@ -108,8 +104,7 @@ struct MasterRoutes: Sendable {
         return Response(status: .noContent)
     }
 
-    func acknowledge(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
-        _ = try auth(request, [.client, .master])
+    func acknowledge(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         let acks = try await decodeJSONBody(ReplicaAcknowledgements.self, from: request, maxByteCount: Self.maxBodyByteCount)
         let byServer = try await reportsByServer(acks.chunks)
         for (server, reports) in byServer.sorted(by: { $0.key < $1.key }) {
@@ -145,16 +140,14 @@ struct MasterRoutes: Sendable {
         return byServer
     }
 
-    func commit(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
-        _ = try auth(request, [.client, .master])
+    func commit(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         let commit = try await decodeJSONBody(ManifestCommit.self, from: request, maxByteCount: Self.maxBodyByteCount)
         let replicas = try await reportsByServer(commit.acknowledgements ?? [])
         let version = try await store.commit(commit, recording: replicas)
         return try jsonResponse(version, status: .created)
     }
 
-    func stat(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
-        _ = try auth(request, [.client, .master])
+    func stat(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         let path = try Self.path(request)
         guard let file = try await store.stat(path) else {
             throw BlobError(.notFound, reason: "file.notFound", "no file at \(path); list with `blobctl ls`")
@@ -162,15 +155,13 @@ struct MasterRoutes: Sendable {
         return try jsonResponse(file)
     }
 
-    func delete(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
-        _ = try auth(request, [.client, .master])
+    func delete(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         let path = try Self.path(request)
         let version = try await store.delete(path)
         return try jsonResponse(version)
     }
 
-    func plan(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
-        _ = try auth(request, [.client, .master])
+    func plan(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         let query = request.uri.queryParameters
         let offset = try Self.integer(query.get("offset"), name: "offset") ?? 0
         let length = try Self.integer(query.get("length"), name: "length")
@@ -179,8 +170,7 @@ struct MasterRoutes: Sendable {
         return try jsonResponse(plan)
     }
 
-    func list(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
-        _ = try auth(request, [.client, .master])
+    func list(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         let query = request.uri.queryParameters
         let limit = try Self.integer(query.get("limit"), name: "limit") ?? 1000
         let prefix = query.get("prefix").map(Self.native) ?? ""
@@ -189,9 +179,6 @@ struct MasterRoutes: Sendable {
         return try jsonResponse(page)
     }
 
-    func auth(_ request: Request, _ roles: Set<RequestRole>) throws -> RequestRole {
-        try authorize(request, signer: signer, roles: roles)
-    }
 
     static func path(_ request: Request) throws -> BlobPath {
         guard let text = request.uri.queryParameters.get("path") else {

@@ -52,8 +52,7 @@ public final class AddressBox: Sendable {
 }
 
 /// Counts requests being served, for heartbeats.
-public final class InFlightCounter: RouterMiddleware, Sendable {
-    public typealias Context = BasicRequestContext
+public final class InFlightCounter<Context: RequestContext>: RouterMiddleware, Sendable {
     private let count = Atomic<Int64>(0)
 
     public init() {}

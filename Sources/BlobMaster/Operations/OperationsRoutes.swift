@@ -15,26 +15,24 @@ struct OperationsRoutes: Sendable {
     let repairer: Repairer
     let gcGrace: Duration
 
-    func register(on router: Router<BasicRequestContext>) {
-        router.get("/v1/nodes/:id") { request, context in try await node(request, context) }
-        router.post("/v1/nodes/:id/admit") { request, context in try await admit(request, context) }
-        router.post("/v1/nodes/:id/weight") { request, context in try await weight(request, context) }
-        router.post("/v1/nodes/:id/drain") { request, context in try await drain(request, context) }
-        router.post("/v1/nodes/:id/maintenance") { request, context in try await maintenance(request, context) }
-        router.delete("/v1/nodes/:id") { request, context in try await remove(request, context) }
-        router.get("/v1/rebalance/plan") { request, context in try await plan(request, context) }
-        router.get("/v1/rebalance") { request, context in try await rebalanceStatus(request, context) }
-        router.post("/v1/rebalance") { request, context in try await startRebalance(request, context) }
-        router.post("/v1/rebalance/stop") { request, context in try await stopRebalance(request, context) }
-        router.post("/v1/gc") { request, context in try await gc(request, context) }
-        router.post("/v1/fsck") { request, context in try await fsck(request, context) }
+    func register(on routes: AuthenticatedRoutes) {
+        let clients: Set<RequestRole> = [.client, .master]
+        routes.get("/v1/nodes/:id", roles: clients) { request, context in try await node(request, context) }
+        routes.post("/v1/nodes/:id/admit", roles: clients) { request, context in try await admit(request, context) }
+        routes.post("/v1/nodes/:id/weight", roles: clients) { request, context in try await weight(request, context) }
+        routes.post("/v1/nodes/:id/drain", roles: clients) { request, context in try await drain(request, context) }
+        routes.post("/v1/nodes/:id/maintenance", roles: clients) { request, context in try await maintenance(request, context) }
+        routes.delete("/v1/nodes/:id", roles: clients) { request, context in try await remove(request, context) }
+        routes.get("/v1/rebalance/plan", roles: clients) { request, context in try await plan(request, context) }
+        routes.get("/v1/rebalance", roles: clients) { request, context in try await rebalanceStatus(request, context) }
+        routes.post("/v1/rebalance", roles: clients) { request, context in try await startRebalance(request, context) }
+        routes.post("/v1/rebalance/stop", roles: clients) { request, context in try await stopRebalance(request, context) }
+        routes.post("/v1/gc", roles: clients) { request, context in try await gc(request, context) }
+        routes.post("/v1/fsck", roles: clients) { request, context in try await fsck(request, context) }
     }
 
-    func auth(_ request: Request) throws {
-        _ = try authorize(request, signer: signer, roles: [.client, .master])
-    }
 
-    func serverID(_ context: BasicRequestContext) async throws -> String {
+    func serverID(_ context: ClusterRequestContext) async throws -> String {
         let id = context.parameters.get("id") ?? ""
         guard await membership.endpoint(id) != nil else {
             throw BlobError(.notFound, reason: "server.unknown", "no server \(id); list them with `blobctl cluster status`")
@@ -51,20 +49,17 @@ struct OperationsRoutes: Sendable {
             soleCopies: holdings.soleCopies, maintenanceUntilMilliseconds: await membership.maintenanceEnd(id))
     }
 
-    func node(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        try auth(request)
+    func node(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         return try jsonResponse(try await report(try await serverID(context)))
     }
 
-    func admit(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        try auth(request)
+    func admit(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let id = try await serverID(context)
         try await membership.admit([id])
         return try jsonResponse(try await report(id))
     }
 
-    func weight(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        try auth(request)
+    func weight(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let id = try await serverID(context)
         let change = try await decodeJSONBody(NodeWeightChange.self, from: request, maxByteCount: 4096)
         try await membership.setWeight(id, change.weight)
@@ -72,8 +67,7 @@ struct OperationsRoutes: Sendable {
     }
 
     /// Weight 0, then a rebalance moves everything off; the report says what is left.
-    func drain(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        try auth(request)
+    func drain(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let id = try await serverID(context)
         try await membership.setWeight(id, 0)
         let current = await rebalancer.status
@@ -81,8 +75,7 @@ struct OperationsRoutes: Sendable {
         return try jsonResponse(try await report(id))
     }
 
-    func maintenance(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        try auth(request)
+    func maintenance(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let id = try await serverID(context)
         let body = try await decodeJSONBody(NodeMaintenance.self, from: request, maxByteCount: 4096)
         guard (0...(30 * 86_400)).contains(body.seconds) else {
@@ -92,8 +85,7 @@ struct OperationsRoutes: Sendable {
         return try jsonResponse(try await report(id))
     }
 
-    func remove(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        try auth(request)
+    func remove(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let id = try await serverID(context)
         // Copies elsewhere count only on servers that are not down: a chunk whose other copies
         // are all on dead servers has its only reachable copy here.
@@ -123,19 +115,16 @@ struct OperationsRoutes: Sendable {
         return Response(status: .noContent)
     }
 
-    func plan(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
-        try auth(request)
+    func plan(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         let rate = try MasterRoutes.integer(request.uri.queryParameters.get("max_bytes_per_sec"), name: "max_bytes_per_sec")
         return try jsonResponse(try await rebalancer.plan(maxBytesPerSecond: rate))
     }
 
-    func rebalanceStatus(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
-        try auth(request)
+    func rebalanceStatus(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         return try jsonResponse(await rebalancer.status)
     }
 
-    func startRebalance(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
-        try auth(request)
+    func startRebalance(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         let body = try await decodeJSONBody(RebalanceStart.self, from: request, maxByteCount: 4096)
         guard (body.maxBytesPerSecond ?? 0) >= 0 else {
             throw BlobError(.invalidArgument, reason: "rebalance.rate", "max bytes per second must be >= 0")
@@ -143,13 +132,11 @@ struct OperationsRoutes: Sendable {
         return try jsonResponse(try await rebalancer.start(maxBytesPerSecond: body.maxBytesPerSecond), status: .accepted)
     }
 
-    func stopRebalance(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
-        try auth(request)
+    func stopRebalance(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         return try jsonResponse(try await rebalancer.stop())
     }
 
-    func gc(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
-        try auth(request)
+    func gc(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         let body = try await decodeJSONBody(GCRequest.self, from: request, maxByteCount: 4096)
         var grace = gcGrace
         if let seconds = body.graceSeconds {
@@ -166,8 +153,7 @@ struct OperationsRoutes: Sendable {
         return try jsonResponse(try await collector.run(dryRun: body.dryRun, grace: grace))
     }
 
-    func fsck(_ request: Request, _ _: BasicRequestContext) async throws -> Response {
-        try auth(request)
+    func fsck(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         let body = try await decodeJSONBody(FsckRequest.self, from: request, maxByteCount: 4096)
         return try jsonResponse(try await checker.run(repair: body.repair))
     }
