@@ -53,10 +53,13 @@ public struct MasterConfiguration: Sendable {
 public struct MasterServer: Sendable {
     public let configuration: MasterConfiguration
     public let logger: Logger
+    /// Liveness, grace periods and the intervals of background passes run on it.
+    public let clock: any ServiceClock
 
-    public init(configuration: MasterConfiguration, logger: Logger) {
+    public init(configuration: MasterConfiguration, logger: Logger, clock: any ServiceClock = SystemClock()) {
         self.configuration = configuration
         self.logger = logger
+        self.clock = clock
     }
 
     public func run(
@@ -79,27 +82,21 @@ public struct MasterServer: Sendable {
         logger[metadataKey: "node.role"] = "master"
         let membership = Membership(
             store: store, policy: configuration.liveness, replicaCount: configuration.replicaCount,
-            partitionPower: configuration.partitionPower, autoAdmit: configuration.autoAdmit, logger: logger)
+            partitionPower: configuration.partitionPower, autoAdmit: configuration.autoAdmit, logger: logger,
+            clock: clock)
         try await membership.load()
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(
             timeout: .init(connect: .seconds(2), read: .seconds(60))))
         let peer = ChunkServerPeer(client: client, signer: signer)
         let repairer = Repairer(
             store: store, membership: membership, peer: peer, bytesPerSecond: configuration.repairBytesPerSecond,
-            fullScanInterval: configuration.repairFullScanInterval, logger: logger)
-        let rebalancer = Rebalancer(store: store, membership: membership, peer: peer, logger: logger)
+            fullScanInterval: configuration.repairFullScanInterval, logger: logger, clock: clock)
+        let rebalancer = Rebalancer(store: store, membership: membership, peer: peer, logger: logger, clock: clock)
         try await rebalancer.load()
-        let router = Router()
-        router.add(middleware: JSONErrorMiddleware(node: "master"))
-        MasterRoutes(membership: membership, store: store, signer: signer, repairer: repairer).register(on: router)
-        OperationsRoutes(
-            membership: membership, store: store, signer: signer, rebalancer: rebalancer,
-            collector: GarbageCollector(store: store, membership: membership, peer: peer, logger: logger,
-                                        staleUploadAge: configuration.staleUploadAge),
-            checker: ConsistencyCheck(store: store, membership: membership, peer: peer, repairer: repairer, logger: logger),
-            repairer: repairer, gcGrace: configuration.gcGrace
-        ).register(on: router)
-        GatewayRoutes(store: store, signer: signer).register(on: router)
+        let router = makeRouter(
+            store: store, signer: signer, membership: membership, peer: peer, repairer: repairer, rebalancer: rebalancer,
+            logger: logger
+        ).router
         let configuration = self.configuration
         let app = Application(
             router: router,
@@ -112,11 +109,12 @@ public struct MasterServer: Sendable {
                 await onListening(bound)
             },
             logger: logger)
-        let repair = PeriodicService(name: "repair", interval: configuration.repairInterval, logger: logger) {
+        let repair = PeriodicService(name: "repair", interval: configuration.repairInterval, clock: clock, logger: logger) {
             try await repairer.pass()
         }
         let expirer = LifecycleExpirer(store: store, logger: logger)
-        let lifecycle = PeriodicService(name: "lifecycle", interval: configuration.lifecycleInterval, logger: logger) {
+        let lifecycle = PeriodicService(
+            name: "lifecycle", interval: configuration.lifecycleInterval, clock: clock, logger: logger) {
             _ = try await expirer.pass(nowMilliseconds: try await store.now())
         }
         let group = ServiceGroup(configuration: .init(
@@ -131,5 +129,25 @@ public struct MasterServer: Sendable {
         await rebalancer.stopForShutdown()
         try? await client.shutdown()
         logger.info("master stopped")
+    }
+
+    /// Every route of the master, each behind the token check for the roles it declares.
+    func makeRouter(
+        store: MetadataStore, signer: RequestSigner, membership: Membership, peer: ChunkServerPeer, repairer: Repairer,
+        rebalancer: Rebalancer, logger: Logger
+    ) -> AuthenticatedRoutes {
+        let router = Router(context: ClusterRequestContext.self)
+        router.add(middleware: JSONErrorMiddleware(node: "master"))
+        let routes = AuthenticatedRoutes(router: router, signer: signer)
+        MasterRoutes(membership: membership, store: store, signer: signer, repairer: repairer).register(on: routes)
+        OperationsRoutes(
+            membership: membership, store: store, signer: signer, rebalancer: rebalancer,
+            collector: GarbageCollector(store: store, membership: membership, peer: peer, logger: logger,
+                                        staleUploadAge: configuration.staleUploadAge),
+            checker: ConsistencyCheck(store: store, membership: membership, peer: peer, repairer: repairer, logger: logger),
+            repairer: repairer, gcGrace: configuration.gcGrace
+        ).register(on: routes)
+        GatewayRoutes(store: store, signer: signer).register(on: routes)
+        return routes
     }
 }

@@ -1,5 +1,6 @@
 import BlobCore
 import BlobMaster
+import BlobTestSupport
 import Foundation
 import Logging
 import Testing
@@ -7,14 +8,16 @@ import Testing
 @Suite("Membership and placement")
 struct MembershipTests {
     static func withMembership(
-        servers: Int, zones: Int, policy: LivenessPolicy, _ body: (Membership, MetadataStore) async throws -> Void
+        servers: Int, zones: Int, policy: LivenessPolicy, clock: ManualClock = ManualClock(),
+        _ body: (Membership, MetadataStore) async throws -> Void
     ) async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("membership-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let store = MetadataStore(database: try SQLiteDatabase(path: dir.appendingPathComponent("m.sqlite").path))
+        let store = MetadataStore(database: try SQLiteDatabase(path: dir.appendingPathComponent("m.sqlite").path,
+                                                               clock: clock.databaseClock))
         let membership = Membership(store: store, policy: policy, replicaCount: 3, partitionPower: 8, autoAdmit: true,
-                                    logger: Logger(label: "test"))
+                                    logger: Logger(label: "test"), clock: clock)
         for i in 0..<servers {
             _ = try await membership.register(Self.registration(i, zones: zones), nowMilliseconds: 1)
         }
@@ -55,25 +58,30 @@ struct MembershipTests {
 
     @Test("servers go suspect then down without heartbeats; placement routes around them, keeping zones distinct")
     func routesAroundDownServers() async throws {
-        // Wide enough margins that a loaded machine (the whole suite runs in parallel) does not
-        // make the heartbeating servers late too.
-        let policy = LivenessPolicy(heartbeatInterval: .milliseconds(10), suspectAfter: .milliseconds(2500),
-                                    downAfter: .milliseconds(5000))
-        try await Self.withMembership(servers: 6, zones: 3, policy: policy) { membership, _ in
+        let policy = LivenessPolicy(heartbeatInterval: .seconds(5), suspectAfter: .seconds(15), downAfter: .seconds(600))
+        let clock = ManualClock()
+        try await Self.withMembership(servers: 6, zones: 3, policy: policy, clock: clock) { membership, _ in
             let ring = try #require(await membership.ring)
-            // Keep all but cs-4 alive until cs-4 is down.
+            // Everyone but cs-4 heartbeats every 5 s; cs-4 is silent from the start.
             var sequence: Int64 = 0
-            var sawSuspect = false
-            let deadline = ContinuousClock.now + .seconds(20)
-            while await membership.state(of: "cs-4") != .down && ContinuousClock.now < deadline {
-                sequence += 1
-                for i in [0, 1, 2, 3, 5] { try await Self.heartbeat(membership, i, sequence: sequence) }
-                if await membership.state(of: "cs-4") == .suspect { sawSuspect = true }
-                try await Task.sleep(for: .milliseconds(20))
+            func tick(_ seconds: Int) async throws {
+                for _ in 0..<(seconds / 5) {
+                    clock.advance(by: .seconds(5))
+                    sequence += 1
+                    for i in [0, 1, 2, 3, 5] { try await Self.heartbeat(membership, i, sequence: sequence) }
+                }
             }
-            #expect(sawSuspect)
+            try await tick(10)
+            #expect(await membership.state(of: "cs-4") == .alive, "10 s of silence is within suspectAfter")
+            try await tick(5)
+            #expect(await membership.state(of: "cs-4") == .suspect, "suspect at exactly suspectAfter")
+            #expect(await membership.needsRepair("cs-4") == false, "suspect data is not repaired")
+            try await tick(580)
+            #expect(await membership.state(of: "cs-4") == .suspect, "595 s is still within the grace period")
+            try await tick(5)
             #expect(await membership.state(of: "cs-4") == .down)
-            for i in [0, 1, 2, 3, 5] { try await Self.heartbeat(membership, i, sequence: sequence + 1) }
+            #expect(await membership.needsRepair("cs-4"))
+            for i in [0, 1, 2, 3, 5] { #expect(await membership.state(of: "cs-\(i)") == .alive) }
             let reply = try await membership.place(Self.ids.map { PlacementRequestEntry(id: $0, plainByteCount: 1) })
             var substituted = 0
             for answer in reply.chunks {
@@ -92,42 +100,70 @@ struct MembershipTests {
             // Back: a heartbeat makes it alive and placement uses it again.
             try await Self.heartbeat(membership, 4, sequence: sequence + 1)
             #expect(await membership.state(of: "cs-4") == .alive)
+            #expect(await membership.needsRepair("cs-4") == false)
+        }
+    }
+
+    @Test("a server in maintenance is not repaired while its window lasts, and is once it ends")
+    func maintenanceWindow() async throws {
+        let policy = LivenessPolicy(heartbeatInterval: .seconds(5), suspectAfter: .seconds(15), downAfter: .seconds(60))
+        let clock = ManualClock()
+        try await Self.withMembership(servers: 3, zones: 3, policy: policy, clock: clock) { membership, _ in
+            let end = try await membership.setMaintenance("cs-2", seconds: 300)
+            #expect(end == clock.wallMilliseconds + 300_000)
+            clock.advance(by: .seconds(120))
+            #expect(await membership.state(of: "cs-2") == .down)
+            #expect(await membership.needsRepair("cs-2") == false, "down but in maintenance")
+            #expect(await membership.maintenanceEnd("cs-2") == end)
+            clock.advance(by: .seconds(180))
+            #expect(await membership.needsRepair("cs-2"), "the window ended")
+            #expect(await membership.maintenanceEnd("cs-2") == nil)
+        }
+    }
+
+    @Test("a ring member never heard from since the master started is unknown, then down after a grace period")
+    func unknownSinceStart() async throws {
+        let policy = LivenessPolicy(heartbeatInterval: .seconds(5), suspectAfter: .seconds(15), downAfter: .seconds(60))
+        let clock = ManualClock()
+        try await Self.withMembership(servers: 3, zones: 3, policy: policy, clock: clock) { _, store in
+            // A master started again on the same database knows the servers but has heard none.
+            let restarted = Membership(store: store, policy: policy, replicaCount: 3, partitionPower: 8, autoAdmit: true,
+                                       logger: Logger(label: "test"), clock: clock)
+            try await restarted.load()
+            #expect(await restarted.state(of: "cs-1") == .unknown)
+            #expect(await restarted.hasUnknownRingMembers())
+            clock.advance(by: .seconds(59))
+            #expect(await restarted.state(of: "cs-1") == .unknown)
+            clock.advance(by: .seconds(1))
+            #expect(await restarted.state(of: "cs-1") == .down)
+            #expect(await restarted.needsRepair("cs-1"))
         }
     }
 
     @Test("with too few alive servers, suspect ones fill the write targets; down ones never do")
     func suspectServersFillIn() async throws {
-        // Margins wide enough for a loaded machine (the suite runs in parallel with real clusters).
-        let policy = LivenessPolicy(heartbeatInterval: .milliseconds(10), suspectAfter: .milliseconds(1500),
-                                    downAfter: .milliseconds(60_000))
-        try await Self.withMembership(servers: 3, zones: 3, policy: policy) { membership, _ in
-            let deadline = ContinuousClock.now + .seconds(20)
-            while await membership.state(of: "cs-2") != .suspect && ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(20))
-            }
+        let policy = LivenessPolicy(heartbeatInterval: .seconds(5), suspectAfter: .seconds(15), downAfter: .seconds(60))
+        let clock = ManualClock()
+        try await Self.withMembership(servers: 3, zones: 3, policy: policy, clock: clock) { membership, _ in
+            clock.advance(by: .seconds(20))
             // All three are silent now; cs-0 heartbeats, so it alone is alive.
             try await Self.heartbeat(membership, 0, sequence: 1)
             #expect(await membership.state(of: "cs-0") == .alive)
+            #expect(await membership.state(of: "cs-1") == .suspect)
             #expect(await membership.state(of: "cs-2") == .suspect)
             let reply = try await membership.place(Self.ids.map { PlacementRequestEntry(id: $0, plainByteCount: 1) })
             for answer in reply.chunks {
                 #expect(answer.targets.count == 3, "suspect servers still take writes when nothing else can")
                 #expect(answer.targets.first?.id == "cs-0", "the alive server leads")
             }
-        }
-        let quick = LivenessPolicy(heartbeatInterval: .milliseconds(10), suspectAfter: .milliseconds(1000),
-                                   downAfter: .milliseconds(2000))
-        try await Self.withMembership(servers: 3, zones: 3, policy: quick) { membership, _ in
-            let deadline = ContinuousClock.now + .seconds(20)
-            while await membership.state(of: "cs-2") != .down && ContinuousClock.now < deadline {
-                try await Self.heartbeat(membership, 0, sequence: 1)
-                try await Self.heartbeat(membership, 1, sequence: 1)
-                try await Task.sleep(for: .milliseconds(20))
-            }
+            // cs-0 and cs-1 heartbeat; cs-2 stays silent until it is down.
+            try await Self.heartbeat(membership, 1, sequence: 1)
+            clock.advance(by: .seconds(45))
             try await Self.heartbeat(membership, 0, sequence: 2)
             try await Self.heartbeat(membership, 1, sequence: 2)
-            let reply = try await membership.place(Self.ids.map { PlacementRequestEntry(id: $0, plainByteCount: 1) })
-            for answer in reply.chunks {
+            #expect(await membership.state(of: "cs-2") == .down)
+            let again = try await membership.place(Self.ids.map { PlacementRequestEntry(id: $0, plainByteCount: 1) })
+            for answer in again.chunks {
                 #expect(answer.targets.count == 2 && !answer.targets.contains { $0.id == "cs-2" }, "a down server is never a target")
             }
         }
@@ -135,9 +171,9 @@ struct MembershipTests {
 
     @Test("chunks with R live holders are present; with a holder down they are placed again")
     func presence() async throws {
-        let policy = LivenessPolicy(heartbeatInterval: .milliseconds(10), suspectAfter: .milliseconds(2500),
-                                    downAfter: .milliseconds(5000))
-        try await Self.withMembership(servers: 3, zones: 3, policy: policy) { membership, store in
+        let policy = LivenessPolicy(heartbeatInterval: .seconds(5), suspectAfter: .seconds(15), downAfter: .seconds(60))
+        let clock = ManualClock()
+        try await Self.withMembership(servers: 3, zones: 3, policy: policy, clock: clock) { membership, store in
             let id = Self.ids[7]
             for server in ["cs-0", "cs-1", "cs-2"] {
                 try await store.recordReplicas([ReplicaReport(chunkID: id, plainByteCount: 10, storedByteCount: 10)],
@@ -146,14 +182,14 @@ struct MembershipTests {
             for i in [0, 1, 2] { try await Self.heartbeat(membership, i, sequence: 1) }
             let present = try await membership.place([PlacementRequestEntry(id: id, plainByteCount: 10)])
             #expect(present.chunks[0].isPresent && present.chunks[0].holders.count == 3)
-            let deadline = ContinuousClock.now + .seconds(20)
-            var sequence: Int64 = 1
-            while await membership.state(of: "cs-2") == .alive && ContinuousClock.now < deadline {
-                sequence += 1
-                for i in [0, 1] { try await Self.heartbeat(membership, i, sequence: sequence) }
-                try await Task.sleep(for: .milliseconds(20))
-            }
-            for i in [0, 1] { try await Self.heartbeat(membership, i, sequence: sequence + 1) }
+            clock.advance(by: .seconds(20))
+            for i in [0, 1] { try await Self.heartbeat(membership, i, sequence: 2) }
+            #expect(await membership.state(of: "cs-2") == .suspect)
+            let suspect = try await membership.place([PlacementRequestEntry(id: id, plainByteCount: 10)])
+            #expect(!suspect.chunks[0].isPresent, "a suspect holder does not count as a live copy")
+            clock.advance(by: .seconds(45))
+            for i in [0, 1] { try await Self.heartbeat(membership, i, sequence: 3) }
+            #expect(await membership.state(of: "cs-2") == .down)
             let again = try await membership.place([PlacementRequestEntry(id: id, plainByteCount: 10)])
             #expect(!again.chunks[0].isPresent)
             #expect(Set(again.chunks[0].holders.map(\.id)) == ["cs-0", "cs-1"])

@@ -14,8 +14,8 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
     var testDescription: String { rawValue }
 }
 
-/// A database clock that tests set by hand.
-final class ManualClock: Sendable {
+/// A database clock that tests set by hand, to any time (it may go back: the stored times are data).
+final class SettableDatabaseClock: Sendable {
     private let milliseconds = Mutex<Int64>(0)
 
     func set(_ value: Int64) { milliseconds.withLock { $0 = value } }
@@ -60,9 +60,9 @@ enum MetadataTesting {
     /// database again with `reopen`.
     static func withStore(
         _ backend: Backend,
-        _ body: (MetadataStore, ManualClock, _ reopen: MetadataLocation) async throws -> Void
+        _ body: (MetadataStore, SettableDatabaseClock, _ reopen: MetadataLocation) async throws -> Void
     ) async throws {
-        let clock = ManualClock()
+        let clock = SettableDatabaseClock()
         switch backend {
         case .sqlite:
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("meta-\(UUID().uuidString)")
@@ -78,7 +78,7 @@ enum MetadataTesting {
         }
     }
 
-    static func withStore(_ backend: Backend, _ body: (MetadataStore, ManualClock) async throws -> Void) async throws {
+    static func withStore(_ backend: Backend, _ body: (MetadataStore, SettableDatabaseClock) async throws -> Void) async throws {
         try await withStore(backend) { store, clock, _ in try await body(store, clock) }
     }
 

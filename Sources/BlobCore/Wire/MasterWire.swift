@@ -183,10 +183,28 @@ public struct ClusterStatus: Codable, Sendable, Hashable {
     public var ringEpoch: UInt64?
     public var replicaCount: Int
     public var servers: [ServerStatusEntry]
+    /// What repair has done since this master started.
+    public var repair: RepairActivity?
 
     public init(ringEpoch: UInt64?, replicaCount: Int, servers: [ServerStatusEntry]) {
         self.ringEpoch = ringEpoch
         self.replicaCount = replicaCount
         self.servers = servers
+    }
+}
+
+/// Repair's counters since the master started: how many passes ended, and what they copied.
+public struct RepairActivity: Codable, Sendable, Hashable {
+    /// Passes that ran to their end (a pass with nothing to repair counts too).
+    public var passes: Int64
+    public var copiedChunks: Int64
+    public var copiedBytes: Int64
+    public var failures: Int64
+
+    public init(passes: Int64, copiedChunks: Int64, copiedBytes: Int64, failures: Int64) {
+        self.passes = passes
+        self.copiedChunks = copiedChunks
+        self.copiedBytes = copiedBytes
+        self.failures = failures
     }
 }

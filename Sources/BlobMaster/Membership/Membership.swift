@@ -33,7 +33,8 @@ public struct LivenessPolicy: Sendable, Hashable {
 /// ring, holding no data, until an operator adds it (`blobctl node add`, issue 7).
 public actor Membership {
     struct Live {
-        var lastHeartbeat: ContinuousClock.Instant
+        /// On ``clock``'s monotonic reading.
+        var lastHeartbeat: Duration
         var usage: ServerUsage
         var sequence: Int64
     }
@@ -44,20 +45,25 @@ public actor Membership {
     let partitionPower: Int
     let autoAdmit: Bool
     let logger: Logger
+    /// Liveness, grace periods and maintenance windows run on it (tests advance a manual one).
+    let clock: any ServiceClock
     private var records: [String: ServerRecord] = [:]
     private var live: [String: Live] = [:]
     public private(set) var ring: PlacementRing?
     /// Servers whose data repair leaves alone until then (planned reboots).
-    private var maintenanceUntil: [String: (until: ContinuousClock.Instant, wallMilliseconds: Int64)] = [:]
+    private var maintenanceUntil: [String: (until: Duration, wallMilliseconds: Int64)] = [:]
     /// Servers an operator removed: they may not register again under the same id.
     private var removed: Set<String> = []
     /// A server not heard from since the master started counts its silence from here.
-    private let startedAt = ContinuousClock.now
+    private let startedAt: Duration
     static let removedServersKey = "membership.removedServers"
 
     public init(store: MetadataStore, policy: LivenessPolicy, replicaCount: Int,
-                partitionPower: Int = PlacementRing.defaultPartitionPower, autoAdmit: Bool, logger: Logger) {
+                partitionPower: Int = PlacementRing.defaultPartitionPower, autoAdmit: Bool, logger: Logger,
+                clock: any ServiceClock = SystemClock()) {
         self.store = store
+        self.clock = clock
+        self.startedAt = clock.elapsed
         self.policy = policy
         self.replicaCount = replicaCount
         self.partitionPower = partitionPower
@@ -100,7 +106,7 @@ public actor Membership {
                 logger.info("server registered", metadata: ["peer.id": "\(record.id)", "address": "\(record.address)"])
             }
         }
-        live[record.id] = Live(lastHeartbeat: .now, usage: registration.usage, sequence: 0)
+        live[record.id] = Live(lastHeartbeat: clock.elapsed, usage: registration.usage, sequence: 0)
         if autoAdmit, ring?.members.contains(where: { $0.id == record.id }) != true {
             try await admit([record.id])
         }
@@ -114,7 +120,7 @@ public actor Membership {
         if record.address != beat.address {
             throw BlobError(.notFound, reason: "server.moved", "server \(beat.serverID) changed address; register again")
         }
-        live[beat.serverID] = Live(lastHeartbeat: .now, usage: beat.usage, sequence: beat.sequence)
+        live[beat.serverID] = Live(lastHeartbeat: clock.elapsed, usage: beat.usage, sequence: beat.sequence)
         return reply
     }
 
@@ -154,11 +160,11 @@ public actor Membership {
     private var pending: Set<String> = []
 
     public func state(of id: String) -> ServerState {
-        if let heard = live[id] { return policy.state(silence: heard.lastHeartbeat.duration(to: .now)) }
+        if let heard = live[id] { return policy.state(silence: clock.elapsed - heard.lastHeartbeat) }
         // Not heard from since this master started: unknown, and down once a whole grace
         // period has passed without a word (else a server that died with the old master
         // would never be repaired).
-        return startedAt.duration(to: .now) >= policy.downAfter ? .down : .unknown
+        return clock.elapsed - startedAt >= policy.downAfter ? .down : .unknown
     }
 
     /// Whether a ring member has not been heard from since this master started.
@@ -169,7 +175,7 @@ public actor Membership {
     /// Down past the grace period and not in maintenance: its data is to be re-replicated.
     public func needsRepair(_ id: String) -> Bool {
         guard state(of: id) == .down else { return false }
-        if let window = maintenanceUntil[id], window.until > .now { return false }
+        if let window = maintenanceUntil[id], window.until > clock.elapsed { return false }
         return true
     }
 
@@ -187,14 +193,14 @@ public actor Membership {
             maintenanceUntil[id] = nil
             return nil
         }
-        let wall = Int64(Date().timeIntervalSince1970 * 1000) + seconds * 1000
-        maintenanceUntil[id] = (ContinuousClock.now + .seconds(seconds), wall)
+        let wall = clock.wallMilliseconds + seconds * 1000
+        maintenanceUntil[id] = (clock.elapsed + .seconds(seconds), wall)
         logger.info("server in maintenance", metadata: ["peer.id": "\(id)", "seconds": "\(seconds)"])
         return wall
     }
 
     public func maintenanceEnd(_ id: String) -> Int64? {
-        maintenanceUntil[id].flatMap { $0.until > .now ? $0.wallMilliseconds : nil }
+        maintenanceUntil[id].flatMap { $0.until > clock.elapsed ? $0.wallMilliseconds : nil }
     }
 
     public var serverIDs: [String] { records.keys.sorted() }
@@ -260,7 +266,7 @@ public actor Membership {
                 id: r.id, address: r.address, zone: r.zone, weight: r.weight, capacityBytes: r.capacityBytes,
                 state: state(of: r.id),
                 inRing: inRing.contains(r.id), usage: l?.usage,
-                millisecondsSinceHeartbeat: l.map { Self.milliseconds($0.lastHeartbeat.duration(to: .now)) })
+                millisecondsSinceHeartbeat: l.map { (clock.elapsed - $0.lastHeartbeat).wholeMilliseconds })
         }
         return ClusterStatus(ringEpoch: ring?.epoch, replicaCount: replicaCount, servers: servers)
     }

@@ -57,8 +57,13 @@ actor Rebalancer {
     static let statusKey = "rebalance.status"
     static let concurrency = 4
 
-    init(store: MetadataStore, membership: Membership, peer: ChunkServerPeer, logger: Logger) {
+    /// Pauses between passes and the wait for servers after a restart run on it.
+    let clock: any ServiceClock
+
+    init(store: MetadataStore, membership: Membership, peer: ChunkServerPeer, logger: Logger,
+         clock: any ServiceClock = SystemClock()) {
         self.store = store
+        self.clock = clock
         self.membership = membership
         self.peer = peer
         self.logger = logger
@@ -180,9 +185,9 @@ actor Rebalancer {
     private func runPasses() async {
         // After a master restart every server is unknown until it heartbeats: wait (bounded)
         // for them, or every move would look blocked.
-        let deadline = ContinuousClock.now + .seconds(30)
-        while await membership.hasUnknownRingMembers(), ContinuousClock.now < deadline, !Task.isCancelled {
-            try? await Task.sleep(for: .milliseconds(200))
+        let deadline = clock.elapsed + .seconds(30)
+        while await membership.hasUnknownRingMembers(), clock.elapsed < deadline, !Task.isCancelled {
+            try? await clock.sleep(for: .milliseconds(200))
         }
         // Passes until one moves nothing. A pass that moved nothing while some chunks are
         // blocked by a server not heard from yet, or that failed, is retried after a pause
@@ -202,7 +207,7 @@ actor Rebalancer {
                 status.lastError = "\(error)"
                 logger.warning("rebalance pass failed", metadata: ["error.message": "\(error)"])
             }
-            try? await Task.sleep(for: .seconds(min(30, 1 << min(attempt, 5))))
+            try? await clock.sleep(for: .seconds(min(30, 1 << min(attempt, 5))))
         }
         guard !Task.isCancelled else { return }
         status.state = .finished
@@ -217,7 +222,7 @@ actor Rebalancer {
         var after: ChunkID?
         var changed = 0
         var blocked: Int64 = 0
-        var lastSave = ContinuousClock.now
+        var lastSave = clock.elapsed
         while !Task.isCancelled {
             let page = try await store.chunkFacts(after: after, limit: 1000)
             guard let last = page.last else { break }
@@ -252,10 +257,10 @@ actor Rebalancer {
                 }
                 for o in outcomes where o.copiedBytes > 0 { try await throttle.pace(o.copiedBytes) }
             }
-            if lastSave.duration(to: .now) > .seconds(1) {
+            if clock.elapsed - lastSave > .seconds(1) {
                 status.updatedAtMilliseconds = Self.now()
                 try await save()
-                lastSave = .now
+                lastSave = clock.elapsed
             }
         }
         status.blockedChunks = blocked

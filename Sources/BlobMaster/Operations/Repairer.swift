@@ -17,11 +17,13 @@ actor Repairer {
     let logger: Logger
     /// Chunks to look at in the next pass (a replica was reported corrupt or removed).
     private var dirty: Set<ChunkID> = []
-    private var lastFullScan: ContinuousClock.Instant?
+    /// On ``clock``'s monotonic reading.
+    private var lastFullScan: Duration?
     private var fullScanRunning = false
     private var fullScanCursor: ChunkID?
     private var serverCursors: [String: ChunkID] = [:]
     let fullScanInterval: Duration
+    let clock: any ServiceClock
     static let maxChunksPerPass = 100_000
     static let concurrency = 4
 
@@ -29,10 +31,16 @@ actor Repairer {
     private(set) var copiedChunks: Int64 = 0
     private(set) var copiedBytes: Int64 = 0
     private(set) var failures: Int64 = 0
+    private(set) var passes: Int64 = 0
+
+    var activity: RepairActivity {
+        RepairActivity(passes: passes, copiedChunks: copiedChunks, copiedBytes: copiedBytes, failures: failures)
+    }
 
     init(store: MetadataStore, membership: Membership, peer: ChunkServerPeer, bytesPerSecond: Int64?,
-         fullScanInterval: Duration, logger: Logger) {
+         fullScanInterval: Duration, logger: Logger, clock: any ServiceClock = SystemClock()) {
         self.store = store
+        self.clock = clock
         self.membership = membership
         self.peer = peer
         self.throttle = CopyThrottle(bytesPerSecond: bytesPerSecond)
@@ -47,7 +55,10 @@ actor Repairer {
     /// One pass; returns how many chunks got copies.
     @discardableResult
     func pass(fullScan forced: Bool = false) async throws -> Int {
-        guard let ring = await membership.ring else { return 0 }
+        guard let ring = await membership.ring else {
+            passes += 1
+            return 0
+        }
         var candidates = dirty
         dirty = []
         let gone = Set(await membership.serversNeedingRepair())
@@ -75,7 +86,7 @@ actor Repairer {
         var facts = try await store.chunkFacts(of: Array(candidates))
         // The full scan also goes a bounded batch per pass, resuming where it stopped.
         if forced { fullScanCursor = nil }
-        if forced || lastFullScan.map({ $0.duration(to: .now) >= fullScanInterval }) ?? true { fullScanRunning = true }
+        if forced || lastFullScan.map({ clock.elapsed - $0 >= fullScanInterval }) ?? true { fullScanRunning = true }
         if fullScanRunning {
             var after = fullScanCursor
             let known = candidates
@@ -83,7 +94,7 @@ actor Repairer {
                 let page = try await store.chunkFacts(after: after, limit: 10_000)
                 guard let last = page.last else {
                     fullScanRunning = false
-                    lastFullScan = .now
+                    lastFullScan = clock.elapsed
                     after = nil
                     break
                 }
@@ -113,6 +124,7 @@ actor Repairer {
         if repaired > 0 || !work.isEmpty {
             logger.info("repair pass", metadata: ["chunk.count": "\(work.count)", "repaired": "\(repaired)"])
         }
+        if !Task.isCancelled { passes += 1 }
         return repaired
     }
 
@@ -157,7 +169,6 @@ actor Repairer {
         return false
     }
 
-    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 }
 
 /// Runs a background pass (repair, lifecycle) at an interval until shutdown; a failed pass is
@@ -165,6 +176,7 @@ actor Repairer {
 struct PeriodicService: Service {
     let name: String
     let interval: Duration
+    let clock: any ServiceClock
     let logger: Logger
     let pass: @Sendable () async throws -> Void
 
@@ -179,7 +191,7 @@ struct PeriodicService: Service {
                     } catch {
                         logger.warning("\(name) pass failed", metadata: ["error.message": "\(error)"])
                     }
-                    try await Task.sleep(for: interval)
+                    try await clock.sleep(for: interval)
                 }
             }
         } catch is CancellationError {
