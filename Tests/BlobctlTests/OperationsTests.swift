@@ -59,6 +59,18 @@ struct OperationsTests {
             return (out.status, report)
         }
 
+        /// Runs `gc` (with `--dry-run` when asked) until its report satisfies `done`, at most
+        /// `within`; returns that report, or nil when it never did.
+        func gc(dryRun: Bool = false, until done: ([String: Any]) -> Bool,
+                within: Duration = .seconds(20)) async throws -> [String: Any]? {
+            var last: [String: Any] = [:]
+            let reached = try await ChunkServerFaultTests.eventually(within: within) {
+                last = try await json(["gc"] + (dryRun ? ["--dry-run"] : []))
+                return done(last)
+            }
+            return reached ? last : nil
+        }
+
         /// Every chunk of every file has at least `copies` replicas on servers the master calls alive.
         func allChunksHave(_ copies: Int, files: [String]) async throws -> Bool {
             for path in files {
@@ -145,16 +157,29 @@ struct OperationsTests {
     func restartInsideGrace() async throws {
         try await Self.withCluster(servers: 4) { cluster in
             let files = try await Self.putFiles(cluster, count: 12, prefix: "reboot", seed: 300)
+            let absent = cluster.servers[0].serverID
             try await cluster.servers[0].kill()
-            // Down after 5 s: come back after 2.
-            try await Task.sleep(for: .seconds(2))
+            let killed = ContinuousClock.now
+            // Down after 5 s: come back once the master has noticed the silence (suspect).
+            let noticed = try await ChunkServerFaultTests.eventually(within: .seconds(4)) {
+                try await MasterTests.status(cluster.client, cluster.master).servers.first { $0.id == absent }?.state == .suspect
+            }
+            #expect(noticed, "the master saw the server go silent")
             try await cluster.servers[0].start()
             let back = try await ChunkServerFaultTests.eventually(within: .seconds(20)) {
                 try await MasterTests.status(cluster.client, cluster.master).servers.allSatisfy { $0.state == .alive }
             }
             #expect(back)
-            // Several repair passes and past the original down deadline.
-            try await Task.sleep(for: .seconds(5))
+            // Repair passes ran to their end after the server would have been down (kill + 5 s)
+            // had it stayed away, and copied nothing.
+            let before = try #require(try await MasterTests.status(cluster.client, cluster.master).repair)
+            let passed = try await ChunkServerFaultTests.eventually(within: .seconds(20)) {
+                let repair = try await MasterTests.status(cluster.client, cluster.master).repair
+                return ContinuousClock.now - killed > .seconds(6) && (repair?.passes ?? 0) >= before.passes + 3
+            }
+            #expect(passed, "repair kept running")
+            let after = try #require(try await MasterTests.status(cluster.client, cluster.master).repair)
+            #expect(after.copiedChunks == 0 && after.failures == 0, "\(after)")
             for server in cluster.servers {
                 #expect(try await Self.counter(cluster, server, "copiesSent") == 0, "no repair copies from \(server.serverID)")
             }
@@ -174,8 +199,13 @@ struct OperationsTests {
                 try await MasterTests.status(cluster.client, cluster.master).servers.first { $0.id == server.serverID }?.state == .down
             }
             #expect(down)
-            // Several repair passes while down and in maintenance: nothing copied.
-            try await Task.sleep(for: .seconds(3))
+            // Three repair passes end while it is down and in maintenance: nothing copied.
+            let before = try #require(try await MasterTests.status(cluster.client, cluster.master).repair)
+            let passed = try await ChunkServerFaultTests.eventually(within: .seconds(20)) {
+                (try await MasterTests.status(cluster.client, cluster.master).repair?.passes ?? 0) >= before.passes + 3
+            }
+            #expect(passed, "repair kept running")
+            #expect(try await MasterTests.status(cluster.client, cluster.master).repair?.copiedChunks == 0)
             for other in cluster.servers where other.serverID != server.serverID {
                 #expect(try await Self.counter(cluster, other, "copiesSent") == 0)
             }
@@ -210,21 +240,26 @@ struct OperationsTests {
                 #expect(stored > 0)
                 #expect(abs(copy - stored / 4) <= 0.1 * stored / 4, "planned \(copy) of \(stored) stored bytes; ideal 1/4")
                 // Sample while it runs: every chunk keeps 3 live copies throughout.
-                let sampling = Task { () -> (Int, Bool) in
+                // A sample that fails to read the plans counts as an error, never as a pass.
+                let sampling = Task { () -> (samples: Int, errors: Int, neverBelow: Bool) in
                     var samples = 0
+                    var errors = 0
                     while !Task.isCancelled {
-                        let ok = (try? await cluster.allChunksHave(3, files: files.map(\.0))) ?? true
-                        if !ok { return (samples, false) }
-                        samples += 1
+                        do {
+                            if try await !cluster.allChunksHave(3, files: files.map(\.0)) { return (samples, errors, false) }
+                            samples += 1
+                        } catch {
+                            errors += 1
+                        }
                         try? await Task.sleep(for: .milliseconds(100))
                     }
-                    return (samples, true)
+                    return (samples, errors, true)
                 }
                 let status = try await cluster.json(["rebalance", "--max-bytes-per-sec", "16M"])
                 sampling.cancel()
-                let (samples, neverBelow) = await sampling.value
-                #expect(neverBelow, "a sample saw a chunk below 3 live copies")
-                #expect(samples > 3)
+                let sampled = await sampling.value
+                #expect(sampled.neverBelow, "a sample saw a chunk below 3 live copies")
+                #expect(sampled.samples > 3 && sampled.errors == 0, "\(sampled)")
                 #expect(status["state"] as? String == "finished")
                 #expect(abs(Double(status["moved_bytes"] as? Int ?? 0) - copy) <= 0.05 * copy)
                 let after = try await cluster.fsck()
@@ -350,11 +385,13 @@ struct OperationsTests {
             let dry = try await cluster.json(["gc", "--dry-run"])
             let perServer = (dry["servers"] as? [[String: Any]] ?? []).first { $0["server"] as? String == server.serverID }
             #expect(perServer?["orphan_chunks"] as? Int == 1, "\(dry)")
-            _ = try await cluster.json(["gc"])
+            let firstSeen = ContinuousClock.now
+            let first = try await cluster.json(["gc"])
+            #expect(first["deleted_chunks"] as? Int == 0, "\(first)")
             #expect(FileManager.default.fileExists(atPath: orphan.path), "kept until a grace after it was first seen")
-            try await Task.sleep(for: .milliseconds(1200))
-            let second = try await cluster.json(["gc"])
-            #expect((second["deleted_chunks"] as? Int ?? 0) >= 1, "\(second)")
+            let collected = try await cluster.gc(until: { ($0["deleted_chunks"] as? Int ?? 0) >= 1 })
+            #expect(collected != nil, "collected once a grace passed")
+            #expect(ContinuousClock.now - firstSeen >= .seconds(1), "not before the 1 s grace")
             #expect(!FileManager.default.fileExists(atPath: orphan.path))
             for (path, local) in files { #expect(try await cluster.readsBack(path, local)) }
         }
@@ -393,17 +430,18 @@ struct OperationsTests {
             let part = cluster.dir.appendingPathComponent("part")
             try Data(SyntheticData.random(byteCount: 200_000, seed: 2300)).write(to: part)
             try await cluster.put(part, try upload.partPath(1).value)
-            try await Task.sleep(for: .milliseconds(1200))
+            // A dry run reports the upload once it is older than the limit, and aborts nothing.
+            let stale = try await cluster.gc(dryRun: true, until: { $0["aborted_uploads"] as? Int == 1 })
+            #expect(stale != nil, "the upload became stale")
+            #expect(try await cluster.client.send(.GET, cluster.master.address, "/v1/uploads/\(upload.id)").status == 200)
             let first = try await cluster.json(["gc"])
             #expect(first["aborted_uploads"] as? Int == 1, "\(first)")
             let gone = try await cluster.client.send(.GET, cluster.master.address, "/v1/uploads/\(upload.id)")
             #expect(gone.status == 404)
             #expect(try await cluster.run(["stat", try upload.partPath(1).value]).status == 2, "the part is tombstoned")
-            try await Task.sleep(for: .milliseconds(1200))
-            _ = try await cluster.json(["gc"])
-            try await Task.sleep(for: .milliseconds(1200))
-            let last = try await cluster.json(["gc"])
-            #expect((last["deleted_chunks"] as? Int ?? 0) > 0, "the part's chunks are reclaimed: \(last)")
+            // Then, a grace after the tombstone and a grace after the mark, its chunks go.
+            let last = try await cluster.gc(until: { ($0["deleted_chunks"] as? Int ?? 0) > 0 })
+            #expect(last != nil, "the part's chunks are reclaimed")
         }
     }
 
@@ -415,15 +453,19 @@ struct OperationsTests {
             let kept = try await Self.putFiles(cluster, count: 2, prefix: "kept", seed: 1500)
             let before = cluster.servers.map { Self.chunkFiles($0).count }
             for (path, _) in doomed + reused { #expect(try await cluster.run(["rm", path]).status == 0) }
-            // The deletes must be a grace old before their versions let go of their chunks.
-            try await Task.sleep(for: .milliseconds(1200))
+            // The deletes must be a grace old before their versions let go of their chunks: the
+            // dry run says when; the first real run then marks the chunks and deletes none.
+            let due = try await cluster.gc(dryRun: true, until: { $0["pruned_versions"] as? Int == 5 })
+            #expect(due != nil, "the five deleted files' versions became prunable")
             let first = try await cluster.json(["gc"])
+            #expect(first["pruned_versions"] as? Int == 5, "\(first)")
             #expect(first["deleted_chunks"] as? Int == 0, "nothing is deleted before a grace has passed since the mark")
+            let pending = (first["servers"] as? [[String: Any]] ?? []).reduce(0) { $0 + ($1["pending_chunks"] as? Int ?? 0) }
+            #expect(pending > 0, "the unreferenced chunks were marked: \(first)")
             // A put that deduplicates against marked chunks keeps them.
             for (path, local) in reused { try await cluster.put(local, path) }
-            try await Task.sleep(for: .milliseconds(1200))
-            let dry = try await cluster.json(["gc", "--dry-run"])
-            #expect((dry["reclaimable_bytes"] as? Int ?? 0) > 0)
+            let dry = try await cluster.gc(dryRun: true, until: { ($0["reclaimable_bytes"] as? Int ?? 0) > 0 })
+            #expect(dry != nil, "the marks came due")
             #expect(cluster.servers.map { Self.chunkFiles($0).count } == before, "a dry run deletes nothing")
             let second = try await cluster.json(["gc"])
             #expect((second["deleted_chunks"] as? Int ?? 0) > 0, "\(second)")
@@ -436,9 +478,11 @@ struct OperationsTests {
 
             // An unreadable inventory aborts the run before anything is deleted.
             for (path, _) in kept { #expect(try await cluster.run(["rm", path]).status == 0) }
-            try await Task.sleep(for: .milliseconds(1200))
-            _ = try await cluster.json(["gc"])
-            try await Task.sleep(for: .milliseconds(1200))
+            // Wait until deletions are due, so that "nothing deleted" below means something.
+            let marked = try await cluster.gc(until: { $0["pruned_versions"] as? Int == 2 })
+            #expect(marked != nil)
+            let ripe = try await cluster.gc(dryRun: true, until: { ($0["reclaimable_chunks"] as? Int ?? 0) > 0 })
+            #expect(ripe != nil, "the kept files' chunks came due")
             try await cluster.servers[2].kill()
             let survivors = cluster.servers.prefix(2).map { Self.chunkFiles($0).count }
             let aborted = try await cluster.run(["gc"])
@@ -448,3 +492,4 @@ struct OperationsTests {
         }
     }
 }
+
