@@ -31,6 +31,10 @@ public struct ChunkServerConfiguration: Sendable {
     public var masterURL: String?
     /// Heartbeat interval until the master names one.
     public var heartbeatInterval: Duration
+    /// Faults to inject into disk calls (tests only); nil in servers.
+    public var diskFaults: (any DiskFaultInjector)?
+    /// Faults to inject into requests to peers (tests only); nil in servers.
+    public var peerFaults: (any PeerFaultInjector)?
 
     public init(
         dataDirectory: String, host: String = "127.0.0.1", port: Int = 0, advertisedHost: String? = nil,

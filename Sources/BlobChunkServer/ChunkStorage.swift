@@ -35,7 +35,7 @@ final class ChunkStorage: Sendable {
     /// Several threads let concurrent writes wait on fsync together (ext4 commits them in one
     /// journal transaction) instead of queueing behind one another.
     init(configuration: ChunkServerConfiguration, logger: Logger, threadPool: NIOThreadPool) {
-        self.disk = DiskChunkStore(root: configuration.dataDirectory)
+        self.disk = DiskChunkStore(root: configuration.dataDirectory, faults: configuration.diskFaults)
         self.configuration = configuration
         self.logger = logger
         self.threadPool = threadPool

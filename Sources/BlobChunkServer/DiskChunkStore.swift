@@ -32,12 +32,15 @@ struct DiskError: CodedError, Sendable {
 /// thread pool.
 struct DiskChunkStore: Sendable {
     let root: String
+    /// Fault points for tests (``DiskFaultInjector``); nil in servers.
+    let faults: (any DiskFaultInjector)?
     var chunksDirectory: String { root + "/chunks" }
     var temporaryDirectory: String { root + "/tmp" }
     var quarantineDirectory: String { root + "/quarantine" }
 
-    init(root: String) {
+    init(root: String, faults: (any DiskFaultInjector)? = nil) {
         self.root = root
+        self.faults = faults
     }
 
     func directory(for id: ChunkID) -> String {
@@ -77,6 +80,7 @@ struct DiskChunkStore: Sendable {
     /// The stored frame, or nil if absent. Reads at most the largest legal frame.
     func readFrame(_ id: ChunkID) throws -> [UInt8]? {
         let path = path(for: id)
+        try injectFault(.read(chunk: id), path: path)
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 {
             if errno == ENOENT { return nil }
@@ -115,6 +119,7 @@ struct DiskChunkStore: Sendable {
     /// header does not check (the caller then reads and checks the whole frame).
     func readRawSpan(_ id: ChunkID, _ span: Range<Int>) throws -> RawSpanRead {
         let path = path(for: id)
+        try injectFault(.read(chunk: id), path: path)
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 {
             if errno == ENOENT { return .absent }
@@ -149,7 +154,7 @@ struct DiskChunkStore: Sendable {
         try makeDirectory(chunksDirectory + "/" + id.hex.prefix(2))
         try makeDirectory(dir)
         let temporary = "\(temporaryDirectory)/\(id.hex).\(sequence).tmp"
-        try writeDurably(frame, to: path(for: id), temporaryPath: temporary, directory: dir)
+        try writeDurably(frame, to: path(for: id), temporaryPath: temporary, directory: dir, chunk: id)
     }
 
     /// Marks a chunk as just written (its mtime), when a write found it already stored: a
@@ -292,7 +297,9 @@ struct DiskChunkStore: Sendable {
 
     /// temp → write → fsync → rename → fsync(directory); the temporary file is removed on
     /// every failure path, so a failed write leaves nothing behind.
-    func writeDurably(_ bytes: [UInt8], to path: String, temporaryPath: String, directory: String) throws {
+    /// `chunk` names the frame being written, for the fault points (nil: not a chunk).
+    func writeDurably(_ bytes: [UInt8], to path: String, temporaryPath: String, directory: String,
+                      chunk: ChunkID? = nil) throws {
         let fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw DiskError.errno("create", temporaryPath, errno) }
         var closed = false
@@ -300,23 +307,64 @@ struct DiskChunkStore: Sendable {
             try bytes.withUnsafeBytes { raw in
                 var done = 0
                 while done < raw.count {
-                    let n = write(fd, raw.baseAddress! + done, raw.count - done)
+                    var count = raw.count - done
+                    var failAfter: Int32?
+                    if let chunk, let faults {
+                        switch faults.action(at: .write(chunk: chunk, offset: done, count: count)) {
+                        case .proceed: break
+                        case .fail(let value): throw DiskError.errno("write", temporaryPath, value)
+                        case .writePartially(let bytes, let value):
+                            count = min(count, max(0, bytes))
+                            failAfter = value
+                        case .crash: throw SimulatedCrash()
+                        case .crashAfterWriting(let bytes):
+                            if bytes > 0 { _ = write(fd, raw.baseAddress! + done, min(count, bytes)) }
+                            throw SimulatedCrash()
+                        }
+                    }
+                    let n = count == 0 ? 0 : write(fd, raw.baseAddress! + done, count)
                     if n < 0 {
                         if errno == EINTR { continue }
                         throw DiskError.errno("write", temporaryPath, errno)
                     }
                     done += n
+                    if let failAfter { throw DiskError.errno("write", temporaryPath, failAfter) }
                 }
             }
+            if let chunk { try injectFault(.fsync(chunk: chunk), path: temporaryPath) }
             guard fsync(fd) == 0 else { throw DiskError.errno("fsync", temporaryPath, errno) }
             closed = true
             guard close(fd) == 0 else { throw DiskError.errno("close", temporaryPath, errno) }
+            if let chunk { try injectFault(.rename(chunk: chunk), path: temporaryPath) }
             guard rename(temporaryPath, path) == 0 else { throw DiskError.errno("rename", temporaryPath, errno) }
+        } catch is SimulatedCrash {
+            // A dead process closes nothing and removes nothing (the kernel closes the file).
+            if !closed { close(fd) }
+            throw SimulatedCrash()
         } catch {
             if !closed { close(fd) }
             unlink(temporaryPath)
             throw error
         }
         try syncDirectory(directory)
+    }
+
+    /// Asks the fault injector, if any, what happens at `operation` (see ``DiskFaultAction``).
+    func injectFault(_ operation: DiskOperation, path: String) throws {
+        guard let faults else { return }
+        switch faults.action(at: operation) {
+        case .proceed: return
+        case .fail(let value), .writePartially(_, let value): throw DiskError.errno(Self.operationName(operation), path, value)
+        case .crash, .crashAfterWriting: throw SimulatedCrash()
+        }
+    }
+
+    static func operationName(_ operation: DiskOperation) -> String {
+        switch operation {
+        case .write: "write"
+        case .fsync: "fsync"
+        case .rename: "rename"
+        case .read: "read"
+        }
     }
 }

@@ -6,7 +6,7 @@ import NIOCore
 /// Sends a verified frame from the receiving server to the other replicas (fan-out), so the
 /// client's uplink carries each byte once.
 struct ReplicationForwarder: Sendable {
-    let client: HTTPClient
+    let transport: any PeerTransport
     let signer: RequestSigner
     let timeout: Duration
 
@@ -43,7 +43,7 @@ struct ReplicationForwarder: Sendable {
             expiry: Int64(Date().timeIntervalSince1970) + RequestSigner.defaultLifetimeSeconds))
         request.headers.add(name: "Content-Type", value: "application/x-blob-frame")
         request.body = .bytes(ByteBuffer(bytes: frame))
-        let response = try await client.execute(request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000))
+        let response = try await transport.execute(request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000))
         let body = try await response.body.collect(upTo: 1 << 20)
         if response.status.code >= 200 && response.status.code < 300,
            let result = try? JSONDecoder().decode(ChunkWriteResult.self, from: Data(buffer: body)) {

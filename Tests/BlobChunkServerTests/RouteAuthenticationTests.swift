@@ -27,7 +27,7 @@ struct ChunkServerRouteAuthenticationTests {
         let serverID = try await storage.open()
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         let chunkRoutes = ChunkRoutes(
-            storage: storage, forwarder: ReplicationForwarder(client: client, signer: signer, timeout: .seconds(5)),
+            storage: storage, forwarder: ReplicationForwarder(transport: HTTPPeerTransport(client: client), signer: signer, timeout: .seconds(5)),
             signer: signer, serverID: serverID, addressBox: AddressBox("127.0.0.1:1"))
         let routes = ChunkServer.makeRouter(routes: chunkRoutes, signer: signer, inFlight: InFlightCounter())
         let failures = try await RouteAuthenticationCheck.failures(
