@@ -7,7 +7,6 @@ public import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
-public import UnixSignals
 import Synchronization
 
 /// A chunk server process: storage, HTTP API, scrubber, run until SIGTERM or SIGINT.
@@ -20,19 +19,18 @@ public struct ChunkServer: Sendable {
         self.logger = logger
     }
 
-    /// Runs until a graceful shutdown signal. `onListening` receives the bound `host:port` and
-    /// the server id once requests are accepted; the address is also written to
-    /// `DIR/listen-address`.
+    /// Runs until its service group shuts down gracefully or the task is cancelled; signals
+    /// are the caller's (`blobctl` owns SIGTERM and SIGINT), so a test runs it in-process.
+    /// `onListening` receives the bound `host:port` and the server id once requests are
+    /// accepted; the address is also written to `DIR/listen-address`.
     public func run(
-        gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint],
         onListening: @escaping @Sendable (_ address: String, _ serverID: String) async -> Void = { _, _ in }
     ) async throws {
         let signer = try RequestSigner(secret: configuration.secret)
         let diskThreads = NIOThreadPool(numberOfThreads: configuration.diskThreadCount)
         diskThreads.start()
         do {
-            try await run(diskThreads: diskThreads, signer: signer, gracefulShutdownSignals: gracefulShutdownSignals,
-                          onListening: onListening)
+            try await run(diskThreads: diskThreads, signer: signer, onListening: onListening)
         } catch {
             try? await diskThreads.shutdownGracefully()
             throw error
@@ -41,7 +39,7 @@ public struct ChunkServer: Sendable {
     }
 
     private func run(
-        diskThreads: NIOThreadPool, signer: RequestSigner, gracefulShutdownSignals: [UnixSignal],
+        diskThreads: NIOThreadPool, signer: RequestSigner,
         onListening: @escaping @Sendable (_ address: String, _ serverID: String) async -> Void
     ) async throws {
         let storage = ChunkStorage(configuration: configuration, logger: logger, threadPool: diskThreads)
@@ -57,9 +55,11 @@ public struct ChunkServer: Sendable {
                 + configuration.peerConnectTimeout.components.attoseconds / 1_000_000_000),
             read: .seconds(Int64(configuration.forwardTimeout.components.seconds)))
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
+        let plain = HTTPPeerTransport(client: client)
+        let transport: any PeerTransport = configuration.peerFaults.map { FaultyPeerTransport(base: plain, faults: $0) } ?? plain
         let box = AddressBox("\(configuration.advertisedHost ?? configuration.host):\(configuration.port)")
         let routes = ChunkRoutes(
-            storage: storage, forwarder: ReplicationForwarder(client: client, signer: signer, timeout: configuration.forwardTimeout),
+            storage: storage, forwarder: ReplicationForwarder(transport: transport, signer: signer, timeout: configuration.forwardTimeout),
             signer: signer, serverID: serverID, addressBox: box)
         let inFlight = InFlightCounter<ClusterRequestContext>()
         let router = Self.makeRouter(routes: routes, signer: signer, inFlight: inFlight).router
@@ -89,7 +89,7 @@ public struct ChunkServer: Sendable {
                 logger: logger))
         }
         let group = ServiceGroup(configuration: .init(
-            services: services, gracefulShutdownSignals: gracefulShutdownSignals, logger: logger))
+            services: services, gracefulShutdownSignals: [], logger: logger))
         do {
             try await group.run()
         } catch {

@@ -4,7 +4,6 @@ import Foundation
 import Hummingbird
 public import Logging
 import ServiceLifecycle
-public import UnixSignals
 
 /// Everything a gateway needs: where to listen, which cluster, and how to name buckets.
 public struct GatewayConfiguration: Sendable {
@@ -42,8 +41,9 @@ public struct GatewayServer: Sendable {
         self.logger = logger
     }
 
+    /// Runs until its service group shuts down gracefully or the task is cancelled; signals
+    /// are the caller's (`blobctl` owns SIGTERM and SIGINT).
     public func run(
-        gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint],
         onListening: @escaping @Sendable (_ address: String) async -> Void = { _ in }
     ) async throws {
         var logger = self.logger
@@ -69,7 +69,7 @@ public struct GatewayServer: Sendable {
                 await onListening(bound)
             },
             logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: gracefulShutdownSignals, logger: logger))
+        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
         do {
             try await group.run()
         } catch {

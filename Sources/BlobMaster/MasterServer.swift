@@ -5,7 +5,6 @@ import Hummingbird
 import AsyncHTTPClient
 public import Logging
 import ServiceLifecycle
-public import UnixSignals
 
 /// Everything a master needs to run.
 public struct MasterConfiguration: Sendable {
@@ -49,7 +48,9 @@ public struct MasterConfiguration: Sendable {
     }
 }
 
-/// A master process: metadata store, membership and ring, HTTP API; runs until SIGTERM/SIGINT.
+/// A master: metadata store, membership and ring, HTTP API, background passes. Runs until its
+/// service group shuts down gracefully or the task is cancelled; signals are the caller's, so a
+/// test runs it in-process.
 public struct MasterServer: Sendable {
     public let configuration: MasterConfiguration
     public let logger: Logger
@@ -63,7 +64,6 @@ public struct MasterServer: Sendable {
     }
 
     public func run(
-        gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint],
         onListening: @escaping @Sendable (_ address: String) async -> Void = { _ in }
     ) async throws {
         let signer = try RequestSigner(secret: configuration.secret)
@@ -72,11 +72,11 @@ public struct MasterServer: Sendable {
         // it is left to tests and to fsck rather than paid at every start.
         let location = configuration.metadata ?? .sqlite(path: configuration.dataDirectory + "/master.sqlite")
         try await location.withStore(logger: logger) { store in
-            try await run(store: store, signer: signer, gracefulShutdownSignals: gracefulShutdownSignals, onListening: onListening)
+            try await run(store: store, signer: signer, onListening: onListening)
         }
     }
 
-    func run(store: MetadataStore, signer: RequestSigner, gracefulShutdownSignals: [UnixSignal],
+    func run(store: MetadataStore, signer: RequestSigner,
              onListening: @escaping @Sendable (_ address: String) async -> Void) async throws {
         var logger = self.logger
         logger[metadataKey: "node.role"] = "master"
@@ -118,7 +118,7 @@ public struct MasterServer: Sendable {
             _ = try await expirer.pass(nowMilliseconds: try await store.now())
         }
         let group = ServiceGroup(configuration: .init(
-            services: [app, repair, lifecycle], gracefulShutdownSignals: gracefulShutdownSignals, logger: logger))
+            services: [app, repair, lifecycle], gracefulShutdownSignals: [], logger: logger))
         do {
             try await group.run()
         } catch {

@@ -79,8 +79,11 @@ struct ChunkServerCommand: AsyncParsableCommand {
             heartbeatInterval: .milliseconds(heartbeatInterval))
         bootstrapLogging(level: logLevel)
         let logger = Logger(label: "blobctl.chunkserver")
-        try await ChunkServer(configuration: configuration, logger: logger).run { address, serverID in
-            FileHandle.standardOutput.write(Data("chunkserver \(serverID) listening on http://\(address)\n".utf8))
+        let server = ChunkServer(configuration: configuration, logger: logger)
+        try await runUntilSignalled(logger: logger) {
+            try await server.run { address, serverID in
+                FileHandle.standardOutput.write(Data("chunkserver \(serverID) listening on http://\(address)\n".utf8))
+            }
         }
     }
 

@@ -45,8 +45,12 @@ struct GatewayCommand: AsyncParsableCommand {
             host: host, port: port, cluster: address, virtualHostSuffix: virtualHostSuffix, region: region,
             spoolDirectory: spoolDir, addressFile: addressFile)
         bootstrapLogging(level: logLevel)
-        try await GatewayServer(configuration: configuration, logger: Logger(label: "blobctl.gateway")).run { bound in
-            FileHandle.standardOutput.write(Data("gateway listening on http://\(bound)\n".utf8))
+        let logger = Logger(label: "blobctl.gateway")
+        let server = GatewayServer(configuration: configuration, logger: logger)
+        try await runUntilSignalled(logger: logger) {
+            try await server.run { bound in
+                FileHandle.standardOutput.write(Data("gateway listening on http://\(bound)\n".utf8))
+            }
         }
     }
 }

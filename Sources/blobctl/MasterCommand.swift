@@ -103,8 +103,12 @@ struct MasterCommand: AsyncParsableCommand {
         configuration.lifecycleInterval = try DurationParser.parseOption(lifecycleInterval, name: "--lifecycle-interval")
         guard configuration.repairInterval >= .milliseconds(100) else { throw ValidationError("--repair-interval must be >= 100ms") }
         bootstrapLogging(level: logLevel)
-        try await MasterServer(configuration: configuration, logger: Logger(label: "blobctl.master")).run { address in
-            FileHandle.standardOutput.write(Data("master listening on http://\(address)\n".utf8))
+        let logger = Logger(label: "blobctl.master")
+        let server = MasterServer(configuration: configuration, logger: logger)
+        try await runUntilSignalled(logger: logger) {
+            try await server.run { address in
+                FileHandle.standardOutput.write(Data("master listening on http://\(address)\n".utf8))
+            }
         }
     }
 }
