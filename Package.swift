@@ -92,6 +92,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -125,12 +126,17 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        // What tests share: a manual clock, the route-authentication check.
+        // What tests share: a manual clock, the route-authentication check, an in-process
+        // cluster with fault injection.
         .target(
             name: "BlobTestSupport",
             dependencies: [
                 "BlobCore",
                 "BlobServerSupport",
+                "BlobMaster",
+                "BlobChunkServer",
+                "BlobClient",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -182,6 +188,16 @@ let package = Package(
                 "BlobTestSupport",
                 "BlobCore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // In-process clusters: the servers' code as services in the test process, with faults.
+        .testTarget(
+            name: "ClusterTests",
+            dependencies: [
+                "BlobTestSupport", "BlobCore", "BlobClient", "BlobChunkServer", "BlobMaster",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strictSettings
         ),
