@@ -39,22 +39,27 @@ struct ChunkRoutes: Sendable {
         let id = try chunkID(context)
         let targets = try ReplicationForwarder.parseTargets(request.uri.queryParameters.get("replicas"))
         guard role != .server || targets.isEmpty else {
-            throw BlobError(.invalidArgument, reason: "replicas.chained", "a forwarded write may not name further replicas")
+            throw BlobError(
+                .invalidArgument, reason: "replicas.chained", "a forwarded write may not name further replicas")
         }
         let quorum = request.uri.queryParameters.get("quorum").flatMap { Int($0) } ?? (targets.count + 1)
         guard (1...(targets.count + 1)).contains(quorum) else {
-            throw BlobError(.invalidArgument, reason: "quorum.outOfRange",
-                            "quorum \(quorum) must be between 1 and \(targets.count + 1) (this server plus its targets)")
+            throw BlobError(
+                .invalidArgument, reason: "quorum.outOfRange",
+                "quorum \(quorum) must be between 1 and \(targets.count + 1) (this server plus its targets)")
         }
         let maxFrame = FrameHeader.byteCount + Limits.maxStoredByteCount
         if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > maxFrame {
-            throw BlobError(.tooLarge, reason: "body.tooLarge", "a chunk frame is at most \(maxFrame) bytes; this body declares \(declared)")
+            throw BlobError(
+                .tooLarge, reason: "body.tooLarge",
+                "a chunk frame is at most \(maxFrame) bytes; this body declares \(declared)")
         }
         let body = try await request.body.collect(upTo: maxFrame)
         let frame = Array(buffer: body)
         if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared != frame.count {
-            throw BlobError(.invalidArgument, reason: "body.lengthMismatch",
-                            "body is \(frame.count) bytes but Content-Length says \(declared)")
+            throw BlobError(
+                .invalidArgument, reason: "body.lengthMismatch",
+                "body is \(frame.count) bytes but Content-Length says \(declared)")
         }
         let header = try storage.verifyIncoming(frame, id: id, forwarded: role == .server)
         try await storage.checkRoom(for: frame.count)
@@ -125,9 +130,10 @@ struct ChunkRoutes: Sendable {
             } catch {
                 storage.count("checksumFailures")
                 try await storage.quarantine(id, storedByteCount: frame.count, because: error.message)
-                throw BlobError(.corruptChunk, reason: "chunk.quarantined",
-                                "chunk \(id.shortHex)… failed its check on this server (\(error.reason)); "
-                                    + "moved to quarantine; read another replica")
+                throw BlobError(
+                    .corruptChunk, reason: "chunk.quarantined",
+                    "chunk \(id.shortHex)… failed its check on this server (\(error.reason)); "
+                        + "moved to quarantine; read another replica")
             }
             headers[.contentType] = "application/octet-stream"
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: plain)))
@@ -141,11 +147,13 @@ struct ChunkRoutes: Sendable {
         let query = request.uri.queryParameters
         guard query.get("offset") != nil || query.get("length") != nil else { return nil }
         guard query.get("format") == "plain",
-              let offset = query.get("offset").flatMap({ Int($0) }), let length = query.get("length").flatMap({ Int($0) }),
-              offset >= 0, length > 0, offset <= Limits.maxChunkByteCount, length <= Limits.maxChunkByteCount
+            let offset = query.get("offset").flatMap({ Int($0) }),
+            let length = query.get("length").flatMap({ Int($0) }),
+            offset >= 0, length > 0, offset <= Limits.maxChunkByteCount, length <= Limits.maxChunkByteCount
         else {
-            throw BlobError(.invalidArgument, reason: "chunk.span",
-                            "a partial read needs format=plain and a non-negative offset and a positive length, in bytes")
+            throw BlobError(
+                .invalidArgument, reason: "chunk.span",
+                "a partial read needs format=plain and a non-negative offset and a positive length, in bytes")
         }
         return offset..<(offset + length)
     }
@@ -157,8 +165,10 @@ struct ChunkRoutes: Sendable {
             throw BlobError(.corruptChunk, reason: error.reason, "chunk \(id.shortHex)…: \(error.message)")
         }
         guard span.upperBound <= header.plainByteCount else {
-            throw BlobError(.invalidArgument, reason: "chunk.span",
-                            "bytes \(span.lowerBound)..<\(span.upperBound) are outside chunk \(id.shortHex)… of \(header.plainByteCount) bytes")
+            throw BlobError(
+                .invalidArgument, reason: "chunk.span",
+                "bytes \(span.lowerBound)..<\(span.upperBound) are outside chunk \(id.shortHex)… of \(header.plainByteCount) bytes"
+            )
         }
         switch header.codec {
         case .raw:
@@ -191,8 +201,9 @@ struct ChunkRoutes: Sendable {
         let id = try chunkID(context)
         let unlessWrittenAfter = try request.uri.queryParameters.get("unless-written-after").map { text in
             guard let value = Int64(text) else {
-                throw BlobError(.invalidArgument, reason: "query.unlessWrittenAfter",
-                                "unless-written-after must be milliseconds since 1970, got \(text)")
+                throw BlobError(
+                    .invalidArgument, reason: "query.unlessWrittenAfter",
+                    "unless-written-after must be milliseconds since 1970, got \(text)")
             }
             return value
         }
@@ -218,16 +229,20 @@ struct ChunkRoutes: Sendable {
         } catch {
             storage.count("checksumFailures")
             try await storage.quarantine(id, storedByteCount: frame.count, because: error.message)
-            throw BlobError(.corruptChunk, reason: "chunk.quarantined",
-                            "chunk \(id.shortHex)… failed its check on this server (\(error.reason)); copy from another replica")
+            throw BlobError(
+                .corruptChunk, reason: "chunk.quarantined",
+                "chunk \(id.shortHex)… failed its check on this server (\(error.reason)); copy from another replica")
         }
         let outcomes = await forwardToAll(frame, id: id, targets: targets)
         let stored = outcomes.filter { $0.error == nil }
         storage.count("copiesSent", Int64(stored.count))
         storage.count("bytesCopied", Int64(frame.count * stored.count))
         let result = ChunkWriteResult(
-            id: id.hex, stored: stored.map { targets[$0.index] }, storedServerIDs: stored.map { $0.serverID ?? targets[$0.index] },
-            failed: outcomes.compactMap { o in o.error.map { ReplicaFailure(target: targets[o.index], code: $0.code.rawValue, message: $0.message) } },
+            id: id.hex, stored: stored.map { targets[$0.index] },
+            storedServerIDs: stored.map { $0.serverID ?? targets[$0.index] },
+            failed: outcomes.compactMap { o in
+                o.error.map { ReplicaFailure(target: targets[o.index], code: $0.code.rawValue, message: $0.message) }
+            },
             quorumMet: stored.count == targets.count, alreadyPresent: false)
         return try jsonResponse(result, status: result.quorumMet ? .ok : .serviceUnavailable)
     }
@@ -241,7 +256,8 @@ struct ChunkRoutes: Sendable {
                         let server = try await forwarder.forward(frame, id: id, to: target)
                         return ReplicaOutcome(index: index, serverID: server, alreadyPresent: false, error: nil)
                     } catch {
-                        return ReplicaOutcome(index: index, serverID: nil, alreadyPresent: false, error: BlobError.wrapping(error))
+                        return ReplicaOutcome(
+                            index: index, serverID: nil, alreadyPresent: false, error: BlobError.wrapping(error))
                     }
                 }
             }
@@ -260,23 +276,26 @@ struct ChunkRoutes: Sendable {
         let after = try request.uri.queryParameters.get("after").map { try ChunkID(hex: $0) }
         let limit = request.uri.queryParameters.get("limit").flatMap { Int($0) } ?? 1000
         guard (1...10_000).contains(limit) else {
-            throw BlobError(.invalidArgument, reason: "inventory.limit", "limit must be between 1 and 10000, got \(limit)")
+            throw BlobError(
+                .invalidArgument, reason: "inventory.limit", "limit must be between 1 and 10000, got \(limit)")
         }
         let page = try await storage.inventory(after: after, limit: limit)
-        return try jsonResponse(InventoryPage(
-            chunks: page.map { InventoryEntry(id: $0.0.hex, storedBytes: $0.1) },
-            next: page.count == limit ? page.last?.0.hex : nil))
+        return try jsonResponse(
+            InventoryPage(
+                chunks: page.map { InventoryEntry(id: $0.0.hex, storedBytes: $0.1) },
+                next: page.count == limit ? page.last?.0.hex : nil))
     }
 
     func status(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let stats = storage.snapshot
         let (free, reserve) = try await storage.space()
         let configuration = storage.configuration
-        return try jsonResponse(ChunkServerStatus(
-            serverID: serverID, address: address, zone: configuration.zone, weight: configuration.weight,
-            capacityBytes: configuration.capacityBytes, reserveBytes: reserve, usedBytes: stats.storedBytes,
-            freeDiskBytes: free, chunkCount: stats.chunkCount, logicalBytes: stats.logicalBytes,
-            storedBytes: stats.storedBytes, counters: stats.counters))
+        return try jsonResponse(
+            ChunkServerStatus(
+                serverID: serverID, address: address, zone: configuration.zone, weight: configuration.weight,
+                capacityBytes: configuration.capacityBytes, reserveBytes: reserve, usedBytes: stats.storedBytes,
+                freeDiskBytes: free, chunkCount: stats.chunkCount, logicalBytes: stats.logicalBytes,
+                storedBytes: stats.storedBytes, counters: stats.counters))
     }
 }
 

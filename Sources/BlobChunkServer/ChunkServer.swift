@@ -51,15 +51,19 @@ public struct ChunkServer: Sendable {
         // keep that short: the write answers with the failure instead of waiting for it.
         var clientConfiguration = HTTPClient.Configuration()
         clientConfiguration.timeout = .init(
-            connect: .nanoseconds(Int64(configuration.peerConnectTimeout.components.seconds) * 1_000_000_000
-                + configuration.peerConnectTimeout.components.attoseconds / 1_000_000_000),
+            connect: .nanoseconds(
+                Int64(configuration.peerConnectTimeout.components.seconds) * 1_000_000_000
+                    + configuration.peerConnectTimeout.components.attoseconds / 1_000_000_000),
             read: .seconds(Int64(configuration.forwardTimeout.components.seconds)))
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
         let plain = HTTPPeerTransport(client: client)
-        let transport: any PeerTransport = configuration.peerFaults.map { FaultyPeerTransport(base: plain, faults: $0) } ?? plain
+        let transport: any PeerTransport =
+            configuration.peerFaults.map { FaultyPeerTransport(base: plain, faults: $0) } ?? plain
         let box = AddressBox("\(configuration.advertisedHost ?? configuration.host):\(configuration.port)")
         let routes = ChunkRoutes(
-            storage: storage, forwarder: ReplicationForwarder(transport: transport, signer: signer, timeout: configuration.forwardTimeout),
+            storage: storage,
+            forwarder: ReplicationForwarder(
+                transport: transport, signer: signer, timeout: configuration.forwardTimeout),
             signer: signer, serverID: serverID, addressBox: box)
         let inFlight = InFlightCounter<ClusterRequestContext>()
         let router = Self.makeRouter(routes: routes, signer: signer, inFlight: inFlight).router
@@ -80,16 +84,19 @@ public struct ChunkServer: Sendable {
         let scrubber = Scrubber(
             storage: storage, bytesPerSecond: configuration.scrubBytesPerSecond,
             passInterval: configuration.scrubPassInterval,
-            progressFile: configuration.dataDirectory + "/" + ScrubProgress.fileName, logger: logger, clock: ContinuousClock())
+            progressFile: configuration.dataDirectory + "/" + ScrubProgress.fileName, logger: logger,
+            clock: ContinuousClock())
         var services: [any Service] = [app, scrubber]
         if let masterURL = configuration.masterURL {
-            services.append(MasterLink(
-                masterURL: masterURL, client: client, signer: signer, storage: storage, serverID: serverID,
-                addressBox: box, inFlight: { inFlight.current }, defaultInterval: configuration.heartbeatInterval,
-                logger: logger))
+            services.append(
+                MasterLink(
+                    masterURL: masterURL, client: client, signer: signer, storage: storage, serverID: serverID,
+                    addressBox: box, inFlight: { inFlight.current }, defaultInterval: configuration.heartbeatInterval,
+                    logger: logger))
         }
-        let group = ServiceGroup(configuration: .init(
-            services: services, gracefulShutdownSignals: [], logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: services, gracefulShutdownSignals: [], logger: logger))
         do {
             try await group.run()
         } catch {
@@ -101,7 +108,9 @@ public struct ChunkServer: Sendable {
     }
 
     /// Every route of the chunk server, each behind the token check for the roles it declares.
-    static func makeRouter(routes: ChunkRoutes, signer: RequestSigner, inFlight: InFlightCounter<ClusterRequestContext>)
+    static func makeRouter(
+        routes: ChunkRoutes, signer: RequestSigner, inFlight: InFlightCounter<ClusterRequestContext>
+    )
         -> AuthenticatedRoutes
     {
         let router = Router(context: ClusterRequestContext.self)

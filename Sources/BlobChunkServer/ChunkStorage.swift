@@ -73,9 +73,13 @@ final class ChunkStorage: Sendable {
             if let quarantined { report.quarantined.append(quarantined) }
             let total = report.added.count + report.removed.count + report.quarantined.count
             guard total > Self.maxPendingReportEntries else { return false }
-            if !report.added.isEmpty { report.added.removeFirst() } else if !report.removed.isEmpty {
+            if !report.added.isEmpty {
+                report.added.removeFirst()
+            } else if !report.removed.isEmpty {
                 report.removed.removeFirst()
-            } else { report.quarantined.removeFirst() }
+            } else {
+                report.quarantined.removeFirst()
+            }
             return true
         }
         if dropped { count("reportEntriesDropped") }
@@ -130,15 +134,18 @@ final class ChunkStorage: Sendable {
         let used = snapshot.storedBytes
         if let capacity = configuration.capacityBytes, used + Int64(byteCount) > capacity {
             count("writesRefusedFull")
-            throw BlobError(.insufficientStorage, reason: "capacity.exceeded",
-                            "server holds \(used) of its \(capacity)-byte capacity; a \(byteCount)-byte chunk does not fit. "
-                                + "Write to another server, or raise --capacity")
+            throw BlobError(
+                .insufficientStorage, reason: "capacity.exceeded",
+                "server holds \(used) of its \(capacity)-byte capacity; a \(byteCount)-byte chunk does not fit. "
+                    + "Write to another server, or raise --capacity")
         }
         let (free, reserve) = try await space()
         if free - Int64(byteCount) < reserve {
             count("writesRefusedFull")
-            throw BlobError(.insufficientStorage, reason: "disk.reserve",
-                            "the disk has \(free) bytes free and \(reserve) are kept in reserve; write to another server or free space")
+            throw BlobError(
+                .insufficientStorage, reason: "disk.reserve",
+                "the disk has \(free) bytes free and \(reserve) are kept in reserve; write to another server or free space"
+            )
         }
     }
 
@@ -197,8 +204,10 @@ final class ChunkStorage: Sendable {
                 }
             }
             freeSpace.withLock { $0.free -= Int64(frame.count) }
-            noteForReport(added: ReplicaAcknowledgement(
-                id: id, plainByteCount: Int64(header.plainByteCount), storedByteCount: Int64(frame.count), serverIDs: []))
+            noteForReport(
+                added: ReplicaAcknowledgement(
+                    id: id, plainByteCount: Int64(header.plainByteCount), storedByteCount: Int64(frame.count),
+                    serverIDs: []))
             await gate.release(id)
             return outcome == .alreadyPresent
         } catch {
@@ -209,7 +218,8 @@ final class ChunkStorage: Sendable {
     }
 
     enum WriteOutcome: Equatable, Sendable {
-        case written, alreadyPresent, replacedDamaged(Int)
+        case written, alreadyPresent
+        case replacedDamaged(Int)
     }
 
     /// The stored frame after checking its header and checksum. A frame that fails is moved to
@@ -224,9 +234,10 @@ final class ChunkStorage: Sendable {
         } catch {
             count("checksumFailures")
             try await quarantine(id, storedByteCount: frame.count, because: error.message)
-            throw BlobError(.corruptChunk, reason: "chunk.quarantined",
-                            "chunk \(id.shortHex)… failed its check on this server (\(error.reason)); "
-                                + "moved to quarantine; read another replica", underlying: error)
+            throw BlobError(
+                .corruptChunk, reason: "chunk.quarantined",
+                "chunk \(id.shortHex)… failed its check on this server (\(error.reason)); "
+                    + "moved to quarantine; read another replica", underlying: error)
         }
         statistics.withLock {
             $0.counters["reads", default: 0] += 1
@@ -257,7 +268,9 @@ final class ChunkStorage: Sendable {
         let size: Int?
         do {
             header = try await threadPool.runIfActive { [disk] in disk.readHeader(id) }
-            size = try await threadPool.runIfActive { [disk] in try disk.remove(id, unlessWrittenAfter: unlessWrittenAfter) }
+            size = try await threadPool.runIfActive { [disk] in
+                try disk.remove(id, unlessWrittenAfter: unlessWrittenAfter)
+            }
         } catch {
             await gate.release(id)
             throw error
@@ -295,8 +308,10 @@ final class ChunkStorage: Sendable {
         case .notRaw:
             return nil
         case .outOfRange(let plainByteCount):
-            throw BlobError(.invalidArgument, reason: "chunk.span",
-                            "bytes \(span.lowerBound)..<\(span.upperBound) are outside chunk \(id.shortHex)… of \(plainByteCount) bytes")
+            throw BlobError(
+                .invalidArgument, reason: "chunk.span",
+                "bytes \(span.lowerBound)..<\(span.upperBound) are outside chunk \(id.shortHex)… of \(plainByteCount) bytes"
+            )
         }
     }
 

@@ -10,11 +10,13 @@ struct DiskError: CodedError, Sendable {
     static func errno(_ operation: String, _ path: String, _ value: Int32) -> DiskError {
         let text = String(cString: strerror(value))
         if value == ENOSPC || value == EDQUOT {
-            return DiskError(code: .insufficientStorage, reason: "disk.full",
-                             message: "\(operation) \(path) failed: \(text); the write was discarded, free space or add servers")
+            return DiskError(
+                code: .insufficientStorage, reason: "disk.full",
+                message: "\(operation) \(path) failed: \(text); the write was discarded, free space or add servers")
         }
-        return DiskError(code: value == ENOENT ? .notFound : .io, reason: "disk.\(operation)",
-                         message: "\(operation) \(path) failed: \(text)")
+        return DiskError(
+            code: value == ENOENT ? .notFound : .io, reason: "disk.\(operation)",
+            message: "\(operation) \(path) failed: \(text)")
     }
 }
 
@@ -186,8 +188,9 @@ struct DiskChunkStore: Sendable {
         let path = path(for: id)
         guard let size = storedSize(id) else { return nil }
         if let unlessWrittenAfter, let modified = modifiedMilliseconds(id), modified > unlessWrittenAfter {
-            throw DiskError(code: .versionConflict, reason: "chunk.rewritten",
-                            message: "chunk \(id.shortHex)… was written again after \(unlessWrittenAfter); kept")
+            throw DiskError(
+                code: .versionConflict, reason: "chunk.rewritten",
+                message: "chunk \(id.shortHex)… was written again after \(unlessWrittenAfter); kept")
         }
         guard unlink(path) == 0 else {
             if errno == ENOENT { return nil }
@@ -237,7 +240,9 @@ struct DiskChunkStore: Sendable {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        return (try? Self.readBytes(fd, count: FrameHeader.byteCount, at: 0, path: path)).flatMap { try? FrameHeader(parsing: $0) }
+        return (try? Self.readBytes(fd, count: FrameHeader.byteCount, at: 0, path: path)).flatMap {
+            try? FrameHeader(parsing: $0)
+        }
     }
 
     /// Free bytes for unprivileged writers, and the file system's size.
@@ -298,8 +303,10 @@ struct DiskChunkStore: Sendable {
     /// temp → write → fsync → rename → fsync(directory); the temporary file is removed on
     /// every failure path, so a failed write leaves nothing behind.
     /// `chunk` names the frame being written, for the fault points (nil: not a chunk).
-    func writeDurably(_ bytes: [UInt8], to path: String, temporaryPath: String, directory: String,
-                      chunk: ChunkID? = nil) throws {
+    func writeDurably(
+        _ bytes: [UInt8], to path: String, temporaryPath: String, directory: String,
+        chunk: ChunkID? = nil
+    ) throws {
         let fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw DiskError.errno("create", temporaryPath, errno) }
         var closed = false
@@ -354,7 +361,8 @@ struct DiskChunkStore: Sendable {
         guard let faults else { return }
         switch faults.action(at: operation) {
         case .proceed: return
-        case .fail(let value), .writePartially(_, let value): throw DiskError.errno(Self.operationName(operation), path, value)
+        case .fail(let value), .writePartially(_, let value):
+            throw DiskError.errno(Self.operationName(operation), path, value)
         case .crash, .crashAfterWriting: throw SimulatedCrash()
         }
     }

@@ -57,9 +57,11 @@ struct MasterLink: Service {
                     } catch {
                         failures += 1
                         let backoff = Self.backoff(failures: failures, cap: max(interval, .seconds(5)))
-                        logger.debug("master unreachable", metadata: [
-                            "peer.id": "\(masterURL)", "error.message": "\(error)", "retry.in": "\(backoff)",
-                        ])
+                        logger.debug(
+                            "master unreachable",
+                            metadata: [
+                                "peer.id": "\(masterURL)", "error.message": "\(error)", "retry.in": "\(backoff)",
+                            ])
                         try await Task.sleep(for: backoff)
                     }
                 }
@@ -80,8 +82,9 @@ struct MasterLink: Service {
     func usage() async throws -> ServerUsage {
         let stats = storage.snapshot
         let (free, _) = try await storage.space()
-        return ServerUsage(usedBytes: stats.storedBytes, freeDiskBytes: free, chunkCount: stats.chunkCount,
-                           logicalBytes: stats.logicalBytes, inFlightRequests: inFlight())
+        return ServerUsage(
+            usedBytes: stats.storedBytes, freeDiskBytes: free, chunkCount: stats.chunkCount,
+            logicalBytes: stats.logicalBytes, inFlightRequests: inFlight())
     }
 
     func register() async throws -> MembershipReply {
@@ -93,7 +96,8 @@ struct MasterLink: Service {
     }
 
     func heartbeat(sequence: Int64) async throws -> MembershipReply {
-        let body = ServerHeartbeat(serverID: serverID, address: addressBox.current, usage: try await usage(), sequence: sequence)
+        let body = ServerHeartbeat(
+            serverID: serverID, address: addressBox.current, usage: try await usage(), sequence: sequence)
         return try await post("/v1/cluster/servers/\(serverID)/heartbeat", body)
     }
 
@@ -122,8 +126,10 @@ struct MasterLink: Service {
             var added: [ReplicaAcknowledgement] = []
             for (id, stored) in page {
                 guard let header = try await storage.diskHeader(id) else { continue }
-                added.append(ReplicaAcknowledgement(
-                    id: id, plainByteCount: Int64(header.plainByteCount), storedByteCount: Int64(stored), serverIDs: []))
+                added.append(
+                    ReplicaAcknowledgement(
+                        id: id, plainByteCount: Int64(header.plainByteCount), storedByteCount: Int64(stored),
+                        serverIDs: []))
             }
             try await send(ChunkReport(added: added, removed: [], quarantined: []))
             after = last.0
@@ -144,16 +150,19 @@ struct MasterLink: Service {
         var request = HTTPClientRequest(url: masterURL + path)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: "Authorization", value: signer.token(
-            role: .server, method: "POST", pathAndQuery: path,
-            expiry: Int64(Date().timeIntervalSince1970) + RequestSigner.defaultLifetimeSeconds))
+        request.headers.add(
+            name: "Authorization",
+            value: signer.token(
+                role: .server, method: "POST", pathAndQuery: path,
+                expiry: Int64(Date().timeIntervalSince1970) + RequestSigner.defaultLifetimeSeconds))
         request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
         let response = try await client.execute(request, timeout: .seconds(30))
         let data = Data(buffer: try await response.body.collect(upTo: 4 << 20))
         guard (200..<300).contains(response.status.code) else {
             if let error = try? JSONDecoder().decode(ErrorBody.self, from: data) { throw error.error }
             if response.status.code == 404 { throw BlobError(.notFound, "master answered 404 for \(path)") }
-            throw BlobError(.unavailable, reason: "master.http", "master answered HTTP \(response.status.code) for \(path)")
+            throw BlobError(
+                .unavailable, reason: "master.http", "master answered HTTP \(response.status.code) for \(path)")
         }
         return data
     }

@@ -16,15 +16,19 @@ struct ReplicationForwarder: Sendable {
         // Rebuilt from UTF-8 so they are native Swift strings, whatever decoded the query.
         let targets = text.split(separator: ",").map { String(decoding: Array($0.utf8), as: UTF8.self) }
         guard targets.count <= 15 else {
-            throw BlobError(.invalidArgument, reason: "replicas.tooMany", "at most 15 replica targets per write, got \(targets.count)")
+            throw BlobError(
+                .invalidArgument, reason: "replicas.tooMany",
+                "at most 15 replica targets per write, got \(targets.count)")
         }
         for t in targets {
-            guard let colon = t.lastIndex(of: ":"), let port = Int(t[t.index(after: colon)...]), (1...65535).contains(port),
-                  !t[..<colon].isEmpty,
-                  t[..<colon].allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" })
+            guard let colon = t.lastIndex(of: ":"), let port = Int(t[t.index(after: colon)...]),
+                (1...65535).contains(port),
+                !t[..<colon].isEmpty,
+                t[..<colon].allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" })
             else {
-                throw BlobError(.invalidArgument, reason: "replicas.badTarget",
-                                "replica target \"\(t)\" is not host:port (e.g. 127.0.0.1:9401)")
+                throw BlobError(
+                    .invalidArgument, reason: "replicas.badTarget",
+                    "replica target \"\(t)\" is not host:port (e.g. 127.0.0.1:9401)")
             }
         }
         guard Set(targets).count == targets.count else {
@@ -38,15 +42,19 @@ struct ReplicationForwarder: Sendable {
         let path = "/v1/chunks/\(id.hex)"
         var request = HTTPClientRequest(url: "http://\(target)\(path)")
         request.method = .PUT
-        request.headers.add(name: "Authorization", value: signer.token(
-            role: .server, method: "PUT", pathAndQuery: path,
-            expiry: Int64(Date().timeIntervalSince1970) + RequestSigner.defaultLifetimeSeconds))
+        request.headers.add(
+            name: "Authorization",
+            value: signer.token(
+                role: .server, method: "PUT", pathAndQuery: path,
+                expiry: Int64(Date().timeIntervalSince1970) + RequestSigner.defaultLifetimeSeconds))
         request.headers.add(name: "Content-Type", value: "application/x-blob-frame")
         request.body = .bytes(ByteBuffer(bytes: frame))
-        let response = try await transport.execute(request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000))
+        let response = try await transport.execute(
+            request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000))
         let body = try await response.body.collect(upTo: 1 << 20)
         if response.status.code >= 200 && response.status.code < 300,
-           let result = try? JSONDecoder().decode(ChunkWriteResult.self, from: Data(buffer: body)) {
+            let result = try? JSONDecoder().decode(ChunkWriteResult.self, from: Data(buffer: body))
+        {
             return result.storedServerIDs.first ?? target
         }
         if let error = try? JSONDecoder().decode(ErrorBody.self, from: Data(buffer: body)) {

@@ -18,7 +18,8 @@ struct ScrubProgress: Codable, Equatable, Sendable {
     /// The saved progress, or a fresh start when there is none or it cannot be read.
     static func load(from path: String) -> ScrubProgress {
         guard let data = FileManager.default.contents(atPath: path),
-              let progress = try? JSONDecoder().decode(ScrubProgress.self, from: data) else { return ScrubProgress() }
+            let progress = try? JSONDecoder().decode(ScrubProgress.self, from: data)
+        else { return ScrubProgress() }
         if let after = progress.after, (try? ChunkID(hex: after)) == nil { return ScrubProgress() }
         return progress
     }
@@ -64,19 +65,25 @@ struct Scrubber<C: Clock>: Service where C.Duration == Duration {
                         let interval = passInterval.components.seconds * 1000
                         let wait = min(max(finished + interval - Self.nowMilliseconds(), 0), interval)
                         if wait > 0 {
-                            logger.info("next scrub pass in \(wait / 1000) s", metadata: ["last.finished.ms": "\(finished)"])
+                            logger.info(
+                                "next scrub pass in \(wait / 1000) s", metadata: ["last.finished.ms": "\(finished)"])
                             try await clock.sleep(for: .milliseconds(wait))
                         }
                     }
                     let resumed = progress.after != nil
-                    let (checked, failed) = try await scrubOnePass(after: progress.after.flatMap { try? ChunkID(hex: $0) }) { last in
+                    let (checked, failed) = try await scrubOnePass(
+                        after: progress.after.flatMap { try? ChunkID(hex: $0) }
+                    ) { last in
                         progress.after = last.hex
                         save(progress)
                     }
                     progress = ScrubProgress(after: nil, lastPassFinishedMilliseconds: Self.nowMilliseconds())
                     save(progress)
-                    logger.info("scrub pass finished", metadata: [
-                        "chunk.count": "\(checked)", "error.count": "\(failed)", "resumed": "\(resumed)"])
+                    logger.info(
+                        "scrub pass finished",
+                        metadata: [
+                            "chunk.count": "\(checked)", "error.count": "\(failed)", "resumed": "\(resumed)",
+                        ])
                 }
             }
         } catch is CancellationError {

@@ -11,7 +11,8 @@ extension ClusterClient {
     }
 
     public func createBucket(_ name: String, publicRead: Bool = false) async throws -> BucketRecord {
-        try await master("POST", "/v1/buckets", body: BucketCreate(name: name, publicRead: publicRead), as: BucketRecord.self)
+        try await master(
+            "POST", "/v1/buckets", body: BucketCreate(name: name, publicRead: publicRead), as: BucketRecord.self)
     }
 
     public func deleteBucket(_ name: String) async throws {
@@ -19,8 +20,9 @@ extension ClusterClient {
     }
 
     public func setBucketAccess(_ name: String, publicRead: Bool) async throws -> BucketRecord {
-        try await master("POST", "/v1/buckets/\(Self.query(name))/access", body: BucketAccess(publicRead: publicRead),
-                         as: BucketRecord.self)
+        try await master(
+            "POST", "/v1/buckets/\(Self.query(name))/access", body: BucketAccess(publicRead: publicRead),
+            as: BucketRecord.self)
     }
 
     /// The current version of `path` and its parts, when a multipart upload made it.
@@ -29,8 +31,9 @@ extension ClusterClient {
     }
 
     public func setBucketLifecycle(_ name: String, _ lifecycle: BucketLifecycle?) async throws -> BucketRecord {
-        try await master("POST", "/v1/buckets/\(Self.query(name))/lifecycle", body: BucketLifecycleUpdate(lifecycle: lifecycle),
-                         as: BucketRecord.self)
+        try await master(
+            "POST", "/v1/buckets/\(Self.query(name))/lifecycle", body: BucketLifecycleUpdate(lifecycle: lifecycle),
+            as: BucketRecord.self)
     }
 
     public func accessKeys() async throws -> [AccessKey] {
@@ -50,16 +53,23 @@ extension ClusterClient {
     }
 
     /// A new version at `to` with the chunks of `from`'s current version: no chunk bytes move.
-    public func copy(_ from: BlobPath, to: BlobPath, contentType: String? = nil, metadata: [String: String]? = nil,
-                     bucket: String? = nil) async throws -> FileVersion {
-        try await master("POST", "/v1/files/copy",
-                         body: FileCopy(from: from, to: to, contentType: contentType, metadata: metadata, bucket: bucket),
-                         as: FileVersion.self)
+    public func copy(
+        _ from: BlobPath, to: BlobPath, contentType: String? = nil, metadata: [String: String]? = nil,
+        bucket: String? = nil
+    ) async throws -> FileVersion {
+        try await master(
+            "POST", "/v1/files/copy",
+            body: FileCopy(from: from, to: to, contentType: contentType, metadata: metadata, bucket: bucket),
+            as: FileVersion.self)
     }
 
-    public func createUpload(to path: BlobPath, contentType: String, metadata: [String: String]? = nil) async throws -> MultipartUpload {
-        try await master("POST", "/v1/uploads", body: MultipartUploadCreate(path: path, contentType: contentType, metadata: metadata),
-                         as: MultipartUpload.self)
+    public func createUpload(
+        to path: BlobPath, contentType: String, metadata: [String: String]? = nil
+    ) async throws -> MultipartUpload {
+        try await master(
+            "POST", "/v1/uploads",
+            body: MultipartUploadCreate(path: path, contentType: contentType, metadata: metadata),
+            as: MultipartUpload.self)
     }
 
     public func upload(_ id: String) async throws -> MultipartUpload {
@@ -74,10 +84,13 @@ extension ClusterClient {
         _ = try await masterBytes("DELETE", "/v1/uploads/\(Self.query(id))", body: Optional<Int>.none)
     }
 
-    public func completeUpload(_ id: String, parts: [CompletedPart], attributes: [String: String]? = nil,
-                               precondition: WritePrecondition? = nil, bucket: String? = nil) async throws -> FileVersion {
-        try await master("POST", "/v1/uploads/\(Self.query(id))/complete",
-                         body: MultipartCompletion(parts: parts, attributes: attributes, precondition: precondition, bucket: bucket),
-                         as: FileVersion.self)
+    public func completeUpload(
+        _ id: String, parts: [CompletedPart], attributes: [String: String]? = nil,
+        precondition: WritePrecondition? = nil, bucket: String? = nil
+    ) async throws -> FileVersion {
+        try await master(
+            "POST", "/v1/uploads/\(Self.query(id))/complete",
+            body: MultipartCompletion(parts: parts, attributes: attributes, precondition: precondition, bucket: bucket),
+            as: FileVersion.self)
     }
 }

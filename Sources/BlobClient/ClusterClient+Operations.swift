@@ -11,7 +11,8 @@ extension ClusterClient {
     }
 
     public func setNodeWeight(_ id: String, _ weight: Double) async throws -> NodeReport {
-        try await master("POST", "/v1/nodes/\(Self.query(id))/weight", body: NodeWeightChange(weight: weight), as: NodeReport.self)
+        try await master(
+            "POST", "/v1/nodes/\(Self.query(id))/weight", body: NodeWeightChange(weight: weight), as: NodeReport.self)
     }
 
     public func drainNode(_ id: String) async throws -> NodeReport {
@@ -19,8 +20,9 @@ extension ClusterClient {
     }
 
     public func setNodeMaintenance(_ id: String, seconds: Int64) async throws -> NodeReport {
-        try await master("POST", "/v1/nodes/\(Self.query(id))/maintenance", body: NodeMaintenance(seconds: seconds),
-                         as: NodeReport.self)
+        try await master(
+            "POST", "/v1/nodes/\(Self.query(id))/maintenance", body: NodeMaintenance(seconds: seconds),
+            as: NodeReport.self)
     }
 
     public func removeNode(_ id: String) async throws {
@@ -34,8 +36,9 @@ extension ClusterClient {
     }
 
     public func startRebalance(maxBytesPerSecond: Int64?) async throws -> RebalanceStatus {
-        try await master("POST", "/v1/rebalance", body: RebalanceStart(maxBytesPerSecond: maxBytesPerSecond),
-                         as: RebalanceStatus.self)
+        try await master(
+            "POST", "/v1/rebalance", body: RebalanceStart(maxBytesPerSecond: maxBytesPerSecond),
+            as: RebalanceStatus.self)
     }
 
     public func rebalanceStatus() async throws -> RebalanceStatus {
@@ -47,7 +50,8 @@ extension ClusterClient {
     }
 
     public func collectGarbage(dryRun: Bool, graceSeconds: Int64?) async throws -> GCReport {
-        try await master("POST", "/v1/gc", body: GCRequest(dryRun: dryRun, graceSeconds: graceSeconds), as: GCReport.self)
+        try await master(
+            "POST", "/v1/gc", body: GCRequest(dryRun: dryRun, graceSeconds: graceSeconds), as: GCReport.self)
     }
 
     public func fsck(repair: Bool) async throws -> FsckReport {

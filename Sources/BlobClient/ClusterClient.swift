@@ -43,14 +43,18 @@ public final class ClusterClient: Sendable {
     // MARK: Master
 
     /// A signed JSON request to the master; decodes the reply as `Reply`.
-    func master<Reply: Decodable>(_ method: String, _ pathAndQuery: String, body: (some Encodable)? = Optional<Int>.none,
-                                  as: Reply.Type) async throws -> Reply {
+    func master<Reply: Decodable>(
+        _ method: String, _ pathAndQuery: String, body: (some Encodable)? = Optional<Int>.none,
+        as: Reply.Type
+    ) async throws -> Reply {
         let bytes = try await masterBytes(method, pathAndQuery, body: body)
         do {
             return try JSONDecoder().decode(Reply.self, from: Data(bytes))
         } catch {
-            throw BlobError(.internal, reason: "master.reply", "the master's reply to \(method) \(pathAndQuery) is not "
-                                + "what this client expects (\(error)); are client and master the same version?")
+            throw BlobError(
+                .internal, reason: "master.reply",
+                "the master's reply to \(method) \(pathAndQuery) is not "
+                    + "what this client expects (\(error)); are client and master the same version?")
         }
     }
 
@@ -71,10 +75,11 @@ public final class ClusterClient: Sendable {
         do {
             response = try await http.execute(request, timeout: masterTimeout)
         } catch {
-            throw BlobError(.unavailable, reason: "master.unreachable",
-                            "cannot reach the master at \(address.masterURL) (\(Self.describe(error))); start a local "
-                                + "cluster with `blobctl dev up`, or point --master / BLOBCTL_MASTER at a running one",
-                            underlying: error)
+            throw BlobError(
+                .unavailable, reason: "master.unreachable",
+                "cannot reach the master at \(address.masterURL) (\(Self.describe(error))); start a local "
+                    + "cluster with `blobctl dev up`, or point --master / BLOBCTL_MASTER at a running one",
+                underlying: error)
         }
         let body = try await response.body.collect(upTo: 256 << 20)
         let bytes = Array(body.readableBytesView)
@@ -87,7 +92,9 @@ public final class ClusterClient: Sendable {
     // MARK: Chunk servers
 
     /// Writes a frame to `targets[0]`, which forwards to the others; `quorum` copies must be durable.
-    func putChunk(_ frame: [UInt8], id: ChunkID, targets: [ServerEndpoint], quorum: Int) async throws -> ChunkWriteResult {
+    func putChunk(
+        _ frame: [UInt8], id: ChunkID, targets: [ServerEndpoint], quorum: Int
+    ) async throws -> ChunkWriteResult {
         var path = "/v1/chunks/\(id.hex)"
         if targets.count > 1 {
             path += "?replicas=" + targets.dropFirst().map(\.address).joined(separator: ",") + "&quorum=\(quorum)"
@@ -101,12 +108,14 @@ public final class ClusterClient: Sendable {
         do {
             response = try await http.execute(request, timeout: chunkTimeout)
         } catch {
-            throw BlobError(.unavailable, reason: "chunkserver.unreachable",
-                            "chunk server \(targets[0].id) at \(targets[0].address): \(Self.describe(error))", underlying: error)
+            throw BlobError(
+                .unavailable, reason: "chunkserver.unreachable",
+                "chunk server \(targets[0].id) at \(targets[0].address): \(Self.describe(error))", underlying: error)
         }
         let bytes = Array(try await response.body.collect(upTo: 1 << 20).readableBytesView)
         if let result = try? JSONDecoder().decode(ChunkWriteResult.self, from: Data(bytes)),
-           (200..<300).contains(response.status.code) || response.status.code == 503 {
+            (200..<300).contains(response.status.code) || response.status.code == 503
+        {
             return result
         }
         throw Self.error(from: bytes, status: response.status.code, peer: "chunk server \(targets[0].id)")
@@ -114,42 +123,48 @@ public final class ClusterClient: Sendable {
 
     /// Reads one chunk's frame from one server and returns its plain bytes, checked against `id`.
     func getChunk(_ id: ChunkID, from server: ServerEndpoint, decompressor: ChunkDecompressor) async throws -> [UInt8] {
-        let body = try await getFromChunkServer("/v1/chunks/\(id.hex)", server: server,
-                                                upTo: FrameHeader.byteCount + Limits.maxStoredByteCount)
+        let body = try await getFromChunkServer(
+            "/v1/chunks/\(id.hex)", server: server,
+            upTo: FrameHeader.byteCount + Limits.maxStoredByteCount)
         let result = body.withUnsafeReadableBytes { raw in
             Result { () throws(FrameError) in try ChunkFrame.decode(raw, expectedID: id, decompressor: decompressor) }
         }
         switch result {
         case .success(let plain): return plain
         case .failure(let error):
-            throw BlobError(.corruptChunk, reason: error.reason,
-                            "chunk \(id.shortHex)… from \(server.id): \(error.message)", node: server.id)
+            throw BlobError(
+                .corruptChunk, reason: error.reason,
+                "chunk \(id.shortHex)… from \(server.id): \(error.message)", node: server.id)
         }
     }
 
     /// Bytes `span` of a chunk's plain bytes, unchecked: the caller checks them against the
     /// chunk's ``BlockDigests``.
     func getChunkPart(_ id: ChunkID, span: Range<Int>, from server: ServerEndpoint) async throws -> [UInt8] {
-        let body = try await getFromChunkServer("/v1/chunks/\(id.hex)?format=plain&offset=\(span.lowerBound)&length=\(span.count)",
-                                                server: server, upTo: Limits.maxChunkByteCount)
+        let body = try await getFromChunkServer(
+            "/v1/chunks/\(id.hex)?format=plain&offset=\(span.lowerBound)&length=\(span.count)",
+            server: server, upTo: Limits.maxChunkByteCount)
         return Array(body.readableBytesView)
     }
 
     /// A signed GET of `pathAndQuery` on a chunk server: its 200 body (at most `upTo` bytes), or
     /// the server's error, or `unavailable` when it cannot be reached in time.
-    func getFromChunkServer(_ pathAndQuery: String, server: ServerEndpoint, upTo limit: Int) async throws -> ByteBuffer {
+    func getFromChunkServer(_ pathAndQuery: String, server: ServerEndpoint, upTo limit: Int) async throws -> ByteBuffer
+    {
         var request = HTTPClientRequest(url: "http://\(server.address)\(pathAndQuery)")
         request.headers.add(name: "Authorization", value: token(method: "GET", pathAndQuery: pathAndQuery))
         let response: HTTPClientResponse
         do {
             response = try await http.execute(request, timeout: chunkTimeout)
         } catch {
-            throw BlobError(.unavailable, reason: "chunkserver.unreachable",
-                            "chunk server \(server.id) at \(server.address): \(Self.describe(error))", underlying: error)
+            throw BlobError(
+                .unavailable, reason: "chunkserver.unreachable",
+                "chunk server \(server.id) at \(server.address): \(Self.describe(error))", underlying: error)
         }
         let body = try await response.body.collect(upTo: limit)
         guard response.status.code == 200 else {
-            throw Self.error(from: Array(body.readableBytesView), status: response.status.code, peer: "chunk server \(server.id)")
+            throw Self.error(
+                from: Array(body.readableBytesView), status: response.status.code, peer: "chunk server \(server.id)")
         }
         return body
     }
@@ -157,8 +172,9 @@ public final class ClusterClient: Sendable {
     // MARK: Helpers
 
     func token(method: String, pathAndQuery: String) -> String {
-        signer.token(role: .client, method: method, pathAndQuery: pathAndQuery,
-                     expiry: Int64(Date().timeIntervalSince1970) + RequestSigner.defaultLifetimeSeconds)
+        signer.token(
+            role: .client, method: method, pathAndQuery: pathAndQuery,
+            expiry: Int64(Date().timeIntervalSince1970) + RequestSigner.defaultLifetimeSeconds)
     }
 
     /// The store's JSON error body as a ``BlobError``, or a plain one naming the status.
@@ -169,8 +185,9 @@ public final class ClusterClient: Sendable {
             }
             return error
         }
-        return BlobError(status >= 500 ? .unavailable : .invalidArgument, reason: "http.status",
-                         "\(peer) answered HTTP \(status)")
+        return BlobError(
+            status >= 500 ? .unavailable : .invalidArgument, reason: "http.status",
+            "\(peer) answered HTTP \(status)")
     }
 
     static func describe(_ error: any Error) -> String {
@@ -192,8 +209,9 @@ public final class ClusterClient: Sendable {
         var out = ""
         for byte in value.utf8 {
             switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "/"):
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "/"):
                 out.unicodeScalars.append(Unicode.Scalar(byte))
             default:
                 out += "%" + (byte < 16 ? "0" : "") + String(byte, radix: 16, uppercase: true)

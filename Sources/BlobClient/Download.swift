@@ -9,8 +9,9 @@ public enum ByteRange: Sendable, Hashable, CustomStringConvertible {
     /// Parses `START-END`, `START-` or `-LAST`.
     public init(parsing text: String) throws {
         let parts = text.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
-        let bad = BlobError(.invalidArgument, reason: "range.syntax",
-                            "range \"\(text)\" is not START-END, START- or -LAST (bytes, END inclusive), e.g. 0-1048575")
+        let bad = BlobError(
+            .invalidArgument, reason: "range.syntax",
+            "range \"\(text)\" is not START-END, START- or -LAST (bytes, END inclusive), e.g. 0-1048575")
         guard parts.count == 2 else { throw bad }
         if parts[0].isEmpty {
             guard let last = Int64(parts[1]), last > 0 else { throw bad }
@@ -44,8 +45,10 @@ public enum ByteRange: Sendable, Hashable, CustomStringConvertible {
             return (size - length, length)
         case .from(let start, let end):
             guard start < size else {
-                throw BlobError(.invalidArgument, reason: "range.invalid",
-                                "range \(self) starts at byte \(start) but the file has \(size) bytes; the last byte is \(size - 1)")
+                throw BlobError(
+                    .invalidArgument, reason: "range.invalid",
+                    "range \(self) starts at byte \(start) but the file has \(size) bytes; the last byte is \(size - 1)"
+                )
             }
             let last = min(end ?? (size - 1), size - 1)
             return (start, last - start + 1)
@@ -100,8 +103,10 @@ extension ClusterClient {
     /// the replicas) and is checked against its id; an error, a timeout or a mismatch moves on
     /// to the next replica, and corrupt replicas are reported to the master. A whole-file get
     /// also checks the file's SHA-256. A file destination appears only when complete.
-    public func get(_ path: BlobPath, to destination: GetDestination, options: GetOptions = GetOptions(),
-                    progress: (@Sendable (Int64, Int64) -> Void)? = nil) async throws -> GetResult {
+    public func get(
+        _ path: BlobPath, to destination: GetDestination, options: GetOptions = GetOptions(),
+        progress: (@Sendable (Int64, Int64) -> Void)? = nil
+    ) async throws -> GetResult {
         var offset: Int64 = 0
         var length: Int64?
         switch options.range {
@@ -119,11 +124,14 @@ extension ClusterClient {
         }
         let end = length.map { offset + $0 } ?? plan.file.size
         let writer = try LocalWriter(destination, durable: options.fsync)
-        var result = GetResult(file: plan.file, offset: offset, byteCount: end - offset, chunkCount: plan.chunks.count, failovers: 0)
+        var result = GetResult(
+            file: plan.file, offset: offset, byteCount: end - offset, chunkCount: plan.chunks.count, failovers: 0)
         do {
             var written: Int64 = 0
-            result.failovers = try await stream(plan, of: path, offset: offset, end: end, readAhead: options.readAhead,
-                                                checkWholeFile: options.range == nil) { slice in
+            result.failovers = try await stream(
+                plan, of: path, offset: offset, end: end, readAhead: options.readAhead,
+                checkWholeFile: options.range == nil
+            ) { slice in
                 try slice.withUnsafeBytes { try writer.write($0) }
                 written += Int64(slice.count)
                 progress?(written, end - offset)
@@ -152,8 +160,10 @@ extension ClusterClient {
     /// `plan` must start at or before `offset`; it may end before `end`: the rest is planned
     /// a page (``planPageByteCount``) at a time as the read gets there, and must be of the same
     /// version of the file.
-    public func stream(_ plan: ReadPlan, of path: BlobPath, offset: Int64, end: Int64, readAhead: Int = 8,
-                       checkWholeFile: Bool, sink: (ArraySlice<UInt8>) async throws -> Void) async throws -> Int {
+    public func stream(
+        _ plan: ReadPlan, of path: BlobPath, offset: Int64, end: Int64, readAhead: Int = 8,
+        checkWholeFile: Bool, sink: (ArraySlice<UInt8>) async throws -> Void
+    ) async throws -> Int {
         var window: [Task<FetchedChunk, any Error>] = []
         var failovers = 0
         do {
@@ -170,14 +180,19 @@ extension ClusterClient {
             while next < pieces.count || !window.isEmpty || covered < end {
                 if next == pieces.count && covered < end {
                     // The next page of the plan, while the window's fetches run.
-                    let page = try await readPlan(path, offset: covered, length: min(end - covered, Self.planPageByteCount))
+                    let page = try await readPlan(
+                        path, offset: covered, length: min(end - covered, Self.planPageByteCount))
                     guard page.file.version == plan.file.version, page.file.sha256 == plan.file.sha256 else {
-                        throw BlobError(.unavailable, reason: "file.changed",
-                                        "\(path) changed while being read (version \(plan.file.version), now \(page.file.version)); read it again")
+                        throw BlobError(
+                            .unavailable, reason: "file.changed",
+                            "\(path) changed while being read (version \(plan.file.version), now \(page.file.version)); read it again"
+                        )
                     }
                     let more = Self.pieces(of: page, offset: covered, end: end, splitFirst: false)
-                    guard let last = page.chunks.last, last.chunk.offset + last.chunk.length > covered, !more.isEmpty else {
-                        throw BlobError(.internal, reason: "plan.gap", "the master planned nothing of \(path) from byte \(covered)")
+                    guard let last = page.chunks.last, last.chunk.offset + last.chunk.length > covered, !more.isEmpty
+                    else {
+                        throw BlobError(
+                            .internal, reason: "plan.gap", "the master planned nothing of \(path) from byte \(covered)")
                     }
                     pieces += more
                     covered = last.chunk.offset + last.chunk.length
@@ -198,16 +213,20 @@ extension ClusterClient {
                     // The last piece goes out only once the whole file matched.
                     let hex = try ChunkID(digestBytes: Array(digest)).hex
                     guard hex == plan.file.sha256 else {
-                        throw BlobError(.corruptChunk, reason: "file.sha256",
-                                        "\(path) read back with SHA-256 \(hex) but was stored with \(plan.file.sha256)")
+                        throw BlobError(
+                            .corruptChunk, reason: "file.sha256",
+                            "\(path) read back with SHA-256 \(hex) but was stored with \(plan.file.sha256)")
                     }
                 }
                 try await sink(slice)
                 written += Int64(to - from)
             }
             if plan.chunks.isEmpty, let digest = wholeFile?.finalize(),
-               try ChunkID(digestBytes: Array(digest)).hex != plan.file.sha256 {
-                throw BlobError(.corruptChunk, reason: "file.sha256", "\(path) is empty but was stored with SHA-256 \(plan.file.sha256)")
+                try ChunkID(digestBytes: Array(digest)).hex != plan.file.sha256
+            {
+                throw BlobError(
+                    .corruptChunk, reason: "file.sha256",
+                    "\(path) is empty but was stored with SHA-256 \(plan.file.sha256)")
             }
             if !suspects.isEmpty { try? await reportSuspect(suspects) }
             guard written == end - offset else {
@@ -223,15 +242,22 @@ extension ClusterClient {
     /// What to fetch, in order: each planned chunk's bytes within `[offset, end)`. When the
     /// first one can be read by blocks, its first block is a piece of its own, so the first
     /// bytes go out after one block rather than after the rest of that chunk.
-    static func pieces(of plan: ReadPlan, offset: Int64, end: Int64, splitFirst: Bool) -> [(entry: ReadPlanEntry, needed: Range<Int>)] {
+    static func pieces(
+        of plan: ReadPlan, offset: Int64, end: Int64, splitFirst: Bool
+    ) -> [(entry: ReadPlanEntry, needed: Range<Int>)] {
         var pieces: [(entry: ReadPlanEntry, needed: Range<Int>)] = []
         pieces.reserveCapacity(plan.chunks.count + 1)
         for (i, entry) in plan.chunks.enumerated() {
             let chunk = entry.chunk
             guard chunk.offset < end, chunk.offset + chunk.length > offset else { continue }
-            let needed = Int(max(offset, chunk.offset) - chunk.offset)..<Int(min(end, chunk.offset + chunk.length) - chunk.offset)
+            let needed =
+                Int(
+                    max(offset, chunk.offset) - chunk.offset)..<Int(
+                    min(end, chunk.offset + chunk.length) - chunk.offset)
             let firstBlockEnd = (needed.lowerBound / BlockDigests.blockByteCount + 1) * BlockDigests.blockByteCount
-            if i == 0, splitFirst, entry.blockDigests != nil, needed.upperBound - firstBlockEnd >= BlockDigests.blockByteCount {
+            if i == 0, splitFirst, entry.blockDigests != nil,
+                needed.upperBound - firstBlockEnd >= BlockDigests.blockByteCount
+            {
                 pieces.append((entry, needed.lowerBound..<firstBlockEnd))
                 pieces.append((entry, firstBlockEnd..<needed.upperBound))
             } else {
@@ -248,12 +274,15 @@ extension ClusterClient {
     /// When only part of the chunk is `needed` and the plan carries the chunk's block digests,
     /// the first replica is asked for just the blocks covering that part, each checked against
     /// its digest; any failure there falls back to the whole chunk and its SHA-256.
-    private func fetch(_ entry: ReadPlanEntry, needing needed: Range<Int>, of path: BlobPath) async throws -> FetchedChunk {
+    private func fetch(
+        _ entry: ReadPlanEntry, needing needed: Range<Int>, of path: BlobPath
+    ) async throws -> FetchedChunk {
         let id = entry.chunk.chunkID
         guard !entry.replicas.isEmpty else {
-            throw BlobError(.insufficientReplicas, reason: "chunk.noReplica",
-                            "no live server holds chunk \(id.shortHex)… (bytes \(entry.chunk.offset)…); "
-                                + "check `blobctl cluster status` and restart the down servers")
+            throw BlobError(
+                .insufficientReplicas, reason: "chunk.noReplica",
+                "no live server holds chunk \(id.shortHex)… (bytes \(entry.chunk.offset)…); "
+                    + "check `blobctl cluster status` and restart the down servers")
         }
         let length = Int(entry.chunk.length)
         var replicas = entry.replicas
@@ -263,7 +292,10 @@ extension ClusterClient {
                 do {
                     let part = try await getChunkPart(id, span: span, from: server)
                     if part.count == span.count,
-                       part.withUnsafeBytes({ BlockDigests.verify($0, at: span.lowerBound, plainByteCount: length, against: digests) }) {
+                        part.withUnsafeBytes({
+                            BlockDigests.verify($0, at: span.lowerBound, plainByteCount: length, against: digests)
+                        })
+                    {
                         return FetchedChunk(plain: part, base: span.lowerBound, suspects: [], failovers: 0)
                     }
                 } catch let error as BlobError where error.code == .unavailable || error.code == .timeout {
@@ -285,13 +317,17 @@ extension ClusterClient {
                 do {
                     let plain = try await getChunk(id, from: server, decompressor: decompressor)
                     guard plain.count == Int(entry.chunk.length) else {
-                        throw BlobError(.corruptChunk, reason: "chunk.length",
-                                        "chunk \(id.shortHex)… from \(server.id) has \(plain.count) bytes, the manifest says \(entry.chunk.length)")
+                        throw BlobError(
+                            .corruptChunk, reason: "chunk.length",
+                            "chunk \(id.shortHex)… from \(server.id) has \(plain.count) bytes, the manifest says \(entry.chunk.length)"
+                        )
                     }
                     return plain
                 } catch let error as BlobError {
                     errors.append("\(server.id): \(error.message)")
-                    if error.code == .notFound { moved = true } else {
+                    if error.code == .notFound {
+                        moved = true
+                    } else {
                         suspects.append(SuspectReplica(id: id, serverID: server.id, code: error.code.rawValue))
                     }
                 }
@@ -302,11 +338,13 @@ extension ClusterClient {
             return FetchedChunk(plain: plain, suspects: suspects, failovers: errors.count)
         }
         if moved, let fresh = try? await readPlan(path, offset: entry.chunk.offset, length: 1),
-           let now = fresh.chunks.first, now.chunk.chunkID == id,
-           let plain = try await attempt(now.replicas) {
+            let now = fresh.chunks.first, now.chunk.chunkID == id,
+            let plain = try await attempt(now.replicas)
+        {
             return FetchedChunk(plain: plain, suspects: suspects, failovers: errors.count)
         }
-        throw BlobError(.unavailable, reason: "chunk.allReplicasFailed",
-                        "every replica of chunk \(id.shortHex)… failed: " + errors.joined(separator: "; "))
+        throw BlobError(
+            .unavailable, reason: "chunk.allReplicasFailed",
+            "every replica of chunk \(id.shortHex)… failed: " + errors.joined(separator: "; "))
     }
 }

@@ -1,6 +1,6 @@
 import BlobCore
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Writes a get's bytes: to standard output as they come, or to a temporary file beside the
@@ -27,14 +27,19 @@ final class LocalWriter {
             let directory = slash.map { String(path[..<$0]) } ?? "."
             let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
             guard !name.isEmpty else {
-                throw BlobError(.invalidArgument, reason: "local.path", "\(path) names a directory; give a file name to write")
+                throw BlobError(
+                    .invalidArgument, reason: "local.path", "\(path) names a directory; give a file name to write")
             }
-            let temporary = (directory.isEmpty ? "" : directory + "/") + ".\(name).blobctl-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).part"
+            let temporary =
+                (directory.isEmpty ? "" : directory + "/")
+                + ".\(name).blobctl-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).part"
             let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
             guard fd >= 0 else {
                 let reason = String(cString: strerror(errno))
-                throw BlobError(.io, reason: "local.create", "cannot create a file in \(directory.isEmpty ? "/" : directory): \(reason); "
-                                    + "check that the directory exists and is writable")
+                throw BlobError(
+                    .io, reason: "local.create",
+                    "cannot create a file in \(directory.isEmpty ? "/" : directory): \(reason); "
+                        + "check that the directory exists and is writable")
             }
             self.fd = fd
             destination = path
@@ -54,7 +59,8 @@ final class LocalWriter {
             if n < 0 {
                 if errno == EINTR { continue }
                 let reason = String(cString: strerror(errno))
-                throw BlobError(.io, reason: "local.write", "cannot write \(destination ?? "standard output"): \(reason)")
+                throw BlobError(
+                    .io, reason: "local.write", "cannot write \(destination ?? "standard output"): \(reason)")
             }
             done += n
         }

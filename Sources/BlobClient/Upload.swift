@@ -1,7 +1,7 @@
 public import BlobCore
 import Crypto
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Where a put reads its bytes.
@@ -47,9 +47,12 @@ public struct PutOptions: Sendable {
     /// raw whatever the level (docs/benchmarks.md, "Side by side with SeaweedFS").
     public static let defaultCompression = CompressionPolicy(level: 6)
 
-    public init(contentType: String = "application/octet-stream", chunker: ChunkerConfiguration = .default,
-                compression: CompressionPolicy = PutOptions.defaultCompression, maxChunksInFlight: Int = 8, placementBatch: Int = 8,
-                writeQuorum: Int? = nil, metadata: [String: String]? = nil) {
+    public init(
+        contentType: String = "application/octet-stream", chunker: ChunkerConfiguration = .default,
+        compression: CompressionPolicy = PutOptions.defaultCompression, maxChunksInFlight: Int = 8,
+        placementBatch: Int = 8,
+        writeQuorum: Int? = nil, metadata: [String: String]? = nil
+    ) {
         self.metadata = metadata
         self.contentType = contentType
         self.chunker = chunker
@@ -95,12 +98,15 @@ extension ClusterClient {
     /// compressed once and sent once to its first target, which forwards to the others; a
     /// bounded number in flight; then the manifest is committed. Memory stays bounded by the
     /// options whatever the size of the source. `progress` gets the bytes read so far.
-    public func put(_ source: PutSource, to path: BlobPath, options: PutOptions = PutOptions(),
-                    progress: (@Sendable (Int64) -> Void)? = nil) async throws -> PutResult {
+    public func put(
+        _ source: PutSource, to path: BlobPath, options: PutOptions = PutOptions(),
+        progress: (@Sendable (Int64) -> Void)? = nil
+    ) async throws -> PutResult {
         var chunker: FileChunker
         switch source {
         case .file(let file): chunker = try FileChunker(path: file, configuration: options.chunker)
-        case .standardInput: chunker = try FileChunker(fileDescriptor: dup(0), name: "standard input", configuration: options.chunker)
+        case .standardInput:
+            chunker = try FileChunker(fileDescriptor: dup(0), name: "standard input", configuration: options.chunker)
         case .bytes(let bytes): chunker = try FileChunker(bytes: bytes, configuration: options.chunker)
         }
         defer { chunker.close() }
@@ -131,12 +137,14 @@ extension ClusterClient {
             throw error
         }
         let sha256 = try ChunkID(digestBytes: Array(wholeFile.finalize())).hex
-        let manifest = ManifestCommit(path: path, size: size, contentType: options.contentType, sha256: sha256,
-                                      chunks: entries, acknowledgements: session.acknowledgements, metadata: options.metadata,
-                                      precondition: options.precondition, bucket: options.bucket)
+        let manifest = ManifestCommit(
+            path: path, size: size, contentType: options.contentType, sha256: sha256,
+            chunks: entries, acknowledgements: session.acknowledgements, metadata: options.metadata,
+            precondition: options.precondition, bucket: options.bucket)
         let version = try await commit(manifest)
-        return PutResult(file: version, chunkCount: entries.count, newChunkCount: session.newChunks,
-                         newBytes: session.newBytes, sentBytes: session.sentBytes, storedBytes: session.storedBytes)
+        return PutResult(
+            file: version, chunkCount: entries.count, newChunkCount: session.newChunks,
+            newBytes: session.newBytes, sentBytes: session.sentBytes, storedBytes: session.storedBytes)
     }
 }
 
@@ -167,17 +175,21 @@ private struct UploadSession {
             fresh.append(chunk)
         }
         guard !fresh.isEmpty else { return }
-        let reply = try await client.place(fresh.map { PlacementRequestEntry(id: $0.id, plainByteCount: Int64($0.bytes.count)) })
+        let reply = try await client.place(
+            fresh.map { PlacementRequestEntry(id: $0.id, plainByteCount: Int64($0.bytes.count)) })
         let answers = Dictionary(reply.chunks.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         let quorum = options.writeQuorum ?? (reply.replicaCount / 2 + 1)
         for chunk in fresh {
             guard let answer = answers[chunk.id] else {
-                throw BlobError(.internal, reason: "placement.missing", "the master gave no placement for chunk \(chunk.id.shortHex)…")
+                throw BlobError(
+                    .internal, reason: "placement.missing",
+                    "the master gave no placement for chunk \(chunk.id.shortHex)…")
             }
             if answer.isPresent { continue }
             guard !answer.targets.isEmpty else {
-                throw BlobError(.insufficientReplicas, reason: "placement.noTargets",
-                                "no live chunk server can take chunk \(chunk.id.shortHex)…; check `blobctl cluster status`")
+                throw BlobError(
+                    .insufficientReplicas, reason: "placement.noTargets",
+                    "no live chunk server can take chunk \(chunk.id.shortHex)…; check `blobctl cluster status`")
             }
             while window.count >= options.maxChunksInFlight {
                 try await collectOldest()
@@ -186,9 +198,10 @@ private struct UploadSession {
             let policy = options.compression
             let targets = answer.targets
             let needed = min(quorum, targets.count)
-            window.append(Task {
-                try await Self.write(chunk, targets: targets, quorum: needed, policy: policy, client: client)
-            })
+            window.append(
+                Task {
+                    try await Self.write(chunk, targets: targets, quorum: needed, policy: policy, client: client)
+                })
         }
     }
 
@@ -225,8 +238,10 @@ private struct UploadSession {
 
     /// Compresses one chunk and writes it to the first target that takes it, which forwards to
     /// the rest; a failed first target passes the lead to the next one.
-    static func write(_ chunk: PendingChunk, targets: [ServerEndpoint], quorum: Int, policy: CompressionPolicy,
-                      client: ClusterClient) async throws -> ChunkWritten {
+    static func write(
+        _ chunk: PendingChunk, targets: [ServerEndpoint], quorum: Int, policy: CompressionPolicy,
+        client: ClusterClient
+    ) async throws -> ChunkWritten {
         let frame = ChunkEncoder(policy: policy).frame(for: chunk.bytes)
         var lastError: (any Error)?
         for lead in 0..<targets.count {
@@ -235,22 +250,30 @@ private struct UploadSession {
             do {
                 let result = try await client.putChunk(frame, id: chunk.id, targets: order, quorum: quorum)
                 if result.quorumMet {
-                    let digests = BlockDigests.applies(toChunkOf: chunk.bytes.count) ? BlockDigests.compute(chunk.bytes) : nil
-                    let ack = ReplicaAcknowledgement(id: chunk.id, plainByteCount: Int64(chunk.bytes.count),
-                                                     storedByteCount: Int64(frame.count),
-                                                     serverIDs: result.storedServerIDs, blockDigests: digests)
+                    let digests =
+                        BlockDigests.applies(toChunkOf: chunk.bytes.count) ? BlockDigests.compute(chunk.bytes) : nil
+                    let ack = ReplicaAcknowledgement(
+                        id: chunk.id, plainByteCount: Int64(chunk.bytes.count),
+                        storedByteCount: Int64(frame.count),
+                        serverIDs: result.storedServerIDs, blockDigests: digests)
                     let stored = result.alreadyPresent ? 0 : Int64(frame.count) * Int64(result.storedServerIDs.count)
-                    return ChunkWritten(acknowledgement: ack, plainBytes: Int64(chunk.bytes.count), sentBytes: Int64(frame.count), storedBytes: stored)
+                    return ChunkWritten(
+                        acknowledgement: ack, plainBytes: Int64(chunk.bytes.count), sentBytes: Int64(frame.count),
+                        storedBytes: stored)
                 }
                 let failures = result.failed.map { "\($0.target): \($0.message)" }.joined(separator: "; ")
-                lastError = BlobError(.insufficientReplicas, reason: "chunk.quorum",
-                                      "chunk \(chunk.id.shortHex)… reached \(result.stored.count) of \(quorum) copies (\(failures)); "
-                                          + "check `blobctl cluster status`")
-            } catch let error as BlobError where error.code == .unavailable || error.code == .insufficientStorage
-                        || error.code == .insufficientReplicas || error.code == .timeout {
+                lastError = BlobError(
+                    .insufficientReplicas, reason: "chunk.quorum",
+                    "chunk \(chunk.id.shortHex)… reached \(result.stored.count) of \(quorum) copies (\(failures)); "
+                        + "check `blobctl cluster status`")
+            } catch let error as BlobError
+                where error.code == .unavailable || error.code == .insufficientStorage
+                || error.code == .insufficientReplicas || error.code == .timeout
+            {
                 lastError = error
             }
         }
-        throw lastError ?? BlobError(.insufficientReplicas, reason: "chunk.noTarget", "no target for chunk \(chunk.id.shortHex)…")
+        throw lastError
+            ?? BlobError(.insufficientReplicas, reason: "chunk.noTarget", "no target for chunk \(chunk.id.shortHex)…")
     }
 }

@@ -90,6 +90,7 @@ public struct BlobError: CodedError, Sendable {
 
     /// Wraps any coded error, keeping its code, reason and message.
     public init(_ error: some CodedError & Sendable, node: String? = nil, file: String = #fileID, line: Int = #line) {
-        self.init(error.code, reason: error.reason, error.message, node: node, underlying: error, file: file, line: line)
+        self.init(
+            error.code, reason: error.reason, error.message, node: node, underlying: error, file: file, line: line)
     }
 }

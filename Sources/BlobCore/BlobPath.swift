@@ -28,8 +28,10 @@ public struct BlobPath: Hashable, Comparable, Sendable, CustomStringConvertible,
         guard !bytes.isEmpty else { throw fail("it is empty") }
         guard bytes.count <= Self.maxByteCount else { throw fail("it is \(bytes.count) bytes long") }
         guard bytes.first != UInt8(ascii: "/") else { throw fail("it starts with '/'") }
-        for scalar in text.unicodeScalars where scalar.value < 0x20 || scalar.value == 0x7F
-            || (0x80...0x9F).contains(scalar.value) {
+        for scalar in text.unicodeScalars
+        where scalar.value < 0x20 || scalar.value == 0x7F
+            || (0x80...0x9F).contains(scalar.value)
+        {
             throw fail("it contains the control character U+\(String(scalar.value, radix: 16, uppercase: true))")
         }
         // One trailing '/' is allowed: S3 tools keep "folder/" marker objects.

@@ -37,7 +37,9 @@ public enum BlockDigests {
             for block in 0..<blocks {
                 let start = block * blockByteCount
                 let end = min(plain.count, start + blockByteCount)
-                store(digest(UnsafeRawBufferPointer(rebasing: plain[start..<end])), into: raw, at: block * digestByteCount)
+                store(
+                    digest(UnsafeRawBufferPointer(rebasing: plain[start..<end])), into: raw, at: block * digestByteCount
+                )
             }
         }
         return out
@@ -64,10 +66,12 @@ public enum BlockDigests {
 
     /// Checks `bytes`, which are the chunk's bytes from `offset` (a block boundary) on, block by
     /// block against `digests`; the bytes must end at a block boundary or at the chunk's end.
-    public static func verify(_ bytes: UnsafeRawBufferPointer, at offset: Int, plainByteCount: Int, against digests: Data) -> Bool {
+    public static func verify(
+        _ bytes: UnsafeRawBufferPointer, at offset: Int, plainByteCount: Int, against digests: Data
+    ) -> Bool {
         guard offset % blockByteCount == 0, offset + bytes.count <= plainByteCount,
-              isWellFormed(digests, plainByteCount: plainByteCount),
-              bytes.count % blockByteCount == 0 || offset + bytes.count == plainByteCount
+            isWellFormed(digests, plainByteCount: plainByteCount),
+            bytes.count % blockByteCount == 0 || offset + bytes.count == plainByteCount
         else { return false }
         return digests.withUnsafeBytes { expected in
             var position = 0
@@ -77,7 +81,7 @@ public enum BlockDigests {
                 let actual = digest(UnsafeRawBufferPointer(rebasing: bytes[position..<end]))
                 let base = block * digestByteCount
                 guard UInt64(bigEndian: expected.loadUnaligned(fromByteOffset: base, as: UInt64.self)) == actual.high,
-                      UInt64(bigEndian: expected.loadUnaligned(fromByteOffset: base + 8, as: UInt64.self)) == actual.low
+                    UInt64(bigEndian: expected.loadUnaligned(fromByteOffset: base + 8, as: UInt64.self)) == actual.low
                 else { return false }
                 position = end
                 block += 1
@@ -91,7 +95,9 @@ public enum BlockDigests {
         return (hash.high64, hash.low64)
     }
 
-    private static func store(_ digest: (high: UInt64, low: UInt64), into raw: UnsafeMutableRawBufferPointer, at offset: Int) {
+    private static func store(
+        _ digest: (high: UInt64, low: UInt64), into raw: UnsafeMutableRawBufferPointer, at offset: Int
+    ) {
         raw.storeBytes(of: digest.high.bigEndian, toByteOffset: offset, as: UInt64.self)
         raw.storeBytes(of: digest.low.bigEndian, toByteOffset: offset + 8, as: UInt64.self)
     }

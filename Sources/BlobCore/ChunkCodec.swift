@@ -125,7 +125,8 @@ public final class ChunkCompressor {
         }
         frame = [UInt8](unsafeUninitializedCapacity: headerSize + plain.count) { buf, initialized in
             if plain.count > 0 {
-                UnsafeMutableRawPointer(buf.baseAddress! + headerSize).copyMemory(from: plain.baseAddress!, byteCount: plain.count)
+                UnsafeMutableRawPointer(buf.baseAddress! + headerSize).copyMemory(
+                    from: plain.baseAddress!, byteCount: plain.count)
             }
             initialized = headerSize + plain.count
         }
@@ -134,11 +135,15 @@ public final class ChunkCompressor {
     }
 
     private func writeHeader(into frame: inout [UInt8], codec: ChunkCodec, plainByteCount: Int, storedByteCount: Int) {
-        let checksum = frame.withUnsafeBytes { Checksum.xxh3(UnsafeRawBufferPointer(rebasing: $0[FrameHeader.byteCount...])) }
+        let checksum = frame.withUnsafeBytes {
+            Checksum.xxh3(UnsafeRawBufferPointer(rebasing: $0[FrameHeader.byteCount...]))
+        }
         let header = FrameHeader(
             codec: codec, plainByteCount: plainByteCount, storedByteCount: storedByteCount, payloadChecksum: checksum)
         frame.withUnsafeMutableBytes { raw in
-            header.bytes.withUnsafeBytes { raw.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: FrameHeader.byteCount) }
+            header.bytes.withUnsafeBytes {
+                raw.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: FrameHeader.byteCount)
+            }
         }
     }
 

@@ -48,7 +48,8 @@ public enum FrameError: CodedError, Sendable, Equatable {
             return "chunk frame is \(n) bytes, shorter than its \(FrameHeader.byteCount)-byte header\(fix)"
         case .badMagic: return "bytes do not start with the chunk frame magic\(fix)"
         case .unsupportedVersion(let v):
-            return "chunk frame format version \(v) is not supported (this build reads version \(FrameHeader.currentVersion))"
+            return
+                "chunk frame format version \(v) is not supported (this build reads version \(FrameHeader.currentVersion))"
         case .unknownCodec(let c): return "chunk frame names unknown codec \(c)\(fix)"
         case .reservedBitsSet: return "chunk frame has reserved header bits set\(fix)"
         case .headerChecksumMismatch: return "chunk frame header failed its checksum\(fix)"
@@ -139,7 +140,9 @@ public struct FrameHeader: Sendable, Hashable {
         }
         switch codec {
         case .raw:
-            guard stored == plain else { throw .invalidLength("raw payload length \(stored) differs from plain length \(plain)") }
+            guard stored == plain else {
+                throw .invalidLength("raw payload length \(stored) differs from plain length \(plain)")
+            }
         case .zstd:
             guard stored > 0, plain > 0 else { throw .invalidLength("zstd payload or plain length is zero") }
         }

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Chunks of any async sequence of byte collections, cut with a ``ChunkSplitter``.
@@ -128,7 +128,9 @@ public struct FileChunker: Sequence, IteratorProtocol {
             if ended { return nil }
             switch source {
             case .memory(let bytes, let taken):
-                let more = bytes.withUnsafeBytes { raw in splitter.append(UnsafeRawBufferPointer(rebasing: raw[taken...])) }
+                let more = bytes.withUnsafeBytes { raw in
+                    splitter.append(UnsafeRawBufferPointer(rebasing: raw[taken...]))
+                }
                 source = .memory(bytes, taken: taken + more)
                 if taken + more == bytes.count { close() }
             case .descriptor(let fd):

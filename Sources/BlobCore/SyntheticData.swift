@@ -99,10 +99,12 @@ public struct LogTextGenerator {
         let line: String
         if number(100) < 55 {
             let ip = "10.\(skewed(40)).\(skewed(200)).\(1 + skewed(250))"
-            let path = Self.paths[skewed(Self.paths.count)]
+            let path =
+                Self.paths[skewed(Self.paths.count)]
                 + (number(3) == 0 ? "/\(10_000 + skewed(50_000))" : "")
                 + (number(5) == 0 ? "?q=\(Self.words[skewed(Self.words.count)])" : "")
-            line = "\(ip) - - [\(two(day))/\(Self.months[(seconds / 2_592_000) % 12])/2024:\(hms) +0000] "
+            line =
+                "\(ip) - - [\(two(day))/\(Self.months[(seconds / 2_592_000) % 12])/2024:\(hms) +0000] "
                 + "\"\(Self.methods[skewed(Self.methods.count)]) \(path) HTTP/1.1\" "
                 + "\(Self.statuses[skewed(Self.statuses.count)]) \(number(5000) + skewed(200_000)) \"-\" "
                 + "\"\(Self.agents[skewed(Self.agents.count)])\" rt=0.\(two(number(100)))\(number(10)) "
@@ -110,12 +112,17 @@ public struct LogTextGenerator {
         } else {
             let level = ["INFO", "INFO", "INFO", "DEBUG", "DEBUG", "WARN", "ERROR"][skewed(7)]
             let svc = Self.services[skewed(Self.services.count)]
-            var text = "2024-\(two(1 + (seconds / 2_592_000) % 12))-\(two(day)) \(hms).\(number(1000)) "
+            var text =
+                "2024-\(two(1 + (seconds / 2_592_000) % 12))-\(two(day)) \(hms).\(number(1000)) "
                 + "\(level) [http-nio-8080-exec-\(1 + number(32))] \(svc) - "
             switch number(6) {
-            case 0: text += "Order \(100_000 + skewed(900_000)) created for user \(skewed(50_000)) items=\(1 + number(9)) (took \(number(400)) ms)"
+            case 0:
+                text +=
+                    "Order \(100_000 + skewed(900_000)) created for user \(skewed(50_000)) items=\(1 + number(9)) (took \(number(400)) ms)"
             case 1: text += "Cart updated: user=\(skewed(50_000)) sku=SKU-\(skewed(9999)) qty=\(1 + number(5))"
-            case 2: text += "Search query=\"\(Self.words[skewed(Self.words.count)]) \(Self.words[number(Self.words.count)])\" results=\(number(500)) took \(number(90)) ms"
+            case 2:
+                text +=
+                    "Search query=\"\(Self.words[skewed(Self.words.count)]) \(Self.words[number(Self.words.count)])\" results=\(number(500)) took \(number(90)) ms"
             case 3: text += "HikariPool-1 - Pool stats (total=20, active=\(number(20)), idle=\(number(20)), waiting=0)"
             case 4: text += "Redis GET product:\(skewed(90_000)) hit=\(number(4) > 0) ttl=\(number(3600))s"
             default: text += "User \(skewed(50_000)) logged in from session sess-\(hex(12)) mfa=false"
@@ -123,10 +130,12 @@ public struct LogTextGenerator {
             text += "\n"
             if level == "ERROR" {
                 text += "java.lang.IllegalStateException: order \(number(1_000_000)) in state PAID cannot move to NEW\n"
-                for frame in ["OrderService.transition(OrderService.java:212)", "OrderController.update(OrderController.java:88)",
-                              "jdk.internal.reflect.GeneratedMethodAccessor.invoke(Unknown Source)",
-                              "org.springframework.web.servlet.FrameworkServlet.service(FrameworkServlet.java:883)"]
-                    .prefix(2 + number(3)) {
+                for frame in [
+                    "OrderService.transition(OrderService.java:212)", "OrderController.update(OrderController.java:88)",
+                    "jdk.internal.reflect.GeneratedMethodAccessor.invoke(Unknown Source)",
+                    "org.springframework.web.servlet.FrameworkServlet.service(FrameworkServlet.java:883)",
+                ]
+                .prefix(2 + number(3)) {
                     text += "\tat c.e.shop.\(frame)\n"
                 }
             }

@@ -17,7 +17,9 @@ public struct UTCTime: Sendable, Equatable {
     static let monthNames = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
     public init(year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int) {
-        (self.year, self.month, self.day, self.hour, self.minute, self.second) = (year, month, day, hour, minute, second)
+        (self.year, self.month, self.day, self.hour, self.minute, self.second) = (
+            year, month, day, hour, minute, second
+        )
     }
 
     public init(secondsSince1970 seconds: Int64) {
@@ -39,7 +41,8 @@ public struct UTCTime: Sendable, Equatable {
     /// the month's length).
     public var secondsSince1970: Int64? {
         guard (1...12).contains(month), (0...23).contains(hour), (0...59).contains(minute), (0...60).contains(second),
-              (1...9999).contains(year), (1...Self.daysIn(month: month, year: year)).contains(day) else { return nil }
+            (1...9999).contains(year), (1...Self.daysIn(month: month, year: year)).contains(day)
+        else { return nil }
         let y = Int64(month <= 2 ? year - 1 : year)
         let era = (y >= 0 ? y : y - 399) / 400
         let yearOfEra = y - era * 400
@@ -106,8 +109,8 @@ public struct UTCTime: Sendable, Equatable {
     public static func parseAmzDate(_ text: String) -> Int64? {
         let b = Array(text.utf8)
         guard b.count == 16, b[8] == UInt8(ascii: "T"), b[15] == UInt8(ascii: "Z"),
-              let year = digits(b[0..<4]), let month = digits(b[4..<6]), let day = digits(b[6..<8]),
-              let hour = digits(b[9..<11]), let minute = digits(b[11..<13]), let second = digits(b[13..<15])
+            let year = digits(b[0..<4]), let month = digits(b[4..<6]), let day = digits(b[6..<8]),
+            let hour = digits(b[9..<11]), let minute = digits(b[11..<13]), let second = digits(b[13..<15])
         else { return nil }
         return UTCTime(year: year, month: month, day: day, hour: hour, minute: minute, second: second).secondsSince1970
     }
@@ -120,8 +123,10 @@ public struct UTCTime: Sendable, Equatable {
         if words.count == 4, words[0].hasSuffix(","), longWeekdayNames.contains(String(words[0].dropLast())) {
             // RFC 850: Sunday, 06-Nov-94 08:49:37 GMT
             let date = words[1].split(separator: "-", omittingEmptySubsequences: false).map(String.init)
-            guard date.count == 3, date[0].count == 2, date[2].count == 2, let day = Int(date[0]), let month = monthNumber(date[1]),
-                  let shortYear = digits(Array(date[2].utf8)[...]), isUTC(words[3]), let (h, m, s) = clock(words[2]) else { return nil }
+            guard date.count == 3, date[0].count == 2, date[2].count == 2, let day = Int(date[0]),
+                let month = monthNumber(date[1]),
+                let shortYear = digits(Array(date[2].utf8)[...]), isUTC(words[3]), let (h, m, s) = clock(words[2])
+            else { return nil }
             // RFC 9110: a two-digit year more than 50 years ahead is the most recent past one.
             let now = UTCTime(secondsSince1970: Int64(Date().timeIntervalSince1970)).year
             var year = now / 100 * 100 + shortYear
@@ -130,15 +135,19 @@ public struct UTCTime: Sendable, Equatable {
         }
         if words.count == 6, words[0].hasSuffix(","), weekdayNames.contains(String(words[0].dropLast())) {
             // IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT
-            guard (1...2).contains(words[1].count), let day = digits(Array(words[1].utf8)[...]), let month = monthNumber(words[2]),
-                  words[3].count == 4, let year = digits(Array(words[3].utf8)[...]), isUTC(words[5]), let (h, m, s) = clock(words[4])
+            guard (1...2).contains(words[1].count), let day = digits(Array(words[1].utf8)[...]),
+                let month = monthNumber(words[2]),
+                words[3].count == 4, let year = digits(Array(words[3].utf8)[...]), isUTC(words[5]),
+                let (h, m, s) = clock(words[4])
             else { return nil }
             return UTCTime(year: year, month: month, day: day, hour: h, minute: m, second: s).secondsSince1970
         }
         if words.count == 5, weekdayNames.contains(words[0]) {
             // asctime: Sun Nov  6 08:49:37 1994
-            guard let month = monthNumber(words[1]), (1...2).contains(words[2].count), let day = digits(Array(words[2].utf8)[...]),
-                  words[4].count == 4, let year = digits(Array(words[4].utf8)[...]), let (h, m, s) = clock(words[3]) else { return nil }
+            guard let month = monthNumber(words[1]), (1...2).contains(words[2].count),
+                let day = digits(Array(words[2].utf8)[...]),
+                words[4].count == 4, let year = digits(Array(words[4].utf8)[...]), let (h, m, s) = clock(words[3])
+            else { return nil }
             return UTCTime(year: year, month: month, day: day, hour: h, minute: m, second: s).secondsSince1970
         }
         return nil
@@ -155,7 +164,8 @@ public struct UTCTime: Sendable, Equatable {
     private static func clock(_ text: String) -> (Int, Int, Int)? {
         let b = Array(text.utf8)
         guard b.count == 8, b[2] == UInt8(ascii: ":"), b[5] == UInt8(ascii: ":"),
-              let h = digits(b[0..<2]), let m = digits(b[3..<5]), let s = digits(b[6..<8]) else { return nil }
+            let h = digits(b[0..<2]), let m = digits(b[3..<5]), let s = digits(b[6..<8])
+        else { return nil }
         return (h, m, s)
     }
 

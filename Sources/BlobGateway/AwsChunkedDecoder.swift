@@ -65,10 +65,14 @@ struct AwsChunkedDecoder {
         switch state {
         case .header:
             let parts = text.split(separator: ";", maxSplits: 1)
-            guard let sizeText = parts.first, let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16), size >= 0,
-                  size <= 64 << 20 else { throw Self.malformed("a chunk size is not hexadecimal or is too large") }
+            guard let sizeText = parts.first, let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16),
+                size >= 0,
+                size <= 64 << 20
+            else { throw Self.malformed("a chunk size is not hexadecimal or is too large") }
             if signing != nil {
-                guard parts.count == 2, parts[1].hasPrefix("chunk-signature=") else { throw Self.malformed("a chunk lacks its signature") }
+                guard parts.count == 2, parts[1].hasPrefix("chunk-signature=") else {
+                    throw Self.malformed("a chunk lacks its signature")
+                }
                 expectedSignature = String(parts[1].dropFirst("chunk-signature=".count))
             }
             chunkHash = SHA256()
@@ -100,8 +104,10 @@ struct AwsChunkedDecoder {
     mutating func checkSignature() throws {
         guard let signing, let expected = expectedSignature else { return }
         let emptyHash = SigV4.hex(SHA256.hash(data: [UInt8]()))
-        let stringToSign = ["AWS4-HMAC-SHA256-PAYLOAD", signing.amzDate, signing.scope, previousSignature, emptyHash,
-                            SigV4.hex(chunkHash.finalize())].joined(separator: "\n")
+        let stringToSign = [
+            "AWS4-HMAC-SHA256-PAYLOAD", signing.amzDate, signing.scope, previousSignature, emptyHash,
+            SigV4.hex(chunkHash.finalize()),
+        ].joined(separator: "\n")
         let actual = SigV4.hex(SigV4.hmac(signing.key, stringToSign))
         guard SigV4.constantTimeEqual(actual, expected.lowercased()) else { throw S3Error.signatureDoesNotMatch() }
         previousSignature = actual

@@ -14,8 +14,9 @@ final class ContinueHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if case .head(let head) = unwrapInboundIn(data), head.headerFields[.expect]?.lowercased() == "100-continue",
-           head.headerFields[.authorization] != nil || Self.isPresigned(head.path ?? "")
-            || head.headerFields[.contentType]?.lowercased().hasPrefix("multipart/form-data") == true {
+            head.headerFields[.authorization] != nil || Self.isPresigned(head.path ?? "")
+                || head.headerFields[.contentType]?.lowercased().hasPrefix("multipart/form-data") == true
+        {
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponse(status: .continue))), promise: nil)
         }
         context.fireChannelRead(data)

@@ -19,8 +19,10 @@ public struct GatewayConfiguration: Sendable {
     /// Where the bound address is written, if anywhere.
     public var addressFile: String?
 
-    public init(host: String = "127.0.0.1", port: Int = 0, cluster: ClusterAddress, virtualHostSuffix: String? = nil,
-                region: String = "us-east-1", spoolDirectory: String = "/tmp", addressFile: String? = nil) {
+    public init(
+        host: String = "127.0.0.1", port: Int = 0, cluster: ClusterAddress, virtualHostSuffix: String? = nil,
+        region: String = "us-east-1", spoolDirectory: String = "/tmp", addressFile: String? = nil
+    ) {
         self.host = host
         self.port = port
         self.cluster = cluster
@@ -50,15 +52,17 @@ public struct GatewayServer: Sendable {
         logger[metadataKey: "node.role"] = "gateway"
         try FileManager.default.createDirectory(atPath: configuration.spoolDirectory, withIntermediateDirectories: true)
         let client = try ClusterClient(address: configuration.cluster)
-        let handler = S3Handler(client: client, configuration: configuration, keys: KeyCache(client: client),
-                                buckets: BucketCache(client: client), logger: logger)
+        let handler = S3Handler(
+            client: client, configuration: configuration, keys: KeyCache(client: client),
+            buckets: BucketCache(client: client), logger: logger)
         let router = Router()
         handler.register(on: router)
         let configuration = self.configuration
         let app = Application(
             router: router,
             // An idle connection (including one that stopped sending a body) is closed after a minute.
-            server: .http1(configuration: .init(additionalChannelHandlers: [ContinueHandler()], idleTimeout: .seconds(60))),
+            server: .http1(
+                configuration: .init(additionalChannelHandlers: [ContinueHandler()], idleTimeout: .seconds(60))),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { [logger] channel in
                 let bound = "\(configuration.host):\(channel.localAddress?.port ?? configuration.port)"

@@ -55,21 +55,28 @@ struct MultipartFormParser {
     /// quotes removed); nil for any other type.
     static func boundary(contentType: String) -> String? {
         let parts = contentType.split(separator: ";")
-        guard let type = parts.first, type.trimmingCharacters(in: .whitespaces).lowercased() == "multipart/form-data" else {
+        guard let type = parts.first, type.trimmingCharacters(in: .whitespaces).lowercased() == "multipart/form-data"
+        else {
             return nil
         }
         for parameter in parts.dropFirst() {
             let pair = parameter.split(separator: "=", maxSplits: 1)
-            guard pair.count == 2, pair[0].trimmingCharacters(in: .whitespaces).lowercased() == "boundary" else { continue }
+            guard pair.count == 2, pair[0].trimmingCharacters(in: .whitespaces).lowercased() == "boundary" else {
+                continue
+            }
             var value = pair[1].trimmingCharacters(in: .whitespaces)
-            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
+            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") {
+                value = String(value.dropFirst().dropLast())
+            }
             return (1...70).contains(value.utf8.count) ? value : nil
         }
         return nil
     }
 
     static func malformed(_ why: String) -> S3Error {
-        S3Error("MalformedPOSTRequest", .badRequest, "The body of your POST request is not well-formed multipart/form-data: \(why).")
+        S3Error(
+            "MalformedPOSTRequest", .badRequest,
+            "The body of your POST request is not well-formed multipart/form-data: \(why).")
     }
 
     mutating func feed(_ bytes: UnsafeRawBufferPointer, _ handle: (Event) throws -> Void) throws {
@@ -105,7 +112,9 @@ struct MultipartFormParser {
                     state = .epilogue
                     return bytes.count
                 }
-                guard bytes[i] == 13, bytes[i + 1] == 10 else { throw Self.malformed("a boundary is followed by neither CRLF nor \"--\"") }
+                guard bytes[i] == 13, bytes[i + 1] == 10 else {
+                    throw Self.malformed("a boundary is followed by neither CRLF nor \"--\"")
+                }
                 i += 2
                 state = .headers
             case .headers:
@@ -118,10 +127,14 @@ struct MultipartFormParser {
                     blockEnd = found
                     next = found + Self.headerBlockEnd.count
                 } else {
-                    guard bytes.count - i <= Self.maxHeaderBlockByteCount + 3 else { throw Self.malformed("a part's headers are too long") }
+                    guard bytes.count - i <= Self.maxHeaderBlockByteCount + 3 else {
+                        throw Self.malformed("a part's headers are too long")
+                    }
                     return i
                 }
-                guard blockEnd - i <= Self.maxHeaderBlockByteCount else { throw Self.malformed("a part's headers are too long") }
+                guard blockEnd - i <= Self.maxHeaderBlockByteCount else {
+                    throw Self.malformed("a part's headers are too long")
+                }
                 try handle(.begin(Self.partHeaders(UnsafeRawBufferPointer(rebasing: bytes[i..<blockEnd]))))
                 i = next
                 state = .body
@@ -161,7 +174,9 @@ struct MultipartFormParser {
 
     /// The length of the longest end of `bytes` (after `start`) that begins the delimiter: those
     /// bytes wait for the next feed to tell whether they are data.
-    static func delimiterStartLength(_ delimiter: [UInt8], atEndOf bytes: UnsafeRawBufferPointer, from start: Int) -> Int {
+    static func delimiterStartLength(
+        _ delimiter: [UInt8], atEndOf bytes: UnsafeRawBufferPointer, from start: Int
+    ) -> Int {
         let longest = min(delimiter.count - 1, bytes.count - start)
         guard longest > 0 else { return 0 }
         for length in stride(from: longest, through: 1, by: -1) {
@@ -248,10 +263,14 @@ struct PostForm: Sendable, Equatable {
     var fileName: String?
 
     static func missingField(_ name: String) -> S3Error {
-        S3Error.invalidArgument("Bucket POST must contain a field named '\(name)'. If it is specified, please check the order of the fields.")
+        S3Error.invalidArgument(
+            "Bucket POST must contain a field named '\(name)'. If it is specified, please check the order of the fields."
+        )
     }
 
-    static func missingFile() -> S3Error { S3Error.invalidArgument("POST requires exactly one file upload per request.") }
+    static func missingFile() -> S3Error {
+        S3Error.invalidArgument("POST requires exactly one file upload per request.")
+    }
 }
 
 /// Collects a form from its multipart body: fields before the file are kept (64 KiB in all),
@@ -289,11 +308,15 @@ struct PostFormReader {
 
     /// The form, once the body has ended; throws if it ended before the closing boundary.
     func finish() throws -> PostForm {
-        guard parser.isComplete else { throw MultipartFormParser.malformed("the body ended before the closing boundary") }
+        guard parser.isComplete else {
+            throw MultipartFormParser.malformed("the body ended before the closing boundary")
+        }
         return form
     }
 
-    private mutating func take(_ event: MultipartFormParser.Event, writeFile: (UnsafeRawBufferPointer) throws -> Void) throws {
+    private mutating func take(
+        _ event: MultipartFormParser.Event, writeFile: (UnsafeRawBufferPointer) throws -> Void
+    ) throws {
         switch event {
         case .begin(let headers):
             let name = headers.name.lowercased()
@@ -303,7 +326,9 @@ struct PostFormReader {
                 fileName = headers.filename ?? ""
                 part = .file
             } else {
-                guard fields[name] == nil else { throw S3Error.invalidArgument("The form field '\(name)' is given more than once.") }
+                guard fields[name] == nil else {
+                    throw S3Error.invalidArgument("The form field '\(name)' is given more than once.")
+                }
                 try addFieldBytes(name.utf8.count)
                 part = .field(name)
                 value = []
@@ -328,7 +353,9 @@ struct PostFormReader {
     private mutating func addFieldBytes(_ byteCount: Int) throws {
         fieldsByteCount += byteCount
         guard fieldsByteCount <= Self.maxFieldsByteCount else {
-            throw S3Error("MaxPostPreDataLengthExceeded", .badRequest, "Your POST request fields preceding the upload file were too large.")
+            throw S3Error(
+                "MaxPostPreDataLengthExceeded", .badRequest,
+                "Your POST request fields preceding the upload file were too large.")
         }
     }
 }

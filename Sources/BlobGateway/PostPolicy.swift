@@ -19,7 +19,9 @@ extension PostForm {
     /// policy well-formed, unexpired and met by every field (the key after `${filename}` is
     /// replaced, so the stored key is the one the policy allows). A form without a policy is
     /// refused: anonymous uploads are not supported.
-    func authorize(bucket: String, secret: (String) async throws -> String?, now: Date = Date()) async throws -> PostUpload {
+    func authorize(
+        bucket: String, secret: (String) async throws -> String?, now: Date = Date()
+    ) async throws -> PostUpload {
         guard let rawKey = fields["key"] else { throw Self.missingField("key") }
         let (accessKeyID, policyText) = try await verifySignature(secret: secret)
         let policy = try PostPolicy(base64: policyText)
@@ -29,16 +31,21 @@ extension PostForm {
         checked["key"] = key
         try policy.check(fields: checked, bucket: bucket, now: now)
         // Objects take their bucket's access: an ACL field is only checked against the policy.
-        if let acl = fields["acl"], acl != "private", acl != "public-read" { throw S3Error.notImplemented("the canned ACL \(acl)") }
+        if let acl = fields["acl"], acl != "private", acl != "public-read" {
+            throw S3Error.notImplemented("the canned ACL \(acl)")
+        }
         return PostUpload(key: key, policy: policy, accessKeyID: accessKeyID)
     }
 
     /// The access key and the (base64) policy it signed.
-    func verifySignature(secret: (String) async throws -> String?) async throws -> (accessKeyID: String, policy: String) {
+    func verifySignature(secret: (String) async throws -> String?) async throws -> (accessKeyID: String, policy: String)
+    {
         guard let policy = fields["policy"] else { throw Self.missingField("Policy") }
         if fields["x-amz-algorithm"] != nil || fields["x-amz-credential"] != nil || fields["x-amz-signature"] != nil {
             guard let algorithm = fields["x-amz-algorithm"] else { throw Self.missingField("X-Amz-Algorithm") }
-            guard algorithm == SigV4.algorithm else { throw S3Error.invalidArgument("X-Amz-Algorithm only supports 'AWS4-HMAC-SHA256'") }
+            guard algorithm == SigV4.algorithm else {
+                throw S3Error.invalidArgument("X-Amz-Algorithm only supports 'AWS4-HMAC-SHA256'")
+            }
             guard let credentialText = fields["x-amz-credential"] else { throw Self.missingField("X-Amz-Credential") }
             guard let amzDate = fields["x-amz-date"] else { throw Self.missingField("X-Amz-Date") }
             guard let signature = fields["x-amz-signature"] else { throw Self.missingField("X-Amz-Signature") }
@@ -48,7 +55,9 @@ extension PostForm {
             }
             guard let secretKey = try await secret(credential.accessKeyID) else { throw S3Error.invalidAccessKey() }
             let expected = PostSignature.v4(policy: policy, secret: secretKey, credential: credential)
-            guard SigV4.constantTimeEqual(expected, signature.lowercased()) else { throw S3Error.signatureDoesNotMatch() }
+            guard SigV4.constantTimeEqual(expected, signature.lowercased()) else {
+                throw S3Error.signatureDoesNotMatch()
+            }
             return (credential.accessKeyID, policy)
         }
         guard let signature = fields["signature"] else { throw Self.missingField("Signature") }
@@ -64,7 +73,8 @@ extension PostForm {
 enum PostSignature {
     /// Signature Version 2: base64(HMAC-SHA1(secret, policy)).
     static func v2(policy: String, secret: String) -> String {
-        let mac = HMAC<Insecure.SHA1>.authenticationCode(for: Array(policy.utf8), using: SymmetricKey(data: Array(secret.utf8)))
+        let mac = HMAC<Insecure.SHA1>.authenticationCode(
+            for: Array(policy.utf8), using: SymmetricKey(data: Array(secret.utf8)))
         return Data(mac).base64EncodedString()
     }
 
@@ -107,7 +117,9 @@ struct PostPolicy: Sendable, Equatable {
             case .startsWith(let field, let prefix):
                 // S3: each of several comma-separated content types must start with the prefix.
                 if field == "content-type", value.contains(",") {
-                    return value.split(separator: ",").allSatisfy { $0.trimmingCharacters(in: .whitespaces).hasPrefix(prefix) }
+                    return value.split(separator: ",").allSatisfy {
+                        $0.trimmingCharacters(in: .whitespaces).hasPrefix(prefix)
+                    }
                 }
                 return value.hasPrefix(prefix)
             case .contentLengthRange:
@@ -122,7 +134,9 @@ struct PostPolicy: Sendable, Equatable {
     /// Fields no condition needs to name.
     static let exemptFields: Set<String> = ["file", "policy", "signature", "x-amz-signature", "awsaccesskeyid"]
 
-    static func invalid(_ why: String) -> S3Error { S3Error("InvalidPolicyDocument", .badRequest, "Invalid Policy: \(why)") }
+    static func invalid(_ why: String) -> S3Error {
+        S3Error("InvalidPolicyDocument", .badRequest, "Invalid Policy: \(why)")
+    }
     static func entityTooLarge() -> S3Error {
         S3Error("EntityTooLarge", .badRequest, "Your proposed upload exceeds the maximum allowed size.")
     }
@@ -132,7 +146,9 @@ struct PostPolicy: Sendable, Equatable {
 
     /// The policy field as sent (whitespace, which some encoders wrap lines with, is ignored).
     init(base64 text: String) throws {
-        guard let json = Data(base64Encoded: text.filter { !$0.isWhitespace }) else { throw Self.invalid("Invalid Base64 Encoding.") }
+        guard let json = Data(base64Encoded: text.filter { !$0.isWhitespace }) else {
+            throw Self.invalid("Invalid Base64 Encoding.")
+        }
         try self.init(json: json)
     }
 
@@ -144,7 +160,9 @@ struct PostPolicy: Sendable, Equatable {
             throw Self.invalid("Invalid JSON.")
         }
         guard case .object(let top) = document else { throw Self.invalid("The policy must be a JSON object.") }
-        guard case .string(let expirationText)? = top["expiration"] else { throw Self.invalid("Policy missing expiration.") }
+        guard case .string(let expirationText)? = top["expiration"] else {
+            throw Self.invalid("Policy missing expiration.")
+        }
         guard let expiration = Self.parseExpiration(expirationText) else {
             throw Self.invalid("Invalid 'expiration' value: '\(expirationText)'")
         }
@@ -159,18 +177,23 @@ struct PostPolicy: Sendable, Equatable {
         let shape = Array("dddd-dd-ddTdd:dd:dd".utf8)
         guard bytes.count > shape.count, bytes.last == UInt8(ascii: "Z") else { return nil }
         for (byte, expected) in zip(bytes, shape) {
-            let fits = expected == UInt8(ascii: "d") ? (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) : byte == expected
+            let fits =
+                expected == UInt8(ascii: "d")
+                ? (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) : byte == expected
             guard fits else { return nil }
         }
         let fraction = bytes[shape.count..<(bytes.count - 1)]
         if let dot = fraction.first {
             guard dot == UInt8(ascii: "."), fraction.count > 1,
-                  fraction.dropFirst().allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) else { return nil }
+                fraction.dropFirst().allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) })
+            else { return nil }
         }
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime]
         formatter.timeZone = TimeZone(identifier: "UTC")
-        guard let seconds = formatter.date(from: String(decoding: bytes[0..<shape.count], as: UTF8.self) + "Z") else { return nil }
+        guard let seconds = formatter.date(from: String(decoding: bytes[0..<shape.count], as: UTF8.self) + "Z") else {
+            return nil
+        }
         let subsecond = fraction.isEmpty ? 0 : Double("0" + String(decoding: fraction, as: UTF8.self)) ?? 0
         return seconds.addingTimeInterval(subsecond)
     }
@@ -186,17 +209,23 @@ struct PostPolicy: Sendable, Equatable {
             }
             return .equals(field: field, value: text)
         case .array(let elements):
-            guard case .string(let operation)? = elements.first else { throw invalid("A condition array must start with its operation.") }
+            guard case .string(let operation)? = elements.first else {
+                throw invalid("A condition array must start with its operation.")
+            }
             switch operation.lowercased() {
             case "eq", "starts-with":
-                guard elements.count == 3, case .string(let name) = elements[1], let field = fieldName(name, dollar: true),
-                      let value = elements[2].text else {
+                guard elements.count == 3, case .string(let name) = elements[1],
+                    let field = fieldName(name, dollar: true),
+                    let value = elements[2].text
+                else {
                     throw invalid("Condition '\(operation)' takes a $field and a string value.")
                 }
-                return operation.lowercased() == "eq" ? .equals(field: field, value: value) : .startsWith(field: field, prefix: value)
+                return operation.lowercased() == "eq"
+                    ? .equals(field: field, value: value) : .startsWith(field: field, prefix: value)
             case "content-length-range":
                 guard elements.count == 3, case .integer(let min) = elements[1], case .integer(let max) = elements[2],
-                      min >= 0, min <= max else {
+                    min >= 0, min <= max
+                else {
                     throw invalid("content-length-range takes two integers, 0 <= min <= max.")
                 }
                 return .contentLengthRange(min: min, max: max)

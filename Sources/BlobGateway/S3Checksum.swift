@@ -59,16 +59,28 @@ struct S3ChecksumState: Sendable {
         switch algorithm {
         case .crc32, .crc32c: crc = 0xFFFF_FFFF
         case .crc64nvme: crc = ~0
-        case .sha1: crc = 0; sha1 = Insecure.SHA1()
-        case .sha256: crc = 0; sha256 = SHA256()
+        case .sha1:
+            crc = 0
+            sha1 = Insecure.SHA1()
+        case .sha256:
+            crc = 0
+            sha256 = SHA256()
         }
     }
 
     mutating func update(_ bytes: UnsafeRawBufferPointer) {
         guard !bytes.isEmpty else { return }
         switch algorithm {
-        case .crc32: crc = UInt64(CRCTables.crc32.withUnsafeBufferPointer { CRCTables.update32(UInt32(truncatingIfNeeded: crc), bytes, $0) })
-        case .crc32c: crc = UInt64(CRCTables.crc32c.withUnsafeBufferPointer { CRCTables.update32(UInt32(truncatingIfNeeded: crc), bytes, $0) })
+        case .crc32:
+            crc = UInt64(
+                CRCTables.crc32.withUnsafeBufferPointer {
+                    CRCTables.update32(UInt32(truncatingIfNeeded: crc), bytes, $0)
+                })
+        case .crc32c:
+            crc = UInt64(
+                CRCTables.crc32c.withUnsafeBufferPointer {
+                    CRCTables.update32(UInt32(truncatingIfNeeded: crc), bytes, $0)
+                })
         case .crc64nvme: crc = CRCTables.crc64nvme.withUnsafeBufferPointer { CRCTables.update64(crc, bytes, $0) }
         case .sha1: sha1!.update(bufferPointer: bytes)
         case .sha256: sha256!.update(bufferPointer: bytes)
@@ -128,7 +140,8 @@ struct S3ChecksumState: Sendable {
         precondition(a.count == width && b.count == width, "combineCRC: digests must be \(width) bytes")
         precondition(lengthOfB >= 0, "combineCRC: negative length")
         if lengthOfB == 0 { return a }
-        let crcA = fromBigEndian(a), crcB = fromBigEndian(b)
+        let crcA = fromBigEndian(a)
+        let crcB = fromBigEndian(b)
         let model: CRCTables.Model
         switch algorithm {
         case .crc32: model = CRCTables.crc32Model
@@ -187,7 +200,8 @@ private enum CRCTables {
             let word = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
             let lo = crc ^ UInt32(truncatingIfNeeded: word)
             let hi = UInt32(truncatingIfNeeded: word >> 32)
-            crc = t[0x700 + Int(lo & 0xFF)] ^ t[0x600 + Int((lo >> 8) & 0xFF)]
+            crc =
+                t[0x700 + Int(lo & 0xFF)] ^ t[0x600 + Int((lo >> 8) & 0xFF)]
                 ^ t[0x500 + Int((lo >> 16) & 0xFF)] ^ t[0x400 + Int(lo >> 24)]
                 ^ t[0x300 + Int(hi & 0xFF)] ^ t[0x200 + Int((hi >> 8) & 0xFF)]
                 ^ t[0x100 + Int((hi >> 16) & 0xFF)] ^ t[Int(hi >> 24)]
@@ -210,7 +224,8 @@ private enum CRCTables {
         let count = bytes.count
         while count - offset >= 8 {
             let x = crc ^ UInt64(littleEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
-            crc = t[0x700 + Int(x & 0xFF)] ^ t[0x600 + Int((x >> 8) & 0xFF)]
+            crc =
+                t[0x700 + Int(x & 0xFF)] ^ t[0x600 + Int((x >> 8) & 0xFF)]
                 ^ t[0x500 + Int((x >> 16) & 0xFF)] ^ t[0x400 + Int((x >> 24) & 0xFF)]
                 ^ t[0x300 + Int((x >> 32) & 0xFF)] ^ t[0x200 + Int((x >> 40) & 0xFF)]
                 ^ t[0x100 + Int((x >> 48) & 0xFF)] ^ t[Int(x >> 56)]
@@ -245,7 +260,9 @@ private enum CRCTables {
         }
 
         static func multiply(_ a: UInt64, _ b: UInt64, poly: UInt64, top: UInt64) -> UInt64 {
-            var a = a, b = b, product: UInt64 = 0
+            var a = a
+            var b = b
+            var product: UInt64 = 0
             var m = top
             while a != 0 && m != 0 {
                 if a & m != 0 {
@@ -265,7 +282,8 @@ private enum CRCTables {
         /// x^(8·n) mod P.
         func xPow8n(_ n: UInt64) -> UInt64 {
             var result = top  // x^0
-            var n = n, k = 3
+            var n = n
+            var k = 3
             while n != 0 {
                 if n & 1 != 0 { result = multiply(powers[k], result) }
                 n >>= 1
@@ -286,7 +304,9 @@ struct RequestedChecksum: Sendable {
     var inTrailer: Bool
 
     /// The attribute a version keeps its checksum under, such as `:checksum-crc32`.
-    static func attribute(_ algorithm: S3ChecksumAlgorithm) -> String { ":" + algorithm.headerName.dropFirst("x-amz-".count) }
+    static func attribute(_ algorithm: S3ChecksumAlgorithm) -> String {
+        ":" + algorithm.headerName.dropFirst("x-amz-".count)
+    }
     static let typeAttribute = ":checksum-type"
     static let algorithmAttribute = ":checksum-algorithm"
 
@@ -296,12 +316,17 @@ struct RequestedChecksum: Sendable {
     static func from(_ headers: [String: String], fallback: S3ChecksumAlgorithm? = nil) throws -> RequestedChecksum? {
         let given = headers.compactMap { name, value in S3ChecksumAlgorithm(headerName: name).map { ($0, value) } }
         guard given.count <= 1 else {
-            throw S3Error("InvalidRequest", .badRequest, "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.")
+            throw S3Error(
+                "InvalidRequest", .badRequest,
+                "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.")
         }
-        if let (algorithm, value) = given.first { return RequestedChecksum(algorithm: algorithm, expected: value, inTrailer: false) }
+        if let (algorithm, value) = given.first {
+            return RequestedChecksum(algorithm: algorithm, expected: value, inTrailer: false)
+        }
         if let trailer = headers["x-amz-trailer"] {
             guard let algorithm = S3ChecksumAlgorithm(headerName: trailer.trimmingCharacters(in: .whitespaces)) else {
-                throw S3Error("InvalidRequest", .badRequest, "The value specified in the x-amz-trailer header is not supported")
+                throw S3Error(
+                    "InvalidRequest", .badRequest, "The value specified in the x-amz-trailer header is not supported")
             }
             return RequestedChecksum(algorithm: algorithm, expected: nil, inTrailer: true)
         }
@@ -320,10 +345,14 @@ struct RequestedChecksum: Sendable {
         let actual = S3ChecksumState.base64(digest)
         let expected = inTrailer ? trailers[algorithm.headerName] : self.expected
         if inTrailer, expected == nil {
-            throw S3Error("InvalidRequest", .badRequest, "The body ended without the \(algorithm.headerName) trailer it announced.")
+            throw S3Error(
+                "InvalidRequest", .badRequest,
+                "The body ended without the \(algorithm.headerName) trailer it announced.")
         }
         if let expected, expected.trimmingCharacters(in: .whitespaces) != actual {
-            throw S3Error("BadDigest", .badRequest, "The \(algorithm.rawValue) you specified did not match the calculated checksum.")
+            throw S3Error(
+                "BadDigest", .badRequest,
+                "The \(algorithm.rawValue) you specified did not match the calculated checksum.")
         }
         return actual
     }

@@ -17,22 +17,30 @@ struct S3Error: Error, Sendable {
         self.objectSize = objectSize
     }
 
-    static func accessDenied(_ message: String = "Access Denied") -> S3Error { S3Error("AccessDenied", .forbidden, message) }
+    static func accessDenied(_ message: String = "Access Denied") -> S3Error {
+        S3Error("AccessDenied", .forbidden, message)
+    }
     static func signatureDoesNotMatch() -> S3Error {
-        S3Error("SignatureDoesNotMatch", .forbidden,
-                "The request signature we calculated does not match the signature you provided. Check your key and signing method.")
+        S3Error(
+            "SignatureDoesNotMatch", .forbidden,
+            "The request signature we calculated does not match the signature you provided. Check your key and signing method."
+        )
     }
     static func invalidAccessKey() -> S3Error {
         S3Error("InvalidAccessKeyId", .forbidden, "The AWS Access Key Id you provided does not exist in our records.")
     }
-    static func noSuchBucket(_ name: String) -> S3Error { S3Error("NoSuchBucket", .notFound, "The specified bucket does not exist: \(name)") }
+    static func noSuchBucket(_ name: String) -> S3Error {
+        S3Error("NoSuchBucket", .notFound, "The specified bucket does not exist: \(name)")
+    }
     static func noSuchKey() -> S3Error { S3Error("NoSuchKey", .notFound, "The specified key does not exist.") }
     static func notImplemented(_ what: String) -> S3Error {
         S3Error("NotImplemented", .notImplemented, "\(what) is not implemented by this gateway.")
     }
     static func invalidArgument(_ message: String) -> S3Error { S3Error("InvalidArgument", .badRequest, message) }
     static func invalidRange(size: Int64) -> S3Error {
-        S3Error("InvalidRange", .rangeNotSatisfiable, "The requested range is not satisfiable (object size \(size)).", objectSize: size)
+        S3Error(
+            "InvalidRange", .rangeNotSatisfiable, "The requested range is not satisfiable (object size \(size)).",
+            objectSize: size)
     }
 
     /// A store error as the nearest S3 error.
@@ -46,7 +54,8 @@ struct S3Error: Error, Sendable {
             case .alreadyExists: return S3Error("BucketAlreadyExists", .conflict, e.message)
             case .failedPrecondition: return S3Error("BucketNotEmpty", .conflict, e.message)
             case .unauthenticated, .permissionDenied: return S3Error("AccessDenied", .forbidden, e.message)
-            case .unavailable, .insufficientReplicas, .timeout: return S3Error("ServiceUnavailable", .serviceUnavailable, e.message)
+            case .unavailable, .insufficientReplicas, .timeout:
+                return S3Error("ServiceUnavailable", .serviceUnavailable, e.message)
             case .insufficientStorage: return S3Error("ServiceUnavailable", .serviceUnavailable, e.message)
             default: return S3Error("InternalError", .internalServerError, e.message)
             }
@@ -56,10 +65,11 @@ struct S3Error: Error, Sendable {
 
     func xml(resource: String, requestID: String) -> String {
         // S3's error documents carry no namespace (clients look for a bare <Error>).
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error>" + [
-            XML.element("Code", code), XML.element("Message", message),
-            XML.element("Resource", resource), XML.element("RequestId", requestID),
-        ].joined() + "</Error>"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error>"
+            + [
+                XML.element("Code", code), XML.element("Message", message),
+                XML.element("Resource", resource), XML.element("RequestId", requestID),
+            ].joined() + "</Error>"
     }
 }
 
@@ -106,8 +116,14 @@ enum XML {
             case "quot": out += "\""
             case "apos": out += "'"
             default:
-                let number = name.hasPrefix("#x") ? UInt32(name.dropFirst(2), radix: 16) : name.hasPrefix("#") ? UInt32(name.dropFirst()) : nil
-                if let number, let scalar = Unicode.Scalar(number) { out.unicodeScalars.append(scalar) } else { out += rest[amp...semi] }
+                let number =
+                    name.hasPrefix("#x")
+                    ? UInt32(name.dropFirst(2), radix: 16) : name.hasPrefix("#") ? UInt32(name.dropFirst()) : nil
+                if let number, let scalar = Unicode.Scalar(number) {
+                    out.unicodeScalars.append(scalar)
+                } else {
+                    out += rest[amp...semi]
+                }
             }
             rest = rest[rest.index(after: semi)...]
         }

@@ -12,12 +12,21 @@ extension S3Handler {
 
     func listBuckets() async throws -> Response {
         let all = try await client.buckets()
-        let body = XML.document("ListAllMyBucketsResult", [
-            Self.ownerElement,
-            XML.element("Buckets", children: all.map { b in
-                XML.element("Bucket", children: [XML.element("Name", b.name), XML.element("CreationDate", XML.timestamp(b.createdAtMilliseconds))])
-            }),
-        ])
+        let body = XML.document(
+            "ListAllMyBucketsResult",
+            [
+                Self.ownerElement,
+                XML.element(
+                    "Buckets",
+                    children: all.map { b in
+                        XML.element(
+                            "Bucket",
+                            children: [
+                                XML.element("Name", b.name),
+                                XML.element("CreationDate", XML.timestamp(b.createdAtMilliseconds)),
+                            ])
+                    }),
+            ])
         return xmlResponse(body)
     }
 
@@ -32,13 +41,21 @@ extension S3Handler {
     func getACL(_ bucketName: String) async throws -> Response {
         let bucket = try await requireBucket(bucketName)
         let xsi = "xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\""
-        var grants = ["<Grant><Grantee \(xsi) xsi:type=\"CanonicalUser\">" + XML.element("ID", Self.ownerID)
-                      + XML.element("DisplayName", Self.ownerID) + "</Grantee>" + XML.element("Permission", "FULL_CONTROL") + "</Grant>"]
+        var grants = [
+            "<Grant><Grantee \(xsi) xsi:type=\"CanonicalUser\">" + XML.element("ID", Self.ownerID)
+                + XML.element("DisplayName", Self.ownerID) + "</Grantee>" + XML.element("Permission", "FULL_CONTROL")
+                + "</Grant>"
+        ]
         if bucket.publicRead {
-            grants.append("<Grant><Grantee \(xsi) xsi:type=\"Group\">" + XML.element("URI", "http://acs.amazonaws.com/groups/global/AllUsers")
-                          + "</Grantee>" + XML.element("Permission", "READ") + "</Grant>")
+            grants.append(
+                "<Grant><Grantee \(xsi) xsi:type=\"Group\">"
+                    + XML.element("URI", "http://acs.amazonaws.com/groups/global/AllUsers")
+                    + "</Grantee>" + XML.element("Permission", "READ") + "</Grant>")
         }
-        return xmlResponse(XML.document("AccessControlPolicy", [Self.ownerElement, "<AccessControlList>" + grants.joined() + "</AccessControlList>"]))
+        return xmlResponse(
+            XML.document(
+                "AccessControlPolicy",
+                [Self.ownerElement, "<AccessControlList>" + grants.joined() + "</AccessControlList>"]))
     }
 
     /// PUT ?acl: a canned `x-amz-acl` (private or public-read) or an ACL document whose only
@@ -48,17 +65,22 @@ extension S3Handler {
         let bucket = try await requireBucket(bucketName)
         let publicRead: Bool
         if let canned = request.headers[HTTPField.Name("x-amz-acl")!] {
-            guard canned == "private" || canned == "public-read" else { throw S3Error.notImplemented("the canned ACL \(canned)") }
+            guard canned == "private" || canned == "public-read" else {
+                throw S3Error.notImplemented("the canned ACL \(canned)")
+            }
             publicRead = canned == "public-read"
         } else {
             let body = String(buffer: try await request.body.collect(upTo: 64 << 10))
             guard body.contains("<AccessControlPolicy") else {
-                throw S3Error("MalformedACLError", .badRequest, "The XML you provided was not well-formed or did not validate against our published schema.")
+                throw S3Error(
+                    "MalformedACLError", .badRequest,
+                    "The XML you provided was not well-formed or did not validate against our published schema.")
             }
             let permissions = Self.elements("Permission", in: body)
             let allUsers = body.contains("http://acs.amazonaws.com/groups/global/AllUsers")
             guard permissions.allSatisfy({ $0 == "FULL_CONTROL" || ($0 == "READ" && allUsers) }),
-                  permissions.filter({ $0 == "FULL_CONTROL" }).count <= 1 else {
+                permissions.filter({ $0 == "FULL_CONTROL" }).count <= 1
+            else {
                 throw S3Error.notImplemented("ACL grants other than the owner's FULL_CONTROL and READ for AllUsers")
             }
             publicRead = allUsers && permissions.contains("READ")
@@ -118,8 +140,9 @@ extension S3Handler {
     func bucketLocation(_ name: String) async throws -> Response {
         _ = try await requireBucket(name)
         let region = configuration.region == "us-east-1" ? "" : configuration.region
-        return xmlResponse("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
-                           + XML.escape(region) + "</LocationConstraint>")
+        return xmlResponse(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                + XML.escape(region) + "</LocationConstraint>")
     }
 
     // MARK: Listing
@@ -167,7 +190,8 @@ extension S3Handler {
         // list it again.
         var resumedPrefix: String?
         if let delimiter, let start, start.hasPrefix(prefix), start.hasSuffix(delimiter),
-           start.dropFirst(prefix.count).range(of: delimiter)?.upperBound == start.endIndex {
+            start.dropFirst(prefix.count).range(of: delimiter)?.upperBound == start.endIndex
+        {
             resumedPrefix = start
         }
         scan: while true {
@@ -187,7 +211,8 @@ extension S3Handler {
                     // Skip the rest of this common prefix in one step; always past this key, so
                     // a key that sorts after the skip mark (it holds U+10FFFF) cannot stall the scan.
                     let skip = base + common + "\u{10FFFF}"
-                    after = Array(skip.utf8).lexicographicallyPrecedes(Array(file.path.value.utf8)) ? file.path.value : skip
+                    after =
+                        Array(skip.utf8).lexicographicallyPrecedes(Array(file.path.value.utf8)) ? file.path.value : skip
                     continue scan
                 }
                 if contents.count + prefixes.count == limit {
@@ -217,7 +242,9 @@ extension S3Handler {
             }
         } else {
             children.append(XML.element("Marker", encode(query["marker"] ?? "")))
-            if truncated, let lastReturned, delimiter != nil { children.append(XML.element("NextMarker", encode(lastReturned))) }
+            if truncated, let lastReturned, delimiter != nil {
+                children.append(XML.element("NextMarker", encode(lastReturned)))
+            }
         }
         let withOwner = !v2 || query["fetch-owner"] == "true"
         for file in contents {

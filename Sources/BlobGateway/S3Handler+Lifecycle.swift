@@ -36,14 +36,19 @@ extension S3Handler {
     /// and NoncurrentVersionExpiration are accepted and have nothing to act on (no versions are
     /// exposed). Anything else (dates, tags, transitions) is NotImplemented, never ignored.
     static func lifecycleRules(_ document: String) throws -> [LifecycleRule] {
-        let malformed = S3Error("MalformedXML", .badRequest, "The XML you provided was not well-formed or did not validate against our published schema.")
+        let malformed = S3Error(
+            "MalformedXML", .badRequest,
+            "The XML you provided was not well-formed or did not validate against our published schema.")
         guard document.contains("<LifecycleConfiguration") else { throw malformed }
         let blocks = elements("Rule", in: document)
         guard !blocks.isEmpty, blocks.count <= BucketLifecycle.maxRules else { throw malformed }
         var rules: [LifecycleRule] = []
         var ids = Set<String>()
         for block in blocks {
-            for unsupported in ["Transition", "NoncurrentVersionTransition", "Tag", "And", "ObjectSizeGreaterThan", "ObjectSizeLessThan", "Date"]
+            for unsupported in [
+                "Transition", "NoncurrentVersionTransition", "Tag", "And", "ObjectSizeGreaterThan",
+                "ObjectSizeLessThan", "Date",
+            ]
             where block.contains("<\(unsupported)>") {
                 throw S3Error.notImplemented("the lifecycle element \(unsupported)")
             }
@@ -53,13 +58,17 @@ extension S3Handler {
                     throw S3Error.invalidArgument("Rule ID must be unique and at most 255 characters")
                 }
             }
-            guard let status = elements("Status", in: block).first, status == "Enabled" || status == "Disabled" else { throw malformed }
+            guard let status = elements("Status", in: block).first, status == "Enabled" || status == "Disabled" else {
+                throw malformed
+            }
             let prefix = XML.unescape(elements("Prefix", in: block).first ?? "")
             var expirationDays: Int?
             var hasAction = false
             if let expiration = elements("Expiration", in: block).first {
                 if let days = elements("Days", in: expiration).first {
-                    guard let value = Int(days.trimmingCharacters(in: .whitespaces)), (1...LifecycleRule.maxDays).contains(value) else {
+                    guard let value = Int(days.trimmingCharacters(in: .whitespaces)),
+                        (1...LifecycleRule.maxDays).contains(value)
+                    else {
                         throw S3Error.invalidArgument("'Days' for Expiration action must be a positive integer")
                     }
                     expirationDays = value
@@ -70,17 +79,24 @@ extension S3Handler {
             }
             var abortDays: Int?
             if let abort = elements("AbortIncompleteMultipartUpload", in: block).first {
-                guard let days = elements("DaysAfterInitiation", in: abort).first.flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }),
-                      (1...LifecycleRule.maxDays).contains(days) else {
-                    throw S3Error.invalidArgument("'DaysAfterInitiation' for AbortIncompleteMultipartUpload action must be a positive integer")
+                guard
+                    let days = elements("DaysAfterInitiation", in: abort).first.flatMap({
+                        Int($0.trimmingCharacters(in: .whitespaces))
+                    }),
+                    (1...LifecycleRule.maxDays).contains(days)
+                else {
+                    throw S3Error.invalidArgument(
+                        "'DaysAfterInitiation' for AbortIncompleteMultipartUpload action must be a positive integer")
                 }
                 abortDays = days
                 hasAction = true
             }
             if block.contains("<NoncurrentVersionExpiration>") { hasAction = true }
             guard hasAction else { throw malformed }
-            rules.append(LifecycleRule(id: id, prefix: prefix, enabled: status == "Enabled", expirationDays: expirationDays,
-                                       abortUploadsAfterDays: abortDays))
+            rules.append(
+                LifecycleRule(
+                    id: id, prefix: prefix, enabled: status == "Enabled", expirationDays: expirationDays,
+                    abortUploadsAfterDays: abortDays))
         }
         return rules
     }

@@ -25,7 +25,9 @@ extension S3Handler {
         for (name, value) in file.metadata ?? [:] {
             if ObjectAttribute.isAttribute(name) {
                 let header = String(name.dropFirst())
-                if ObjectAttribute.storedHeaders.contains(header), let field = HTTPField.Name(header) { headers[field] = value }
+                if ObjectAttribute.storedHeaders.contains(header), let field = HTTPField.Name(header) {
+                    headers[field] = value
+                }
             } else if let field = HTTPField.Name("x-amz-meta-" + name) {
                 headers[field] = value
             }
@@ -59,7 +61,9 @@ extension S3Handler {
         }
         guard !out.isEmpty else { return nil }
         guard user <= ManifestCommit.maxMetadataByteCount else {
-            throw S3Error("MetadataTooLarge", .badRequest, "Your metadata headers exceed the maximum allowed metadata size (2 KiB).")
+            throw S3Error(
+                "MetadataTooLarge", .badRequest,
+                "Your metadata headers exceed the maximum allowed metadata size (2 KiB).")
         }
         return out
     }
@@ -75,10 +79,13 @@ extension S3Handler {
         do {
             let rangeText = request.headers[.range]
             if !head, request.headers[HTTPField.Name("If-Range")!] == nil,
-               let (start, last) = rangeText.map(Self.explicitStart) ?? (0, nil) {
+                let (start, last) = rangeText.map(Self.explicitStart) ?? (0, nil)
+            {
                 do {
                     // An open-ended read plans its first page only; the stream plans the rest.
-                    plan = try await client.readPlan(path, offset: start, length: last.map { $0 - start + 1 } ?? ClusterClient.firstPlanPageByteCount)
+                    plan = try await client.readPlan(
+                        path, offset: start, length: last.map { $0 - start + 1 } ?? ClusterClient.firstPlanPageByteCount
+                    )
                 } catch let error as BlobError where error.code == .invalidArgument {
                     plan = nil  // starts past the end: the stat below answers 416
                 }
@@ -131,7 +138,8 @@ extension S3Handler {
         if startsHere, let plan {
             readPlan = plan
         } else {
-            readPlan = try await client.readPlan(path, offset: offset, length: min(end - offset, ClusterClient.firstPlanPageByteCount))
+            readPlan = try await client.readPlan(
+                path, offset: offset, length: min(end - offset, ClusterClient.firstPlanPageByteCount))
         }
         guard readPlan.file.sha256 == file.sha256, readPlan.file.version == file.version else {
             throw S3Error("ServiceUnavailable", .serviceUnavailable, "the object changed while being read; retry")
@@ -139,7 +147,9 @@ extension S3Handler {
         let client = self.client
         let whole = range == nil
         let body = ResponseBody(contentLength: Int(end - offset)) { writer in
-            _ = try await client.stream(readPlan, of: path, offset: offset, end: end, readAhead: 4, checkWholeFile: whole) { slice in
+            _ = try await client.stream(
+                readPlan, of: path, offset: offset, end: end, readAhead: 4, checkWholeFile: whole
+            ) { slice in
                 try await writer.write(ByteBuffer(bytes: slice))
             }
             try await writer.finish(nil)
@@ -154,11 +164,16 @@ extension S3Handler {
         let etag = Self.etag(file)
         let modifiedSeconds = file.createdAtMilliseconds / 1000
         if let ifMatch = request.headers[.ifMatch], !Self.etagMatches(ifMatch, etag, weak: false) {
-            throw S3Error("PreconditionFailed", .preconditionFailed, "At least one of the pre-conditions you specified did not hold")
+            throw S3Error(
+                "PreconditionFailed", .preconditionFailed,
+                "At least one of the pre-conditions you specified did not hold")
         }
         if request.headers[.ifMatch] == nil, let since = request.headers[.ifUnmodifiedSince].flatMap(HTTPDate.parse),
-           modifiedSeconds > since {
-            throw S3Error("PreconditionFailed", .preconditionFailed, "At least one of the pre-conditions you specified did not hold")
+            modifiedSeconds > since
+        {
+            throw S3Error(
+                "PreconditionFailed", .preconditionFailed,
+                "At least one of the pre-conditions you specified did not hold")
         }
         if let ifNoneMatch = request.headers[.ifNoneMatch] {
             if Self.etagMatches(ifNoneMatch, etag) { return Response(status: .notModified, headers: headers) }
@@ -193,7 +208,8 @@ extension S3Handler {
         guard text.hasPrefix("bytes=") else { return nil }
         let spec = text.dropFirst(6).trimmingCharacters(in: .whitespaces)
         guard !spec.contains(","), let dash = spec.firstIndex(of: "-") else { return nil }
-        let first = spec[..<dash], last = spec[spec.index(after: dash)...]
+        let first = spec[..<dash]
+        let last = spec[spec.index(after: dash)...]
         if first.isEmpty {
             guard let count = Int64(last), count > 0 else {
                 if Int64(last) == 0 { throw S3Error.invalidRange(size: size) }
@@ -215,7 +231,9 @@ extension S3Handler {
         return (start, end)
     }
 
-    func putObject(_ path: BlobPath, _ request: Request, _ verified: SigV4.Verified, bucket: String) async throws -> Response {
+    func putObject(
+        _ path: BlobPath, _ request: Request, _ verified: SigV4.Verified, bucket: String
+    ) async throws -> Response {
         _ = try await requireBucket(bucket)
         var metadata = try Self.userMetadata(request) ?? [:]
         _ = try Self.contentMD5(request)
@@ -249,7 +267,8 @@ extension S3Handler {
     /// must not exist) or `If-Match: "ETAG"` (its current ETag). Checked here first, so a write
     /// bound to fail sends no bytes, and again atomically when the manifest commits.
     func writePrecondition(_ request: Request, _ path: BlobPath) async throws -> WritePrecondition? {
-        let ifMatch = request.headers[.ifMatch], ifNoneMatch = request.headers[.ifNoneMatch]
+        let ifMatch = request.headers[.ifMatch]
+        let ifNoneMatch = request.headers[.ifNoneMatch]
         guard ifMatch != nil || ifNoneMatch != nil else { return nil }
         let precondition: WritePrecondition
         switch (ifMatch, ifNoneMatch) {
@@ -276,13 +295,15 @@ extension S3Handler {
         switch precondition {
         case .absent where current != nil: throw Self.preconditionFailed()
         case .present where current == nil, .etag where current == nil: throw S3Error.noSuchKey()
-        case .etag(let tag) where current.map({ Self.etag($0) != "\"\(tag)\"" }) == true: throw Self.preconditionFailed()
+        case .etag(let tag) where current.map({ Self.etag($0) != "\"\(tag)\"" }) == true:
+            throw Self.preconditionFailed()
         default: return precondition
         }
     }
 
     static func preconditionFailed() -> S3Error {
-        S3Error("PreconditionFailed", .preconditionFailed, "At least one of the pre-conditions you specified did not hold")
+        S3Error(
+            "PreconditionFailed", .preconditionFailed, "At least one of the pre-conditions you specified did not hold")
     }
 
     /// A commit refused by its precondition as S3's errors.
@@ -325,20 +346,29 @@ extension S3Handler {
 
     /// Whether the body is aws-chunked, and the byte count the request declares for the
     /// decoded body (`x-amz-decoded-content-length` when chunked, else Content-Length).
-    static func bodyFraming(_ request: Request, _ verified: SigV4.Verified) -> (chunked: Bool, declaredByteCount: Int64?) {
-        let chunked = request.headers[.contentEncoding]?.contains("aws-chunked") == true
-            || verified.payload == .streamingUnsigned || { if case .streamingSigned = verified.payload { return true } else { return false } }()
-        let declared = chunked ? request.headers[HTTPField.Name("x-amz-decoded-content-length")!].flatMap { Int64($0) }
-                               : request.headers[.contentLength].flatMap { Int64($0) }
+    static func bodyFraming(
+        _ request: Request, _ verified: SigV4.Verified
+    ) -> (chunked: Bool, declaredByteCount: Int64?) {
+        let chunked =
+            request.headers[.contentEncoding]?.contains("aws-chunked") == true
+            || verified.payload == .streamingUnsigned
+            || { if case .streamingSigned = verified.payload { return true } else { return false } }()
+        let declared =
+            chunked
+            ? request.headers[HTTPField.Name("x-amz-decoded-content-length")!].flatMap { Int64($0) }
+            : request.headers[.contentLength].flatMap { Int64($0) }
         return (chunked, declared)
     }
 
     /// `x-amz-checksum-ALG` (and `x-amz-checksum-type`) for the checksum a version keeps.
     static func addChecksumHeaders(_ file: FileVersion, to headers: inout HTTPFields) {
         for algorithm in S3ChecksumAlgorithm.allCases {
-            if let value = file.metadata?[RequestedChecksum.attribute(algorithm)], let name = HTTPField.Name(algorithm.headerName) {
+            if let value = file.metadata?[RequestedChecksum.attribute(algorithm)],
+                let name = HTTPField.Name(algorithm.headerName)
+            {
                 headers[name] = value
-                headers[HTTPField.Name("x-amz-checksum-type")!] = file.metadata?[RequestedChecksum.typeAttribute] ?? "FULL_OBJECT"
+                headers[HTTPField.Name("x-amz-checksum-type")!] =
+                    file.metadata?[RequestedChecksum.typeAttribute] ?? "FULL_OBJECT"
             }
         }
     }
@@ -346,15 +376,20 @@ extension S3Handler {
     /// Writes the body (decoded from aws-chunked when so sent) to a spool file, or keeps it in
     /// memory when `spool` is nil (for a body declared at most ``inMemoryBodyLimit``), checking
     /// its SHA-256 against the signed one and its length against the declared one.
-    func spoolBody(_ request: Request, _ verified: SigV4.Verified, to spool: String?,
-                   checksum: RequestedChecksum? = nil) async throws -> Received {
+    func spoolBody(
+        _ request: Request, _ verified: SigV4.Verified, to spool: String?,
+        checksum: RequestedChecksum? = nil
+    ) async throws -> Received {
         let (chunked, declared) = Self.bodyFraming(request, verified)
         var handle: FileHandle?
         var memory: [UInt8]?
         if let spool {
             guard FileManager.default.createFile(atPath: spool, contents: nil, attributes: [.posixPermissions: 0o600]),
-                  let file = FileHandle(forWritingAtPath: spool) else {
-                throw S3Error("InternalError", .internalServerError, "cannot create a spool file in \(configuration.spoolDirectory)")
+                let file = FileHandle(forWritingAtPath: spool)
+            else {
+                throw S3Error(
+                    "InternalError", .internalServerError,
+                    "cannot create a spool file in \(configuration.spoolDirectory)")
             }
             handle = file
         } else {
@@ -369,7 +404,8 @@ extension S3Handler {
         var decoder: AwsChunkedDecoder?
         if chunked {
             if case .streamingSigned(let seed) = verified.payload {
-                decoder = AwsChunkedDecoder(seedSignature: seed, signing: (verified.signingKey, verified.amzDate, verified.scope))
+                decoder = AwsChunkedDecoder(
+                    seedSignature: seed, signing: (verified.signingKey, verified.amzDate, verified.scope))
             } else {
                 decoder = AwsChunkedDecoder(seedSignature: "", signing: nil)
             }
@@ -377,7 +413,9 @@ extension S3Handler {
         func write(_ piece: UnsafeRawBufferPointer) throws {
             count += Int64(piece.count)
             guard count <= Self.maxObjectByteCount else {
-                throw S3Error("EntityTooLarge", .badRequest, "Your proposed upload exceeds the maximum allowed size (5 GiB per PUT).")
+                throw S3Error(
+                    "EntityTooLarge", .badRequest,
+                    "Your proposed upload exceeds the maximum allowed size (5 GiB per PUT).")
             }
             sha.update(bufferPointer: piece)
             md5.update(bufferPointer: piece)
@@ -405,7 +443,9 @@ extension S3Handler {
         if let declared, declared != count { throw Self.incompleteBody() }
         if case .sha256(let expected) = verified.payload {
             guard SigV4.hex(sha.finalize()) == expected else {
-                throw S3Error("XAmzContentSHA256Mismatch", .badRequest, "The provided 'x-amz-content-sha256' header does not match what was computed.")
+                throw S3Error(
+                    "XAmzContentSHA256Mismatch", .badRequest,
+                    "The provided 'x-amz-content-sha256' header does not match what was computed.")
             }
         }
         let value = try flexible.map { try checksum!.check($0.finalize(), trailers: decoder?.trailers ?? [:]) }
@@ -413,14 +453,18 @@ extension S3Handler {
     }
 
     static func incompleteBody() -> S3Error {
-        S3Error("IncompleteBody", .badRequest, "You did not provide the number of bytes specified by the Content-Length HTTP header.")
+        S3Error(
+            "IncompleteBody", .badRequest,
+            "You did not provide the number of bytes specified by the Content-Length HTTP header.")
     }
 
     /// The object `x-amz-copy-source` names (`BUCKET/KEY`, URL-encoded, optional leading '/').
     func copySourcePath(_ source: String) async throws -> BlobPath {
         let decoded = SigV4.percentDecode(source.split(separator: "?").first.map(String.init) ?? source)
         let trimmed = decoded.hasPrefix("/") ? String(decoded.dropFirst()) : decoded
-        guard let slash = trimmed.firstIndex(of: "/") else { throw S3Error.invalidArgument("x-amz-copy-source must be BUCKET/KEY") }
+        guard let slash = trimmed.firstIndex(of: "/") else {
+            throw S3Error.invalidArgument("x-amz-copy-source must be BUCKET/KEY")
+        }
         let sourceBucket = String(trimmed[..<slash])
         _ = try await requireBucket(sourceBucket)
         return try objectPath(sourceBucket, String(trimmed[trimmed.index(after: slash)...]))
@@ -437,7 +481,8 @@ extension S3Handler {
         let etag = Self.etag(file)
         let modifiedSeconds = file.createdAtMilliseconds / 1000
         let header: (String) -> String? = { request.headers[HTTPField.Name("x-amz-copy-source-" + $0)!] }
-        let failed = S3Error("PreconditionFailed", .preconditionFailed, "At least one of the pre-conditions you specified did not hold")
+        let failed = S3Error(
+            "PreconditionFailed", .preconditionFailed, "At least one of the pre-conditions you specified did not hold")
         if let ifMatch = header("if-match") {
             guard Self.etagMatches(ifMatch, etag, weak: false) else { throw failed }
         } else if let since = header("if-unmodified-since").flatMap(HTTPDate.parse), modifiedSeconds > since {
@@ -453,12 +498,16 @@ extension S3Handler {
 
     /// Server-side copy of that version: the new object shares the source's chunks. With
     /// `metadata` nil the source's metadata and attributes are kept.
-    func copyVersion(_ source: FileVersion, to path: BlobPath, contentType: String? = nil,
-                     metadata: [String: String]? = nil, bucket: String? = nil) async throws -> FileVersion {
+    func copyVersion(
+        _ source: FileVersion, to path: BlobPath, contentType: String? = nil,
+        metadata: [String: String]? = nil, bucket: String? = nil
+    ) async throws -> FileVersion {
         do {
-            let copied = try await client.copy(source.path, to: path, contentType: contentType, metadata: metadata, bucket: bucket)
+            let copied = try await client.copy(
+                source.path, to: path, contentType: contentType, metadata: metadata, bucket: bucket)
             guard copied.sha256 == source.sha256 else {
-                throw S3Error("ServiceUnavailable", .serviceUnavailable, "the source object changed during the copy; retry")
+                throw S3Error(
+                    "ServiceUnavailable", .serviceUnavailable, "the source object changed during the copy; retry")
             }
             return copied
         } catch let error as BlobError where error.code == .notFound {
@@ -468,11 +517,16 @@ extension S3Handler {
 
     func copyObject(from source: String, to path: BlobPath, _ request: Request) async throws -> Response {
         let directive = request.headers[HTTPField.Name("x-amz-metadata-directive")!] ?? "COPY"
-        guard directive == "COPY" || directive == "REPLACE" else { throw S3Error.invalidArgument("Unknown metadata directive.") }
+        guard directive == "COPY" || directive == "REPLACE" else {
+            throw S3Error.invalidArgument("Unknown metadata directive.")
+        }
         let replace = directive == "REPLACE"
         let sourcePath = try await copySourcePath(source)
         if sourcePath == path, !replace {
-            throw S3Error("InvalidRequest", .badRequest, "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.")
+            throw S3Error(
+                "InvalidRequest", .badRequest,
+                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
+            )
         }
         let file = try await copySource(sourcePath, request)
         var metadata = file.metadata.map { $0.filter { $0.key != ObjectAttribute.upload } }
@@ -485,12 +539,16 @@ extension S3Handler {
             }
             metadata = replaced
         }
-        let version = try await copyVersion(file, to: path, contentType: replace ? request.headers[.contentType] : nil, metadata: metadata,
-                                            bucket: path.value.split(separator: "/", maxSplits: 1).first.map(String.init))
-        return xmlResponse(XML.document("CopyObjectResult", [
-            XML.element("LastModified", XML.timestamp(version.createdAtMilliseconds)),
-            XML.element("ETag", Self.etag(version)),
-        ]))
+        let version = try await copyVersion(
+            file, to: path, contentType: replace ? request.headers[.contentType] : nil, metadata: metadata,
+            bucket: path.value.split(separator: "/", maxSplits: 1).first.map(String.init))
+        return xmlResponse(
+            XML.document(
+                "CopyObjectResult",
+                [
+                    XML.element("LastModified", XML.timestamp(version.createdAtMilliseconds)),
+                    XML.element("ETag", Self.etag(version)),
+                ]))
     }
 
     func deleteObject(_ path: BlobPath, bucket: String) async throws -> Response {
@@ -509,7 +567,10 @@ extension S3Handler {
         let body = String(buffer: try await request.body.collect(upTo: 2 << 20))
         let keys = Self.elements("Key", in: body).map(XML.unescape)
         guard !keys.isEmpty, keys.count <= 1000 else {
-            throw S3Error("MalformedXML", .badRequest, "The XML you provided was not well-formed or did not validate against our published schema (1 to 1000 keys).")
+            throw S3Error(
+                "MalformedXML", .badRequest,
+                "The XML you provided was not well-formed or did not validate against our published schema (1 to 1000 keys)."
+            )
         }
         let quiet = Self.elements("Quiet", in: body).first?.lowercased() == "true"
         var children: [String] = []
@@ -521,8 +582,13 @@ extension S3Handler {
                 if !quiet { children.append(XML.element("Deleted", children: [XML.element("Key", key)])) }
             } catch {
                 let s3 = S3Error.from(error)
-                children.append(XML.element("Error", children: [XML.element("Key", key), XML.element("Code", s3.code),
-                                                                XML.element("Message", s3.message)]))
+                children.append(
+                    XML.element(
+                        "Error",
+                        children: [
+                            XML.element("Key", key), XML.element("Code", s3.code),
+                            XML.element("Message", s3.message),
+                        ]))
             }
         }
         return xmlResponse(XML.document("DeleteResult", children))
@@ -532,7 +598,9 @@ extension S3Handler {
     static func elements(_ tag: String, in xml: String) -> [String] {
         var out: [String] = []
         var rest = Substring(xml)
-        while let open = rest.range(of: "<\(tag)>"), let close = rest.range(of: "</\(tag)>", range: open.upperBound..<rest.endIndex) {
+        while let open = rest.range(of: "<\(tag)>"),
+            let close = rest.range(of: "</\(tag)>", range: open.upperBound..<rest.endIndex)
+        {
             out.append(String(rest[open.upperBound..<close.lowerBound]))
             rest = rest[close.upperBound...]
         }

@@ -23,7 +23,9 @@ extension S3Handler {
 
     /// GET and HEAD with `?partNumber=N`: that part's bytes (206 with its range), its ETag and
     /// `x-amz-mp-parts-count`. An object not made by a multipart upload has one part, itself.
-    func getObjectPart(_ path: BlobPath, _ numberText: String, _ request: Request, head: Bool, bucket: String) async throws -> Response {
+    func getObjectPart(
+        _ path: BlobPath, _ numberText: String, _ request: Request, head: Bool, bucket: String
+    ) async throws -> Response {
         guard let number = Int(numberText), (1...10_000).contains(number) else {
             throw S3Error.invalidArgument("Part number must be an integer between 1 and 10000, inclusive")
         }
@@ -43,7 +45,9 @@ extension S3Handler {
         headers[.eTag] = "\"" + (part.attributes?[ObjectAttribute.etag] ?? file.sha256) + "\""
         headers[HTTPField.Name("x-amz-mp-parts-count")!] = String(info.parts.count)
         headers[.contentLength] = String(part.size)
-        guard part.size > 0 else { return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer())) }
+        guard part.size > 0 else {
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer()))
+        }
         headers[.contentRange] = "bytes \(part.offset)-\(part.offset + part.size - 1)/\(file.size)"
         if head { return Response(status: .partialContent, headers: headers, body: .init(byteBuffer: ByteBuffer())) }
         let plan = try await client.readPlan(path, offset: part.offset, length: part.size)
@@ -52,8 +56,10 @@ extension S3Handler {
         }
         let client = self.client
         let body = ResponseBody(contentLength: Int(part.size)) { writer in
-            _ = try await client.stream(plan, of: path, offset: part.offset, end: part.offset + part.size, readAhead: 4,
-                                        checkWholeFile: false) { slice in
+            _ = try await client.stream(
+                plan, of: path, offset: part.offset, end: part.offset + part.size, readAhead: 4,
+                checkWholeFile: false
+            ) { slice in
                 try await writer.write(ByteBuffer(bytes: slice))
             }
             try await writer.finish(nil)
@@ -65,22 +71,28 @@ extension S3Handler {
     /// ETag, Checksum, ObjectParts (paged by `x-amz-max-parts` and `x-amz-part-number-marker`),
     /// StorageClass, ObjectSize.
     func getObjectAttributes(_ path: BlobPath, _ request: Request, bucket: String) async throws -> Response {
-        let wanted = Set((request.headers[HTTPField.Name("x-amz-object-attributes")!] ?? "")
-            .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        let wanted = Set(
+            (request.headers[HTTPField.Name("x-amz-object-attributes")!] ?? "")
+                .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
         let known: Set = ["ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"]
         guard !wanted.isEmpty, wanted.isSubset(of: known) else {
-            throw S3Error("InvalidArgument", .badRequest, "x-amz-object-attributes must name some of ETag, Checksum, ObjectParts, StorageClass, ObjectSize")
+            throw S3Error(
+                "InvalidArgument", .badRequest,
+                "x-amz-object-attributes must name some of ETag, Checksum, ObjectParts, StorageClass, ObjectSize")
         }
         let info = try await fileParts(path, bucket: bucket)
         let file = info.file
         var children: [String] = []
-        if wanted.contains("ETag") { children.append(XML.element("ETag", String(Self.etag(file).dropFirst().dropLast()))) }
+        if wanted.contains("ETag") {
+            children.append(XML.element("ETag", String(Self.etag(file).dropFirst().dropLast())))
+        }
         if wanted.contains("Checksum") {
             var sums: [String] = []
             for algorithm in S3ChecksumAlgorithm.allCases {
                 if let value = file.metadata?[RequestedChecksum.attribute(algorithm)] {
                     sums.append(XML.element("Checksum" + algorithm.rawValue, value))
-                    sums.append(XML.element("ChecksumType", file.metadata?[RequestedChecksum.typeAttribute] ?? "FULL_OBJECT"))
+                    sums.append(
+                        XML.element("ChecksumType", file.metadata?[RequestedChecksum.typeAttribute] ?? "FULL_OBJECT"))
                 }
             }
             if !sums.isEmpty { children.append(XML.element("Checksum", children: sums)) }
@@ -90,9 +102,14 @@ extension S3Handler {
             let marker = Int(request.headers[HTTPField.Name("x-amz-part-number-marker")!] ?? "0") ?? 0
             let after = info.parts.filter { $0.number > marker }
             let page = Array(after.prefix(maxParts))
-            var parts = [XML.element("PartsCount", String(info.parts.count)), XML.element("PartNumberMarker", String(marker)),
-                         XML.element("MaxParts", String(maxParts)), XML.element("IsTruncated", after.count > page.count ? "true" : "false")]
-            if after.count > page.count, let last = page.last { parts.append(XML.element("NextPartNumberMarker", String(last.number))) }
+            var parts = [
+                XML.element("PartsCount", String(info.parts.count)), XML.element("PartNumberMarker", String(marker)),
+                XML.element("MaxParts", String(maxParts)),
+                XML.element("IsTruncated", after.count > page.count ? "true" : "false"),
+            ]
+            if after.count > page.count, let last = page.last {
+                parts.append(XML.element("NextPartNumberMarker", String(last.number)))
+            }
             for part in page {
                 var fields = [XML.element("PartNumber", String(part.number)), XML.element("Size", String(part.size))]
                 for algorithm in S3ChecksumAlgorithm.allCases {

@@ -34,7 +34,8 @@ extension S3Handler {
         var options = PutOptions(contentType: accepted.contentType, metadata: metadata)
         options.bucket = bucket
         let result = try await client.put(.file(spool), to: accepted.path, options: options)
-        return Self.postResponse(fields: received.form.fields, bucket: bucket, key: accepted.upload.key, etag: Self.etag(result.file))
+        return Self.postResponse(
+            fields: received.form.fields, bucket: bucket, key: accepted.upload.key, etag: Self.etag(result.file))
     }
 
     /// A form whose signature, policy and bucket were checked: where and how the file is stored.
@@ -58,8 +59,10 @@ extension S3Handler {
     /// an accepted one stops at the policy's largest content length or 5 GiB.
     func receivePost(_ request: Request, boundary: String, bucket: String, spool: String) async throws -> ReceivedPost {
         guard FileManager.default.createFile(atPath: spool, contents: nil, attributes: [.posixPermissions: 0o600]),
-              let handle = FileHandle(forWritingAtPath: spool) else {
-            throw S3Error("InternalError", .internalServerError, "cannot create a spool file in \(configuration.spoolDirectory)")
+            let handle = FileHandle(forWritingAtPath: spool)
+        else {
+            throw S3Error(
+                "InternalError", .internalServerError, "cannot create a spool file in \(configuration.spoolDirectory)")
         }
         defer { try? handle.close() }
         var reader = PostFormReader(boundary: boundary)
@@ -99,8 +102,9 @@ extension S3Handler {
         let path = try objectPath(bucket, upload.key)
         let metadata = try Self.formMetadata(form.fields)
         let declared = form.fields["content-type"].flatMap { $0.isEmpty ? nil : $0 }
-        return AcceptedPost(upload: upload, path: path, contentType: declared ?? ContentTypes.forPath(path.value),
-                            metadata: metadata)
+        return AcceptedPost(
+            upload: upload, path: path, contentType: declared ?? ContentTypes.forPath(path.value),
+            metadata: metadata)
     }
 
     /// The form's `x-amz-meta-*` fields (names lowercased, without the prefix) and stored headers
@@ -126,7 +130,9 @@ extension S3Handler {
         }
         guard !out.isEmpty else { return nil }
         guard user <= ManifestCommit.maxMetadataByteCount else {
-            throw S3Error("MetadataTooLarge", .badRequest, "Your metadata headers exceed the maximum allowed metadata size (2 KiB).")
+            throw S3Error(
+                "MetadataTooLarge", .badRequest,
+                "Your metadata headers exceed the maximum allowed metadata size (2 KiB).")
         }
         return out
     }
@@ -149,10 +155,12 @@ extension S3Handler {
             return Response(status: .ok, headers: headers)
         case "201":
             // S3's PostResponse carries no namespace.
-            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<PostResponse>" + [
-                XML.element("Location", location), XML.element("Bucket", bucket),
-                XML.element("Key", key), XML.element("ETag", etag),
-            ].joined() + "</PostResponse>"
+            let body =
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<PostResponse>"
+                + [
+                    XML.element("Location", location), XML.element("Bucket", bucket),
+                    XML.element("Key", key), XML.element("ETag", etag),
+                ].joined() + "</PostResponse>"
             headers[.contentType] = "application/xml"
             return Response(status: .created, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
         default:
@@ -165,7 +173,8 @@ extension S3Handler {
     static func redirectLocation(_ base: String, bucket: String, key: String, etag: String) -> String? {
         let lowered = base.lowercased()
         guard let scheme = ["http://", "https://"].first(where: { lowered.hasPrefix($0) }), base.count > scheme.count,
-              !base.contains(where: { $0.isWhitespace || $0.isNewline }) else { return nil }
+            !base.contains(where: { $0.isWhitespace || $0.isNewline })
+        else { return nil }
         let fragmentStart = base.firstIndex(of: "#") ?? base.endIndex
         let head = String(base[..<fragmentStart])
         let fragment = String(base[fragmentStart...])

@@ -56,8 +56,9 @@ struct S3Handler: Sendable {
             if let first = parts.first, !first.isEmpty { bucket = String(first) }
             keyPart = parts.count > 1 ? parts[1] : ""
         }
-        return Target(bucket: bucket, key: keyPart.isEmpty ? nil : String(keyPart), rawPath: rawPath, rawQuery: rawQuery,
-                      query: SigV4.parseQuery(rawQuery), virtualHost: fromHost)
+        return Target(
+            bucket: bucket, key: keyPart.isEmpty ? nil : String(keyPart), rawPath: rawPath, rawQuery: rawQuery,
+            query: SigV4.parseQuery(rawQuery), virtualHost: fromHost)
     }
 
     func handle(_ request: Request) async -> Response {
@@ -70,14 +71,17 @@ struct S3Handler: Sendable {
         } catch {
             let s3 = S3Error.from(error)
             if s3.status.code >= 500 {
-                logger.warning("gateway request failed", metadata: ["error.message": "\(error)", "path": "\(target.resource)"])
+                logger.warning(
+                    "gateway request failed", metadata: ["error.message": "\(error)", "path": "\(target.resource)"])
             }
             var headers = HTTPFields()
             headers[.contentType] = "application/xml"
             headers[HTTPField.Name("x-amz-request-id")!] = requestID
             if let size = s3.objectSize { headers[.contentRange] = "bytes */\(size)" }
             // A HEAD answer has no body; its status says it all.
-            let body = request.method == .head ? ByteBuffer() : ByteBuffer(string: s3.xml(resource: target.resource, requestID: requestID))
+            let body =
+                request.method == .head
+                ? ByteBuffer() : ByteBuffer(string: s3.xml(resource: target.resource, requestID: requestID))
             return Response(status: s3.status, headers: headers, body: .init(byteBuffer: body))
         }
     }
@@ -107,20 +111,28 @@ struct S3Handler: Sendable {
         // bucket the request is routed to.
         let resourceV2 = target.virtualHost ? "/" + (target.bucket ?? "") + target.rawPath : target.rawPath
         if let authorization = headers["authorization"], authorization.hasPrefix("AWS ") {
-            return .signed(try await SigV4.verifyHeaderV2(method: request.method.rawValue, resource: resourceV2, rawQuery: target.rawQuery,
-                                                          headers: headers, secret: secret))
+            return .signed(
+                try await SigV4.verifyHeaderV2(
+                    method: request.method.rawValue, resource: resourceV2, rawQuery: target.rawQuery,
+                    headers: headers, secret: secret))
         }
         if headers["authorization"] != nil {
-            return .signed(try await SigV4.verifyHeader(method: request.method.rawValue, rawPath: target.rawPath,
-                                                        rawQuery: target.rawQuery, headers: headers, secret: secret))
+            return .signed(
+                try await SigV4.verifyHeader(
+                    method: request.method.rawValue, rawPath: target.rawPath,
+                    rawQuery: target.rawQuery, headers: headers, secret: secret))
         }
         if target.query["X-Amz-Signature"] != nil {
-            return .signed(try await SigV4.verifyQuery(method: request.method.rawValue, rawPath: target.rawPath,
-                                                       rawQuery: target.rawQuery, headers: headers, secret: secret))
+            return .signed(
+                try await SigV4.verifyQuery(
+                    method: request.method.rawValue, rawPath: target.rawPath,
+                    rawQuery: target.rawQuery, headers: headers, secret: secret))
         }
         if target.query["Signature"] != nil, target.query["AWSAccessKeyId"] != nil {
-            return .signed(try await SigV4.verifyQueryV2(method: request.method.rawValue, resource: resourceV2,
-                                                         rawQuery: target.rawQuery, secret: secret))
+            return .signed(
+                try await SigV4.verifyQueryV2(
+                    method: request.method.rawValue, resource: resourceV2,
+                    rawQuery: target.rawQuery, secret: secret))
         }
         return .anonymous
     }
@@ -134,8 +146,10 @@ struct S3Handler: Sendable {
     func route(_ request: Request, _ target: Target) async throws -> Response {
         let headerBytes = request.headers.reduce(0) { $0 + $1.name.canonicalName.utf8.count + $1.value.utf8.count + 4 }
         guard headerBytes <= Self.maxHeaderSectionByteCount else {
-            throw S3Error("RequestHeaderSectionTooLarge", .badRequest,
-                          "Your request header section exceeds the maximum allowed size (\(Self.maxHeaderSectionByteCount) bytes).")
+            throw S3Error(
+                "RequestHeaderSectionTooLarge", .badRequest,
+                "Your request header section exceeds the maximum allowed size (\(Self.maxHeaderSectionByteCount) bytes)."
+            )
         }
         let method = request.method
         if method == .options {
@@ -147,22 +161,27 @@ struct S3Handler: Sendable {
         }
         let caller = try await authenticate(request, target)
         guard let bucketName = target.bucket else {
-            guard method == .get else { throw S3Error("MethodNotAllowed", .methodNotAllowed, "only GET is allowed on the service") }
+            guard method == .get else {
+                throw S3Error("MethodNotAllowed", .methodNotAllowed, "only GET is allowed on the service")
+            }
             guard case .signed = caller else { throw S3Error.accessDenied() }
             return try await listBuckets()
         }
         // A browser form upload (POST Object) carries its own signed policy.
         if method == .post, target.key == nil, target.query.isEmpty,
-           request.headers[.contentType]?.lowercased().hasPrefix("multipart/form-data") == true {
+            request.headers[.contentType]?.lowercased().hasPrefix("multipart/form-data") == true
+        {
             return try await postObject(bucketName, request)
         }
         // Anonymous callers may only read public buckets: their objects and their listings.
         if case .anonymous = caller {
-            let listing = target.key == nil && method == .get && target.query.keys.allSatisfy(Self.listingParameters.contains)
+            let listing =
+                target.key == nil && method == .get && target.query.keys.allSatisfy(Self.listingParameters.contains)
             // As S3 does, a bucket that does not exist is said so, to anyone.
             guard let bucket = try await buckets.bucket(bucketName) else { throw S3Error.noSuchBucket(bucketName) }
             guard (method == .get || method == .head) && (target.key != nil && target.query.isEmpty || listing),
-                  bucket.publicRead else {
+                bucket.publicRead
+            else {
                 throw S3Error.accessDenied()
             }
         }
@@ -170,9 +189,12 @@ struct S3Handler: Sendable {
             switch method {
             case .put:
                 if target.query.isEmpty { return try await createBucket(bucketName, request) }
-                if target.query.keys.sorted() == ["acl"] { return try await putACL(bucketName, objectPath: nil, request) }
+                if target.query.keys.sorted() == ["acl"] {
+                    return try await putACL(bucketName, objectPath: nil, request)
+                }
                 if target.query.keys.sorted() == ["lifecycle"] { return try await putLifecycle(bucketName, request) }
-                throw S3Error.notImplemented("this bucket subresource (\(target.query.keys.sorted().joined(separator: ",")))")
+                throw S3Error.notImplemented(
+                    "this bucket subresource (\(target.query.keys.sorted().joined(separator: ",")))")
             case .delete:
                 let subresources = target.query.keys.filter { $0 != "x-id" }.sorted()
                 if subresources == ["lifecycle"] { return try await deleteLifecycle(bucketName) }
@@ -204,9 +226,11 @@ struct S3Handler: Sendable {
         // parts of uploads) is reachable by a key. A plain GET or HEAD asks about the bucket and
         // the object at once (below), so a read after the bucket's short cache expired costs
         // one master round trip, not two.
-        let plainRead = (method == .get || method == .head) && target.query.keys.allSatisfy {
-            $0.hasPrefix("X-Amz-") || $0.hasPrefix("response-") || Self.presignParameters.contains($0)
-        }
+        let plainRead =
+            (method == .get || method == .head)
+            && target.query.keys.allSatisfy {
+                $0.hasPrefix("X-Amz-") || $0.hasPrefix("response-") || Self.presignParameters.contains($0)
+            }
         if !plainRead { _ = try await requireBucket(bucketName) }
         let path: BlobPath
         do {
@@ -226,8 +250,10 @@ struct S3Handler: Sendable {
             return try await getObjectAttributes(path, request, bucket: bucketName)
         }
         if method == .put, request.headers[.ifMatch] != nil || request.headers[.ifNoneMatch] != nil,
-           target.query["uploadId"] != nil || request.headers[HTTPField.Name("x-amz-copy-source")!] != nil {
-            throw S3Error.notImplemented("If-Match and If-None-Match on a copy or a part (only PutObject and CompleteMultipartUpload take them)")
+            target.query["uploadId"] != nil || request.headers[HTTPField.Name("x-amz-copy-source")!] != nil
+        {
+            throw S3Error.notImplemented(
+                "If-Match and If-None-Match on a copy or a part (only PutObject and CompleteMultipartUpload take them)")
         }
         if target.query["acl"] != nil {
             switch method {
@@ -242,12 +268,18 @@ struct S3Handler: Sendable {
             default: throw S3Error("MethodNotAllowed", .methodNotAllowed, "use GET or PUT with ?acl")
             }
         }
-        let signing: Set = ["AWSAccessKeyId", "Expires", "Signature", "versionId", "uploads", "uploadId", "partNumber",
-                            "max-parts", "part-number-marker", "x-id"]
-        let objectQueries = target.query.keys.filter { !$0.hasPrefix("X-Amz-") && !$0.hasPrefix("response-") && !signing.contains($0) }
+        let signing: Set = [
+            "AWSAccessKeyId", "Expires", "Signature", "versionId", "uploads", "uploadId", "partNumber",
+            "max-parts", "part-number-marker", "x-id",
+        ]
+        let objectQueries = target.query.keys.filter {
+            !$0.hasPrefix("X-Amz-") && !$0.hasPrefix("response-") && !signing.contains($0)
+        }
         if let sub = objectQueries.first { throw S3Error.notImplemented("the object subresource ?\(sub)") }
         if target.query["uploads"] != nil {
-            guard method == .post, case .signed = caller else { throw S3Error("MethodNotAllowed", .methodNotAllowed, "use POST ?uploads") }
+            guard method == .post, case .signed = caller else {
+                throw S3Error("MethodNotAllowed", .methodNotAllowed, "use POST ?uploads")
+            }
             return try await createUpload(path, bucket: bucketName, key: key, request)
         }
         if let uploadID = target.query["uploadId"] {
@@ -256,7 +288,9 @@ struct S3Handler: Sendable {
             do {
                 upload = try await requireUpload(uploadID, path: path)
             } catch let error as S3Error where error.code == "NoSuchUpload" && method == .post {
-                if let done = try await completedUpload(uploadID, path: path, bucket: bucketName, key: key) { return done }
+                if let done = try await completedUpload(uploadID, path: path, bucket: bucketName, key: key) {
+                    return done
+                }
                 throw error
             }
             switch method {
@@ -295,7 +329,9 @@ struct S3Handler: Sendable {
             let overrides = target.query.filter { $0.key.hasPrefix("response-") }
             if !overrides.isEmpty {
                 guard case .signed = caller else {
-                    throw S3Error("InvalidRequest", .badRequest, "Request specific response headers cannot be used for anonymous GET requests.")
+                    throw S3Error(
+                        "InvalidRequest", .badRequest,
+                        "Request specific response headers cannot be used for anonymous GET requests.")
                 }
                 for (name, value) in overrides {
                     let header = String(name.dropFirst("response-".count))
@@ -323,12 +359,16 @@ struct S3Handler: Sendable {
     /// Query parameters of V2 presigned URLs and the SDKs' operation tag: not sub-resources.
     static let presignParameters: Set = ["AWSAccessKeyId", "Expires", "Signature", "x-id"]
 
-    static let overridableHeaders: Set = ["content-type", "content-language", "expires", "cache-control", "content-disposition",
-                                          "content-encoding"]
+    static let overridableHeaders: Set = [
+        "content-type", "content-language", "expires", "cache-control", "content-disposition",
+        "content-encoding",
+    ]
 
     /// The query parameters of ListObjects v1 and v2.
-    static let listingParameters: Set = ["list-type", "prefix", "delimiter", "max-keys", "continuation-token", "start-after", "marker",
-                                         "encoding-type", "fetch-owner", "allow-unordered"]
+    static let listingParameters: Set = [
+        "list-type", "prefix", "delimiter", "max-keys", "continuation-token", "start-after", "marker",
+        "encoding-type", "fetch-owner", "allow-unordered",
+    ]
 
     /// `BUCKET/KEY` as a store path; keys the store cannot hold are refused, never altered.
     func objectPath(_ bucket: String, _ key: String) throws -> BlobPath {
@@ -336,7 +376,8 @@ struct S3Handler: Sendable {
         do {
             return try BlobPath(bucket + "/" + key)
         } catch {
-            throw S3Error.invalidArgument("this gateway cannot store the key \"\(key)\": \(S3Error.from(error).message)")
+            throw S3Error.invalidArgument(
+                "this gateway cannot store the key \"\(key)\": \(S3Error.from(error).message)")
         }
     }
 

@@ -14,9 +14,15 @@ struct GatewayRoutes: Sendable {
         routes.get("/v1/buckets", roles: clients) { request, _ in try await listBuckets(request) }
         routes.post("/v1/buckets", roles: clients) { request, _ in try await createBucket(request) }
         routes.get("/v1/buckets/:name", roles: clients) { request, context in try await bucket(request, context) }
-        routes.delete("/v1/buckets/:name", roles: clients) { request, context in try await deleteBucket(request, context) }
-        routes.post("/v1/buckets/:name/access", roles: clients) { request, context in try await setAccess(request, context) }
-        routes.post("/v1/buckets/:name/lifecycle", roles: clients) { request, context in try await setLifecycle(request, context) }
+        routes.delete("/v1/buckets/:name", roles: clients) { request, context in
+            try await deleteBucket(request, context)
+        }
+        routes.post("/v1/buckets/:name/access", roles: clients) { request, context in
+            try await setAccess(request, context)
+        }
+        routes.post("/v1/buckets/:name/lifecycle", roles: clients) { request, context in
+            try await setLifecycle(request, context)
+        }
         routes.get("/v1/files/parts", roles: clients) { request, _ in try await parts(request) }
         routes.get("/v1/keys", roles: clients) { request, _ in try await listKeys(request) }
         routes.post("/v1/keys", roles: clients) { request, _ in try await createKey(request) }
@@ -27,7 +33,9 @@ struct GatewayRoutes: Sendable {
         routes.get("/v1/uploads", roles: clients) { request, _ in try await listUploads(request) }
         routes.get("/v1/uploads/:id", roles: clients) { request, context in try await upload(request, context) }
         routes.delete("/v1/uploads/:id", roles: clients) { request, context in try await abortUpload(request, context) }
-        routes.post("/v1/uploads/:id/complete", roles: clients) { request, context in try await completeUpload(request, context) }
+        routes.post("/v1/uploads/:id/complete", roles: clients) { request, context in
+            try await completeUpload(request, context)
+        }
     }
 
     /// S3's smallest part but the last.
@@ -37,17 +45,21 @@ struct GatewayRoutes: Sendable {
         let body = try await decodeJSONBody(MultipartUploadCreate.self, from: request, maxByteCount: 1 << 16)
         var rng = SystemRandomNumberGenerator()
         let id = String(rng.next() as UInt64, radix: 16) + String(rng.next() as UInt64, radix: 16)
-        let upload = MultipartUpload(id: id, path: body.path, contentType: body.contentType, createdAtMilliseconds: MasterRoutes.now(),
-                                     metadata: body.metadata)
+        let upload = MultipartUpload(
+            id: id, path: body.path, contentType: body.contentType, createdAtMilliseconds: MasterRoutes.now(),
+            metadata: body.metadata)
         // Checked now, so a bad upload fails at its start rather than at its completion; room is
         // kept for the attributes the completion adds (ETag, checksum, upload id).
-        try ManifestCommit(path: body.path, size: 0, contentType: body.contentType, sha256: String(repeating: "0", count: 64),
-                           chunks: [], metadata: body.metadata).validate(maxChunks: 1)
+        try ManifestCommit(
+            path: body.path, size: 0, contentType: body.contentType, sha256: String(repeating: "0", count: 64),
+            chunks: [], metadata: body.metadata
+        ).validate(maxChunks: 1)
         let total = (body.metadata ?? [:]).reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
         guard total <= ManifestCommit.maxMetadataWithAttributesByteCount - Self.completionAttributesReserve else {
-            throw BlobError(.invalidArgument, reason: "manifest.metadata",
-                            "an upload's metadata and headers may take at most "
-                                + "\(ManifestCommit.maxMetadataWithAttributesByteCount - Self.completionAttributesReserve) bytes")
+            throw BlobError(
+                .invalidArgument, reason: "manifest.metadata",
+                "an upload's metadata and headers may take at most "
+                    + "\(ManifestCommit.maxMetadataWithAttributesByteCount - Self.completionAttributesReserve) bytes")
         }
         return try jsonResponse(try await store.createUpload(upload), status: .created)
     }
@@ -80,9 +92,10 @@ struct GatewayRoutes: Sendable {
         guard body.parts.count <= 10_000 else {
             throw BlobError(.invalidArgument, reason: "upload.tooManyParts", "at most 10000 parts")
         }
-        let version = try await store.completeUpload(context.parameters.get("id") ?? "", parts: body.parts, attributes: body.attributes,
-                                                     precondition: body.precondition, bucket: body.bucket,
-                                                     minimumPartSize: Self.minimumPartSize)
+        let version = try await store.completeUpload(
+            context.parameters.get("id") ?? "", parts: body.parts, attributes: body.attributes,
+            precondition: body.precondition, bucket: body.bucket,
+            minimumPartSize: Self.minimumPartSize)
         return try jsonResponse(version, status: .created)
     }
 
@@ -92,13 +105,13 @@ struct GatewayRoutes: Sendable {
         guard let (file, entries) = try await store.manifest(of: body.from, version: nil) else {
             throw BlobError(.notFound, reason: "file.notFound", "no file at \(body.from)")
         }
-        let manifest = ManifestCommit(path: body.to, size: file.size, contentType: body.contentType ?? file.contentType,
-                                      sha256: file.sha256, chunks: entries, metadata: body.metadata ?? file.metadata,
-                                      bucket: body.bucket)
+        let manifest = ManifestCommit(
+            path: body.to, size: file.size, contentType: body.contentType ?? file.contentType,
+            sha256: file.sha256, chunks: entries, metadata: body.metadata ?? file.metadata,
+            bucket: body.bucket)
         let version = try await store.commit(manifest)
         return try jsonResponse(version, status: .created)
     }
-
 
     func listBuckets(_ request: Request) async throws -> Response {
         return try jsonResponse(try await store.buckets())
@@ -107,7 +120,8 @@ struct GatewayRoutes: Sendable {
     func createBucket(_ request: Request) async throws -> Response {
         let body = try await decodeJSONBody(BucketCreate.self, from: request, maxByteCount: 4096)
         try BucketRecord.validate(body.name)
-        let record = BucketRecord(name: body.name, createdAtMilliseconds: MasterRoutes.now(), publicRead: body.publicRead)
+        let record = BucketRecord(
+            name: body.name, createdAtMilliseconds: MasterRoutes.now(), publicRead: body.publicRead)
         return try jsonResponse(try await store.createBucket(record), status: .created)
     }
 
@@ -149,10 +163,14 @@ struct GatewayRoutes: Sendable {
         let body = try await decodeJSONBody(BucketLifecycleUpdate.self, from: request, maxByteCount: 1 << 20)
         if let lifecycle = body.lifecycle {
             guard !lifecycle.rules.isEmpty, lifecycle.rules.count <= BucketLifecycle.maxRules,
-                  lifecycle.rules.allSatisfy({ (1...LifecycleRule.maxDays).contains($0.expirationDays ?? 1)
-                      && (1...LifecycleRule.maxDays).contains($0.abortUploadsAfterDays ?? 1) }) else {
-                throw BlobError(.invalidArgument, reason: "bucket.lifecycle",
-                                "a lifecycle needs 1 to \(BucketLifecycle.maxRules) rules with positive day counts")
+                lifecycle.rules.allSatisfy({
+                    (1...LifecycleRule.maxDays).contains($0.expirationDays ?? 1)
+                        && (1...LifecycleRule.maxDays).contains($0.abortUploadsAfterDays ?? 1)
+                })
+            else {
+                throw BlobError(
+                    .invalidArgument, reason: "bucket.lifecycle",
+                    "a lifecycle needs 1 to \(BucketLifecycle.maxRules) rules with positive day counts")
             }
         }
         try await store.setBucketLifecycle(name, body.lifecycle)
@@ -174,15 +192,19 @@ struct GatewayRoutes: Sendable {
         let idAlphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
         let secretAlphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
         let id = "BK" + String((0..<18).map { _ in idAlphabet[Int(rng.next(upperBound: UInt32(idAlphabet.count)))] })
-        let secret = String((0..<40).map { _ in secretAlphabet[Int(rng.next(upperBound: UInt32(secretAlphabet.count)))] })
-        let key = AccessKey(accessKeyID: id, secretAccessKey: secret, name: body.name, createdAtMilliseconds: MasterRoutes.now())
+        let secret = String(
+            (0..<40).map { _ in secretAlphabet[Int(rng.next(upperBound: UInt32(secretAlphabet.count)))] })
+        let key = AccessKey(
+            accessKeyID: id, secretAccessKey: secret, name: body.name, createdAtMilliseconds: MasterRoutes.now())
         try await store.createAccessKey(key)
         return try jsonResponse(key, status: .created)
     }
 
     func key(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let id = context.parameters.get("id") ?? ""
-        guard let key = try await store.accessKey(id) else { throw BlobError(.notFound, reason: "key.notFound", "no access key \(id)") }
+        guard let key = try await store.accessKey(id) else {
+            throw BlobError(.notFound, reason: "key.notFound", "no access key \(id)")
+        }
         return try jsonResponse(key)
     }
 

@@ -16,10 +16,18 @@ struct MasterRoutes: Sendable {
     func register(on routes: AuthenticatedRoutes) {
         let everyone: Set<RequestRole> = [.client, .server, .master]
         let clients: Set<RequestRole> = [.client, .master]
-        routes.post("/v1/cluster/servers", roles: [.server]) { request, context in try await registerServer(request, context) }
-        routes.post("/v1/cluster/servers/:id/heartbeat", roles: [.server]) { request, context in try await heartbeat(request, context) }
-        routes.post("/v1/cluster/servers/:id/reports", roles: [.server]) { request, context in try await reports(request, context) }
-        routes.get("/v1/cluster/status", roles: everyone) { request, context in try await clusterStatus(request, context) }
+        routes.post("/v1/cluster/servers", roles: [.server]) { request, context in
+            try await registerServer(request, context)
+        }
+        routes.post("/v1/cluster/servers/:id/heartbeat", roles: [.server]) { request, context in
+            try await heartbeat(request, context)
+        }
+        routes.post("/v1/cluster/servers/:id/reports", roles: [.server]) { request, context in
+            try await reports(request, context)
+        }
+        routes.get("/v1/cluster/status", roles: everyone) { request, context in
+            try await clusterStatus(request, context)
+        }
         routes.get("/v1/ring", roles: everyone) { request, context in try await ring(request, context) }
         routes.post("/v1/placement", roles: clients) { request, context in try await placement(request, context) }
         routes.post("/v1/replicas", roles: clients) { request, context in try await acknowledge(request, context) }
@@ -53,8 +61,11 @@ struct MasterRoutes: Sendable {
         }
         let report = try await decodeJSONBody(ChunkReport.self, from: request, maxByteCount: Self.maxBodyByteCount)
         try await store.recordReplicas(
-            report.added.map { ReplicaReport(chunkID: $0.id, plainByteCount: $0.plainByteCount, storedByteCount: $0.storedByteCount,
-                                             blockDigests: $0.blockDigests) },
+            report.added.map {
+                ReplicaReport(
+                    chunkID: $0.id, plainByteCount: $0.plainByteCount, storedByteCount: $0.storedByteCount,
+                    blockDigests: $0.blockDigests)
+            },
             on: id)
         try await store.removeReplicas(report.removed + report.quarantined, on: id)
         // A quarantined copy leaves its chunk short: the next repair pass looks at it.
@@ -70,7 +81,8 @@ struct MasterRoutes: Sendable {
 
     func ring(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         guard let ring = await membership.ring else {
-            throw BlobError(.notFound, reason: "ring.missing", "no ring yet; start at least as many chunk servers as replicas")
+            throw BlobError(
+                .notFound, reason: "ring.missing", "no ring yet; start at least as many chunk servers as replicas")
         }
         return try jsonResponse(ring)
     }
@@ -78,8 +90,9 @@ struct MasterRoutes: Sendable {
     func placement(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         let ask = try await decodeJSONBody(PlacementRequest.self, from: request, maxByteCount: Self.maxBodyByteCount)
         guard ask.chunks.count <= Self.maxPlacementBatch else {
-            throw BlobError(.invalidArgument, reason: "placement.batch",
-                            "at most \(Self.maxPlacementBatch) chunks per placement request, got \(ask.chunks.count)")
+            throw BlobError(
+                .invalidArgument, reason: "placement.batch",
+                "at most \(Self.maxPlacementBatch) chunks per placement request, got \(ask.chunks.count)")
         }
         let reply = try await membership.place(ask.chunks)
         return try jsonResponse(reply)
@@ -91,7 +104,8 @@ struct MasterRoutes: Sendable {
     func suspect(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         let body = try await decodeJSONBody(SuspectReplicas.self, from: request, maxByteCount: 1 << 20)
         guard body.replicas.count <= Self.maxPlacementBatch else {
-            throw BlobError(.invalidArgument, reason: "replicas.batch", "at most \(Self.maxPlacementBatch) replicas per request")
+            throw BlobError(
+                .invalidArgument, reason: "replicas.batch", "at most \(Self.maxPlacementBatch) replicas per request")
         }
         var corrupt: [String: [ChunkID]] = [:]
         for report in body.replicas where report.code == BlobErrorCode.corruptChunk.rawValue {
@@ -105,7 +119,8 @@ struct MasterRoutes: Sendable {
     }
 
     func acknowledge(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
-        let acks = try await decodeJSONBody(ReplicaAcknowledgements.self, from: request, maxByteCount: Self.maxBodyByteCount)
+        let acks = try await decodeJSONBody(
+            ReplicaAcknowledgements.self, from: request, maxByteCount: Self.maxBodyByteCount)
         let byServer = try await reportsByServer(acks.chunks)
         for (server, reports) in byServer.sorted(by: { $0.key < $1.key }) {
             try await store.recordReplicas(reports, on: server)
@@ -116,25 +131,35 @@ struct MasterRoutes: Sendable {
     /// Checks acknowledgements (batch size, sizes, known servers) and groups them by server.
     func reportsByServer(_ acks: [ReplicaAcknowledgement]) async throws -> [String: [ReplicaReport]] {
         guard acks.count <= Self.maxPlacementBatch else {
-            throw BlobError(.invalidArgument, reason: "replicas.batch", "at most \(Self.maxPlacementBatch) chunks per request")
+            throw BlobError(
+                .invalidArgument, reason: "replicas.batch", "at most \(Self.maxPlacementBatch) chunks per request")
         }
         var byServer: [String: [ReplicaReport]] = [:]
         for ack in acks {
-            guard ack.plainByteCount >= 0, ack.plainByteCount <= Int64(Limits.maxChunkByteCount), ack.storedByteCount >= 0 else {
-                throw BlobError(.invalidArgument, reason: "replicas.size", "chunk \(ack.id.shortHex)… has an impossible size")
+            guard ack.plainByteCount >= 0, ack.plainByteCount <= Int64(Limits.maxChunkByteCount),
+                ack.storedByteCount >= 0
+            else {
+                throw BlobError(
+                    .invalidArgument, reason: "replicas.size", "chunk \(ack.id.shortHex)… has an impossible size")
             }
-            if let digests = ack.blockDigests, !BlockDigests.isWellFormed(digests, plainByteCount: Int(ack.plainByteCount)) {
-                throw BlobError(.invalidArgument, reason: "replicas.blockDigests",
-                                "chunk \(ack.id.shortHex)… has \(digests.count) bytes of block digests; a chunk of \(ack.plainByteCount) bytes "
-                                    + "has \(BlockDigests.blockCount(plainByteCount: Int(ack.plainByteCount)) * BlockDigests.digestByteCount)")
+            if let digests = ack.blockDigests,
+                !BlockDigests.isWellFormed(digests, plainByteCount: Int(ack.plainByteCount))
+            {
+                throw BlobError(
+                    .invalidArgument, reason: "replicas.blockDigests",
+                    "chunk \(ack.id.shortHex)… has \(digests.count) bytes of block digests; a chunk of \(ack.plainByteCount) bytes "
+                        + "has \(BlockDigests.blockCount(plainByteCount: Int(ack.plainByteCount)) * BlockDigests.digestByteCount)"
+                )
             }
             for server in ack.serverIDs {
                 guard await membership.endpoint(server) != nil else {
-                    throw BlobError(.invalidArgument, reason: "replicas.unknownServer", "no server \(server) is registered")
+                    throw BlobError(
+                        .invalidArgument, reason: "replicas.unknownServer", "no server \(server) is registered")
                 }
-                byServer[server, default: []].append(ReplicaReport(
-                    chunkID: ack.id, plainByteCount: ack.plainByteCount, storedByteCount: ack.storedByteCount,
-                    blockDigests: ack.blockDigests))
+                byServer[server, default: []].append(
+                    ReplicaReport(
+                        chunkID: ack.id, plainByteCount: ack.plainByteCount, storedByteCount: ack.storedByteCount,
+                        blockDigests: ack.blockDigests))
             }
         }
         return byServer
@@ -179,7 +204,6 @@ struct MasterRoutes: Sendable {
         return try jsonResponse(page)
     }
 
-
     static func path(_ request: Request) throws -> BlobPath {
         guard let text = request.uri.queryParameters.get("path") else {
             throw BlobError(.invalidArgument, reason: "path.missing", "add ?path=<file path> to the request")
@@ -190,7 +214,8 @@ struct MasterRoutes: Sendable {
     static func integer(_ text: String?, name: String) throws -> Int64? {
         guard let text else { return nil }
         guard let value = Int64(text), value >= 0 else {
-            throw BlobError(.invalidArgument, reason: "query.\(name)", "\(name) must be a whole number >= 0, got \(text)")
+            throw BlobError(
+                .invalidArgument, reason: "query.\(name)", "\(name) must be a whole number >= 0, got \(text)")
         }
         return value
     }

@@ -34,9 +34,11 @@ public struct MasterConfiguration: Sendable {
     /// Multipart uploads older than this are aborted by gc.
     public var staleUploadAge: Duration = .seconds(7 * 86_400)
 
-    public init(dataDirectory: String, host: String = "127.0.0.1", port: Int = 0, replicaCount: Int = 3,
-                partitionPower: Int = PlacementRing.defaultPartitionPower, liveness: LivenessPolicy = .init(),
-                autoAdmit: Bool = true, secret: [UInt8]) {
+    public init(
+        dataDirectory: String, host: String = "127.0.0.1", port: Int = 0, replicaCount: Int = 3,
+        partitionPower: Int = PlacementRing.defaultPartitionPower, liveness: LivenessPolicy = .init(),
+        autoAdmit: Bool = true, secret: [UInt8]
+    ) {
         self.dataDirectory = dataDirectory
         self.host = host
         self.port = port
@@ -76,8 +78,10 @@ public struct MasterServer: Sendable {
         }
     }
 
-    func run(store: MetadataStore, signer: RequestSigner,
-             onListening: @escaping @Sendable (_ address: String) async -> Void) async throws {
+    func run(
+        store: MetadataStore, signer: RequestSigner,
+        onListening: @escaping @Sendable (_ address: String) async -> Void
+    ) async throws {
         var logger = self.logger
         logger[metadataKey: "node.role"] = "master"
         let membership = Membership(
@@ -85,8 +89,10 @@ public struct MasterServer: Sendable {
             partitionPower: configuration.partitionPower, autoAdmit: configuration.autoAdmit, logger: logger,
             clock: clock)
         try await membership.load()
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(
-            timeout: .init(connect: .seconds(2), read: .seconds(60))))
+        let client = HTTPClient(
+            eventLoopGroupProvider: .singleton,
+            configuration: .init(
+                timeout: .init(connect: .seconds(2), read: .seconds(60))))
         let peer = ChunkServerPeer(client: client, signer: signer)
         let repairer = Repairer(
             store: store, membership: membership, peer: peer, bytesPerSecond: configuration.repairBytesPerSecond,
@@ -94,7 +100,8 @@ public struct MasterServer: Sendable {
         let rebalancer = Rebalancer(store: store, membership: membership, peer: peer, logger: logger, clock: clock)
         try await rebalancer.load()
         let router = makeRouter(
-            store: store, signer: signer, membership: membership, peer: peer, repairer: repairer, rebalancer: rebalancer,
+            store: store, signer: signer, membership: membership, peer: peer, repairer: repairer,
+            rebalancer: rebalancer,
             logger: logger
         ).router
         let configuration = self.configuration
@@ -109,16 +116,20 @@ public struct MasterServer: Sendable {
                 await onListening(bound)
             },
             logger: logger)
-        let repair = PeriodicService(name: "repair", interval: configuration.repairInterval, clock: clock, logger: logger) {
+        let repair = PeriodicService(
+            name: "repair", interval: configuration.repairInterval, clock: clock, logger: logger
+        ) {
             try await repairer.pass()
         }
         let expirer = LifecycleExpirer(store: store, logger: logger)
         let lifecycle = PeriodicService(
-            name: "lifecycle", interval: configuration.lifecycleInterval, clock: clock, logger: logger) {
+            name: "lifecycle", interval: configuration.lifecycleInterval, clock: clock, logger: logger
+        ) {
             _ = try await expirer.pass(nowMilliseconds: try await store.now())
         }
-        let group = ServiceGroup(configuration: .init(
-            services: [app, repair, lifecycle], gracefulShutdownSignals: [], logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [app, repair, lifecycle], gracefulShutdownSignals: [], logger: logger))
         do {
             try await group.run()
         } catch {
@@ -142,9 +153,11 @@ public struct MasterServer: Sendable {
         MasterRoutes(membership: membership, store: store, signer: signer, repairer: repairer).register(on: routes)
         OperationsRoutes(
             membership: membership, store: store, signer: signer, rebalancer: rebalancer,
-            collector: GarbageCollector(store: store, membership: membership, peer: peer, logger: logger,
-                                        staleUploadAge: configuration.staleUploadAge),
-            checker: ConsistencyCheck(store: store, membership: membership, peer: peer, repairer: repairer, logger: logger),
+            collector: GarbageCollector(
+                store: store, membership: membership, peer: peer, logger: logger,
+                staleUploadAge: configuration.staleUploadAge),
+            checker: ConsistencyCheck(
+                store: store, membership: membership, peer: peer, repairer: repairer, logger: logger),
             repairer: repairer, gcGrace: configuration.gcGrace
         ).register(on: routes)
         GatewayRoutes(store: store, signer: signer).register(on: routes)

@@ -38,15 +38,20 @@ public struct JSONErrorResponse: HTTPResponseError {
         case let e as HTTPError where e.status == .methodNotAllowed:
             coded = (.invalidArgument, "http.methodNotAllowed", "this route does not take that method; see docs/api.md")
         case let e as HTTPError:
-            coded = (e.status.code < 500 ? .invalidArgument : .internal, "http.\(e.status.code)", e.body ?? "\(e.status)")
+            coded = (
+                e.status.code < 500 ? .invalidArgument : .internal, "http.\(e.status.code)", e.body ?? "\(e.status)"
+            )
         case is NIOTooManyBytesError:
-            coded = (.tooLarge, "body.tooLarge",
-                     "the body is larger than the largest chunk frame (\(FrameHeader.byteCount + Limits.maxStoredByteCount) bytes)")
+            coded = (
+                .tooLarge, "body.tooLarge",
+                "the body is larger than the largest chunk frame (\(FrameHeader.byteCount + Limits.maxStoredByteCount) bytes)"
+            )
         default:
             coded = (.internal, "internal", "unexpected error: \(error)")
         }
         body = ErrorBody(code: coded.code.rawValue, reason: coded.reason, message: coded.message, node: node)
-        status = coded.code == .invalidArgument && (error as? HTTPError)?.status == .methodNotAllowed
+        status =
+            coded.code == .invalidArgument && (error as? HTTPError)?.status == .methodNotAllowed
             ? .methodNotAllowed : ErrorStatus.status(for: coded.code)
     }
 
@@ -66,7 +71,9 @@ public struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         self.node = node
     }
 
-    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    public func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
         do {
             return try await next(request, context)
         } catch {
@@ -81,7 +88,8 @@ public func jsonResponse(_ value: some Encodable, status: HTTPResponse.Status = 
     headers[.contentType] = "application/json"
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
-    return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+    return Response(
+        status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
 }
 
 /// Checks a request's token against the cluster secret; returns the signer's role.

@@ -31,7 +31,9 @@ public struct RequireToken: RouterMiddleware {
         self.signer = signer
     }
 
-    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    public func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
         var context = context
         context.role = try authorize(request, signer: signer, roles: roles)
         return try await next(request, context)
@@ -55,17 +57,29 @@ public struct AuthenticatedRoutes {
 
     public typealias Handler = @Sendable (Request, ClusterRequestContext) async throws -> Response
 
-    public func on(_ method: HTTPRequest.Method, _ path: String, roles: Set<RequestRole>, use handler: @escaping Handler) {
+    public func on(
+        _ method: HTTPRequest.Method, _ path: String, roles: Set<RequestRole>, use handler: @escaping Handler
+    ) {
         router.group().add(middleware: RequireToken(roles: roles, signer: signer))
             .on(RouterPath(path), method: method, use: handler)
         table.add(RouteTable.Entry(method: method, path: RouterPath(path).description, roles: roles))
     }
 
-    public func get(_ path: String, roles: Set<RequestRole>, use handler: @escaping Handler) { on(.get, path, roles: roles, use: handler) }
-    public func head(_ path: String, roles: Set<RequestRole>, use handler: @escaping Handler) { on(.head, path, roles: roles, use: handler) }
-    public func put(_ path: String, roles: Set<RequestRole>, use handler: @escaping Handler) { on(.put, path, roles: roles, use: handler) }
-    public func post(_ path: String, roles: Set<RequestRole>, use handler: @escaping Handler) { on(.post, path, roles: roles, use: handler) }
-    public func delete(_ path: String, roles: Set<RequestRole>, use handler: @escaping Handler) { on(.delete, path, roles: roles, use: handler) }
+    public func get(_ path: String, roles: Set<RequestRole>, use handler: @escaping Handler) {
+        on(.get, path, roles: roles, use: handler)
+    }
+    public func head(_ path: String, roles: Set<RequestRole>, use handler: @escaping Handler) {
+        on(.head, path, roles: roles, use: handler)
+    }
+    public func put(_ path: String, roles: Set<RequestRole>, use handler: @escaping Handler) {
+        on(.put, path, roles: roles, use: handler)
+    }
+    public func post(_ path: String, roles: Set<RequestRole>, use handler: @escaping Handler) {
+        on(.post, path, roles: roles, use: handler)
+    }
+    public func delete(_ path: String, roles: Set<RequestRole>, use handler: @escaping Handler) {
+        on(.delete, path, roles: roles, use: handler)
+    }
 }
 
 /// What routes were registered through ``AuthenticatedRoutes``, and for which roles.

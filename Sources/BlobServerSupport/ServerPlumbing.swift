@@ -59,7 +59,9 @@ public final class InFlightCounter<Context: RequestContext>: RouterMiddleware, S
 
     public var current: Int64 { count.load(ordering: .relaxed) }
 
-    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    public func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
         count.add(1, ordering: .relaxed)
         defer { count.subtract(1, ordering: .relaxed) }
         return try await next(request, context)

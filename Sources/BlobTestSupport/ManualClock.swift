@@ -49,7 +49,8 @@ public final class ManualClock: ServiceClock {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let wakeNow = state.withLock { state -> Bool in
                     if Task.isCancelled || duration <= .zero { return true }
-                    state.sleepers.append(Sleeper(id: id, deadline: state.elapsed + duration, continuation: continuation))
+                    state.sleepers.append(
+                        Sleeper(id: id, deadline: state.elapsed + duration, continuation: continuation))
                     return false
                 }
                 if wakeNow {
@@ -87,7 +88,9 @@ public final class ManualClock: ServiceClock {
     public func waitForSleepers(_ count: Int, timeout: Duration = .seconds(30)) async throws {
         let deadline = ContinuousClock.now + timeout
         while sleeperCount < count {
-            guard ContinuousClock.now < deadline else { throw ManualClockTimeout(expected: count, sleeping: sleeperCount) }
+            guard ContinuousClock.now < deadline else {
+                throw ManualClockTimeout(expected: count, sleeping: sleeperCount)
+            }
             try await Task.sleep(for: .milliseconds(1))
         }
     }

@@ -21,10 +21,12 @@ public enum RouteAuthenticationCheck {
     public static func failures(
         of routes: AuthenticatedRoutes, signer: RequestSigner, parameters: [String: String]
     ) async throws -> [String] {
-        let declared = Dictionary(routes.table.all.map { ($0.description, $0.roles) }, uniquingKeysWith: { first, _ in first })
+        let declared = Dictionary(
+            routes.table.all.map { ($0.description, $0.roles) }, uniquingKeysWith: { first, _ in first })
         let cases = routes.router.routes.map { route in
-            Case(description: route.description, method: route.method,
-                 path: concretePath(route.path.description, parameters: parameters), roles: declared[route.description])
+            Case(
+                description: route.description, method: route.method,
+                path: concretePath(route.path.description, parameters: parameters), roles: declared[route.description])
         }
         if cases.isEmpty { return ["no routes are registered"] }
         let expiry = Int64(Date().timeIntervalSince1970) + 300
@@ -33,22 +35,31 @@ public enum RouteAuthenticationCheck {
             for route in cases {
                 let body: ByteBuffer? = route.method == .post || route.method == .put ? ByteBuffer(string: "{}") : nil
                 if route.roles == nil {
-                    failures.append("\(route.description): registered without declaring the roles it accepts (use AuthenticatedRoutes)")
+                    failures.append(
+                        "\(route.description): registered without declaring the roles it accepts (use AuthenticatedRoutes)"
+                    )
                 }
                 let unsigned = try await client.execute(uri: route.path, method: route.method, body: body).status
                 if unsigned != .unauthorized {
-                    failures.append("\(route.description): answered \(unsigned.code) to a request without a token, not 401")
+                    failures.append(
+                        "\(route.description): answered \(unsigned.code) to a request without a token, not 401")
                 }
                 for role in RequestRole.allCases {
                     var headers = HTTPFields()
                     headers[.authorization] = signer.token(
                         role: role, method: route.method.rawValue, pathAndQuery: route.path, expiry: expiry)
-                    let status = try await client.execute(uri: route.path, method: route.method, headers: headers, body: body).status
+                    let status = try await client.execute(
+                        uri: route.path, method: route.method, headers: headers, body: body
+                    ).status
                     let accepted = route.roles?.contains(role) ?? false
                     if accepted, status == .unauthorized || status == .forbidden {
-                        failures.append("\(route.description): refused a \(role) token (\(status.code)) though it declares that role")
+                        failures.append(
+                            "\(route.description): refused a \(role) token (\(status.code)) though it declares that role"
+                        )
                     } else if !accepted, status != .forbidden {
-                        failures.append("\(route.description): answered \(status.code) to a \(role) token, a role it does not accept, not 403")
+                        failures.append(
+                            "\(route.description): answered \(status.code) to a \(role) token, a role it does not accept, not 403"
+                        )
                     }
                 }
             }

@@ -15,8 +15,9 @@ public struct TestClusterOptions: Sendable {
     public var zones: Int?
     public var replicaCount: Int = 3
     /// Quick enough to see a server go down in a test; the master tells servers the interval.
-    public var liveness = LivenessPolicy(heartbeatInterval: .milliseconds(200), suspectAfter: .seconds(2),
-                                         downAfter: .seconds(5))
+    public var liveness = LivenessPolicy(
+        heartbeatInterval: .milliseconds(200), suspectAfter: .seconds(2),
+        downAfter: .seconds(5))
     public var repairInterval: Duration = .milliseconds(500)
     public var gcGrace: Duration = .seconds(1)
     /// The master's clock (liveness, pass intervals); a ``ManualClock`` makes them the test's.
@@ -90,7 +91,8 @@ public func withTestCluster<T: Sendable>(
         var servers: [TestChunkServer] = []
         for i in 0..<options.servers {
             var server = ChunkServerConfiguration(
-                dataDirectory: "\(directory)/cs\(i)", zone: "z\(i % (options.zones ?? options.servers))", secret: secret,
+                dataDirectory: "\(directory)/cs\(i)", zone: "z\(i % (options.zones ?? options.servers))",
+                secret: secret,
                 scrubBytesPerSecond: 0, forwardTimeout: .seconds(10), diskThreadCount: 4,
                 masterURL: "http://\(masterAddress)", heartbeatInterval: options.liveness.heartbeatInterval)
             server.diskFaults = options.diskFaults[i]
@@ -98,12 +100,13 @@ public func withTestCluster<T: Sendable>(
             let box = AddressBox("")
             let ids = IDBox()
             let chunkServer = ChunkServer(configuration: server, logger: logger)
-            tasks.append(Task {
-                try await chunkServer.run { address, id in
-                    ids.set(id)
-                    box.set(address)
-                }
-            })
+            tasks.append(
+                Task {
+                    try await chunkServer.run { address, id in
+                        ids.set(id)
+                        box.set(address)
+                    }
+                })
             let address = try await bound(box, what: "chunk server \(i)", task: tasks[tasks.count - 1])
             servers.append(TestChunkServer(id: ids.value, address: address, dataDirectory: server.dataDirectory))
         }
@@ -115,8 +118,9 @@ public func withTestCluster<T: Sendable>(
                     && status.servers.filter { $0.inRing && $0.state == .alive }.count == options.servers
             }
             guard formed else { throw TestClusterError("the in-process cluster did not form within 30 s") }
-            let cluster = TestCluster(directory: directory, secret: secret, masterAddress: masterAddress, servers: servers,
-                                      client: client)
+            let cluster = TestCluster(
+                directory: directory, secret: secret, masterAddress: masterAddress, servers: servers,
+                client: client)
             let result = try await body(cluster)
             try await client.shutdown()
             await stopAll()

@@ -51,8 +51,9 @@ struct BenchCoreCommand: ParsableCommand {
         }
         guard self.repeat >= 1 else { throw ValidationError("--repeat must be at least 1") }
         #if DEBUG
-        FileHandle.standardError.write(Data(
-            "warning: this is a debug build; figures are not meaningful. Use swift build -c release.\n".utf8))
+            FileHandle.standardError.write(
+                Data(
+                    "warning: this is a debug build; figures are not meaningful. Use swift build -c release.\n".utf8))
         #endif
         let logData = try logs.map(Self.read) ?? SyntheticData.logs(byteCount: byteCount, seed: 1)
         let randomData = try random.map(Self.read) ?? SyntheticData.random(byteCount: byteCount, seed: 2)
@@ -82,7 +83,8 @@ enum ByteCountParser {
     static func parse(_ text: String) -> Int? {
         let t = text.trimmingCharacters(in: .whitespaces).uppercased()
         let digits = t.prefix { $0.isNumber || $0 == "." }
-        let unit = t.dropFirst(digits.count).replacingOccurrences(of: "IB", with: "").replacingOccurrences(of: "B", with: "")
+        let unit = t.dropFirst(digits.count).replacingOccurrences(of: "IB", with: "").replacingOccurrences(
+            of: "B", with: "")
         guard let value = Double(digits) else { return nil }
         let scale: Double
         switch unit {

@@ -1,6 +1,6 @@
 import ArgumentParser
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The one binary of Blobstore: every role and every command.
@@ -12,7 +12,8 @@ struct Blobctl: AsyncParsableCommand {
         subcommands: [
             PutCommand.self, GetCommand.self, ListCommand.self, StatCommand.self, RemoveCommand.self,
             ClusterCommand.self, DevCommand.self, MasterCommand.self, ChunkServerCommand.self, RingCommand.self,
-            NodeCommand.self, RebalanceCommand.self, GCCommand.self, FsckCommand.self, GatewayCommand.self, KeyCommand.self,
+            NodeCommand.self, RebalanceCommand.self, GCCommand.self, FsckCommand.self, GatewayCommand.self,
+            KeyCommand.self,
             BucketCommand.self, BenchCommand.self, MetadataCommand.self,
         ]
     )

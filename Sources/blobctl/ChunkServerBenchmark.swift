@@ -55,7 +55,8 @@ struct BenchChunkServerCommand: AsyncParsableCommand {
             }
         }
         var figures: [Figure] = []
-        figures.append(try diskBaseline(root: root + "/baseline", frames: sets[0].prefix(min(chunkCount, 128)).map(\.1)))
+        figures.append(
+            try diskBaseline(root: root + "/baseline", frames: sets[0].prefix(min(chunkCount, 128)).map(\.1)))
 
         let secret = (0..<32).map { _ in UInt8.random(in: 97...122) }
         try Data(secret).write(to: URL(fileURLWithPath: root + "/secret"))
@@ -74,18 +75,24 @@ struct BenchChunkServerCommand: AsyncParsableCommand {
                     let primary = targets[index % targets.count]
                     let others = targets.filter { $0 != primary }
                     let query = others.isEmpty ? "" : "?replicas=" + others.joined(separator: ",")
-                    try await send(client, "PUT", primary, "/v1/chunks/\(chunk.0.hex)\(query)", body: chunk.1, expect: [201])
+                    try await send(
+                        client, "PUT", primary, "/v1/chunks/\(chunk.0.hex)\(query)", body: chunk.1, expect: [201])
                 }
                 let bytes = Double(set.count << 20)
-                figures.append(Figure(name: "write", streams: streams, replicas: replicas,
-                                      megabytesPerSecond: bytes / writeSeconds / 1e6,
-                                      diskMegabytesPerSecond: bytes * Double(replicas) / writeSeconds / 1e6))
+                figures.append(
+                    Figure(
+                        name: "write", streams: streams, replicas: replicas,
+                        megabytesPerSecond: bytes / writeSeconds / 1e6,
+                        diskMegabytesPerSecond: bytes * Double(replicas) / writeSeconds / 1e6))
                 let readSeconds = try await timed(set, streams: streams) { index, chunk in
-                    try await send(client, "GET", targets[index % targets.count], "/v1/chunks/\(chunk.0.hex)",
-                                   body: nil, expect: [200])
+                    try await send(
+                        client, "GET", targets[index % targets.count], "/v1/chunks/\(chunk.0.hex)",
+                        body: nil, expect: [200])
                 }
-                figures.append(Figure(name: "read", streams: streams, replicas: replicas,
-                                      megabytesPerSecond: bytes / readSeconds / 1e6, diskMegabytesPerSecond: 0))
+                figures.append(
+                    Figure(
+                        name: "read", streams: streams, replicas: replicas,
+                        megabytesPerSecond: bytes / readSeconds / 1e6, diskMegabytesPerSecond: 0))
             }
         } catch {
             for s in servers { s.stop() }
@@ -98,11 +105,16 @@ struct BenchChunkServerCommand: AsyncParsableCommand {
     }
 
     func table(_ figures: [Figure]) -> String {
-        var lines = ["1 MiB incompressible chunks, 127.0.0.1, release; MB = 10^6 bytes", "",
-                     "case                                   streams  R      MB/s   disk MB/s"]
+        var lines = [
+            "1 MiB incompressible chunks, 127.0.0.1, release; MB = 10^6 bytes", "",
+            "case                                   streams  R      MB/s   disk MB/s",
+        ]
         for f in figures {
-            lines.append(f.name.padding(toLength: 40, withPad: " ", startingAt: 0)
-                         + String(format: "%5d %3d %9.0f %11.0f", f.streams, f.replicas, f.megabytesPerSecond, f.diskMegabytesPerSecond))
+            lines.append(
+                f.name.padding(toLength: 40, withPad: " ", startingAt: 0)
+                    + String(
+                        format: "%5d %3d %9.0f %11.0f", f.streams, f.replicas, f.megabytesPerSecond,
+                        f.diskMegabytesPerSecond))
         }
         return lines.joined(separator: "\n")
     }
@@ -128,8 +140,10 @@ struct BenchChunkServerCommand: AsyncParsableCommand {
         return (ContinuousClock.now - start).inSeconds
     }
 
-    func send(_ client: BenchHTTP, _ method: String, _ address: String, _ path: String,
-              body: [UInt8]?, expect: Set<UInt>) async throws {
+    func send(
+        _ client: BenchHTTP, _ method: String, _ address: String, _ path: String,
+        body: [UInt8]?, expect: Set<UInt>
+    ) async throws {
         let status = try await client.send(method, to: address, path, bytes: body)
         guard expect.contains(status) else {
             throw ValidationError("\(method) \(path) on \(address) answered \(status)")
@@ -155,8 +169,9 @@ struct BenchChunkServerCommand: AsyncParsableCommand {
         }
         let seconds = (ContinuousClock.now - start).inSeconds
         let bytes = Double(frames.count << 20)
-        return Figure(name: "disk limit: write+fsync+rename (no HTTP)", streams: 1, replicas: 1,
-                      megabytesPerSecond: bytes / seconds / 1e6, diskMegabytesPerSecond: bytes / seconds / 1e6)
+        return Figure(
+            name: "disk limit: write+fsync+rename (no HTTP)", streams: 1, replicas: 1,
+            megabytesPerSecond: bytes / seconds / 1e6, diskMegabytesPerSecond: bytes / seconds / 1e6)
     }
 }
 
@@ -182,8 +197,11 @@ final class BenchServer: @unchecked Sendable {
     func start() async throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        p.arguments = [role, "--data", directory, "--listen", "127.0.0.1:0", "--secret-file", secretFile,
-                       "--log-level", "warning"] + (role == "chunkserver" ? ["--scrub-rate", "0"] : []) + extraArguments
+        p.arguments =
+            [
+                role, "--data", directory, "--listen", "127.0.0.1:0", "--secret-file", secretFile,
+                "--log-level", "warning",
+            ] + (role == "chunkserver" ? ["--scrub-rate", "0"] : []) + extraArguments
         p.standardInput = FileHandle.nullDevice
         p.standardOutput = FileHandle.nullDevice
         try p.run()
@@ -203,9 +221,9 @@ final class BenchServer: @unchecked Sendable {
     /// Peak resident memory of the process (VmHWM), in MiB.
     func peakRSSMebibytes() -> Double {
         guard let p = process,
-              let text = try? String(contentsOfFile: "/proc/\(p.processIdentifier)/status", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-              let kib = Double(line.split(separator: " ").dropFirst().first ?? "")
+            let text = try? String(contentsOfFile: "/proc/\(p.processIdentifier)/status", encoding: .utf8),
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+            let kib = Double(line.split(separator: " ").dropFirst().first ?? "")
         else { return 0 }
         return kib / 1024
     }

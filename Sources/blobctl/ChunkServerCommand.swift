@@ -89,14 +89,16 @@ struct ChunkServerCommand: AsyncParsableCommand {
 
     static func parseAddress(_ text: String) throws -> (host: String, port: Int) {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
-              (0...65535).contains(port), !text[..<colon].isEmpty
+            (0...65535).contains(port), !text[..<colon].isEmpty
         else { throw ValidationError("\(text) is not HOST:PORT (e.g. 127.0.0.1:9401)") }
         return (String(text[..<colon]), port)
     }
 
     static func parseMasterURL(_ text: String) throws -> String {
         let trimmed = text.hasSuffix("/") ? String(text.dropLast()) : text
-        guard trimmed.hasPrefix("http://"), let address = try? parseAddress(String(trimmed.dropFirst(7))), address.port > 0 else {
+        guard trimmed.hasPrefix("http://"), let address = try? parseAddress(String(trimmed.dropFirst(7))),
+            address.port > 0
+        else {
             throw ValidationError("--master \(text) is not http://HOST:PORT (e.g. http://127.0.0.1:9400)")
         }
         return trimmed
@@ -104,8 +106,9 @@ struct ChunkServerCommand: AsyncParsableCommand {
 
     static func loadSecret(_ path: String?) throws -> [UInt8] {
         guard let path = path ?? ProcessInfo.processInfo.environment["BLOBCTL_SECRET_FILE"] else {
-            throw ValidationError("no cluster secret: pass --secret-file FILE (or set BLOBCTL_SECRET_FILE); "
-                                  + "create one with: head -c 32 /dev/urandom | base64 > secret")
+            throw ValidationError(
+                "no cluster secret: pass --secret-file FILE (or set BLOBCTL_SECRET_FILE); "
+                    + "create one with: head -c 32 /dev/urandom | base64 > secret")
         }
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw ValidationError("cannot read the secret file \(path); check the path and its permissions")

@@ -3,7 +3,7 @@ import BlobClient
 import BlobCore
 import Foundation
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `blobctl put LOCAL|- PATH`, `blobctl put --recursive DIR PREFIX`
@@ -26,7 +26,9 @@ struct PutCommand: AsyncParsableCommand {
     @Argument(help: "Path in the cluster, e.g. videos/intro.mp4; with --recursive, the prefix the files go under.")
     var path: String
 
-    @Flag(name: [.customShort("r"), .long], help: "LOCAL is a directory: put every regular file under it (symbolic links and special files are skipped).")
+    @Flag(
+        name: [.customShort("r"), .long],
+        help: "LOCAL is a directory: put every regular file under it (symbolic links and special files are skipped).")
     var recursive = false
 
     @Option(help: "With --recursive, files put at once (1...16; each holds up to ~13 MiB while it puts a large file).")
@@ -79,17 +81,25 @@ struct PutCommand: AsyncParsableCommand {
             var info = Glibc.stat()
             let fd = open(source, O_RDONLY | O_CLOEXEC)
             guard fd >= 0, fstat(fd, &info) == 0 else {
-                throw CLIError.exit(CLIError(errno == ENOENT ? .notFound : .failure,
-                                             "cannot read \(source): \(String(cString: strerror(errno))); check the local path"), json: json)
+                throw CLIError.exit(
+                    CLIError(
+                        errno == ENOENT ? .notFound : .failure,
+                        "cannot read \(source): \(String(cString: strerror(errno))); check the local path"), json: json)
             }
             close(fd)
             guard (info.st_mode & S_IFMT) != S_IFDIR else {
-                throw CLIError.exit(CLIError(.usage, "\(source) is a directory; add --recursive to put every file under it at \(path)/..."),
-                                    json: json)
+                throw CLIError.exit(
+                    CLIError(
+                        .usage, "\(source) is a directory; add --recursive to put every file under it at \(path)/..."),
+                    json: json)
             }
             guard (info.st_mode & S_IFMT) == S_IFREG else {
-                throw CLIError.exit(CLIError(.usage, "\(source) is not a regular file; put a file, a directory with --recursive, or - for standard input"),
-                                    json: json)
+                throw CLIError.exit(
+                    CLIError(
+                        .usage,
+                        "\(source) is not a regular file; put a file, a directory with --recursive, or - for standard input"
+                    ),
+                    json: json)
             }
             input = .file(source)
             total = Int64(info.st_size)
@@ -111,7 +121,8 @@ struct PutCommand: AsyncParsableCommand {
         if json {
             try printJSON(output)
         } else {
-            print("""
+            print(
+                """
                 put \(output.path) (version \(output.version)): \(HumanSize.format(output.size)) in \(output.chunks) chunks, \
                 \(output.newChunks) new, \(HumanSize.format(output.storedBytes)) written to disks, \
                 \(HumanSize.rate(Double(output.size) / max(seconds, 0.001)))
@@ -128,12 +139,15 @@ extension PutCommand {
             guard let average = ByteCountParser.parse(chunkSize) else {
                 throw CLIError(.usage, "--chunk-size \(chunkSize) is not a size; use e.g. 512K or 1M")
             }
-            options.chunker = .contentDefined(minByteCount: average / 4, averageByteCount: average,
-                                              maxByteCount: min(average * 4, Limits.maxChunkByteCount))
+            options.chunker = .contentDefined(
+                minByteCount: average / 4, averageByteCount: average,
+                maxByteCount: min(average * 4, Limits.maxChunkByteCount))
             try options.chunker.validate()
         }
         if let compressionLevel {
-            guard (1...19).contains(compressionLevel) else { throw CLIError(.usage, "--compression-level must be 1...19") }
+            guard (1...19).contains(compressionLevel) else {
+                throw CLIError(.usage, "--compression-level must be 1...19")
+            }
             options.compression.level = Int32(compressionLevel)
         }
         return options
@@ -142,10 +156,11 @@ extension PutCommand {
 
 extension PutCommand.Output {
     init(_ result: PutResult, seconds: Double) {
-        self.init(path: result.file.path.value, size: result.file.size, storedBytes: result.storedBytes,
-                  sentBytes: result.sentBytes, chunks: result.chunkCount, newChunks: result.newChunkCount,
-                  newBytes: result.newBytes, sha256: result.file.sha256, version: result.file.version,
-                  contentType: result.file.contentType, seconds: seconds)
+        self.init(
+            path: result.file.path.value, size: result.file.size, storedBytes: result.storedBytes,
+            sentBytes: result.sentBytes, chunks: result.chunkCount, newChunks: result.newChunkCount,
+            newBytes: result.newBytes, sha256: result.file.sha256, version: result.file.version,
+            contentType: result.file.contentType, seconds: seconds)
     }
 }
 
@@ -206,13 +221,15 @@ struct GetCommand: AsyncParsableCommand {
         let start = ContinuousClock.now
         let options = GetOptions(readAhead: readAhead, range: byteRange, fsync: fsync)
         let result = try await cluster.withClient { client in
-            try await client.get(blobPath, to: target, options: options) { done, total in bar.update(done, total: total) }
+            try await client.get(blobPath, to: target, options: options) { done, total in bar.update(done, total: total)
+            }
         }
         bar.finish()
         let seconds = (ContinuousClock.now - start).inSeconds
-        let output = Output(path: result.file.path.value, version: result.file.version, size: result.file.size,
-                            offset: result.offset, bytes: result.byteCount, chunks: result.chunkCount,
-                            failovers: result.failovers, sha256: result.file.sha256, seconds: seconds)
+        let output = Output(
+            path: result.file.path.value, version: result.file.version, size: result.file.size,
+            offset: result.offset, bytes: result.byteCount, chunks: result.chunkCount,
+            failovers: result.failovers, sha256: result.file.sha256, seconds: seconds)
         if json {
             // With --json and standard output as the destination, the report goes to stderr.
             if destination == "-" {
@@ -221,7 +238,8 @@ struct GetCommand: AsyncParsableCommand {
                 try printJSON(output)
             }
         } else if destination != "-" {
-            print("""
+            print(
+                """
                 got \(output.path) (version \(output.version)): \(HumanSize.format(output.bytes)) to \(destination), \
                 \(HumanSize.rate(Double(output.bytes) / max(seconds, 0.001)))\(output.failovers > 0 ? ", \(output.failovers) replica failovers" : "")
                 """)
@@ -232,7 +250,8 @@ struct GetCommand: AsyncParsableCommand {
 /// `blobctl ls [PREFIX] [-l]`
 struct ListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "ls", _superCommandName: "blobctl", abstract: "List files whose path starts with a prefix, in byte order.")
+        commandName: "ls", _superCommandName: "blobctl",
+        abstract: "List files whose path starts with a prefix, in byte order.")
 
     @Argument(help: "Path prefix (all files when omitted).")
     var prefix: String = ""
@@ -267,12 +286,15 @@ struct ListCommand: AsyncParsableCommand {
                 for file in page.files {
                     let created = UTCTime.iso8601(milliseconds: file.createdAtMilliseconds)
                     if json {
-                        let entry = Entry(path: file.path.value, size: file.size, version: file.version,
-                                          contentType: file.contentType, sha256: file.sha256, created: created, chunks: file.chunkCount)
+                        let entry = Entry(
+                            path: file.path.value, size: file.size, version: file.version,
+                            contentType: file.contentType, sha256: file.sha256, created: created,
+                            chunks: file.chunkCount)
                         text += (first ? "" : ",") + String(decoding: try encoder.encode(entry), as: UTF8.self)
                         first = false
                     } else if long {
-                        text += "\(HumanSize.format(file.size).padding(toLength: 10, withPad: " ", startingAt: 0))  \(created)  "
+                        text +=
+                            "\(HumanSize.format(file.size).padding(toLength: 10, withPad: " ", startingAt: 0))  \(created)  "
                             + "v\(file.version)  \(file.contentType.padding(toLength: 24, withPad: " ", startingAt: 0))  \(file.path.value)\n"
                     } else {
                         text += file.path.value + "\n"
@@ -290,7 +312,8 @@ struct ListCommand: AsyncParsableCommand {
 /// `blobctl stat PATH`
 struct StatCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "stat", _superCommandName: "blobctl", abstract: "Show a file's current version, its chunks and where their replicas are.")
+        commandName: "stat", _superCommandName: "blobctl",
+        abstract: "Show a file's current version, its chunks and where their replicas are.")
 
     @Argument(help: "Path in the cluster.")
     var path: String
@@ -323,20 +346,25 @@ struct StatCommand: AsyncParsableCommand {
         do { blobPath = try BlobPath(path) } catch { throw CLIError.exit(error, json: json) }
         let plan = try await cluster.withClient { client in try await client.readPlan(blobPath) }
         let chunks = plan.chunks.map {
-            ChunkOutput(id: $0.chunk.chunkID.hex, offset: $0.chunk.offset, size: $0.chunk.length,
-                        storedSize: $0.storedByteCount, replicas: $0.replicas.map(\.id).sorted())
+            ChunkOutput(
+                id: $0.chunk.chunkID.hex, offset: $0.chunk.offset, size: $0.chunk.length,
+                storedSize: $0.storedByteCount, replicas: $0.replicas.map(\.id).sorted())
         }
         let stored = chunks.reduce(Int64(0)) { $0 + ($1.storedSize ?? 0) * Int64($1.replicas.count) }
         let created = UTCTime.iso8601(milliseconds: plan.file.createdAtMilliseconds)
-        let output = Output(path: plan.file.path.value, version: plan.file.version, size: plan.file.size,
-                            contentType: plan.file.contentType, sha256: plan.file.sha256, created: created,
-                            storedBytes: stored, chunks: chunks)
+        let output = Output(
+            path: plan.file.path.value, version: plan.file.version, size: plan.file.size,
+            contentType: plan.file.contentType, sha256: plan.file.sha256, created: created,
+            storedBytes: stored, chunks: chunks)
         if json {
             try printJSON(output)
             return
         }
-        let ratio = output.size > 0 ? " (" + HumanSize.fixed(Double(stored) / Double(output.size), digits: 2) + "x of the size)" : ""
-        print("""
+        let ratio =
+            output.size > 0
+            ? " (" + HumanSize.fixed(Double(stored) / Double(output.size), digits: 2) + "x of the size)" : ""
+        print(
+            """
             path:         \(output.path)
             version:      \(output.version)
             size:         \(HumanSize.format(output.size)) (\(output.size) bytes)
@@ -347,7 +375,9 @@ struct StatCommand: AsyncParsableCommand {
             chunks:       \(chunks.count)
             """)
         for chunk in chunks.prefix(20) {
-            print("  \(chunk.id.prefix(16))…  @\(chunk.offset)  \(HumanSize.format(chunk.size))  on \(chunk.replicas.joined(separator: ", "))")
+            print(
+                "  \(chunk.id.prefix(16))…  @\(chunk.offset)  \(HumanSize.format(chunk.size))  on \(chunk.replicas.joined(separator: ", "))"
+            )
         }
         if chunks.count > 20 { print("  … \(chunks.count - 20) more (--json lists all)") }
     }
@@ -356,7 +386,8 @@ struct StatCommand: AsyncParsableCommand {
 /// `blobctl rm PATH`
 struct RemoveCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "rm", _superCommandName: "blobctl", abstract: "Delete a file: a tombstone version; its chunks go when garbage collection finds them unused.")
+        commandName: "rm", _superCommandName: "blobctl",
+        abstract: "Delete a file: a tombstone version; its chunks go when garbage collection finds them unused.")
 
     @Argument(help: "Path in the cluster.")
     var path: String
@@ -423,26 +454,33 @@ struct ClusterStatusCommand: AsyncParsableCommand {
         let status = try await cluster.withClient { client in try await client.clusterStatus() }
         let master = (try? cluster.address().masterURL) ?? ""
         let servers = status.servers.map { s in
-            Server(id: s.id, address: s.address, zone: s.zone, weight: s.weight, state: s.state.rawValue, inRing: s.inRing,
-                   usedBytes: s.usage?.usedBytes, logicalBytes: s.usage?.logicalBytes, capacityBytes: s.capacityBytes,
-                   freeDiskBytes: s.usage?.freeDiskBytes, chunks: s.usage?.chunkCount,
-                   secondsSinceHeartbeat: s.millisecondsSinceHeartbeat.map { Double($0) / 1000 })
+            Server(
+                id: s.id, address: s.address, zone: s.zone, weight: s.weight, state: s.state.rawValue, inRing: s.inRing,
+                usedBytes: s.usage?.usedBytes, logicalBytes: s.usage?.logicalBytes, capacityBytes: s.capacityBytes,
+                freeDiskBytes: s.usage?.freeDiskBytes, chunks: s.usage?.chunkCount,
+                secondsSinceHeartbeat: s.millisecondsSinceHeartbeat.map { Double($0) / 1000 })
         }
-        let output = Output(master: master, ringEpoch: status.ringEpoch, replicas: status.replicaCount, servers: servers,
-                            logicalBytes: servers.reduce(0) { $0 + ($1.logicalBytes ?? 0) },
-                            storedBytes: servers.reduce(0) { $0 + ($1.usedBytes ?? 0) })
+        let output = Output(
+            master: master, ringEpoch: status.ringEpoch, replicas: status.replicaCount, servers: servers,
+            logicalBytes: servers.reduce(0) { $0 + ($1.logicalBytes ?? 0) },
+            storedBytes: servers.reduce(0) { $0 + ($1.usedBytes ?? 0) })
         if json {
             try printJSON(output)
             return
         }
         let alive = servers.filter { $0.state == "alive" }.count
-        print("master \(master), ring epoch \(status.ringEpoch.map(String.init) ?? "none"), \(status.replicaCount) replicas, "
-              + "\(alive) of \(servers.count) servers alive")
-        print("stored \(HumanSize.format(output.storedBytes)) on disks for \(HumanSize.format(output.logicalBytes)) of chunks")
+        print(
+            "master \(master), ring epoch \(status.ringEpoch.map(String.init) ?? "none"), \(status.replicaCount) replicas, "
+                + "\(alive) of \(servers.count) servers alive")
+        print(
+            "stored \(HumanSize.format(output.storedBytes)) on disks for \(HumanSize.format(output.logicalBytes)) of chunks"
+        )
         var rows = [["SERVER", "ADDRESS", "ZONE", "STATE", "RING", "CHUNKS", "USED", "CAPACITY"]]
         for s in servers {
-            rows.append([s.id, s.address, s.zone, s.state, s.inRing ? "yes" : "no", s.chunks.map(String.init) ?? "-",
-                         s.usedBytes.map(HumanSize.format) ?? "-", s.capacityBytes.map(HumanSize.format) ?? "disk"])
+            rows.append([
+                s.id, s.address, s.zone, s.state, s.inRing ? "yes" : "no", s.chunks.map(String.init) ?? "-",
+                s.usedBytes.map(HumanSize.format) ?? "-", s.capacityBytes.map(HumanSize.format) ?? "disk",
+            ])
         }
         print(columns(rows))
     }

@@ -19,12 +19,16 @@ struct ClusterOptions: ParsableArguments {
         let environment = ProcessInfo.processInfo.environment
         let saved = ClientConfigFile.load()
         guard let master = master ?? environment["BLOBCTL_MASTER"] ?? saved?.master else {
-            throw CLIError(.usage, "no cluster configured: start a local one with `blobctl dev up`, "
-                           + "or pass --master http://HOST:PORT and --secret-file FILE")
+            throw CLIError(
+                .usage,
+                "no cluster configured: start a local one with `blobctl dev up`, "
+                    + "or pass --master http://HOST:PORT and --secret-file FILE")
         }
         guard let secretFile = secretFile ?? environment["BLOBCTL_SECRET_FILE"] ?? saved?.secretFile else {
-            throw CLIError(.usage, "no cluster secret: pass --secret-file FILE (or set BLOBCTL_SECRET_FILE); "
-                           + "`blobctl dev env` prints both for a local cluster")
+            throw CLIError(
+                .usage,
+                "no cluster secret: pass --secret-file FILE (or set BLOBCTL_SECRET_FILE); "
+                    + "`blobctl dev env` prints both for a local cluster")
         }
         let url = try ChunkServerCommand.parseMasterURL(master.hasPrefix("http://") ? master : "http://" + master)
         let secret = try ChunkServerCommand.loadSecret(secretFile)
@@ -60,7 +64,8 @@ struct ClientConfigFile: Codable {
     static var path: String {
         let environment = ProcessInfo.processInfo.environment
         if let path = environment["BLOBCTL_CONFIG"], !path.isEmpty { return path }
-        let base = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 }
+        let base =
+            environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 }
             ?? (NSHomeDirectory() + "/.config")
         return base + "/blobctl/config.json"
     }
@@ -112,7 +117,9 @@ struct CLIError: Error, CustomStringConvertible {
     static func exit(_ error: any Error, json: Bool) -> ExitCode {
         let failure = CLIError(error)
         if json {
-            let body: [String: String] = ["error": failure.message, "code": failure.code ?? "", "reason": failure.reason ?? ""]
+            let body: [String: String] = [
+                "error": failure.message, "code": failure.code ?? "", "reason": failure.reason ?? "",
+            ]
             if let data = try? snakeCaseJSONEncoder().encode(body) { print(String(decoding: data, as: UTF8.self)) }
         }
         FileHandle.standardError.write(Data("blobctl: error: \(failure.message)\n".utf8))

@@ -25,7 +25,8 @@ func runUntilSignalled(logger: Logger, _ body: @escaping @Sendable () async thro
         let body: @Sendable () async throws -> Void
         func run() async throws { try await body() }
     }
-    let group = ServiceGroup(configuration: .init(
-        services: [Server(body: body)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    let group = ServiceGroup(
+        configuration: .init(
+            services: [Server(body: body)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     try await group.run()
 }

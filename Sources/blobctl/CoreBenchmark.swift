@@ -25,18 +25,24 @@ struct CoreBenchmark {
         var logCompressionRatio: Double
 
         var table: String {
-            var lines = ["machine: \(machine); build: \(build); zstd level \(zstdLevel); single core, best of runs",
-                         "logs: \(logBytes) bytes (\(logChunks) chunks, ratio \(String(format: "%.2f", logCompressionRatio))); random: \(randomBytes) bytes",
-                         "",
-                         "what".padding(toLength: 42, withPad: " ", startingAt: 0) + "data    " + "    MB/s",
-                         String(repeating: "-", count: 62)]
+            var lines = [
+                "machine: \(machine); build: \(build); zstd level \(zstdLevel); single core, best of runs",
+                "logs: \(logBytes) bytes (\(logChunks) chunks, ratio \(String(format: "%.2f", logCompressionRatio))); random: \(randomBytes) bytes",
+                "",
+                "what".padding(toLength: 42, withPad: " ", startingAt: 0) + "data    " + "    MB/s",
+                String(repeating: "-", count: 62),
+            ]
             for f in figures {
                 let mbps = String(format: "%8.0f", f.megabytesPerSecond)
-                lines.append(f.name.padding(toLength: 42, withPad: " ", startingAt: 0)
-                             + f.data.padding(toLength: 8, withPad: " ", startingAt: 0) + mbps
-                             + (f.note.map { "  (\($0))" } ?? ""))
+                lines.append(
+                    f.name.padding(toLength: 42, withPad: " ", startingAt: 0)
+                        + f.data.padding(toLength: 8, withPad: " ", startingAt: 0) + mbps
+                        + (f.note.map { "  (\($0))" } ?? ""))
             }
-            lines.append(String(format: "ring lookup (2^14 partitions, 20 servers): %.1f ns per chunk id", lookupNanosecondsPerChunk))
+            lines.append(
+                String(
+                    format: "ring lookup (2^14 partitions, 20 servers): %.1f ns per chunk id", lookupNanosecondsPerChunk
+                ))
             return lines.joined(separator: "\n")
         }
     }
@@ -59,7 +65,9 @@ struct CoreBenchmark {
         var offset = 0
         data.withUnsafeBytes { raw in
             while offset < raw.count {
-                offset += splitter.append(UnsafeRawBufferPointer(rebasing: raw[offset..<min(raw.count, offset + Limits.chunkerReadByteCount)]))
+                offset += splitter.append(
+                    UnsafeRawBufferPointer(rebasing: raw[offset..<min(raw.count, offset + Limits.chunkerReadByteCount)])
+                )
                 while splitter.withNextChunk(isFinal: false, { _, _ in }) != nil { count += 1 }
             }
         }
@@ -73,7 +81,9 @@ struct CoreBenchmark {
         var offset = 0
         data.withUnsafeBytes { raw in
             while offset < raw.count {
-                offset += splitter.append(UnsafeRawBufferPointer(rebasing: raw[offset..<min(raw.count, offset + Limits.chunkerReadByteCount)]))
+                offset += splitter.append(
+                    UnsafeRawBufferPointer(rebasing: raw[offset..<min(raw.count, offset + Limits.chunkerReadByteCount)])
+                )
                 while let c = splitter.nextChunk(isFinal: false) { out.append(c) }
             }
         }
@@ -89,63 +99,86 @@ struct CoreBenchmark {
         var sink: UInt64 = 0
 
         for (name, data) in [("logs", logs), ("random", random)] {
-            figures.append(Figure(name: "chunking (FastCDC, 1 MiB average)", data: name,
-                                  megabytesPerSecond: measure(data.count) { sink &+= UInt64(cutPoints(data)) }))
+            figures.append(
+                Figure(
+                    name: "chunking (FastCDC, 1 MiB average)", data: name,
+                    megabytesPerSecond: measure(data.count) { sink &+= UInt64(cutPoints(data)) }))
         }
-        figures.append(Figure(name: "SHA-256", data: "logs", megabytesPerSecond: measure(logs.count) {
-            for c in logChunks { sink &+= ChunkID(hashing: c.bytes).words.0 }
-        }))
-        figures.append(Figure(name: "XXH3-64", data: "logs", megabytesPerSecond: measure(logs.count) {
-            for c in logChunks { sink &+= Checksum.xxh3(c.bytes) }
-        }))
+        figures.append(
+            Figure(
+                name: "SHA-256", data: "logs",
+                megabytesPerSecond: measure(logs.count) {
+                    for c in logChunks { sink &+= ChunkID(hashing: c.bytes).words.0 }
+                }))
+        figures.append(
+            Figure(
+                name: "XXH3-64", data: "logs",
+                megabytesPerSecond: measure(logs.count) {
+                    for c in logChunks { sink &+= Checksum.xxh3(c.bytes) }
+                }))
         var storedLogBytes = 0
         for (name, set) in [("logs", logChunks), ("random", randomChunks)] {
             let total = set.reduce(0) { $0 + $1.byteCount }
             let compressor = ChunkCompressor(policy: policy)
             var encoded: [EncodedChunk] = []
-            figures.append(Figure(name: "zstd compress (level \(level), with probe)", data: name,
-                                  megabytesPerSecond: measure(total) {
-                encoded = set.map { compressor.encode($0.bytes) }
-            }, note: "\(encoded.filter { $0.codec == .raw }.count) of \(set.count) chunks stored raw"))
+            figures.append(
+                Figure(
+                    name: "zstd compress (level \(level), with probe)", data: name,
+                    megabytesPerSecond: measure(total) {
+                        encoded = set.map { compressor.encode($0.bytes) }
+                    }, note: "\(encoded.filter { $0.codec == .raw }.count) of \(set.count) chunks stored raw"))
             if name == "logs" { storedLogBytes = encoded.reduce(0) { $0 + $1.payload.count } }
             let frames = encoded.map(ChunkFrame.make)
             let decompressor = ChunkDecompressor()
             if name == "logs" {
-                figures.append(Figure(name: "zstd decompress", data: name, megabytesPerSecond: measure(total) {
-                    for e in encoded {
-                        sink &+= UInt64(e.payload.withUnsafeBytes {
-                            decompressor.decompress($0, plainByteCount: e.plainByteCount)?.count ?? 0
-                        })
-                    }
-                }))
+                figures.append(
+                    Figure(
+                        name: "zstd decompress", data: name,
+                        megabytesPerSecond: measure(total) {
+                            for e in encoded {
+                                sink &+= UInt64(
+                                    e.payload.withUnsafeBytes {
+                                        decompressor.decompress($0, plainByteCount: e.plainByteCount)?.count ?? 0
+                                    })
+                            }
+                        }))
             }
-            figures.append(Figure(name: "decode (checksum + zstd + SHA-256)", data: name,
-                                  megabytesPerSecond: measure(total) {
-                for (f, c) in zip(frames, set) {
-                    sink &+= UInt64((try? ChunkFrame.decode(f, expectedID: ChunkID(hashing: c.bytes), decompressor: decompressor))?.count ?? 0)
-                }
-            }, note: "includes hashing the expected id"))
+            figures.append(
+                Figure(
+                    name: "decode (checksum + zstd + SHA-256)", data: name,
+                    megabytesPerSecond: measure(total) {
+                        for (f, c) in zip(frames, set) {
+                            sink &+= UInt64(
+                                (try? ChunkFrame.decode(
+                                    f, expectedID: ChunkID(hashing: c.bytes), decompressor: decompressor))?.count ?? 0)
+                        }
+                    }, note: "includes hashing the expected id"))
         }
         for (name, data) in [("logs", logs), ("random", random)] {
             let encoder = ChunkEncoder(policy: policy)
-            figures.append(Figure(name: "write pipeline (chunk+hash+zstd+frame)", data: name,
-                                  megabytesPerSecond: measure(data.count) {
-                var splitter = try! ChunkSplitter(configuration: .default)
-                var offset = 0
-                func drain(_ isFinal: Bool) {
-                    while let n = splitter.withNextChunk(isFinal: isFinal, { _, bytes in
-                        ChunkID(hashing: bytes).words.0 &+ UInt64(encoder.frame(for: bytes).count)
-                    }) { sink &+= n }
-                }
-                data.withUnsafeBytes { raw in
-                    while offset < raw.count {
-                        let end = min(raw.count, offset + Limits.chunkerReadByteCount)
-                        offset += splitter.append(UnsafeRawBufferPointer(rebasing: raw[offset..<end]))
-                        drain(false)
-                    }
-                }
-                drain(true)
-            }))
+            figures.append(
+                Figure(
+                    name: "write pipeline (chunk+hash+zstd+frame)", data: name,
+                    megabytesPerSecond: measure(data.count) {
+                        var splitter = try! ChunkSplitter(configuration: .default)
+                        var offset = 0
+                        func drain(_ isFinal: Bool) {
+                            while let n = splitter.withNextChunk(
+                                isFinal: isFinal,
+                                { _, bytes in
+                                    ChunkID(hashing: bytes).words.0 &+ UInt64(encoder.frame(for: bytes).count)
+                                })
+                            { sink &+= n }
+                        }
+                        data.withUnsafeBytes { raw in
+                            while offset < raw.count {
+                                let end = min(raw.count, offset + Limits.chunkerReadByteCount)
+                                offset += splitter.append(UnsafeRawBufferPointer(rebasing: raw[offset..<end]))
+                                drain(false)
+                            }
+                        }
+                        drain(true)
+                    }))
         }
         for l in compareLevels where l != level {
             let compressor = ChunkCompressor(policy: CompressionPolicy(level: l))
@@ -153,8 +186,10 @@ struct CoreBenchmark {
             let mbps = measure(logs.count) {
                 stored = logChunks.reduce(0) { $0 + compressor.encode($1.bytes).payload.count }
             }
-            figures.append(Figure(name: "zstd compress (level \(l))", data: "logs", megabytesPerSecond: mbps,
-                                  note: String(format: "ratio %.2f", Double(logs.count) / Double(max(1, stored)))))
+            figures.append(
+                Figure(
+                    name: "zstd compress (level \(l))", data: "logs", megabytesPerSecond: mbps,
+                    note: String(format: "ratio %.2f", Double(logs.count) / Double(max(1, stored)))))
         }
         let lookup = lookupNanoseconds()
         if sink == 42 { print("") }  // keeps the optimiser from dropping the work
@@ -171,9 +206,11 @@ struct CoreBenchmark {
         var sink = 0
         var best = Duration.seconds(1000)
         for _ in 0..<max(3, repeatCount) {
-            best = min(best, ContinuousClock().measure {
-                for id in ids { sink &+= Int(ring.replicaIndices(forPartition: ring.partition(for: id)).first!) }
-            })
+            best = min(
+                best,
+                ContinuousClock().measure {
+                    for id in ids { sink &+= Int(ring.replicaIndices(forPartition: ring.partition(for: id)).first!) }
+                })
         }
         if sink == -1 { print("") }
         let seconds = best.inSeconds
@@ -182,16 +219,17 @@ struct CoreBenchmark {
 
     static var build: String {
         #if DEBUG
-        "debug"
+            "debug"
         #else
-        "release"
+            "release"
         #endif
     }
 
     static var machine: String {
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let memory = ProcessInfo.processInfo.physicalMemory >> 30
-        let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+        let cpu =
+            (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
             .split(separator: "\n").first { $0.hasPrefix("model name") }?
             .split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
         return "\(cpu), \(cores) cores, \(memory) GiB"

@@ -14,12 +14,15 @@ struct DevCommand: AsyncParsableCommand {
 }
 
 struct DevDirectoryOption: ParsableArguments {
-    @Option(help: "Cluster directory: data, logs, secret and PIDs (default: $BLOBCTL_DEV_DIR or ~/.local/share/blobctl/dev).")
+    @Option(
+        help:
+            "Cluster directory: data, logs, secret and PIDs (default: $BLOBCTL_DEV_DIR or ~/.local/share/blobctl/dev).")
     var dir: String?
 
     var path: String {
         let environment = ProcessInfo.processInfo.environment
-        let chosen = dir ?? environment["BLOBCTL_DEV_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+        let chosen =
+            dir ?? environment["BLOBCTL_DEV_DIR"].flatMap { $0.isEmpty ? nil : $0 }
             ?? ((environment["XDG_DATA_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory() + "/.local/share")
                 + "/blobctl/dev")
         return URL(fileURLWithPath: chosen).standardizedFileURL.path
@@ -125,12 +128,19 @@ struct DevUpCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard replicas >= 1, servers >= replicas, servers <= 64 else {
-            throw CLIError.exit(CLIError(.usage, "need 1 <= --replicas <= --servers <= 64 (each replica on its own server), "
-                                         + "got \(replicas) replicas on \(servers) servers"), json: json)
+            throw CLIError.exit(
+                CLIError(
+                    .usage,
+                    "need 1 <= --replicas <= --servers <= 64 (each replica on its own server), "
+                        + "got \(replicas) replicas on \(servers) servers"), json: json)
         }
         guard port >= 1024, port + servers + 1 <= 65535 else {
-            throw CLIError.exit(CLIError(.usage, "--port must leave room for \(servers) chunk servers and a gateway on the ports after it (1024...\(65534 - servers))"),
-                                json: json)
+            throw CLIError.exit(
+                CLIError(
+                    .usage,
+                    "--port must leave room for \(servers) chunk servers and a gateway on the ports after it (1024...\(65534 - servers))"
+                ),
+                json: json)
         }
         let dir = directory.path
         do {
@@ -139,13 +149,16 @@ struct DevUpCommand: AsyncParsableCommand {
             if json {
                 try printJSON(cluster)
             } else {
-                print("""
+                print(
+                    """
                     local cluster up: master \(cluster.masterURL), \(cluster.members.count { $0.role == "chunkserver" }) chunk servers, \
                     \(cluster.replicas) replicas; data and logs in \(dir)
                     try:   blobctl put FILE some/path   then   blobctl get some/path COPY
                     """)
-                if let gateway = cluster.gatewayURL, let id = cluster.accessKeyID, let secret = cluster.secretAccessKey {
-                    print("""
+                if let gateway = cluster.gatewayURL, let id = cluster.accessKeyID, let secret = cluster.secretAccessKey
+                {
+                    print(
+                        """
                         S3 and HTTP gateway: \(gateway)   (access key id \(id), secret access key \(secret))
                           AWS_ACCESS_KEY_ID=\(id) AWS_SECRET_ACCESS_KEY='\(secret)' aws --endpoint-url \(gateway) s3 ls
                         """)
@@ -159,8 +172,12 @@ struct DevUpCommand: AsyncParsableCommand {
 
     func up(_ dir: String) async throws -> DevCluster {
         if let existing = DevCluster.load(dir) {
-            if existing.members.allSatisfy(DevCluster.isRunning), (try? await waitUntilReady(existing, timeout: .seconds(5))) != nil {
-                if !json { FileHandle.standardError.write(Data("reusing the cluster already running in \(dir)\n".utf8)) }
+            if existing.members.allSatisfy(DevCluster.isRunning),
+                (try? await waitUntilReady(existing, timeout: .seconds(5))) != nil
+            {
+                if !json {
+                    FileHandle.standardError.write(Data("reusing the cluster already running in \(dir)\n".utf8))
+                }
                 return existing
             }
             _ = await existing.stop()
@@ -169,8 +186,11 @@ struct DevUpCommand: AsyncParsableCommand {
         let secretFile = dir + "/secret"
         if !FileManager.default.fileExists(atPath: secretFile) {
             let secret = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
-            guard FileManager.default.createFile(atPath: secretFile, contents: Data((secret + "\n").utf8),
-                                                 attributes: [.posixPermissions: 0o600]) else {
+            guard
+                FileManager.default.createFile(
+                    atPath: secretFile, contents: Data((secret + "\n").utf8),
+                    attributes: [.posixPermissions: 0o600])
+            else {
                 throw CLIError(.failure, "cannot write \(secretFile); check that \(dir) is writable")
             }
         }
@@ -187,22 +207,30 @@ struct DevUpCommand: AsyncParsableCommand {
             let log = dir + "/logs/\(name).log"
             // The gateway keeps no data: its directory is where uploads are spooled.
             let dataFlag = role == "gateway" ? "--spool-dir" : "--data"
-            let pid = try spawnDetached([executable, role, dataFlag, data, "--listen", address, "--secret-file", secretFile]
-                                        + arguments, log: log)
-            cluster.members.append(.init(name: name, role: role, pid: pid, address: address, dataDirectory: data, log: log))
+            let pid = try spawnDetached(
+                [executable, role, dataFlag, data, "--listen", address, "--secret-file", secretFile]
+                    + arguments, log: log)
+            cluster.members.append(
+                .init(name: name, role: role, pid: pid, address: address, dataDirectory: data, log: log))
             try cluster.save(dir)
         }
         do {
-            try start(name: "master", role: "master", address: "127.0.0.1:\(port)",
-                      arguments: ["--replicas", "\(replicas)", "--heartbeat-interval", "1000", "--suspect-after", "3000",
-                                  "--down-after", "60000"])
+            try start(
+                name: "master", role: "master", address: "127.0.0.1:\(port)",
+                arguments: [
+                    "--replicas", "\(replicas)", "--heartbeat-interval", "1000", "--suspect-after", "3000",
+                    "--down-after", "60000",
+                ])
             for i in 1...servers {
-                try start(name: "cs-\(i)", role: "chunkserver", address: "127.0.0.1:\(port + i)",
-                          arguments: ["--zone", "zone-\(i)", "--master", masterURL, "--heartbeat-interval", "1000"])
+                try start(
+                    name: "cs-\(i)", role: "chunkserver", address: "127.0.0.1:\(port + i)",
+                    arguments: ["--zone", "zone-\(i)", "--master", masterURL, "--heartbeat-interval", "1000"])
             }
             let gateway = "127.0.0.1:\(port + servers + 1)"
             try FileManager.default.createDirectory(atPath: dir + "/gateway", withIntermediateDirectories: true)
-            try start(name: "gateway", role: "gateway", address: gateway, arguments: ["--master", masterURL, "--log-level", "warning"])
+            try start(
+                name: "gateway", role: "gateway", address: gateway,
+                arguments: ["--master", masterURL, "--log-level", "warning"])
             cluster.gatewayURL = "http://" + gateway
             try cluster.save(dir)
             try await waitUntilReady(cluster, timeout: .seconds(60))
@@ -218,7 +246,8 @@ struct DevUpCommand: AsyncParsableCommand {
     /// An S3 key for the local cluster, made once and kept in cluster.json (mode 0600, like the secret).
     func createKey(_ cluster: inout DevCluster) async throws {
         guard cluster.accessKeyID == nil else { return }
-        let secret = RequestSigner.secret(fromFileText: (try? String(contentsOfFile: cluster.secretFile, encoding: .utf8)) ?? "")
+        let secret = RequestSigner.secret(
+            fromFileText: (try? String(contentsOfFile: cluster.secretFile, encoding: .utf8)) ?? "")
         let client = try ClusterClient(address: ClusterAddress(masterURL: cluster.masterURL, secret: secret))
         let key: AccessKey
         do {
@@ -234,7 +263,8 @@ struct DevUpCommand: AsyncParsableCommand {
 
     /// Waits until the master answers and every chunk server is alive and in the ring.
     func waitUntilReady(_ cluster: DevCluster, timeout: Duration) async throws {
-        let secret = RequestSigner.secret(fromFileText: (try? String(contentsOfFile: cluster.secretFile, encoding: .utf8)) ?? "")
+        let secret = RequestSigner.secret(
+            fromFileText: (try? String(contentsOfFile: cluster.secretFile, encoding: .utf8)) ?? "")
         let client = try ClusterClient(address: ClusterAddress(masterURL: cluster.masterURL, secret: secret))
         defer { Task { try? await client.shutdown() } }
         let deadline = ContinuousClock.now + timeout
@@ -242,9 +272,12 @@ struct DevUpCommand: AsyncParsableCommand {
         while ContinuousClock.now < deadline {
             reapChildren()
             if let dead = cluster.members.first(where: { !DevCluster.isRunning($0) }) {
-                let tail = (try? String(contentsOfFile: dead.log, encoding: .utf8)).map { String($0.suffix(1500)) } ?? ""
-                throw CLIError(.failure, "\(dead.name) (\(dead.role) on \(dead.address)) exited; is the port taken? "
-                               + "Try --port with a free one. Its log, \(dead.log), ends with:\n\(tail)")
+                let tail =
+                    (try? String(contentsOfFile: dead.log, encoding: .utf8)).map { String($0.suffix(1500)) } ?? ""
+                throw CLIError(
+                    .failure,
+                    "\(dead.name) (\(dead.role) on \(dead.address)) exited; is the port taken? "
+                        + "Try --port with a free one. Its log, \(dead.log), ends with:\n\(tail)")
             }
             if let status = try? await client.clusterStatus() {
                 let ready = status.servers.filter { $0.state == .alive && $0.inRing }.count
@@ -259,8 +292,11 @@ struct DevUpCommand: AsyncParsableCommand {
             }
             try await Task.sleep(for: .milliseconds(100))
         }
-        throw CLIError(.unavailable, "the local cluster did not come up within \(timeout) (\(last)); see the logs in "
-                       + "\(cluster.members.first.map { URL(fileURLWithPath: $0.log).deletingLastPathComponent().path } ?? "")")
+        throw CLIError(
+            .unavailable,
+            "the local cluster did not come up within \(timeout) (\(last)); see the logs in "
+                + "\(cluster.members.first.map { URL(fileURLWithPath: $0.log).deletingLastPathComponent().path } ?? "")"
+        )
     }
 }
 
@@ -286,7 +322,9 @@ func spawnDetached(_ arguments: [String], log: String) throws -> pid_t {
     posix_spawn_file_actions_adddup2(&actions, 1, 2)
     // Nothing else of ours leaks in: a parent watching a pipe for our exit (Foundation's Process
     // does) would otherwise wait for the daemons too.
-    let inherited = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap { Int32($0) }
+    let inherited = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap {
+        Int32($0)
+    }
     for fd in inherited where fd > 2 && fcntl(fd, F_GETFD) >= 0 {
         posix_spawn_file_actions_addclose(&actions, fd)
     }
@@ -356,18 +394,26 @@ struct DevStatusCommand: AsyncParsableCommand {
     func run() async throws {
         let dir = directory.path
         guard let cluster = DevCluster.load(dir) else {
-            if json { try printJSON(Output(directory: dir, masterURL: nil, processes: [])) } else { print("no local cluster in \(dir); start one with `blobctl dev up`") }
+            if json {
+                try printJSON(Output(directory: dir, masterURL: nil, processes: []))
+            } else {
+                print("no local cluster in \(dir); start one with `blobctl dev up`")
+            }
             throw ExitCode(ExitStatus.notFound.rawValue)
         }
         let processes = cluster.members.map {
-            Output.Process(name: $0.name, role: $0.role, pid: $0.pid, address: $0.address, running: DevCluster.isRunning($0), log: $0.log)
+            Output.Process(
+                name: $0.name, role: $0.role, pid: $0.pid, address: $0.address, running: DevCluster.isRunning($0),
+                log: $0.log)
         }
         if json {
             try printJSON(Output(directory: dir, masterURL: cluster.masterURL, processes: processes))
         } else {
             print("local cluster in \(dir), master \(cluster.masterURL)")
             var rows = [["NAME", "ROLE", "PID", "ADDRESS", "STATE"]]
-            for p in processes { rows.append([p.name, p.role, "\(p.pid)", p.address, p.running ? "running" : "stopped"]) }
+            for p in processes {
+                rows.append([p.name, p.role, "\(p.pid)", p.address, p.running ? "running" : "stopped"])
+            }
             print(columns(rows))
         }
         if processes.contains(where: { !$0.running }) { throw ExitCode(ExitStatus.unavailable.rawValue) }
@@ -376,14 +422,16 @@ struct DevStatusCommand: AsyncParsableCommand {
 
 struct DevEnvCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "env", abstract: "Print shell exports that point blobctl at the local cluster: eval \"$(blobctl dev env)\".")
+        commandName: "env",
+        abstract: "Print shell exports that point blobctl at the local cluster: eval \"$(blobctl dev env)\".")
 
     @OptionGroup var directory: DevDirectoryOption
 
     func run() async throws {
         let dir = directory.path
         guard let cluster = DevCluster.load(dir) else {
-            FileHandle.standardError.write(Data("blobctl: error: no local cluster in \(dir); start one with `blobctl dev up`\n".utf8))
+            FileHandle.standardError.write(
+                Data("blobctl: error: no local cluster in \(dir); start one with `blobctl dev up`\n".utf8))
             throw ExitCode(ExitStatus.notFound.rawValue)
         }
         func quoted(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'" }

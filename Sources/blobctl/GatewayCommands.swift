@@ -75,15 +75,19 @@ struct KeyCreateCommand: AsyncParsableCommand {
 }
 
 struct KeyListCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List access keys (not their secrets).")
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "List access keys (not their secrets).")
     @OptionGroup var cluster: ClusterOptions
 
     func run() async throws {
         let keys = try await cluster.withClient { try await $0.accessKeys() }
         if cluster.json { return try printJSON(keys) }
-        print(columns([["ACCESS KEY ID", "NAME", "CREATED"]] + keys.map {
-            [$0.accessKeyID, $0.name, UTCTime.iso8601(milliseconds: $0.createdAtMilliseconds)]
-        }))
+        print(
+            columns(
+                [["ACCESS KEY ID", "NAME", "CREATED"]]
+                    + keys.map {
+                        [$0.accessKeyID, $0.name, UTCTime.iso8601(milliseconds: $0.createdAtMilliseconds)]
+                    }))
     }
 }
 
@@ -102,18 +106,23 @@ struct KeyDeleteCommand: AsyncParsableCommand {
 struct BucketCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bucket", abstract: "Buckets: the top-level names the S3 gateway serves.",
-        subcommands: [BucketCreateCommand.self, BucketListCommand.self, BucketDeleteCommand.self, BucketAccessCommand.self])
+        subcommands: [
+            BucketCreateCommand.self, BucketListCommand.self, BucketDeleteCommand.self, BucketAccessCommand.self,
+        ])
 }
 
 func printBucket(_ b: BucketRecord, json: Bool) throws {
     if json { return try printJSON(b) }
-    print("bucket \(b.name): \(b.publicRead ? "public-read (anyone may list it and GET or HEAD its objects)" : "private")")
+    print(
+        "bucket \(b.name): \(b.publicRead ? "public-read (anyone may list it and GET or HEAD its objects)" : "private")"
+    )
 }
 
 struct BucketCreateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a bucket.")
     @Argument(help: "Bucket name (3-63 lowercase letters, digits, dots, hyphens).") var name: String
-    @Flag(help: "Let anyone GET and HEAD its objects without signing (media for browsers and players).") var publicRead = false
+    @Flag(help: "Let anyone GET and HEAD its objects without signing (media for browsers and players).")
+    var publicRead = false
     @OptionGroup var cluster: ClusterOptions
 
     func run() async throws {
@@ -153,7 +162,8 @@ struct BucketAccessCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard access == "public-read" || access == "private" else {
-            throw CLIError.exit(CLIError(.usage, "access must be public-read or private, got \(access)"), json: cluster.json)
+            throw CLIError.exit(
+                CLIError(.usage, "access must be public-read or private, got \(access)"), json: cluster.json)
         }
         let b = try await cluster.withClient { try await $0.setBucketAccess(name, publicRead: access == "public-read") }
         try printBucket(b, json: cluster.json)

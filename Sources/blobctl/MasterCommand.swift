@@ -19,9 +19,10 @@ struct MasterCommand: AsyncParsableCommand {
     @Option(help: "Data directory (created if missing).")
     var data: String
 
-    @Option(help: ArgumentHelp(
-        "Where the metadata lives: sqlite:PATH (default DIR/master.sqlite) or postgres://USER@HOST:PORT/DATABASE.",
-        valueName: "location"))
+    @Option(
+        help: ArgumentHelp(
+            "Where the metadata lives: sqlite:PATH (default DIR/master.sqlite) or postgres://USER@HOST:PORT/DATABASE.",
+            valueName: "location"))
     var metadata: String?
 
     @Option(help: "File holding the PostgreSQL password (else env BLOBCTL_METADATA_PASSWORD; never in the URL).")
@@ -87,21 +88,28 @@ struct MasterCommand: AsyncParsableCommand {
         var configuration = MasterConfiguration(
             dataDirectory: URL(fileURLWithPath: data).standardizedFileURL.path, host: host, port: port,
             replicaCount: replicas, partitionPower: partitionPower,
-            liveness: LivenessPolicy(heartbeatInterval: .milliseconds(heartbeatInterval),
-                                     suspectAfter: .milliseconds(suspectAfter), downAfter: .milliseconds(downAfter)),
+            liveness: LivenessPolicy(
+                heartbeatInterval: .milliseconds(heartbeatInterval),
+                suspectAfter: .milliseconds(suspectAfter), downAfter: .milliseconds(downAfter)),
             autoAdmit: autoAdmit, secret: try ChunkServerCommand.loadSecret(secretFile))
         do {
-            configuration.metadata = try metadata.map { try MetadataLocation.parse($0, passwordFile: metadataPasswordFile) }
+            configuration.metadata = try metadata.map {
+                try MetadataLocation.parse($0, passwordFile: metadataPasswordFile)
+            }
         } catch let error as BlobError {
             throw ValidationError(error.message)
         }
         configuration.repairInterval = try DurationParser.parseOption(repairInterval, name: "--repair-interval")
         configuration.repairBytesPerSecond = rate > 0 ? Int64(rate) : nil
-        configuration.repairFullScanInterval = try DurationParser.parseOption(repairFullScan, name: "--repair-full-scan")
+        configuration.repairFullScanInterval = try DurationParser.parseOption(
+            repairFullScan, name: "--repair-full-scan")
         configuration.gcGrace = try DurationParser.parseOption(gcGrace, name: "--gc-grace")
         configuration.staleUploadAge = try DurationParser.parseOption(gcStaleUploads, name: "--gc-stale-uploads")
-        configuration.lifecycleInterval = try DurationParser.parseOption(lifecycleInterval, name: "--lifecycle-interval")
-        guard configuration.repairInterval >= .milliseconds(100) else { throw ValidationError("--repair-interval must be >= 100ms") }
+        configuration.lifecycleInterval = try DurationParser.parseOption(
+            lifecycleInterval, name: "--lifecycle-interval")
+        guard configuration.repairInterval >= .milliseconds(100) else {
+            throw ValidationError("--repair-interval must be >= 100ms")
+        }
         bootstrapLogging(level: logLevel)
         let logger = Logger(label: "blobctl.master")
         let server = MasterServer(configuration: configuration, logger: logger)

@@ -36,9 +36,10 @@ struct BenchMetadataCommand: AsyncParsableCommand {
     @Option(help: "Concurrent committing clients.")
     var clients: Int = 8
 
-    @Option(help: ArgumentHelp(
-        "Where the master keeps its metadata: postgres://USER@HOST:PORT/DATABASE (an empty database) or "
-            + "sqlite:PATH; default a fresh DIR/master/master.sqlite.", valueName: "location"))
+    @Option(
+        help: ArgumentHelp(
+            "Where the master keeps its metadata: postgres://USER@HOST:PORT/DATABASE (an empty database) or "
+                + "sqlite:PATH; default a fresh DIR/master/master.sqlite.", valueName: "location"))
     var metadata: String?
 
     @Option(help: "File holding the PostgreSQL password (else env BLOBCTL_METADATA_PASSWORD).")
@@ -77,7 +78,8 @@ struct BenchMetadataCommand: AsyncParsableCommand {
 
         let location: MetadataLocation
         do {
-            location = try metadata.map { try MetadataLocation.parse($0, passwordFile: metadataPasswordFile) }
+            location =
+                try metadata.map { try MetadataLocation.parse($0, passwordFile: metadataPasswordFile) }
                 ?? .sqlite(path: root + "/master/master.sqlite")
         } catch let error as BlobError {
             throw ValidationError(error.message)
@@ -89,8 +91,9 @@ struct BenchMetadataCommand: AsyncParsableCommand {
 
         var masterArguments = ["--metadata", location.description]
         if let metadataPasswordFile { masterArguments += ["--metadata-password-file", metadataPasswordFile] }
-        let master = try BenchServer(directory: root + "/master", secretFile: root + "/secret", role: "master",
-                                     extraArguments: masterArguments)
+        let master = try BenchServer(
+            directory: root + "/master", secretFile: root + "/secret", role: "master",
+            extraArguments: masterArguments)
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
         do {
             try await master.start()
@@ -122,7 +125,8 @@ struct BenchMetadataCommand: AsyncParsableCommand {
             if json {
                 print(String(decoding: try JSONEncoder().encode(results), as: UTF8.self))
             } else {
-                print("""
+                print(
+                    """
                     master on \(results.backend) with \(files) files and \(chunkRefs) chunk references (database \(Int(database)) MiB, \
                     \(Int(database * 1_048_576 / Double(files + commits + max(chunkRefs, 1) / max(chunksPerFile, 1)))) bytes per file)
                     commits (one-chunk files, \(clients) clients): \(Int(rate)) per second
@@ -152,7 +156,8 @@ struct BenchMetadataCommand: AsyncParsableCommand {
             return Self.fileMebibytes(path)
         case .postgres:
             return try await location.withStore(logger: Logger(label: "blobctl.bench")) { store in
-                Double(try await store.database.rows("SELECT pg_database_size(current_database())").first?.int(0) ?? 0) / 1_048_576
+                Double(try await store.database.rows("SELECT pg_database_size(current_database())").first?.int(0) ?? 0)
+                    / 1_048_576
             }
         }
     }
@@ -170,10 +175,12 @@ struct BenchMetadataCommand: AsyncParsableCommand {
                         let n = min(batch, files - first)
                         let ids = (0..<n).map { ChunkID(hashing: Array("file-chunk:\(first + $0)".utf8)) }
                         try await store.recordReplicas(
-                            ids.map { ReplicaReport(chunkID: $0, plainByteCount: 1000, storedByteCount: 600) }, on: "bench-cs")
+                            ids.map { ReplicaReport(chunkID: $0, plainByteCount: 1000, storedByteCount: 600) },
+                            on: "bench-cs")
                         let manifests = try ids.enumerated().map { i, id in
-                            ManifestCommit(path: try BlobPath("load/\(first + i)"), size: 1000, contentType: "text/plain",
-                                           sha256: id.hex, chunks: [ManifestEntry(chunkID: id, offset: 0, length: 1000)])
+                            ManifestCommit(
+                                path: try BlobPath("load/\(first + i)"), size: 1000, contentType: "text/plain",
+                                sha256: id.hex, chunks: [ManifestEntry(chunkID: id, offset: 0, length: 1000)])
                         }
                         _ = try await store.commit(batch: manifests)
                     }
@@ -186,11 +193,14 @@ struct BenchMetadataCommand: AsyncParsableCommand {
         while refs < chunkRefs {
             let n = min(chunksPerFile, chunkRefs - refs)
             let ids = (0..<n).map { ChunkID(hashing: Array("ref-chunk:\(refs + $0)".utf8)) }
-            try await store.recordReplicas(ids.map { ReplicaReport(chunkID: $0, plainByteCount: 1 << 20, storedByteCount: 1 << 19) },
-                                           on: "bench-cs")
+            try await store.recordReplicas(
+                ids.map { ReplicaReport(chunkID: $0, plainByteCount: 1 << 20, storedByteCount: 1 << 19) },
+                on: "bench-cs")
             let entries = ids.enumerated().map { ManifestEntry(chunkID: $1, offset: Int64($0) << 20, length: 1 << 20) }
-            _ = try await store.commit(ManifestCommit(path: try BlobPath("big/\(file)"), size: Int64(n) << 20,
-                                                      contentType: "video/mp4", sha256: ids[0].hex, chunks: entries))
+            _ = try await store.commit(
+                ManifestCommit(
+                    path: try BlobPath("big/\(file)"), size: Int64(n) << 20,
+                    contentType: "video/mp4", sha256: ids[0].hex, chunks: entries))
             refs += n
             file += 1
         }
@@ -252,18 +262,23 @@ struct BenchHTTP: Sendable {
 
     /// A JSON request to the master at ``address``; any status from 300 up is an error.
     func send<T: Encodable>(_ method: String, _ path: String, _ body: T?, role: RequestRole = .client) async throws {
-        let status = try await send(method, to: address, path, bytes: try body.map { Array(try JSONEncoder().encode($0)) },
-                                    role: role)
+        let status = try await send(
+            method, to: address, path, bytes: try body.map { Array(try JSONEncoder().encode($0)) },
+            role: role)
         guard status < 300 else { throw ValidationError("\(method) \(path) answered \(status)") }
     }
 
     /// One signed request with a raw body; reads the whole reply and returns its status.
-    func send(_ method: String, to address: String, _ path: String, bytes: [UInt8]?,
-              role: RequestRole = .client) async throws -> UInt {
+    func send(
+        _ method: String, to address: String, _ path: String, bytes: [UInt8]?,
+        role: RequestRole = .client
+    ) async throws -> UInt {
         var request = HTTPClientRequest(url: "http://\(address)\(path)")
         request.method = .RAW(value: method)
-        request.headers.add(name: "Authorization", value: signer.token(
-            role: role, method: method, pathAndQuery: path, expiry: Int64(Date().timeIntervalSince1970) + 300))
+        request.headers.add(
+            name: "Authorization",
+            value: signer.token(
+                role: role, method: method, pathAndQuery: path, expiry: Int64(Date().timeIntervalSince1970) + 300))
         if let bytes { request.body = .bytes(ByteBuffer(bytes: bytes)) }
         let response = try await http.execute(request, timeout: .seconds(60))
         for try await _ in response.body {}

@@ -50,7 +50,8 @@ struct MetadataMigrateCommand: AsyncParsableCommand {
             throw ValidationError(error.message)
         }
         if case .sqlite(let path) = source, !FileManager.default.fileExists(atPath: path) {
-            throw ValidationError("--from \(from): no such file; name a master's master.sqlite (it is in the master's --data directory)")
+            throw ValidationError(
+                "--from \(from): no such file; name a master's master.sqlite (it is in the master's --data directory)")
         }
         bootstrapLogging(level: logLevel)
         let logger = Logger(label: "blobctl.metadata")
@@ -65,11 +66,15 @@ struct MetadataMigrateCommand: AsyncParsableCommand {
         let elapsed = ContinuousClock.now - started
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         if json { return try printJSON(reports) }
-        print(columns([["TABLE", "ROWS", "CHECKSUM", "VERIFIED"]] + reports.map {
-            [$0.table, "\($0.sourceRows)", String($0.sourceChecksum.prefix(16)), $0.matches ? "yes" : "NO"]
-        }))
+        print(
+            columns(
+                [["TABLE", "ROWS", "CHECKSUM", "VERIFIED"]]
+                    + reports.map {
+                        [$0.table, "\($0.sourceRows)", String($0.sourceChecksum.prefix(16)), $0.matches ? "yes" : "NO"]
+                    }))
         let total = reports.reduce(0) { $0 + $1.sourceRows }
-        print("migrated \(total) rows from \(source) to \(destination) in \(Int(seconds.rounded())) s; every table verified. "
-              + "Start the master with --metadata \(destination).")
+        print(
+            "migrated \(total) rows from \(source) to \(destination) in \(Int(seconds.rounded())) s; every table verified. "
+                + "Start the master with --metadata \(destination).")
     }
 }

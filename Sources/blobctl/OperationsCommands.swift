@@ -3,7 +3,7 @@ import BlobClient
 import BlobCore
 import Foundation
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Parses durations such as 500ms, 30s, 10m, 1h, 2d (a bare number is seconds).
@@ -37,8 +37,10 @@ enum DurationParser {
 struct NodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "node", abstract: "Add, re-weight, drain, remove or pause repair of a chunk server.",
-        subcommands: [NodeStatusCommand.self, NodeAddCommand.self, NodeSetWeightCommand.self, NodeDrainCommand.self,
-                      NodeRemoveCommand.self, NodeMaintenanceCommand.self])
+        subcommands: [
+            NodeStatusCommand.self, NodeAddCommand.self, NodeSetWeightCommand.self, NodeDrainCommand.self,
+            NodeRemoveCommand.self, NodeMaintenanceCommand.self,
+        ])
 }
 
 /// Prints a node report as text or JSON.
@@ -49,7 +51,8 @@ func printNode(_ node: NodeReport, json: Bool, note: String? = nil) throws {
         "holds \(node.chunks) chunks, \(HumanSize.format(node.storedBytes)); sole copy of \(node.soleCopies)",
     ]
     if let until = node.maintenanceUntilMilliseconds {
-        lines.append("maintenance until \(Date(timeIntervalSince1970: Double(until) / 1000)) (repair of its data paused)")
+        lines.append(
+            "maintenance until \(Date(timeIntervalSince1970: Double(until) / 1000)) (repair of its data paused)")
     }
     if let note { lines.append(note) }
     print(lines.joined(separator: "\n"))
@@ -69,8 +72,10 @@ struct NodeStatusCommand: AsyncParsableCommand {
 
 struct NodeAddCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "add", abstract: "Admit a registered server into the ring (a master started with --no-auto-admit).",
-        discussion: "Start the server with `blobctl chunkserver --master URL`; it registers and waits outside the ring until added. "
+        commandName: "add",
+        abstract: "Admit a registered server into the ring (a master started with --no-auto-admit).",
+        discussion:
+            "Start the server with `blobctl chunkserver --master URL`; it registers and waits outside the ring until added. "
             + "Then run `blobctl rebalance` to give it its share of the existing data.")
     @Argument(help: "Server id.") var id: String
     @OptionGroup var cluster: ClusterOptions
@@ -110,7 +115,8 @@ struct NodeDrainCommand: AsyncParsableCommand {
 
 struct NodeRemoveCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "remove", abstract: "Take a server out of the cluster; refused while it holds the only copy of anything.")
+        commandName: "remove",
+        abstract: "Take a server out of the cluster; refused while it holds the only copy of anything.")
     @Argument(help: "Server id.") var id: String
     @OptionGroup var cluster: ClusterOptions
 
@@ -153,7 +159,8 @@ func parseRate(_ text: String?) throws -> Int64? {
 
 struct RebalanceRunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "run", abstract: "Plan (--dry-run) or run a rebalance; it runs in the master, and this waits with a progress bar.",
+        commandName: "run",
+        abstract: "Plan (--dry-run) or run a rebalance; it runs in the master, and this waits with a progress bar.",
         discussion: """
             The plan is the difference between where replicas are and where the current ring wants them: \
             bytes and chunks per (source -> target) pair, totals, time at the throttle, and the extra disk \
@@ -192,16 +199,21 @@ struct RebalanceRunCommand: AsyncParsableCommand {
 
     func printPlan(_ plan: RebalancePlan, json: Bool) throws {
         if json { return try printJSON(plan) }
-        var out = "rebalance plan for ring epoch \(plan.ringEpoch) (R=\(plan.replicaCount)): \(plan.chunksChecked) chunks, "
+        var out =
+            "rebalance plan for ring epoch \(plan.ringEpoch) (R=\(plan.replicaCount)): \(plan.chunksChecked) chunks, "
             + "\(HumanSize.format(plan.storedBytes)) stored\n"
         if plan.transfers.isEmpty {
             out += "nothing to copy: placement matches the ring\n"
         } else {
-            out += columns([["SOURCE", "", "TARGET", "CHUNKS", "BYTES"]] + plan.transfers.map {
-                [$0.source, "->", $0.target, "\($0.chunks)", HumanSize.format($0.bytes)]
-            }) + "\n"
+            out +=
+                columns(
+                    [["SOURCE", "", "TARGET", "CHUNKS", "BYTES"]]
+                        + plan.transfers.map {
+                            [$0.source, "->", $0.target, "\($0.chunks)", HumanSize.format($0.bytes)]
+                        }) + "\n"
         }
-        out += "copy \(plan.copyChunks) chunks, \(HumanSize.format(plan.copyBytes)); then delete \(plan.deleteChunks) surplus "
+        out +=
+            "copy \(plan.copyChunks) chunks, \(HumanSize.format(plan.copyBytes)); then delete \(plan.deleteChunks) surplus "
             + "replicas, \(HumanSize.format(plan.deleteBytes))\n"
         if let seconds = plan.expectedSeconds, let rate = plan.maxBytesPerSecond {
             out += String(format: "expected duration at %@: %.0f s\n", HumanSize.rate(Double(rate)), seconds)
@@ -209,12 +221,20 @@ struct RebalanceRunCommand: AsyncParsableCommand {
             out += "unthrottled: duration depends on the servers' disks (set --max-bytes-per-sec for an estimate)\n"
         }
         if plan.blockedChunks > 0 {
-            out += "\(plan.blockedChunks) chunks cannot move now (a target is not alive); repair or a later run takes them\n"
+            out +=
+                "\(plan.blockedChunks) chunks cannot move now (a target is not alive); repair or a later run takes them\n"
         }
         if !plan.servers.isEmpty {
-            out += "peak extra disk per server:\n" + columns([["SERVER", "INCOMING", "DELETED", "PEAK EXTRA"]] + plan.servers.map {
-                [$0.server, HumanSize.format($0.incomingBytes), HumanSize.format($0.deletedBytes), HumanSize.format($0.peakExtraBytes)]
-            })
+            out +=
+                "peak extra disk per server:\n"
+                + columns(
+                    [["SERVER", "INCOMING", "DELETED", "PEAK EXTRA"]]
+                        + plan.servers.map {
+                            [
+                                $0.server, HumanSize.format($0.incomingBytes), HumanSize.format($0.deletedBytes),
+                                HumanSize.format($0.peakExtraBytes),
+                            ]
+                        })
         }
         print(out.hasSuffix("\n") ? String(out.dropLast()) : out)
     }
@@ -222,7 +242,8 @@ struct RebalanceRunCommand: AsyncParsableCommand {
 
 func printRebalanceStatus(_ status: RebalanceStatus, json: Bool) throws {
     if json { return try printJSON(status) }
-    var line = "rebalance \(status.state.rawValue): moved \(status.movedChunks) copies, \(HumanSize.format(status.movedBytes))"
+    var line =
+        "rebalance \(status.state.rawValue): moved \(status.movedChunks) copies, \(HumanSize.format(status.movedBytes))"
         + " of \(HumanSize.format(status.plannedBytes)) planned; deleted \(status.deletedChunks) surplus replicas"
     if let rate = status.maxBytesPerSecond { line += "; limit \(HumanSize.rate(Double(rate)))" }
     if status.blockedChunks > 0 { line += "\n\(status.blockedChunks) chunks blocked (a target is not alive)" }
@@ -231,7 +252,8 @@ func printRebalanceStatus(_ status: RebalanceStatus, json: Bool) throws {
 }
 
 struct RebalanceStatusCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "status", abstract: "Progress of the current or last rebalance.")
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Progress of the current or last rebalance.")
     @OptionGroup var cluster: ClusterOptions
 
     func run() async throws {
@@ -242,7 +264,8 @@ struct RebalanceStatusCommand: AsyncParsableCommand {
 
 struct RebalanceStopCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "stop", abstract: "Stop a running rebalance; `blobctl rebalance` resumes it without redoing finished copies.")
+        commandName: "stop",
+        abstract: "Stop a running rebalance; `blobctl rebalance` resumes it without redoing finished copies.")
     @OptionGroup var cluster: ClusterOptions
 
     func run() async throws {
@@ -270,21 +293,32 @@ struct GCCommand: AsyncParsableCommand {
     func run() async throws {
         let json = cluster.json
         let graceSeconds: Int64?
-        do { graceSeconds = try grace.map { try DurationParser.parseOption($0, name: "--grace").components.seconds } } catch {
+        do {
+            graceSeconds = try grace.map { try DurationParser.parseOption($0, name: "--grace").components.seconds }
+        } catch {
             throw CLIError.exit(error, json: json)
         }
-        let report = try await cluster.withClient { try await $0.collectGarbage(dryRun: dryRun, graceSeconds: graceSeconds) }
+        let report = try await cluster.withClient {
+            try await $0.collectGarbage(dryRun: dryRun, graceSeconds: graceSeconds)
+        }
         if json { return try printJSON(report) }
         var out = dryRun ? "gc dry run (grace \(report.graceSeconds) s):\n" : "gc (grace \(report.graceSeconds) s):\n"
         if !report.servers.isEmpty {
-            out += columns([["SERVER", "RECLAIMABLE", "CHUNKS", "IN GRACE", "ORPHANS"]] + report.servers.map {
-                [$0.server, HumanSize.format($0.bytes), "\($0.chunks)", HumanSize.format($0.pendingBytes),
-                 "\($0.orphanChunks) (\(HumanSize.format($0.orphanBytes)))"]
-            }) + "\n"
+            out +=
+                columns(
+                    [["SERVER", "RECLAIMABLE", "CHUNKS", "IN GRACE", "ORPHANS"]]
+                        + report.servers.map {
+                            [
+                                $0.server, HumanSize.format($0.bytes), "\($0.chunks)",
+                                HumanSize.format($0.pendingBytes),
+                                "\($0.orphanChunks) (\(HumanSize.format($0.orphanBytes)))",
+                            ]
+                        }) + "\n"
         }
         out += "reclaimable now: \(report.reclaimableChunks) chunks, \(HumanSize.format(report.reclaimableBytes))"
         if !dryRun {
-            out += "\ndeleted \(report.deletedChunks) replicas, \(HumanSize.format(report.deletedBytes)); kept \(report.keptChunks)"
+            out +=
+                "\ndeleted \(report.deletedChunks) replicas, \(HumanSize.format(report.deletedBytes)); kept \(report.keptChunks)"
                 + "; \(report.prunedVersions) old versions dropped; \(report.abortedUploads) stale multipart uploads aborted"
         }
         print(out)
@@ -312,18 +346,22 @@ struct FsckCommand: AsyncParsableCommand {
         } else {
             var out = "checked \(report.chunksChecked) chunks on \(report.serversChecked) servers\n"
             out += columns([
-                ["lost", "\(report.lost)"], ["missing", "\(report.missing)"], ["under-replicated", "\(report.underReplicated)"],
-                ["corrupt", "\(report.corrupt)"], ["orphaned", "\(report.orphaned)"], ["misplaced", "\(report.misplaced)"],
+                ["lost", "\(report.lost)"], ["missing", "\(report.missing)"],
+                ["under-replicated", "\(report.underReplicated)"],
+                ["corrupt", "\(report.corrupt)"], ["orphaned", "\(report.orphaned)"],
+                ["misplaced", "\(report.misplaced)"],
             ])
             if !report.unreachableServers.isEmpty {
                 out += "\nunreachable (not verified): \(report.unreachableServers.joined(separator: ", "))"
             }
             for p in report.problems.prefix(20) where p.kind != .misplaced {
-                out += "\n  \(p.kind.rawValue) \(p.chunk.prefix(16))…" + (p.server.map { " on \($0)" } ?? "")
+                out +=
+                    "\n  \(p.kind.rawValue) \(p.chunk.prefix(16))…" + (p.server.map { " on \($0)" } ?? "")
                     + (p.files.isEmpty ? "" : " (" + p.files.joined(separator: ", ") + ")")
             }
             if repair {
-                out += "\nrepair: \(report.repairedChunks) chunks re-replicated, \(report.forgottenReplicas) missing replicas "
+                out +=
+                    "\nrepair: \(report.repairedChunks) chunks re-replicated, \(report.forgottenReplicas) missing replicas "
                     + "forgotten, \(report.adoptedReplicas) files adopted"
             }
             out += report.dataAtRisk ? "\nDATA AT RISK: run `blobctl fsck --repair`" : "\nno data at risk"

@@ -3,7 +3,7 @@ import BlobCore
 import Foundation
 import Synchronization
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 // `blobctl put --recursive DIR PREFIX`: many files through one process and one client.
@@ -72,12 +72,15 @@ extension PutCommand {
                         let fileStart = ContinuousClock.now
                         let counted = ByteTally()
                         do {
-                            let result = try await client.put(.file(file.localPath), to: try BlobPath(remote), options: fileOptions) { done in
+                            let result = try await client.put(
+                                .file(file.localPath), to: try BlobPath(remote), options: fileOptions
+                            ) { done in
                                 bar.update(sent.add(done - counted.set(done)))
                             }
                             return .success(Output(result, seconds: (ContinuousClock.now - fileStart).inSeconds))
                         } catch {
-                            return .failure(TreeFailure(local: file.localPath, path: remote, error: CLIError(error).message))
+                            return .failure(
+                                TreeFailure(local: file.localPath, path: remote, error: CLIError(error).message))
                         }
                     }
                     return true
@@ -88,9 +91,12 @@ extension PutCommand {
                         bar.finish()
                         switch outcome {
                         case .success(let output):
-                            print("put \(output.path) (version \(output.version)): \(HumanSize.format(output.size)), \(output.newChunks) new chunks")
+                            print(
+                                "put \(output.path) (version \(output.version)): \(HumanSize.format(output.size)), \(output.newChunks) new chunks"
+                            )
                         case .failure(let failure):
-                            FileHandle.standardError.write(Data("blobctl: error: \(failure.local): \(failure.error)\n".utf8))
+                            FileHandle.standardError.write(
+                                Data("blobctl: error: \(failure.local): \(failure.error)\n".utf8))
                         }
                     }
                     outcomes.append(outcome)
@@ -108,22 +114,27 @@ extension PutCommand {
         let size: Int64 = stored.reduce(0) { $0 + $1.size }
         let storedBytes: Int64 = stored.reduce(0) { $0 + $1.storedBytes }
         let newChunks: Int = stored.reduce(0) { $0 + $1.newChunks }
-        let output = TreeOutput(prefix: prefix, files: stored, fileCount: stored.count, size: size, storedBytes: storedBytes,
-                                newChunks: newChunks, failed: failed.sorted { $0.local < $1.local }, skipped: tree.skipped,
-                                seconds: seconds)
+        let output = TreeOutput(
+            prefix: prefix, files: stored, fileCount: stored.count, size: size, storedBytes: storedBytes,
+            newChunks: newChunks, failed: failed.sorted { $0.local < $1.local }, skipped: tree.skipped,
+            seconds: seconds)
         if json {
             try printJSON(output)
         } else {
-            print("""
+            print(
+                """
                 put \(output.fileCount) files under \(prefix)/: \(HumanSize.format(output.size)), \(output.newChunks) new chunks, \
                 \(HumanSize.format(output.storedBytes)) written to disks, \(HumanSize.fixed(Double(output.fileCount) / max(seconds, 0.001), digits: 0)) files/s\
                 \(output.skipped > 0 ? "; \(output.skipped) symbolic links or special files skipped" : "")
                 """)
         }
         if !failed.isEmpty {
-            throw CLIError.exit(CLIError(.failure, "\(failed.count) of \(tree.files.count + tree.unreadable.count) files could not be put (listed above); "
-                                            + "run the same command again to put them (files already stored are not sent again)"),
-                                json: false)
+            throw CLIError.exit(
+                CLIError(
+                    .failure,
+                    "\(failed.count) of \(tree.files.count + tree.unreadable.count) files could not be put (listed above); "
+                        + "run the same command again to put them (files already stored are not sent again)"),
+                json: false)
         }
     }
 }
@@ -133,10 +144,20 @@ final class ByteTally: Sendable {
     private let value = Mutex<Int64>(0)
 
     /// Adds `delta`; returns the new total.
-    func add(_ delta: Int64) -> Int64 { value.withLock { $0 += delta; return $0 } }
+    func add(_ delta: Int64) -> Int64 {
+        value.withLock {
+            $0 += delta
+            return $0
+        }
+    }
 
     /// Sets the count; returns the previous one.
-    func set(_ new: Int64) -> Int64 { value.withLock { old in defer { old = new }; return old } }
+    func set(_ new: Int64) -> Int64 {
+        value.withLock { old in
+            defer { old = new }
+            return old
+        }
+    }
 }
 
 /// The regular files under a local directory, for `put --recursive`, in byte order of their
@@ -158,16 +179,21 @@ struct LocalTree {
     init(directory: String, prefix: String) throws {
         var info = Glibc.stat()
         guard stat(directory, &info) == 0 else {
-            throw CLIError(errno == ENOENT ? .notFound : .failure,
-                           "cannot read \(directory): \(String(cString: strerror(errno))); check the local path")
+            throw CLIError(
+                errno == ENOENT ? .notFound : .failure,
+                "cannot read \(directory): \(String(cString: strerror(errno))); check the local path")
         }
         guard (info.st_mode & S_IFMT) == S_IFDIR else {
-            throw CLIError(.usage, "\(directory) is not a directory; --recursive puts the files under a directory (drop it to put one file)")
+            throw CLIError(
+                .usage,
+                "\(directory) is not a directory; --recursive puts the files under a directory (drop it to put one file)"
+            )
         }
         let root = directory.hasSuffix("/") && directory.count > 1 ? String(directory.dropLast()) : directory
         self.prefix = prefix
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: root) else {
-            throw CLIError(.failure, "cannot list \(directory): \(String(cString: strerror(errno))); check its permissions")
+            throw CLIError(
+                .failure, "cannot list \(directory): \(String(cString: strerror(errno))); check its permissions")
         }
         walk(root, relative: "", names: names)
         files.sort { $0.relativePath.utf8.lexicographicallyPrecedes($1.relativePath.utf8) }
@@ -182,8 +208,10 @@ struct LocalTree {
             let below = relative.isEmpty ? name : relative + "/" + name
             var info = Glibc.stat()
             guard lstat(local, &info) == 0 else {
-                unreadable.append(.init(local: local, path: prefix + "/" + below,
-                                        error: "cannot examine it: \(String(cString: strerror(errno)))"))
+                unreadable.append(
+                    .init(
+                        local: local, path: prefix + "/" + below,
+                        error: "cannot examine it: \(String(cString: strerror(errno)))"))
                 continue
             }
             switch info.st_mode & S_IFMT {
@@ -191,8 +219,12 @@ struct LocalTree {
                 files.append(File(localPath: local, relativePath: below, size: Int64(info.st_size)))
             case S_IFDIR:
                 guard let inner = try? FileManager.default.contentsOfDirectory(atPath: local) else {
-                    unreadable.append(.init(local: local, path: prefix + "/" + below,
-                                            error: "cannot list this directory: \(String(cString: strerror(errno))); check its permissions"))
+                    unreadable.append(
+                        .init(
+                            local: local, path: prefix + "/" + below,
+                            error:
+                                "cannot list this directory: \(String(cString: strerror(errno))); check its permissions"
+                        ))
                     continue
                 }
                 walk(local, relative: below, names: inner)

@@ -70,15 +70,17 @@ struct RingSimulateCommand: ParsableCommand {
             try write(ring1, to: "\(out)/\(scenario.id).after.tsv", keys: keys)
             let moved = ring0.movedReplicaCount(to: ring1)
             let fraction = Double(moved) / Double(ring0.partitionCount * ring0.replicaCount)
-            print("\(scenario.id): epoch \(ring0.epoch) -> \(ring1.epoch), moved \(String(format: "%.3f", 100 * fraction))% "
-                  + "(ideal \(String(format: "%.3f", 100 * (scenario.ideal_moved_fraction ?? 0)))%), \(elapsed)")
+            print(
+                "\(scenario.id): epoch \(ring0.epoch) -> \(ring1.epoch), moved \(String(format: "%.3f", 100 * fraction))% "
+                    + "(ideal \(String(format: "%.3f", 100 * (scenario.ideal_moved_fraction ?? 0)))%), \(elapsed)")
         }
     }
 
     private func write(_ ring: PlacementRing, to path: String, keys: ScenarioKeys?) throws {
         let deviceID = ring.members.map { Array(String(Int($0.id) ?? -1).utf8) }
-        var bytes = Array(("# blobctl ring simulate: epoch \(ring.epoch), 2^\(ring.partitionPower) partitions, "
-            + "failure domain \(ring.failureDomain)\n").utf8)
+        var bytes = Array(
+            ("# blobctl ring simulate: epoch \(ring.epoch), 2^\(ring.partitionPower) partitions, "
+                + "failure domain \(ring.failureDomain)\n").utf8)
         bytes.reserveCapacity(ring.partitionCount * 16)
         func line(_ unit: Int, _ partition: Int) {
             bytes.append(contentsOf: String(unit).utf8)
@@ -110,9 +112,17 @@ struct ScenarioKeys {
 }
 
 struct ScenarioFile: Decodable {
-    struct Keys: Decodable { let count: Int; let seed: String }
+    struct Keys: Decodable {
+        let count: Int
+        let seed: String
+    }
     struct Partitions: Decodable { let part_power: Int }
-    struct Device: Decodable { let id: Int; let name: String; let weight: Double; let zone: Int }
+    struct Device: Decodable {
+        let id: Int
+        let name: String
+        let weight: Double
+        let zone: Int
+    }
     struct DeviceSet: Decodable {
         let devices: [Device]
         let failure_domain: String

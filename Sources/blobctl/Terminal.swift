@@ -74,7 +74,8 @@ final class ProgressBar: @unchecked Sendable {
             let fraction = min(1, Double(done) / Double(total))
             let width = 24
             let filled = Int(fraction * Double(width))
-            line += " / \(HumanSize.format(total)) [" + String(repeating: "=", count: filled)
+            line +=
+                " / \(HumanSize.format(total)) [" + String(repeating: "=", count: filled)
                 + String(repeating: " ", count: width - filled) + "] " + String(format: "%3.0f%%", fraction * 100)
             if rate > 0 && done < total {
                 let eta = Int(Double(total - done) / rate)
@@ -116,7 +117,8 @@ func writeStandardOutput(_ text: String) {
             } else if errno == EPIPE {
                 exit(0)
             } else if errno != EINTR {
-                FileHandle.standardError.write(Data("blobctl: error: cannot write to standard output: \(String(cString: strerror(errno)))\n".utf8))
+                FileHandle.standardError.write(
+                    Data("blobctl: error: cannot write to standard output: \(String(cString: strerror(errno)))\n".utf8))
                 exit(ExitStatus.failure.rawValue)
             }
         }
@@ -132,7 +134,9 @@ func printJSON(_ value: some Encodable) throws {
 func columns(_ rows: [[String]]) -> String {
     guard let first = rows.first else { return "" }
     var widths = Array(repeating: 0, count: first.count)
-    for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
+    for row in rows {
+        for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
+    }
     return rows.map { row in
         row.enumerated().map { i, cell in
             i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)

@@ -61,7 +61,8 @@ struct DiskChunkStoreTests {
             let plain = [UInt8](repeating: 7, count: 1000)
             let id = ChunkID(hashing: plain)
             try store.writeFrame(ChunkEncoder().frame(for: plain), for: id, sequence: 1)
-            _ = FileManager.default.createFile(atPath: store.temporaryDirectory + "/\(id.hex).9.tmp", contents: Data([1, 2, 3]))
+            _ = FileManager.default.createFile(
+                atPath: store.temporaryDirectory + "/\(id.hex).9.tmp", contents: Data([1, 2, 3]))
             #expect(try store.prepare() == 1)
             #expect(try FileManager.default.contentsOfDirectory(atPath: store.temporaryDirectory).isEmpty)
             #expect(try store.readFrame(id) != nil)

@@ -43,7 +43,9 @@ struct DiskFaultTests {
         (try? FileManager.default.contentsOfDirectory(atPath: dir + "/tmp")) ?? []
     }
 
-    @Test("a torn write (half the frame, then the process dies) is never visible under the chunk's id; the restart removes it")
+    @Test(
+        "a torn write (half the frame, then the process dies) is never visible under the chunk's id; the restart removes it"
+    )
     func tornWrite() throws {
         try Self.withDirectory { dir in
             let (id, frame) = Self.frame(seed: 1)
@@ -86,7 +88,8 @@ struct DiskFaultTests {
         }
     }
 
-    @Test("a disk that fills mid-write: the write fails with disk.full, and neither the id nor a temporary file remains")
+    @Test(
+        "a disk that fills mid-write: the write fails with disk.full, and neither the id nor a temporary file remains")
     func diskFullMidWrite() throws {
         try Self.withDirectory { dir in
             let (id, frame) = Self.frame(seed: 3)

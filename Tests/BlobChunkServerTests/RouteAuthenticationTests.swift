@@ -22,12 +22,15 @@ struct ChunkServerRouteAuthenticationTests {
         let signer = try RequestSigner(secret: secret)
         let threads = NIOThreadPool(numberOfThreads: 2)
         threads.start()
-        let storage = ChunkStorage(configuration: ChunkServerConfiguration(dataDirectory: dir.path, secret: secret),
-                                   logger: Logger(label: "test.routes"), threadPool: threads)
+        let storage = ChunkStorage(
+            configuration: ChunkServerConfiguration(dataDirectory: dir.path, secret: secret),
+            logger: Logger(label: "test.routes"), threadPool: threads)
         let serverID = try await storage.open()
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         let chunkRoutes = ChunkRoutes(
-            storage: storage, forwarder: ReplicationForwarder(transport: HTTPPeerTransport(client: client), signer: signer, timeout: .seconds(5)),
+            storage: storage,
+            forwarder: ReplicationForwarder(
+                transport: HTTPPeerTransport(client: client), signer: signer, timeout: .seconds(5)),
             signer: signer, serverID: serverID, addressBox: AddressBox("127.0.0.1:1"))
         let routes = ChunkServer.makeRouter(routes: chunkRoutes, signer: signer, inFlight: InFlightCounter())
         let failures = try await RouteAuthenticationCheck.failures(

@@ -105,7 +105,9 @@ struct ChunkFrameTests {
 
     @Test("a hostile header that passes its own checksum cannot claim more than the hard limit")
     func hostileLengths() {
-        for (plain, stored) in [(Limits.maxChunkByteCount + 1, 10), (10, Limits.maxStoredByteCount + 1), (1 << 31, 1 << 31)] {
+        for (plain, stored) in [
+            (Limits.maxChunkByteCount + 1, 10), (10, Limits.maxStoredByteCount + 1), (1 << 31, 1 << 31),
+        ] {
             let header = FrameHeader(codec: .zstd, plainByteCount: plain, storedByteCount: stored, payloadChecksum: 0)
             #expect(throws: FrameError.self) { try FrameHeader(parsing: header.bytes) }
         }
@@ -141,14 +143,21 @@ struct ChunkFrameTests {
         #expect(BlockDigests.applies(toChunkOf: BlockDigests.blockByteCount + 1))
         let block = BlockDigests.blockByteCount
         #expect(BlockDigests.blockAlignedSpan(covering: 10..<20, plainByteCount: size) == 0..<block)
-        #expect(BlockDigests.blockAlignedSpan(covering: (block - 1)..<(block + 1), plainByteCount: size) == 0..<(2 * block))
+        #expect(
+            BlockDigests.blockAlignedSpan(covering: (block - 1)..<(block + 1), plainByteCount: size) == 0..<(2 * block))
         #expect(BlockDigests.blockAlignedSpan(covering: (size - 5)..<size, plainByteCount: size) == (5 * block)..<size)
         let spans = [0..<block, (2 * block)..<(4 * block), (5 * block)..<size, 0..<size]
         for span in spans {
             var part = Array(plain[span])
-            #expect(part.withUnsafeBytes { BlockDigests.verify($0, at: span.lowerBound, plainByteCount: size, against: digests) })
+            #expect(
+                part.withUnsafeBytes {
+                    BlockDigests.verify($0, at: span.lowerBound, plainByteCount: size, against: digests)
+                })
             part[part.count - 1] ^= 0x10
-            #expect(!part.withUnsafeBytes { BlockDigests.verify($0, at: span.lowerBound, plainByteCount: size, against: digests) })
+            #expect(
+                !part.withUnsafeBytes {
+                    BlockDigests.verify($0, at: span.lowerBound, plainByteCount: size, against: digests)
+                })
         }
         // Unaligned starts, ends inside a block, or bytes from the wrong place are refused.
         let shifted = Array(plain[1..<(block + 1)])
@@ -156,6 +165,7 @@ struct ChunkFrameTests {
         let short = Array(plain[0..<(block - 1)])
         #expect(!short.withUnsafeBytes { BlockDigests.verify($0, at: 0, plainByteCount: size, against: digests) })
         let wrongPlace = Array(plain[0..<block])
-        #expect(!wrongPlace.withUnsafeBytes { BlockDigests.verify($0, at: block, plainByteCount: size, against: digests) })
+        #expect(
+            !wrongPlace.withUnsafeBytes { BlockDigests.verify($0, at: block, plainByteCount: size, against: digests) })
     }
 }

@@ -22,10 +22,12 @@ struct ChunkerTests {
         return out
     }
 
-    static let small = ChunkerConfiguration.contentDefined(minByteCount: 2048, averageByteCount: 8192, maxByteCount: 32768)
+    static let small = ChunkerConfiguration.contentDefined(
+        minByteCount: 2048, averageByteCount: 8192, maxByteCount: 32768)
 
-    @Test("chunks concatenate to the input, sit inside [min, max] except the last, and offsets add up",
-          arguments: [ChunkerConfiguration.default, small, .fixed(byteCount: 100_000)])
+    @Test(
+        "chunks concatenate to the input, sit inside [min, max] except the last, and offsets add up",
+        arguments: [ChunkerConfiguration.default, small, .fixed(byteCount: 100_000)])
     func concatenation(configuration: ChunkerConfiguration) throws {
         let data = SyntheticData.logs(byteCount: 6 << 20, seed: 11)
         let chunks = try Self.chunks(data, configuration)
@@ -97,14 +99,17 @@ struct ChunkerTests {
             try ChunkSplitter(configuration: .fixed(byteCount: Limits.maxChunkByteCount + 1))
         }
         #expect(throws: ChunkerError.self) {
-            try ChunkSplitter(configuration: .contentDefined(minByteCount: 4096, averageByteCount: 3000, maxByteCount: 8192))
+            try ChunkSplitter(
+                configuration: .contentDefined(minByteCount: 4096, averageByteCount: 3000, maxByteCount: 8192))
         }
         #expect(throws: ChunkerError.self) {
-            try ChunkSplitter(configuration: .contentDefined(minByteCount: 8192, averageByteCount: 4096, maxByteCount: 65536))
+            try ChunkSplitter(
+                configuration: .contentDefined(minByteCount: 8192, averageByteCount: 4096, maxByteCount: 65536))
         }
         #expect(throws: ChunkerError.self) {
-            try ChunkSplitter(configuration: .contentDefined(
-                minByteCount: 1 << 20, averageByteCount: 1 << 22, maxByteCount: Limits.maxChunkByteCount * 2))
+            try ChunkSplitter(
+                configuration: .contentDefined(
+                    minByteCount: 1 << 20, averageByteCount: 1 << 22, maxByteCount: Limits.maxChunkByteCount * 2))
         }
     }
 

@@ -6,7 +6,8 @@ struct FastCDCReferenceTests {
     /// The plain one-byte-at-a-time definition of the cut rule, to check the two-byte scan against.
     static func referenceCuts(_ data: [UInt8], min: Int, avg: Int, max: Int) -> [Int] {
         let bits = avg.trailingZeroBitCount
-        let small = FastCDCScanner.mask(bits: bits + 2), large = FastCDCScanner.mask(bits: bits - 2)
+        let small = FastCDCScanner.mask(bits: bits + 2)
+        let large = FastCDCScanner.mask(bits: bits - 2)
         var cuts: [Int] = []
         var start = 0
         while start < data.count {
@@ -20,7 +21,10 @@ struct FastCDCReferenceTests {
                 while i < limit {
                     h = (h << 1) &+ GearTable.values[Int(data[start + i])]
                     i += 1
-                    if h & (i <= Swift.min(avg, limit) ? small : large) == 0 { cut = i; break }
+                    if h & (i <= Swift.min(avg, limit) ? small : large) == 0 {
+                        cut = i
+                        break
+                    }
                 }
             }
             start += cut
@@ -31,15 +35,19 @@ struct FastCDCReferenceTests {
 
     @Test("the two-byte scan cuts exactly where the one-byte definition does", arguments: [1, 2, 3, 4])
     func matchesReference(seed: UInt64) throws {
-        let data = seed % 2 == 0
+        let data =
+            seed % 2 == 0
             ? SyntheticData.random(byteCount: 2 << 20, seed: seed)
             : SyntheticData.logs(byteCount: 2 << 20, seed: seed)
         let (lo, avg, hi) = (1000, 4096, 16384)
-        var splitter = try ChunkSplitter(configuration: .contentDefined(minByteCount: lo, averageByteCount: avg, maxByteCount: hi))
+        var splitter = try ChunkSplitter(
+            configuration: .contentDefined(minByteCount: lo, averageByteCount: avg, maxByteCount: hi))
         var cuts: [Int] = []
         var offset = 0
         while offset < data.count {
-            offset += data.withUnsafeBytes { splitter.append(UnsafeRawBufferPointer(rebasing: $0[offset..<Swift.min($0.count, offset + 777)])) }
+            offset += data.withUnsafeBytes {
+                splitter.append(UnsafeRawBufferPointer(rebasing: $0[offset..<Swift.min($0.count, offset + 777)]))
+            }
             while let c = splitter.nextChunk(isFinal: false) { cuts.append(Int(c.offset) + c.byteCount) }
         }
         while let c = splitter.nextChunk(isFinal: true) { cuts.append(Int(c.offset) + c.byteCount) }

@@ -16,15 +16,18 @@ struct PlacementRingTests {
             let replicas = ring.replicaIndices(forPartition: p).map { ring.members[Int($0)] }
             #expect(replicas.count == ring.replicaCount, sourceLocation: sourceLocation)
             let keys = replicas.map { ring.failureDomain == .zone ? $0.zone : $0.id }
-            #expect(Set(keys).count == ring.replicaCount, "partition \(p) repeats a domain", sourceLocation: sourceLocation)
+            #expect(
+                Set(keys).count == ring.replicaCount, "partition \(p) repeats a domain", sourceLocation: sourceLocation)
             for m in ring.replicaIndices(forPartition: p) { counts[Int(m)] += 1 }
         }
         #expect(counts == ring.slotCounts, sourceLocation: sourceLocation)
         let shares = idealShares(ring)
         let slots = Double(ring.partitionCount * ring.replicaCount)
         for (i, share) in shares.enumerated() {
-            #expect(abs(Double(counts[i]) - share * slots) <= 1.0 + 1e-6,
-                    "member \(ring.members[i].id) holds \(counts[i]), ideal \(share * slots)", sourceLocation: sourceLocation)
+            #expect(
+                abs(Double(counts[i]) - share * slots) <= 1.0 + 1e-6,
+                "member \(ring.members[i].id) holds \(counts[i]), ideal \(share * slots)",
+                sourceLocation: sourceLocation)
         }
     }
 
@@ -43,7 +46,11 @@ struct PlacementRingTests {
             var changed = false
             for (d, w) in free where sum > 0 {
                 share[d] = rest * w / sum
-                if share[d]! > cap + 1e-12 { capped.insert(d); share[d] = cap; changed = true }
+                if share[d]! > cap + 1e-12 {
+                    capped.insert(d)
+                    share[d] = cap
+                    changed = true
+                }
             }
             if !changed { break }
         }
@@ -170,14 +177,16 @@ struct PlacementRingTests {
         }
     }
 
-    @Test("random membership histories keep every invariant and move close to the minimum",
-          arguments: Self.seeds)
+    @Test(
+        "random membership histories keep every invariant and move close to the minimum",
+        arguments: Self.seeds)
     func randomHistories(seed: UInt64) throws {
         var rng = SplitMix64(seed: seed)
         let zones = Int.random(in: 1...5, using: &rng)
         var members = (0..<Int.random(in: 4...12, using: &rng)).map {
-            RingMember(id: "s\($0)", zone: "z\(Int.random(in: 0..<zones, using: &rng))",
-                       weight: Double(Int.random(in: 1...4, using: &rng)))
+            RingMember(
+                id: "s\($0)", zone: "z\(Int.random(in: 0..<zones, using: &rng))",
+                weight: Double(Int.random(in: 1...4, using: &rng)))
         }
         var ring = try PlacementRing.build(members: members, partitionPower: 10)
         Self.expectValid(ring)
@@ -185,8 +194,10 @@ struct PlacementRingTests {
         for step in 0..<12 {
             switch Int.random(in: 0..<3, using: &rng) {
             case 0:
-                members.append(RingMember(id: "s\(nextID)", zone: "z\(Int.random(in: 0..<(zones + 1), using: &rng))",
-                                          weight: Double(Int.random(in: 1...4, using: &rng))))
+                members.append(
+                    RingMember(
+                        id: "s\(nextID)", zone: "z\(Int.random(in: 0..<(zones + 1), using: &rng))",
+                        weight: Double(Int.random(in: 1...4, using: &rng))))
                 nextID += 1
             case 1 where members.count > 4:
                 members.remove(at: Int.random(in: 0..<members.count, using: &rng))
@@ -209,9 +220,12 @@ struct PlacementRingTests {
             // must change twice (the ideal counts shares only, not the table it starts from).
             // Otherwise the move is within 10% of the ideal.
             let slots = Double(ring.partitionCount)
-            let tolerance = ring.failureDomain != next.failureDomain ? Double.infinity
+            let tolerance =
+                ring.failureDomain != next.failureDomain
+                ? Double.infinity
                 : (Self.hasNearlyCappedDomain(ring) || Self.hasNearlyCappedDomain(next)) ? 1.5 : 1.10
-            #expect(moved <= ideal * tolerance + slots * 0.02, "seed \(seed) step \(step): moved \(moved), ideal \(ideal)")
+            #expect(
+                moved <= ideal * tolerance + slots * 0.02, "seed \(seed) step \(step): moved \(moved), ideal \(ideal)")
             ring = next
         }
     }

@@ -9,20 +9,28 @@ struct RequestSignerTests {
 
     @Test("a token verifies for exactly the method, path, role and time it was made for")
     func roundTrip() throws {
-        let token = signer.token(role: .client, method: "PUT", pathAndQuery: "/v1/chunks/ab?replicas=x:1", expiry: now + 60)
-        #expect(try signer.verify(header: token, method: "PUT", pathAndQuery: "/v1/chunks/ab?replicas=x:1",
-                                  now: now, allowed: [.client]) == .client)
+        let token = signer.token(
+            role: .client, method: "PUT", pathAndQuery: "/v1/chunks/ab?replicas=x:1", expiry: now + 60)
+        #expect(
+            try signer.verify(
+                header: token, method: "PUT", pathAndQuery: "/v1/chunks/ab?replicas=x:1",
+                now: now, allowed: [.client]) == .client)
         #expect(throws: AuthError.badSignature) {
-            try signer.verify(header: token, method: "GET", pathAndQuery: "/v1/chunks/ab?replicas=x:1", now: now, allowed: [.client])
+            try signer.verify(
+                header: token, method: "GET", pathAndQuery: "/v1/chunks/ab?replicas=x:1", now: now, allowed: [.client])
         }
         #expect(throws: AuthError.badSignature) {
-            try signer.verify(header: token, method: "PUT", pathAndQuery: "/v1/chunks/ab?replicas=y:1", now: now, allowed: [.client])
+            try signer.verify(
+                header: token, method: "PUT", pathAndQuery: "/v1/chunks/ab?replicas=y:1", now: now, allowed: [.client])
         }
         #expect(throws: AuthError.expired) {
-            try signer.verify(header: token, method: "PUT", pathAndQuery: "/v1/chunks/ab?replicas=x:1", now: now + 61, allowed: [.client])
+            try signer.verify(
+                header: token, method: "PUT", pathAndQuery: "/v1/chunks/ab?replicas=x:1", now: now + 61,
+                allowed: [.client])
         }
         #expect(throws: AuthError.roleNotAllowed(.client)) {
-            try signer.verify(header: token, method: "PUT", pathAndQuery: "/v1/chunks/ab?replicas=x:1", now: now, allowed: [.master])
+            try signer.verify(
+                header: token, method: "PUT", pathAndQuery: "/v1/chunks/ab?replicas=x:1", now: now, allowed: [.master])
         }
     }
 
@@ -31,9 +39,11 @@ struct RequestSignerTests {
         let token = signer.token(role: .client, method: "DELETE", pathAndQuery: "/v1/chunks/ab", expiry: now + 60)
         let promoted = token.replacingOccurrences(of: ":client:", with: ":master:")
         #expect(throws: AuthError.badSignature) {
-            try signer.verify(header: promoted, method: "DELETE", pathAndQuery: "/v1/chunks/ab", now: now, allowed: [.master])
+            try signer.verify(
+                header: promoted, method: "DELETE", pathAndQuery: "/v1/chunks/ab", now: now, allowed: [.master])
         }
-        let late = signer.token(role: .client, method: "GET", pathAndQuery: "/", expiry: now + RequestSigner.maxLifetimeSeconds + 1)
+        let late = signer.token(
+            role: .client, method: "GET", pathAndQuery: "/", expiry: now + RequestSigner.maxLifetimeSeconds + 1)
         #expect(throws: AuthError.tooFarInFuture) {
             try signer.verify(header: late, method: "GET", pathAndQuery: "/", now: now, allowed: [.client])
         }
@@ -41,9 +51,13 @@ struct RequestSignerTests {
 
     @Test("missing and malformed headers get their own errors")
     func malformed() {
-        #expect(throws: AuthError.missingToken) { try signer.verify(header: nil, method: "GET", pathAndQuery: "/", now: now, allowed: [.client]) }
-        for header in ["Bearer x", "BlobToken v2:client:1:aa", "BlobToken v1:root:1:" + String(repeating: "a", count: 64),
-                       "BlobToken v1:client:soon:" + String(repeating: "a", count: 64), "BlobToken v1:client:1:abc"] {
+        #expect(throws: AuthError.missingToken) {
+            try signer.verify(header: nil, method: "GET", pathAndQuery: "/", now: now, allowed: [.client])
+        }
+        for header in [
+            "Bearer x", "BlobToken v2:client:1:aa", "BlobToken v1:root:1:" + String(repeating: "a", count: 64),
+            "BlobToken v1:client:soon:" + String(repeating: "a", count: 64), "BlobToken v1:client:1:abc",
+        ] {
             #expect(throws: AuthError.malformedToken) {
                 try signer.verify(header: header, method: "GET", pathAndQuery: "/", now: now, allowed: [.client])
             }

@@ -41,11 +41,14 @@ struct PostObjectFormTests {
     }
 
     /// A browser-like form: a preamble, the fields, the file, fields after it, an epilogue.
-    static func formBody(fields: [(String, String)], fileName: String, file: [UInt8], after: [(String, String)] = []) -> [UInt8] {
+    static func formBody(
+        fields: [(String, String)], fileName: String, file: [UInt8], after: [(String, String)] = []
+    ) -> [UInt8] {
         var body = Array("This preamble is ignored.\r\n".utf8)
         for (name, value) in fields { body += part(name, value) }
-        body += Array(("--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\(fileName)\"\r\n"
-            + "Content-Type: application/octet-stream\r\n\r\n").utf8)
+        body += Array(
+            ("--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\(fileName)\"\r\n"
+                + "Content-Type: application/octet-stream\r\n\r\n").utf8)
         body += file + Array("\r\n".utf8)
         for (name, value) in after { body += part(name, value) }
         body += Array("--\(boundary)--\r\nand an epilogue, ignored too\r\n".utf8)
@@ -71,7 +74,9 @@ struct PostObjectFormTests {
     /// character changed, lone CRs and dashes, binary bytes, and at the very end the start of
     /// the delimiter (which the real delimiter then follows).
     static let trickyFile: [UInt8] = {
-        var bytes = Array("\r\n--".utf8) + Array(PostObjectFormTests.boundary.dropLast().utf8) + Array("x\r\n-\r\r\n--\r\n".utf8)
+        var bytes =
+            Array("\r\n--".utf8) + Array(PostObjectFormTests.boundary.dropLast().utf8)
+            + Array("x\r\n-\r\r\n--\r\n".utf8)
         bytes += (0..<64).map { UInt8($0 * 7 % 256) }
         bytes += [13, 10, 45, 45] + Array(PostObjectFormTests.boundary.prefix(6).utf8)
         return bytes
@@ -81,8 +86,9 @@ struct PostObjectFormTests {
 
     @Test("a form reads the same cut at every byte, so a boundary split across buffers is found")
     func everySplit() throws {
-        let body = Self.formBody(fields: [("Key", "user/${filename}"), ("x-amz-meta-Tag", "v"), ("empty", "")],
-                                 fileName: "cat.jpg", file: Self.trickyFile, after: [("submit", "Upload"), ("key", "ignored")])
+        let body = Self.formBody(
+            fields: [("Key", "user/${filename}"), ("x-amz-meta-Tag", "v"), ("empty", "")],
+            fileName: "cat.jpg", file: Self.trickyFile, after: [("submit", "Upload"), ("key", "ignored")])
         let whole = try Self.read(body, cuts: [])
         #expect(whole.form.fields == ["key": "user/${filename}", "x-amz-meta-tag": "v", "empty": ""])
         #expect(whole.form.fileName == "cat.jpg")
@@ -103,21 +109,28 @@ struct PostObjectFormTests {
     func limits() throws {
         let padding = String(repeating: "a", count: 64 << 10)
         let tooMuch = Self.formBody(fields: [("key", "k"), ("x-ignore-pad", padding)], fileName: "f", file: [1, 2, 3])
-        #expect(Self.failure { _ = try Self.read(tooMuch, cuts: [1000, 40_000]) }?.code == "MaxPostPreDataLengthExceeded")
+        #expect(
+            Self.failure { _ = try Self.read(tooMuch, cuts: [1000, 40_000]) }?.code == "MaxPostPreDataLengthExceeded")
 
-        let bigFile = [UInt8](repeating: 0x2D, count: 200_000) + [13, 10, 13] + [UInt8](repeating: 0x2D, count: 100_000)
-        let big = try Self.read(Self.formBody(fields: [("key", "k")], fileName: "f", file: bigFile), cuts: [100, 70_000, 250_000])
+        let bigFile =
+            [UInt8](repeating: 0x2D, count: 200_000) + [13, 10, 13] + [UInt8](repeating: 0x2D, count: 100_000)
+        let big = try Self.read(
+            Self.formBody(fields: [("key", "k")], fileName: "f", file: bigFile), cuts: [100, 70_000, 250_000])
         #expect(big.file == bigFile && big.form.fields == ["key": "k"])
 
         let body = Self.formBody(fields: [("key", "k")], fileName: "", file: [1, 2, 3])
         #expect(try Self.read(body, cuts: []).form.fileName == "")
         // Without the closing delimiter (and the epilogue): the form is not whole.
-        #expect(Self.failure { _ = try Self.read(Array(body.prefix(body.count - 45)), cuts: []) }?.code == "MalformedPOSTRequest")
+        #expect(
+            Self.failure { _ = try Self.read(Array(body.prefix(body.count - 45)), cuts: []) }?.code
+                == "MalformedPOSTRequest")
 
         let twice = Self.formBody(fields: [("key", "a"), ("KEY", "b")], fileName: "f", file: [])
         #expect(Self.failure { _ = try Self.read(twice, cuts: []) }?.code == "InvalidArgument")
 
-        let noFile = Array("--\(Self.boundary)\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\nk\r\n--\(Self.boundary)--\r\n".utf8)
+        let noFile = Array(
+            "--\(Self.boundary)\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\nk\r\n--\(Self.boundary)--\r\n"
+                .utf8)
         let fieldsOnly = try Self.read(noFile, cuts: [7])
         #expect(fieldsOnly.form.fileName == nil && fieldsOnly.form.fields == ["key": "k"])
     }
@@ -125,11 +138,16 @@ struct PostObjectFormTests {
     @Test("the boundary comes from the Content-Type; Content-Disposition values may hold ; and \\")
     func headers() {
         #expect(MultipartFormParser.boundary(contentType: "multipart/form-data; boundary=abc") == "abc")
-        #expect(MultipartFormParser.boundary(contentType: "Multipart/Form-Data; charset=utf-8; BOUNDARY=\"a=b c\"") == "a=b c")
+        #expect(
+            MultipartFormParser.boundary(contentType: "Multipart/Form-Data; charset=utf-8; BOUNDARY=\"a=b c\"")
+                == "a=b c")
         #expect(MultipartFormParser.boundary(contentType: "multipart/form-data") == nil)
         #expect(MultipartFormParser.boundary(contentType: "application/x-www-form-urlencoded; boundary=abc") == nil)
-        #expect(MultipartFormParser.boundary(contentType: "multipart/form-data; boundary=" + String(repeating: "b", count: 71)) == nil)
-        let parsed = MultipartFormParser.dispositionParameters("form-data; NAME=\"file\"; filename=\"C:\\dir\\a;b.txt\"")
+        #expect(
+            MultipartFormParser.boundary(
+                contentType: "multipart/form-data; boundary=" + String(repeating: "b", count: 71)) == nil)
+        let parsed = MultipartFormParser.dispositionParameters(
+            "form-data; NAME=\"file\"; filename=\"C:\\dir\\a;b.txt\"")
         #expect(parsed.type == "form-data" && parsed.parameters == ["name": "file", "filename": "C:\\dir\\a;b.txt"])
     }
 
@@ -146,29 +164,39 @@ struct PostObjectFormTests {
 
     @Test("a good policy passes; a field no condition names, a failed condition or an expired policy is refused")
     func goodPolicy() throws {
-        let policy = try Self.policy(#"""
+        let policy = try Self.policy(
+            #"""
             {"expiration": "2026-11-25T12:00:00.000Z",
              "conditions": [{"bucket": "photos"}, ["starts-with", "$key", "user/"], {"acl": "private"},
                             ["eq", "$Content-Type", "image/png"], ["content-length-range", 1, 1000], {"$x-amz-meta-tag": "a"}]}
             """#)
         #expect(policy.expiration == Self.expiry)
         #expect(policy.conditions.count == 6 && policy.maxContentLength == 1000)
-        let fields = ["key": "user/a.png", "acl": "private", "content-type": "image/png", "x-amz-meta-tag": "a",
-                      "policy": "…", "awsaccesskeyid": "id", "signature": "sig", "x-amz-signature": "sig", "x-ignore-submit": "Upload"]
+        let fields = [
+            "key": "user/a.png", "acl": "private", "content-type": "image/png", "x-amz-meta-tag": "a",
+            "policy": "…", "awsaccesskeyid": "id", "signature": "sig", "x-amz-signature": "sig",
+            "x-ignore-submit": "Upload",
+        ]
         #expect(Self.failure { try policy.check(fields: fields, bucket: "photos", now: Self.before) }?.code == nil)
 
         var extra = fields
         extra["x-amz-meta-other"] = "1"
         let refused = Self.failure { try policy.check(fields: extra, bucket: "photos", now: Self.before) }
-        #expect(refused?.code == "AccessDenied" && refused?.message.contains("Extra input fields: x-amz-meta-other") == true)
+        #expect(
+            refused?.code == "AccessDenied" && refused?.message.contains("Extra input fields: x-amz-meta-other") == true
+        )
         var wrongKey = fields
         wrongKey["key"] = "other/a.png"
         let failed = Self.failure { try policy.check(fields: wrongKey, bucket: "photos", now: Self.before) }
         #expect(failed?.code == "AccessDenied" && failed?.message.contains("Policy Condition failed") == true)
-        #expect(Self.failure { try policy.check(fields: fields, bucket: "videos", now: Self.before) }?.code == "AccessDenied")
+        #expect(
+            Self.failure { try policy.check(fields: fields, bucket: "videos", now: Self.before) }?.code
+                == "AccessDenied")
         var noACL = fields
         noACL["acl"] = nil
-        #expect(Self.failure { try policy.check(fields: noACL, bucket: "photos", now: Self.before) }?.code == "AccessDenied")
+        #expect(
+            Self.failure { try policy.check(fields: noACL, bucket: "photos", now: Self.before) }?.code == "AccessDenied"
+        )
         let expired = Self.failure { try policy.check(fields: fields, bucket: "photos", now: Self.expiry) }
         #expect(expired?.code == "AccessDenied" && expired?.message.contains("Policy expired") == true)
 
@@ -176,14 +204,25 @@ struct PostObjectFormTests {
         #expect(Self.failure { try policy.checkContentLength(1001) }?.code == "EntityTooLarge")
         #expect(Self.failure { try policy.checkContentLength(1000) }?.code == nil)
 
-        let typed = try Self.policy(#"{"expiration": "2026-11-25T12:00:00Z", "conditions": [{"bucket": "b"}, ["starts-with", "$Content-Type", "image/"]]}"#)
-        #expect(Self.failure { try typed.check(fields: ["content-type": "image/png, image/gif"], bucket: "b", now: Self.before) }?.code == nil)
-        #expect(Self.failure { try typed.check(fields: ["content-type": "image/png, text/html"], bucket: "b", now: Self.before) }?.code
+        let typed = try Self.policy(
+            #"{"expiration": "2026-11-25T12:00:00Z", "conditions": [{"bucket": "b"}, ["starts-with", "$Content-Type", "image/"]]}"#
+        )
+        #expect(
+            Self.failure {
+                try typed.check(fields: ["content-type": "image/png, image/gif"], bucket: "b", now: Self.before)
+            }?.code == nil)
+        #expect(
+            Self.failure {
+                try typed.check(fields: ["content-type": "image/png, text/html"], bucket: "b", now: Self.before)
+            }?.code
                 == "AccessDenied")
 
         // A policy that names no bucket would write into any bucket: refused.
-        let anyBucket = try Self.policy(#"{"expiration": "2026-11-25T12:00:00Z", "conditions": [["starts-with", "$key", "user/"]]}"#)
-        #expect(Self.failure { try anyBucket.check(fields: ["key": "user/a"], bucket: "b", now: Self.before) }?.code == "AccessDenied")
+        let anyBucket = try Self.policy(
+            #"{"expiration": "2026-11-25T12:00:00Z", "conditions": [["starts-with", "$key", "user/"]]}"#)
+        #expect(
+            Self.failure { try anyBucket.check(fields: ["key": "user/a"], bucket: "b", now: Self.before) }?.code
+                == "AccessDenied")
     }
 
     @Test("expiration is ISO 8601 in UTC, with or without a fraction, and nothing else")
@@ -191,8 +230,11 @@ struct PostObjectFormTests {
         #expect(PostPolicy.parseExpiration("2026-11-25T12:00:00Z") == Self.expiry)
         #expect(PostPolicy.parseExpiration("2026-11-25T12:00:00.000Z") == Self.expiry)
         #expect(PostPolicy.parseExpiration("2026-11-25T12:00:00.5Z") == Self.expiry.addingTimeInterval(0.5))
-        for text in ["2026-11-25", "2026-11-25T12:00:00", "2026-11-25 12:00:00Z", "2026-11-25T12:00:00+01:00", "20261125T120000Z",
-                     "2026-11-25T12:00:00.Z", "2026-11-25T12:00Z", " 2026-11-25T12:00:00Z", ""] {
+        for text in [
+            "2026-11-25", "2026-11-25T12:00:00", "2026-11-25 12:00:00Z", "2026-11-25T12:00:00+01:00",
+            "20261125T120000Z",
+            "2026-11-25T12:00:00.Z", "2026-11-25T12:00Z", " 2026-11-25T12:00:00Z", "",
+        ] {
             #expect(PostPolicy.parseExpiration(text) == nil, "\(text)")
         }
     }
@@ -231,7 +273,10 @@ struct PostObjectFormTests {
             #expect(Self.failure { _ = try Self.policy(json) }?.code == "InvalidPolicyDocument", "\(json)")
         }
         #expect(Self.failure { _ = try PostPolicy(base64: "%%% not base64") }?.code == "InvalidPolicyDocument")
-        #expect(Self.failure { _ = try Self.policy("{\(valid), \"conditions\": [[\"content-length-range\", 0, 0], {\"$Key\": \"k\"}]}") }?.code
+        #expect(
+            Self.failure {
+                _ = try Self.policy("{\(valid), \"conditions\": [[\"content-length-range\", 0, 0], {\"$Key\": \"k\"}]}")
+            }?.code
                 == nil)
     }
 
@@ -239,25 +284,29 @@ struct PostObjectFormTests {
 
     /// AWS's V2 example (S3 developer guide, "Browser-Based Uploads Using POST", Signature V2).
     static let v2Secret = "uV3F3YluFJax1cknvbcGwgjvx4QpvB+leU8dUj2o"
-    static let v2Policy = "eyAiZXhwaXJhdGlvbiI6ICIyMDA3LTEyLTAxVDEyOjAwOjAwLjAwMFoiLAogICJjb25kaXRpb25zIjogWwogICAgeyJidWNrZXQiOiAiam9obnNtaXRoIn0sCiAgICBbInN0YXJ0cy13aXRoIiwgIiRrZXkiLCAidXNlci9lcmljLyJdLAogICAgeyJhY2wiOiAicHVibGljLXJlYWQifSwKICAgIHsic3VjY2Vzc19hY3Rpb25fcmVkaXJlY3QiOiAiaHR0cDovL2pvaG5zbWl0aC5zMy5hbWF6b25hd3MuY29tL3N1Y2Nlc3NmdWxfdXBsb2FkLmh0bWwifSwKICAgIFsic3RhcnRzLXdpdGgiLCAiJENvbnRlbnQtVHlwZSIsICJpbWFnZS8iXSwKICAgIHsieC1hbXotbWV0YS11dWlkIjogIjE0MzY1MTIzNjUxMjc0In0sCiAgICBbInN0YXJ0cy13aXRoIiwgIiR4LWFtei1tZXRhLXRhZyIsICIiXQogIF0KfQo="
+    static let v2Policy =
+        "eyAiZXhwaXJhdGlvbiI6ICIyMDA3LTEyLTAxVDEyOjAwOjAwLjAwMFoiLAogICJjb25kaXRpb25zIjogWwogICAgeyJidWNrZXQiOiAiam9obnNtaXRoIn0sCiAgICBbInN0YXJ0cy13aXRoIiwgIiRrZXkiLCAidXNlci9lcmljLyJdLAogICAgeyJhY2wiOiAicHVibGljLXJlYWQifSwKICAgIHsic3VjY2Vzc19hY3Rpb25fcmVkaXJlY3QiOiAiaHR0cDovL2pvaG5zbWl0aC5zMy5hbWF6b25hd3MuY29tL3N1Y2Nlc3NmdWxfdXBsb2FkLmh0bWwifSwKICAgIFsic3RhcnRzLXdpdGgiLCAiJENvbnRlbnQtVHlwZSIsICJpbWFnZS8iXSwKICAgIHsieC1hbXotbWV0YS11dWlkIjogIjE0MzY1MTIzNjUxMjc0In0sCiAgICBbInN0YXJ0cy13aXRoIiwgIiR4LWFtei1tZXRhLXRhZyIsICIiXQogIF0KfQo="
     static let v2Signature = "0RavWzkygo6QX9caELEqKi9kDbU="
     static let v2Fields: [String: String] = [
         "key": "user/eric/MyPicture.jpg", "acl": "public-read",
         "success_action_redirect": "http://johnsmith.s3.amazonaws.com/successful_upload.html",
         "content-type": "image/jpeg", "x-amz-meta-uuid": "14365123651274", "x-amz-meta-tag": "Some,Tag,For,Picture",
-        "awsaccesskeyid": "AKIAIOSFODNN7EXAMPLE", "policy": PostObjectFormTests.v2Policy, "signature": PostObjectFormTests.v2Signature,
+        "awsaccesskeyid": "AKIAIOSFODNN7EXAMPLE", "policy": PostObjectFormTests.v2Policy,
+        "signature": PostObjectFormTests.v2Signature,
     ]
 
     /// AWS's V4 example (S3 API reference, "Example: Browser-Based Upload using HTTP POST (Using
     /// AWS Signature Version 4)").
     static let v4Secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-    static let v4Policy = "eyAiZXhwaXJhdGlvbiI6ICIyMDE1LTEyLTMwVDEyOjAwOjAwLjAwMFoiLA0KICAiY29uZGl0aW9ucyI6IFsNCiAgICB7ImJ1Y2tldCI6ICJzaWd2NGV4YW1wbGVidWNrZXQifSwNCiAgICBbInN0YXJ0cy13aXRoIiwgIiRrZXkiLCAidXNlci91c2VyMS8iXSwNCiAgICB7ImFjbCI6ICJwdWJsaWMtcmVhZCJ9LA0KICAgIHsic3VjY2Vzc19hY3Rpb25fcmVkaXJlY3QiOiAiaHR0cDovL3NpZ3Y0ZXhhbXBsZWJ1Y2tldC5zMy5hbWF6b25hd3MuY29tL3N1Y2Nlc3NmdWxfdXBsb2FkLmh0bWwifSwNCiAgICBbInN0YXJ0cy13aXRoIiwgIiRDb250ZW50LVR5cGUiLCAiaW1hZ2UvIl0sDQogICAgeyJ4LWFtei1tZXRhLXV1aWQiOiAiMTQzNjUxMjM2NTEyNzQifSwNCiAgICB7IngtYW16LXNlcnZlci1zaWRlLWVuY3J5cHRpb24iOiAiQUVTMjU2In0sDQogICAgWyJzdGFydHMtd2l0aCIsICIkeC1hbXotbWV0YS10YWciLCAiIl0sDQoNCiAgICB7IngtYW16LWNyZWRlbnRpYWwiOiAiQUtJQUlPU0ZPRE5ON0VYQU1QTEUvMjAxNTEyMjkvdXMtZWFzdC0xL3MzL2F3czRfcmVxdWVzdCJ9LA0KICAgIHsieC1hbXotYWxnb3JpdGhtIjogIkFXUzQtSE1BQy1TSEEyNTYifSwNCiAgICB7IngtYW16LWRhdGUiOiAiMjAxNTEyMjlUMDAwMDAwWiIgfQ0KICBdDQp9"
+    static let v4Policy =
+        "eyAiZXhwaXJhdGlvbiI6ICIyMDE1LTEyLTMwVDEyOjAwOjAwLjAwMFoiLA0KICAiY29uZGl0aW9ucyI6IFsNCiAgICB7ImJ1Y2tldCI6ICJzaWd2NGV4YW1wbGVidWNrZXQifSwNCiAgICBbInN0YXJ0cy13aXRoIiwgIiRrZXkiLCAidXNlci91c2VyMS8iXSwNCiAgICB7ImFjbCI6ICJwdWJsaWMtcmVhZCJ9LA0KICAgIHsic3VjY2Vzc19hY3Rpb25fcmVkaXJlY3QiOiAiaHR0cDovL3NpZ3Y0ZXhhbXBsZWJ1Y2tldC5zMy5hbWF6b25hd3MuY29tL3N1Y2Nlc3NmdWxfdXBsb2FkLmh0bWwifSwNCiAgICBbInN0YXJ0cy13aXRoIiwgIiRDb250ZW50LVR5cGUiLCAiaW1hZ2UvIl0sDQogICAgeyJ4LWFtei1tZXRhLXV1aWQiOiAiMTQzNjUxMjM2NTEyNzQifSwNCiAgICB7IngtYW16LXNlcnZlci1zaWRlLWVuY3J5cHRpb24iOiAiQUVTMjU2In0sDQogICAgWyJzdGFydHMtd2l0aCIsICIkeC1hbXotbWV0YS10YWciLCAiIl0sDQoNCiAgICB7IngtYW16LWNyZWRlbnRpYWwiOiAiQUtJQUlPU0ZPRE5ON0VYQU1QTEUvMjAxNTEyMjkvdXMtZWFzdC0xL3MzL2F3czRfcmVxdWVzdCJ9LA0KICAgIHsieC1hbXotYWxnb3JpdGhtIjogIkFXUzQtSE1BQy1TSEEyNTYifSwNCiAgICB7IngtYW16LWRhdGUiOiAiMjAxNTEyMjlUMDAwMDAwWiIgfQ0KICBdDQp9"
     static let v4Signature = "8afdbf4008c03f22c2cd3cdb72e4afbb1f6a588f3255ac628749a66d7f09699e"
     static let v4Fields: [String: String] = [
         "key": "user/user1/${filename}", "acl": "public-read",
         "success_action_redirect": "http://sigv4examplebucket.s3.amazonaws.com/successful_upload.html",
         "content-type": "image/jpeg", "x-amz-meta-uuid": "14365123651274", "x-amz-server-side-encryption": "AES256",
-        "x-amz-credential": "AKIAIOSFODNN7EXAMPLE/20151229/us-east-1/s3/aws4_request", "x-amz-algorithm": "AWS4-HMAC-SHA256",
+        "x-amz-credential": "AKIAIOSFODNN7EXAMPLE/20151229/us-east-1/s3/aws4_request",
+        "x-amz-algorithm": "AWS4-HMAC-SHA256",
         "x-amz-date": "20151229T000000Z", "x-amz-meta-tag": "", "policy": PostObjectFormTests.v4Policy,
         "x-amz-signature": PostObjectFormTests.v4Signature,
     ]
@@ -277,20 +326,29 @@ struct PostObjectFormTests {
 
     /// The documented V2 formula: base64 of HMAC-SHA1 over the base64 policy.
     static func independentV2(policy: String, secret: String) -> String {
-        Data(HMAC<Insecure.SHA1>.authenticationCode(for: Array(policy.utf8), using: SymmetricKey(data: Array(secret.utf8))))
-            .base64EncodedString()
+        Data(
+            HMAC<Insecure.SHA1>.authenticationCode(
+                for: Array(policy.utf8), using: SymmetricKey(data: Array(secret.utf8)))
+        )
+        .base64EncodedString()
     }
 
-    static func authorize(_ fields: [String: String], fileName: String = "MyPhoto.jpg", bucket: String, secret: String,
-                          now: Date) async throws -> PostUpload {
+    static func authorize(
+        _ fields: [String: String], fileName: String = "MyPhoto.jpg", bucket: String, secret: String,
+        now: Date
+    ) async throws -> PostUpload {
         try await PostForm(fields: fields, fileName: fileName)
             .authorize(bucket: bucket, secret: { $0 == "AKIAIOSFODNN7EXAMPLE" ? secret : nil }, now: now)
     }
 
     /// The code of the error authorize throws, nil when it accepts.
-    static func refusal(_ fields: [String: String], fileName: String = "MyPhoto.jpg", bucket: String, secret: String,
-                        now: Date) async -> String? {
-        await asyncFailure { _ = try await authorize(fields, fileName: fileName, bucket: bucket, secret: secret, now: now) }?.code
+    static func refusal(
+        _ fields: [String: String], fileName: String = "MyPhoto.jpg", bucket: String, secret: String,
+        now: Date
+    ) async -> String? {
+        await asyncFailure {
+            _ = try await authorize(fields, fileName: fileName, bucket: bucket, secret: secret, now: now)
+        }?.code
     }
 
     @Test("V2 and V4 form signatures match AWS's published examples and the documented formulas")
@@ -299,10 +357,12 @@ struct PostObjectFormTests {
         let example = try SigV4.Credential("AKIAIOSFODNN7EXAMPLE/20151229/us-east-1/s3/aws4_request")
         #expect(PostSignature.v4(policy: Self.v4Policy, secret: Self.v4Secret, credential: example) == Self.v4Signature)
 
-        let policy = Data(#"{"expiration": "2030-01-01T00:00:00Z", "conditions": [{"bucket": "b"}]}"#.utf8).base64EncodedString()
+        let policy = Data(#"{"expiration": "2030-01-01T00:00:00Z", "conditions": [{"bucket": "b"}]}"#.utf8)
+            .base64EncodedString()
         let secret = "s3cr3t/+=Key"
         let other = try SigV4.Credential("AKIDEXAMPLE/20260315/eu-west-3/s3/aws4_request")
-        #expect(PostSignature.v4(policy: policy, secret: secret, credential: other)
+        #expect(
+            PostSignature.v4(policy: policy, secret: secret, credential: other)
                 == Self.independentV4(policy: policy, secret: secret, date: "20260315", region: "eu-west-3"))
         #expect(PostSignature.v2(policy: policy, secret: secret) == Self.independentV2(policy: policy, secret: secret))
     }
@@ -310,30 +370,46 @@ struct PostObjectFormTests {
     @Test("AWS's V4 example form is accepted; a changed signature, key id, field, bucket or clock is refused")
     func v4ExampleForm() async throws {
         let now = Date(timeIntervalSince1970: 1_451_347_200)  // 2015-12-29T00:00:00Z
-        let upload = try await Self.authorize(Self.v4Fields, bucket: "sigv4examplebucket", secret: Self.v4Secret, now: now)
+        let upload = try await Self.authorize(
+            Self.v4Fields, bucket: "sigv4examplebucket", secret: Self.v4Secret, now: now)
         #expect(upload.key == "user/user1/MyPhoto.jpg" && upload.accessKeyID == "AKIAIOSFODNN7EXAMPLE")
 
         var fields = Self.v4Fields
         fields["x-amz-signature"] = String(repeating: "0", count: 64)
-        #expect(await Self.refusal(fields, bucket: "sigv4examplebucket", secret: Self.v4Secret, now: now) == "SignatureDoesNotMatch")
-        #expect(await Self.refusal(Self.v4Fields, bucket: "sigv4examplebucket", secret: "wrong", now: now) == "SignatureDoesNotMatch")
+        #expect(
+            await Self.refusal(fields, bucket: "sigv4examplebucket", secret: Self.v4Secret, now: now)
+                == "SignatureDoesNotMatch")
+        #expect(
+            await Self.refusal(Self.v4Fields, bucket: "sigv4examplebucket", secret: "wrong", now: now)
+                == "SignatureDoesNotMatch")
         fields = Self.v4Fields
         fields["x-amz-credential"] = "AKIAOTHER/20151229/us-east-1/s3/aws4_request"
-        #expect(await Self.refusal(fields, bucket: "sigv4examplebucket", secret: Self.v4Secret, now: now) == "InvalidAccessKeyId")
+        #expect(
+            await Self.refusal(fields, bucket: "sigv4examplebucket", secret: Self.v4Secret, now: now)
+                == "InvalidAccessKeyId")
         fields = Self.v4Fields
         fields["x-amz-meta-extra"] = "1"
-        #expect(await Self.refusal(fields, bucket: "sigv4examplebucket", secret: Self.v4Secret, now: now) == "AccessDenied")
-        #expect(await Self.refusal(Self.v4Fields, bucket: "otherbucket", secret: Self.v4Secret, now: now) == "AccessDenied")
+        #expect(
+            await Self.refusal(fields, bucket: "sigv4examplebucket", secret: Self.v4Secret, now: now) == "AccessDenied")
+        #expect(
+            await Self.refusal(Self.v4Fields, bucket: "otherbucket", secret: Self.v4Secret, now: now) == "AccessDenied")
         // ${filename} is replaced before the policy is checked: the stored key is one it allows.
         fields = Self.v4Fields
         fields["key"] = "${filename}"
-        #expect(await Self.refusal(fields, fileName: "user/user2/x", bucket: "sigv4examplebucket", secret: Self.v4Secret, now: now) == "AccessDenied")
+        #expect(
+            await Self.refusal(
+                fields, fileName: "user/user2/x", bucket: "sigv4examplebucket", secret: Self.v4Secret, now: now)
+                == "AccessDenied")
         let later = Date(timeIntervalSince1970: 1_451_347_200 + 3 * 86_400)
-        #expect(await Self.refusal(Self.v4Fields, bucket: "sigv4examplebucket", secret: Self.v4Secret, now: later) == "AccessDenied")
+        #expect(
+            await Self.refusal(Self.v4Fields, bucket: "sigv4examplebucket", secret: Self.v4Secret, now: later)
+                == "AccessDenied")
         for missing in ["x-amz-signature", "policy", "key", "x-amz-date"] {
             fields = Self.v4Fields
             fields[missing] = nil
-            #expect(await Self.refusal(fields, bucket: "sigv4examplebucket", secret: Self.v4Secret, now: now) == "InvalidArgument", "without \(missing)")
+            #expect(
+                await Self.refusal(fields, bucket: "sigv4examplebucket", secret: Self.v4Secret, now: now)
+                    == "InvalidArgument", "without \(missing)")
         }
     }
 
@@ -345,63 +421,86 @@ struct PostObjectFormTests {
 
         var fields = Self.v2Fields
         fields["signature"] = "1RavWzkygo6QX9caELEqKi9kDbU="
-        #expect(await Self.refusal(fields, bucket: "johnsmith", secret: Self.v2Secret, now: now) == "SignatureDoesNotMatch")
+        #expect(
+            await Self.refusal(fields, bucket: "johnsmith", secret: Self.v2Secret, now: now) == "SignatureDoesNotMatch")
         for missing in ["policy", "signature", "awsaccesskeyid", "key"] {
             fields = Self.v2Fields
             fields[missing] = nil
-            #expect(await Self.refusal(fields, bucket: "johnsmith", secret: Self.v2Secret, now: now) == "InvalidArgument", "without \(missing)")
+            #expect(
+                await Self.refusal(fields, bucket: "johnsmith", secret: Self.v2Secret, now: now) == "InvalidArgument",
+                "without \(missing)")
         }
         let anonymous = ["key": "user/eric/MyPicture.jpg", "acl": "public-read"]
-        #expect(await Self.refusal(anonymous, bucket: "johnsmith", secret: Self.v2Secret, now: now) == "InvalidArgument")
+        #expect(
+            await Self.refusal(anonymous, bucket: "johnsmith", secret: Self.v2Secret, now: now) == "InvalidArgument")
         let later = Date(timeIntervalSince1970: 1_196_510_400)  // the expiration itself
-        #expect(await Self.refusal(Self.v2Fields, bucket: "johnsmith", secret: Self.v2Secret, now: later) == "AccessDenied")
+        #expect(
+            await Self.refusal(Self.v2Fields, bucket: "johnsmith", secret: Self.v2Secret, now: later) == "AccessDenied")
     }
 
     @Test("a form of one's own: ${filename}, the canned ACLs accepted (private, public-read), content-length-range")
     func ownForm() async throws {
-        let policy = Data(#"""
+        let policy = Data(
+            #"""
             {"expiration": "2026-11-25T12:00:00.000Z",
              "conditions": [{"bucket": "photos"}, ["starts-with", "$key", "in/"], ["starts-with", "$acl", ""],
                             ["content-length-range", 10, 20], {"x-amz-algorithm": "AWS4-HMAC-SHA256"},
                             {"x-amz-credential": "AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/s3/aws4_request"},
                             {"x-amz-date": "20260101T000000Z"}]}
-            """#.utf8).base64EncodedString()
+            """#.utf8
+        ).base64EncodedString()
         var fields = [
             "key": "in/${filename}", "acl": "private", "x-amz-algorithm": "AWS4-HMAC-SHA256",
-            "x-amz-credential": "AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/s3/aws4_request", "x-amz-date": "20260101T000000Z",
+            "x-amz-credential": "AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/s3/aws4_request",
+            "x-amz-date": "20260101T000000Z",
             "policy": policy,
-            "x-amz-signature": Self.independentV4(policy: policy, secret: Self.v4Secret, date: "20260101", region: "us-east-1"),
+            "x-amz-signature": Self.independentV4(
+                policy: policy, secret: Self.v4Secret, date: "20260101", region: "us-east-1"),
         ]
-        let upload = try await Self.authorize(fields, fileName: "a.png", bucket: "photos", secret: Self.v4Secret, now: Self.before)
+        let upload = try await Self.authorize(
+            fields, fileName: "a.png", bucket: "photos", secret: Self.v4Secret, now: Self.before)
         #expect(upload.key == "in/a.png" && upload.policy.maxContentLength == 20)
         #expect(Self.failure { try upload.policy.checkContentLength(9) }?.code == "EntityTooSmall")
         #expect(Self.failure { try upload.policy.checkContentLength(21) }?.code == "EntityTooLarge")
         #expect(Self.failure { try upload.policy.checkContentLength(10) }?.code == nil)
 
         fields["acl"] = "public-read"
-        _ = try await Self.authorize(fields, fileName: "a.png", bucket: "photos", secret: Self.v4Secret, now: Self.before)
+        _ = try await Self.authorize(
+            fields, fileName: "a.png", bucket: "photos", secret: Self.v4Secret, now: Self.before)
         fields["acl"] = "public-read-write"
-        #expect(await Self.refusal(fields, fileName: "a.png", bucket: "photos", secret: Self.v4Secret, now: Self.before) == "NotImplemented")
+        #expect(
+            await Self.refusal(fields, fileName: "a.png", bucket: "photos", secret: Self.v4Secret, now: Self.before)
+                == "NotImplemented")
         fields["acl"] = "private"
         fields["x-amz-date"] = "20260102T000000Z"  // not the credential's day
-        #expect(await Self.refusal(fields, fileName: "a.png", bucket: "photos", secret: Self.v4Secret, now: Self.before) == "InvalidArgument")
+        #expect(
+            await Self.refusal(fields, fileName: "a.png", bucket: "photos", secret: Self.v4Secret, now: Self.before)
+                == "InvalidArgument")
     }
 
     // MARK: Response pieces
 
     @Test("metadata fields follow the header rules, attribute names refused; the redirect gets bucket, key and etag")
     func metadataAndRedirect() throws {
-        #expect(try S3Handler.formMetadata(["key": "k", "x-amz-meta-a": "1", "x-amz-meta-b-c": "2", "cache-control": "no-cache"])
+        #expect(
+            try S3Handler.formMetadata([
+                "key": "k", "x-amz-meta-a": "1", "x-amz-meta-b-c": "2", "cache-control": "no-cache",
+            ])
                 == ["a": "1", "b-c": "2", ":cache-control": "no-cache"])
         #expect(try S3Handler.formMetadata(["key": "k", "content-type": "image/png"]) == nil)
         // Attributes are named with a ':', which no header name holds: a form may not set one either.
-        #expect(Self.failure { _ = try S3Handler.formMetadata(["x-amz-meta-:etag": "forged"]) }?.code == "InvalidArgument")
+        #expect(
+            Self.failure { _ = try S3Handler.formMetadata(["x-amz-meta-:etag": "forged"]) }?.code == "InvalidArgument")
         #expect(Self.failure { _ = try S3Handler.formMetadata(["x-amz-meta-a b": "1"]) }?.code == "InvalidArgument")
-        #expect(Self.failure { _ = try S3Handler.formMetadata(["x-amz-meta-big": String(repeating: "x", count: 2049)]) }?.code
+        #expect(
+            Self.failure { _ = try S3Handler.formMetadata(["x-amz-meta-big": String(repeating: "x", count: 2049)]) }?
+                .code
                 == "MetadataTooLarge")
-        #expect(S3Handler.redirectLocation("https://example.com/done?x=1#top", bucket: "b", key: "a b/c", etag: "\"e\"")
+        #expect(
+            S3Handler.redirectLocation("https://example.com/done?x=1#top", bucket: "b", key: "a b/c", etag: "\"e\"")
                 == "https://example.com/done?x=1&bucket=b&key=a%20b%2Fc&etag=%22e%22#top")
-        #expect(S3Handler.redirectLocation("http://example.com/", bucket: "b", key: "k", etag: "\"e\"")
+        #expect(
+            S3Handler.redirectLocation("http://example.com/", bucket: "b", key: "k", etag: "\"e\"")
                 == "http://example.com/?bucket=b&key=k&etag=%22e%22")
         #expect(S3Handler.redirectLocation("javascript:alert(1)", bucket: "b", key: "k", etag: "e") == nil)
         #expect(S3Handler.redirectLocation("", bucket: "b", key: "k", etag: "e") == nil)

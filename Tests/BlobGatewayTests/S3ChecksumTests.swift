@@ -67,7 +67,9 @@ struct S3ChecksumTests {
         ]
         for (text, algorithm, base64) in expected {
             #expect(Self.base64(algorithm, text) == base64, "\(algorithm) of \"\(text)\"")
-            #expect(S3ChecksumState.digest(fromBase64: base64, algorithm: algorithm) == Self.digest(algorithm, Array(text.utf8)))
+            #expect(
+                S3ChecksumState.digest(fromBase64: base64, algorithm: algorithm)
+                    == Self.digest(algorithm, Array(text.utf8)))
         }
     }
 
@@ -90,7 +92,8 @@ struct S3ChecksumTests {
             }
             // Irregular pieces, so every piece starts at a different alignment.
             var state = S3ChecksumState(algorithm)
-            var offset = 0, size = 0
+            var offset = 0
+            var size = 0
             while offset < data.count {
                 size = size % 17 + 1
                 let end = min(offset + size, data.count)
@@ -124,17 +127,22 @@ struct S3ChecksumTests {
             for lengthA in lengths {
                 for lengthB in lengths {
                     seed += 2
-                    let a = Self.bytes(lengthA, seed: seed), b = Self.bytes(lengthB, seed: seed + 1)
-                    let combined = S3ChecksumState.combineCRC(algorithm: algorithm, Self.digest(algorithm, a), Self.digest(algorithm, b),
-                                                              lengthOfB: Int64(lengthB))
+                    let a = Self.bytes(lengthA, seed: seed)
+                    let b = Self.bytes(lengthB, seed: seed + 1)
+                    let combined = S3ChecksumState.combineCRC(
+                        algorithm: algorithm, Self.digest(algorithm, a), Self.digest(algorithm, b),
+                        lengthOfB: Int64(lengthB))
                     #expect(combined == Self.digest(algorithm, a + b), "\(algorithm) of \(lengthA) + \(lengthB) bytes")
                 }
             }
             // A full-object CRC folded over several parts, as for a multipart upload.
-            let parts = [5000, 0, 1, 4096, 777].enumerated().map { Self.bytes($0.element, seed: 900 + UInt64($0.offset)) }
+            let parts = [5000, 0, 1, 4096, 777].enumerated().map {
+                Self.bytes($0.element, seed: 900 + UInt64($0.offset))
+            }
             var running = Self.digest(algorithm, [])
             for part in parts {
-                running = S3ChecksumState.combineCRC(algorithm: algorithm, running, Self.digest(algorithm, part), lengthOfB: Int64(part.count))
+                running = S3ChecksumState.combineCRC(
+                    algorithm: algorithm, running, Self.digest(algorithm, part), lengthOfB: Int64(part.count))
             }
             #expect(running == Self.digest(algorithm, parts.flatMap { $0 }), "\(algorithm) folded over parts")
         }
@@ -148,14 +156,18 @@ struct S3ChecksumTests {
         let crcParts = ["a", "b"].map { Self.digest(.crc32, Array($0.utf8)) }
         #expect(S3ChecksumState.composite(.crc32, partDigests: crcParts) == "7pJxdw==-2")
         let shaParts = ["a", "b"].map { Self.digest(.sha256, Array($0.utf8)) }
-        #expect(S3ChecksumState.composite(.sha256, partDigests: shaParts) == "5aAf7hTg7VxIcU8iGA8lrYNltT+XefedxKPX6Tlj+Uo=-2")
+        #expect(
+            S3ChecksumState.composite(.sha256, partDigests: shaParts)
+                == "5aAf7hTg7VxIcU8iGA8lrYNltT+XefedxKPX6Tlj+Uo=-2")
     }
 
     @Test("header and algorithm names")
     func names() {
-        #expect(S3ChecksumAlgorithm.allCases.map(\.headerName) == [
-            "x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-crc64nvme", "x-amz-checksum-sha1", "x-amz-checksum-sha256",
-        ])
+        #expect(
+            S3ChecksumAlgorithm.allCases.map(\.headerName) == [
+                "x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-crc64nvme", "x-amz-checksum-sha1",
+                "x-amz-checksum-sha256",
+            ])
         #expect(S3ChecksumAlgorithm.allCases.map(\.digestByteCount) == [4, 4, 8, 20, 32])
         for algorithm in S3ChecksumAlgorithm.allCases {
             #expect(S3ChecksumAlgorithm(headerName: algorithm.headerName) == algorithm)

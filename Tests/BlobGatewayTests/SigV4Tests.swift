@@ -22,8 +22,9 @@ struct SigV4Tests {
     }
 
     static func verify(_ headers: [String: String], now: Date = signedAt) async throws -> SigV4.Verified {
-        try await SigV4.verifyHeader(method: "GET", rawPath: "/test.txt", rawQuery: "", headers: headers,
-                                     secret: { $0 == "AKIAIOSFODNN7EXAMPLE" ? secret : nil }, now: now)
+        try await SigV4.verifyHeader(
+            method: "GET", rawPath: "/test.txt", rawQuery: "", headers: headers,
+            secret: { $0 == "AKIAIOSFODNN7EXAMPLE" ? secret : nil }, now: now)
     }
 
     static func code(_ body: () async throws -> Void) async -> String? {
@@ -41,14 +42,23 @@ struct SigV4Tests {
     func getObjectExample() async throws {
         let good = "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
         let verified = try await Self.verify(Self.getHeaders(signature: good))
-        #expect(verified.accessKeyID == "AKIAIOSFODNN7EXAMPLE" && verified.scope == "20130524/us-east-1/s3/aws4_request")
+        #expect(
+            verified.accessKeyID == "AKIAIOSFODNN7EXAMPLE" && verified.scope == "20130524/us-east-1/s3/aws4_request")
         let flipped = "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb40"
-        #expect(await Self.code { _ = try await Self.verify(Self.getHeaders(signature: flipped)) } == "SignatureDoesNotMatch")
-        #expect(await Self.code { _ = try await Self.verify(Self.getHeaders(signature: good, range: "bytes=0-99")) } == "SignatureDoesNotMatch")
-        #expect(await Self.code { _ = try await Self.verify(Self.getHeaders(signature: good), now: Self.signedAt + 16 * 60) }
+        #expect(
+            await Self.code { _ = try await Self.verify(Self.getHeaders(signature: flipped)) }
+                == "SignatureDoesNotMatch")
+        #expect(
+            await Self.code { _ = try await Self.verify(Self.getHeaders(signature: good, range: "bytes=0-99")) }
+                == "SignatureDoesNotMatch")
+        #expect(
+            await Self.code {
+                _ = try await Self.verify(Self.getHeaders(signature: good), now: Self.signedAt + 16 * 60)
+            }
                 == "RequestTimeTooSkewed")
         var unknown = Self.getHeaders(signature: good)
-        unknown["authorization"] = unknown["authorization"]!.replacingOccurrences(of: "AKIAIOSFODNN7EXAMPLE", with: "AKIAOTHER")
+        unknown["authorization"] = unknown["authorization"]!.replacingOccurrences(
+            of: "AKIAIOSFODNN7EXAMPLE", with: "AKIAOTHER")
         #expect(await Self.code { _ = try await Self.verify(unknown) } == "InvalidAccessKeyId")
     }
 
@@ -107,7 +117,9 @@ struct SigV4Tests {
 
 @Suite("lifecycle configuration documents")
 struct LifecycleDocumentTests {
-    @Test("rules with a bare or filtered prefix, expiration days and upload aborts are read; unsupported elements are refused")
+    @Test(
+        "rules with a bare or filtered prefix, expiration days and upload aborts are read; unsupported elements are refused"
+    )
     func parse() throws {
         let document = """
             <LifecycleConfiguration><Rule><ID>logs</ID><Filter><Prefix>logs/</Prefix></Filter><Status>Enabled</Status>\
@@ -116,17 +128,22 @@ struct LifecycleDocumentTests {
             <Expiration><Days>1</Days></Expiration></Rule></LifecycleConfiguration>
             """
         let rules = try S3Handler.lifecycleRules(document)
-        #expect(rules == [
-            LifecycleRule(id: "logs", prefix: "logs/", enabled: true, expirationDays: 30, abortUploadsAfterDays: 2),
-            LifecycleRule(id: "tmp", prefix: "tmp/", enabled: false, expirationDays: 1, abortUploadsAfterDays: nil),
-        ])
-        let transition = "<LifecycleConfiguration><Rule><Status>Enabled</Status><Transition><Days>1</Days></Transition></Rule></LifecycleConfiguration>"
+        #expect(
+            rules == [
+                LifecycleRule(id: "logs", prefix: "logs/", enabled: true, expirationDays: 30, abortUploadsAfterDays: 2),
+                LifecycleRule(id: "tmp", prefix: "tmp/", enabled: false, expirationDays: 1, abortUploadsAfterDays: nil),
+            ])
+        let transition =
+            "<LifecycleConfiguration><Rule><Status>Enabled</Status><Transition><Days>1</Days></Transition></Rule></LifecycleConfiguration>"
         #expect(throws: S3Error.self) { try S3Handler.lifecycleRules(transition) }
-        let date = "<LifecycleConfiguration><Rule><Status>Enabled</Status><Expiration><Date>2030-01-01T00:00:00Z</Date></Expiration></Rule></LifecycleConfiguration>"
+        let date =
+            "<LifecycleConfiguration><Rule><Status>Enabled</Status><Expiration><Date>2030-01-01T00:00:00Z</Date></Expiration></Rule></LifecycleConfiguration>"
         #expect(throws: S3Error.self) { try S3Handler.lifecycleRules(date) }
-        let zero = "<LifecycleConfiguration><Rule><Status>Enabled</Status><Expiration><Days>0</Days></Expiration></Rule></LifecycleConfiguration>"
+        let zero =
+            "<LifecycleConfiguration><Rule><Status>Enabled</Status><Expiration><Days>0</Days></Expiration></Rule></LifecycleConfiguration>"
         #expect(throws: S3Error.self) { try S3Handler.lifecycleRules(zero) }
-        let noStatus = "<LifecycleConfiguration><Rule><Expiration><Days>3</Days></Expiration></Rule></LifecycleConfiguration>"
+        let noStatus =
+            "<LifecycleConfiguration><Rule><Expiration><Days>3</Days></Expiration></Rule></LifecycleConfiguration>"
         #expect(throws: S3Error.self) { try S3Handler.lifecycleRules(noStatus) }
     }
 }
@@ -137,8 +154,10 @@ struct UTCTimeTests {
     func vectors() {
         #expect(HTTPDate.format(0) == "Thu, 01 Jan 1970 00:00:00 GMT")
         #expect(HTTPDate.format(784_111_777_000) == "Sun, 06 Nov 1994 08:49:37 GMT")
-        for text in ["Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994",
-                     " Sun, 06 Nov 1994 08:49:37 UTC "] {
+        for text in [
+            "Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994",
+            " Sun, 06 Nov 1994 08:49:37 UTC ",
+        ] {
             #expect(HTTPDate.parse(text) == 784_111_777, "\(text)")
         }
         #expect(SigV4.parseAmzDate("19941106T084937Z") == 784_111_777)
@@ -150,8 +169,10 @@ struct UTCTimeTests {
         #expect(HTTPDate.parse("Fri, 31 Dec 9999 23:59:59 GMT") == 253_402_300_799)
         #expect(HTTPDate.parse("Sun, 6 Nov 1994 08:49:37 GMT") == 784_111_777)
         #expect(UTCTime.iso8601(milliseconds: 784_111_777_999) == "1994-11-06T08:49:37Z")
-        for bad in ["Sun, 31 Feb 1994 08:49:37 GMT", "Sun, 06 Nov 1994 08:49:37 PST", "Sun, 06 Nov 1994 25:49:37 GMT",
-                    "yesterday", "", "Sun, 06 Foo 1994 08:49:37 GMT"] {
+        for bad in [
+            "Sun, 31 Feb 1994 08:49:37 GMT", "Sun, 06 Nov 1994 08:49:37 PST", "Sun, 06 Nov 1994 25:49:37 GMT",
+            "yesterday", "", "Sun, 06 Foo 1994 08:49:37 GMT",
+        ] {
             #expect(HTTPDate.parse(bad) == nil, "\(bad)")
         }
         for bad in ["19941306T084937Z", "19941106084937Z", "1994-11-06T08:49:37Z", "19941106T084937"] {
@@ -172,7 +193,9 @@ struct UTCTimeTests {
             let expected = formatter.string(from: Date(timeIntervalSince1970: Double(seconds)))
             #expect(HTTPDate.format(seconds * 1000) == expected)
             #expect(HTTPDate.parse(expected) == seconds)
-            #expect(UTCTime.iso8601(milliseconds: seconds * 1000) == iso.string(from: Date(timeIntervalSince1970: Double(seconds))))
+            #expect(
+                UTCTime.iso8601(milliseconds: seconds * 1000)
+                    == iso.string(from: Date(timeIntervalSince1970: Double(seconds))))
         }
     }
 }

@@ -8,7 +8,9 @@ import Testing
 struct LifecycleExpirerTests {
     static let day = LifecycleRule.dayMilliseconds
 
-    @Test("objects under an enabled rule's prefix expire after its days; other prefixes, disabled rules and newer objects stay", arguments: Backend.allCases)
+    @Test(
+        "objects under an enabled rule's prefix expire after its days; other prefixes, disabled rules and newer objects stay",
+        arguments: Backend.allCases)
     func expiresByPrefixAndAge(backend: Backend) async throws {
         try await MetadataTesting.withStore(backend) { store, clock in
             try await store.createBucket(BucketRecord(name: "logs", createdAtMilliseconds: 0, publicRead: false))
@@ -24,19 +26,26 @@ struct LifecycleExpirerTests {
             try await put("logs/keep/old.log", at: 0)
             try await put("logs/tmp/old.log", at: 0)
             try await put("other/app/old.log", at: 0)
-            let upload = MultipartUpload(id: "u1", path: try BlobPath("logs/app/big.log"), contentType: "text/plain",
-                                         createdAtMilliseconds: 0)
+            let upload = MultipartUpload(
+                id: "u1", path: try BlobPath("logs/app/big.log"), contentType: "text/plain",
+                createdAtMilliseconds: 0)
             clock.set(0)
             try await store.createUpload(upload)
-            try await store.setBucketLifecycle("logs", BucketLifecycle(rules: [
-                LifecycleRule(id: "app", prefix: "app/", enabled: true, expirationDays: 7, abortUploadsAfterDays: 3),
-                LifecycleRule(id: "tmp", prefix: "tmp/", enabled: false, expirationDays: 1, abortUploadsAfterDays: nil),
-            ], document: "<LifecycleConfiguration/>"))
+            try await store.setBucketLifecycle(
+                "logs",
+                BucketLifecycle(
+                    rules: [
+                        LifecycleRule(
+                            id: "app", prefix: "app/", enabled: true, expirationDays: 7, abortUploadsAfterDays: 3),
+                        LifecycleRule(
+                            id: "tmp", prefix: "tmp/", enabled: false, expirationDays: 1, abortUploadsAfterDays: nil),
+                    ], document: "<LifecycleConfiguration/>"))
             #expect(try await store.bucket("logs")?.lifecycle?.rules.count == 2)
 
             let expirer = LifecycleExpirer(store: store, logger: Logger(label: "test"))
             // Before 7 days nothing expires, but the 3-day upload is aborted.
-            #expect(try await expirer.pass(nowMilliseconds: 5 * Self.day) == .init(expiredObjects: 0, abortedUploads: 1))
+            #expect(
+                try await expirer.pass(nowMilliseconds: 5 * Self.day) == .init(expiredObjects: 0, abortedUploads: 1))
             #expect(try await store.upload(upload.id) == nil)
             let report = try await expirer.pass(nowMilliseconds: 10 * Self.day)
             #expect(report == .init(expiredObjects: 1, abortedUploads: 0))
@@ -48,15 +57,20 @@ struct LifecycleExpirerTests {
             // Uploads are dated by the database clock.
             clock.set(10 * Self.day)
             for i in 0..<(LifecycleExpirer.uploadPage + 5) {
-                try await store.createUpload(MultipartUpload(id: "young-\(i)", path: try BlobPath("logs/app/a-\(i).log"),
-                                                             contentType: "text/plain", createdAtMilliseconds: 10 * Self.day))
+                try await store.createUpload(
+                    MultipartUpload(
+                        id: "young-\(i)", path: try BlobPath("logs/app/a-\(i).log"),
+                        contentType: "text/plain", createdAtMilliseconds: 10 * Self.day))
             }
             clock.set(1 * Self.day)
             for i in 0..<3 {
-                try await store.createUpload(MultipartUpload(id: "old-\(i)", path: try BlobPath("logs/app/z-\(i).log"),
-                                                             contentType: "text/plain", createdAtMilliseconds: 1 * Self.day))
+                try await store.createUpload(
+                    MultipartUpload(
+                        id: "old-\(i)", path: try BlobPath("logs/app/z-\(i).log"),
+                        contentType: "text/plain", createdAtMilliseconds: 1 * Self.day))
             }
-            #expect(try await expirer.pass(nowMilliseconds: 11 * Self.day) == .init(expiredObjects: 0, abortedUploads: 3))
+            #expect(
+                try await expirer.pass(nowMilliseconds: 11 * Self.day) == .init(expiredObjects: 0, abortedUploads: 3))
             #expect(try await store.uploads(prefix: "logs/", limit: 10_000).count == LifecycleExpirer.uploadPage + 5)
             // Removing the configuration stops expiration.
             try await store.setBucketLifecycle("logs", nil)

@@ -14,10 +14,13 @@ struct MembershipTests {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("membership-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let store = MetadataStore(database: try SQLiteDatabase(path: dir.appendingPathComponent("m.sqlite").path,
-                                                               clock: clock.databaseClock))
-        let membership = Membership(store: store, policy: policy, replicaCount: 3, partitionPower: 8, autoAdmit: true,
-                                    logger: Logger(label: "test"), clock: clock)
+        let store = MetadataStore(
+            database: try SQLiteDatabase(
+                path: dir.appendingPathComponent("m.sqlite").path,
+                clock: clock.databaseClock))
+        let membership = Membership(
+            store: store, policy: policy, replicaCount: 3, partitionPower: 8, autoAdmit: true,
+            logger: Logger(label: "test"), clock: clock)
         for i in 0..<servers {
             _ = try await membership.register(Self.registration(i, zones: zones), nowMilliseconds: 1)
         }
@@ -25,14 +28,18 @@ struct MembershipTests {
     }
 
     static func registration(_ i: Int, zones: Int, address: String? = nil) -> ServerRegistration {
-        ServerRegistration(serverID: "cs-\(i)", address: address ?? "127.0.0.1:\(9000 + i)", zone: "z\(i % zones)", weight: 1,
-                           capacityBytes: nil, usage: ServerUsage(usedBytes: 0, freeDiskBytes: 0, chunkCount: 0,
-                                                                  logicalBytes: 0, inFlightRequests: 0))
+        ServerRegistration(
+            serverID: "cs-\(i)", address: address ?? "127.0.0.1:\(9000 + i)", zone: "z\(i % zones)", weight: 1,
+            capacityBytes: nil,
+            usage: ServerUsage(
+                usedBytes: 0, freeDiskBytes: 0, chunkCount: 0,
+                logicalBytes: 0, inFlightRequests: 0))
     }
 
     static func heartbeat(_ membership: Membership, _ i: Int, sequence: Int64) async throws {
         let r = registration(i, zones: 1)
-        _ = try await membership.heartbeat(ServerHeartbeat(serverID: r.serverID, address: r.address, usage: r.usage, sequence: sequence))
+        _ = try await membership.heartbeat(
+            ServerHeartbeat(serverID: r.serverID, address: r.address, usage: r.usage, sequence: sequence))
     }
 
     static let ids = (0..<200).map { ChunkID(hashing: Array("placement:\($0)".utf8)) }
@@ -41,7 +48,9 @@ struct MembershipTests {
     func ringAndPlacement() async throws {
         try await Self.withMembership(servers: 2, zones: 3, policy: .init()) { membership, _ in
             #expect(await membership.ring == nil, "two servers cannot hold three replicas")
-            await #expect(throws: BlobError.self) { try await membership.place([PlacementRequestEntry(id: Self.ids[0], plainByteCount: 1)]) }
+            await #expect(throws: BlobError.self) {
+                try await membership.place([PlacementRequestEntry(id: Self.ids[0], plainByteCount: 1)])
+            }
             _ = try await membership.register(Self.registration(2, zones: 3), nowMilliseconds: 2)
             _ = try await membership.register(Self.registration(3, zones: 3), nowMilliseconds: 2)
             let ring = try #require(await membership.ring)
@@ -58,7 +67,8 @@ struct MembershipTests {
 
     @Test("servers go suspect then down without heartbeats; placement routes around them, keeping zones distinct")
     func routesAroundDownServers() async throws {
-        let policy = LivenessPolicy(heartbeatInterval: .seconds(5), suspectAfter: .seconds(15), downAfter: .seconds(600))
+        let policy = LivenessPolicy(
+            heartbeatInterval: .seconds(5), suspectAfter: .seconds(15), downAfter: .seconds(600))
         let clock = ManualClock()
         try await Self.withMembership(servers: 6, zones: 3, policy: policy, clock: clock) { membership, _ in
             let ring = try #require(await membership.ring)
@@ -127,8 +137,9 @@ struct MembershipTests {
         let clock = ManualClock()
         try await Self.withMembership(servers: 3, zones: 3, policy: policy, clock: clock) { _, store in
             // A master started again on the same database knows the servers but has heard none.
-            let restarted = Membership(store: store, policy: policy, replicaCount: 3, partitionPower: 8, autoAdmit: true,
-                                       logger: Logger(label: "test"), clock: clock)
+            let restarted = Membership(
+                store: store, policy: policy, replicaCount: 3, partitionPower: 8, autoAdmit: true,
+                logger: Logger(label: "test"), clock: clock)
             try await restarted.load()
             #expect(await restarted.state(of: "cs-1") == .unknown)
             #expect(await restarted.hasUnknownRingMembers())
@@ -164,7 +175,9 @@ struct MembershipTests {
             #expect(await membership.state(of: "cs-2") == .down)
             let again = try await membership.place(Self.ids.map { PlacementRequestEntry(id: $0, plainByteCount: 1) })
             for answer in again.chunks {
-                #expect(answer.targets.count == 2 && !answer.targets.contains { $0.id == "cs-2" }, "a down server is never a target")
+                #expect(
+                    answer.targets.count == 2 && !answer.targets.contains { $0.id == "cs-2" },
+                    "a down server is never a target")
             }
         }
     }
@@ -176,8 +189,9 @@ struct MembershipTests {
         try await Self.withMembership(servers: 3, zones: 3, policy: policy, clock: clock) { membership, store in
             let id = Self.ids[7]
             for server in ["cs-0", "cs-1", "cs-2"] {
-                try await store.recordReplicas([ReplicaReport(chunkID: id, plainByteCount: 10, storedByteCount: 10)],
-                                               on: server)
+                try await store.recordReplicas(
+                    [ReplicaReport(chunkID: id, plainByteCount: 10, storedByteCount: 10)],
+                    on: server)
             }
             for i in [0, 1, 2] { try await Self.heartbeat(membership, i, sequence: 1) }
             let present = try await membership.place([PlacementRequestEntry(id: id, plainByteCount: 10)])
@@ -201,11 +215,13 @@ struct MembershipTests {
         try await Self.withMembership(servers: 3, zones: 3, policy: .init()) { membership, _ in
             let stranger = Self.registration(9, zones: 3)
             await #expect(throws: BlobError.self) {
-                try await membership.heartbeat(ServerHeartbeat(serverID: "cs-9", address: stranger.address, usage: stranger.usage, sequence: 1))
+                try await membership.heartbeat(
+                    ServerHeartbeat(serverID: "cs-9", address: stranger.address, usage: stranger.usage, sequence: 1))
             }
             let moved = Self.registration(1, zones: 3, address: "127.0.0.1:7777")
             await #expect(throws: BlobError.self) {
-                try await membership.heartbeat(ServerHeartbeat(serverID: "cs-1", address: moved.address, usage: moved.usage, sequence: 1))
+                try await membership.heartbeat(
+                    ServerHeartbeat(serverID: "cs-1", address: moved.address, usage: moved.usage, sequence: 1))
             }
             _ = try await membership.register(moved, nowMilliseconds: 5)
             #expect(await membership.endpoint("cs-1")?.address == "127.0.0.1:7777")

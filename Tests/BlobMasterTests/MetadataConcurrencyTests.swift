@@ -10,8 +10,9 @@ import Testing
 /// and deleted without `FOR UPDATE`. On SQLite they pass either way; they run on both.
 @Suite("metadata rules under concurrent writers", .timeLimit(.minutes(5)))
 struct MetadataConcurrencyTests {
-    @Test("16 concurrent commits to one path get 16 distinct, consecutive versions; the last is current",
-          arguments: Backend.allCases)
+    @Test(
+        "16 concurrent commits to one path get 16 distinct, consecutive versions; the last is current",
+        arguments: Backend.allCases)
     func concurrentVersions(backend: Backend) async throws {
         try await MetadataTesting.withStore(backend) { store, _ in
             let commit = try await MetadataTesting.upload(store, "same/path", sizes: [64])
@@ -35,7 +36,9 @@ struct MetadataConcurrencyTests {
                 let createOnly = commit
                 let outcomes = await withTaskGroup(of: Result<FileVersion, any Error>.self) { group in
                     for _ in 0..<2 {
-                        group.addTask { do { return .success(try await store.commit(createOnly)) } catch { return .failure(error) } }
+                        group.addTask {
+                            do { return .success(try await store.commit(createOnly)) } catch { return .failure(error) }
+                        }
                     }
                     return await group.reduce(into: []) { $0.append($1) }
                 }
@@ -49,7 +52,9 @@ struct MetadataConcurrencyTests {
         }
     }
 
-    @Test("a bucket delete racing puts into the bucket never leaves an object in a deleted bucket", arguments: Backend.allCases)
+    @Test(
+        "a bucket delete racing puts into the bucket never leaves an object in a deleted bucket",
+        arguments: Backend.allCases)
     func bucketDeleteRacingPut(backend: Backend) async throws {
         try await MetadataTesting.withStore(backend) { store, _ in
             var deletedRounds = 0
@@ -58,13 +63,19 @@ struct MetadataConcurrencyTests {
                 try await store.createBucket(BucketRecord(name: bucket, createdAtMilliseconds: 0, publicRead: false))
                 var commits: [ManifestCommit] = []
                 for i in 0..<4 {
-                    var commit = try await MetadataTesting.upload(store, "\(bucket)/object-\(i)", sizes: [16],
-                                                                  seed: UInt64(round * 10 + i))
+                    var commit = try await MetadataTesting.upload(
+                        store, "\(bucket)/object-\(i)", sizes: [16],
+                        seed: UInt64(round * 10 + i))
                     commit.bucket = bucket
                     commits.append(commit)
                 }
                 let deleted = await withTaskGroup(of: Bool?.self) { group in
-                    for commit in commits { group.addTask { _ = try? await store.commit(commit); return nil } }
+                    for commit in commits {
+                        group.addTask {
+                            _ = try? await store.commit(commit)
+                            return nil
+                        }
+                    }
                     group.addTask { (try? await store.deleteBucket(bucket)) != nil }
                     return await group.reduce(into: false) { $0 = $0 || ($1 ?? false) }
                 }
@@ -86,15 +97,17 @@ struct MetadataConcurrencyTests {
         }
     }
 
-    @Test("garbage collection racing a commit that reuses its candidate chunks never deletes a chunk a live version uses",
-          arguments: Backend.allCases)
+    @Test(
+        "garbage collection racing a commit that reuses its candidate chunks never deletes a chunk a live version uses",
+        arguments: Backend.allCases)
     func collectRacingCommit(backend: Backend) async throws {
         try await MetadataTesting.withStore(backend) { store, clock in
             var collectedRounds = 0
             for round in 0..<15 {
                 // Chunks that an old, deleted and pruned file used: unreferenced, marked, due.
                 clock.set(1000 * Int64(round) + 10)
-                let old = try await MetadataTesting.upload(store, "gc/old-\(round)", sizes: [40, 50, 60, 70], seed: UInt64(500 + round))
+                let old = try await MetadataTesting.upload(
+                    store, "gc/old-\(round)", sizes: [40, 50, 60, 70], seed: UInt64(500 + round))
                 _ = try await store.commit(old)
                 clock.set(1000 * Int64(round) + 20)
                 _ = try await store.delete(old.path)
@@ -111,7 +124,9 @@ struct MetadataConcurrencyTests {
                     do { return .success(try await store.commit(reuse)) } catch { return .failure(error) }
                 }()
                 async let collected: Result<[(ChunkFacts, markedAt: Int64)], any Error> = {
-                    do { return .success(try await store.collect(ids, markedBefore: 1000 * Int64(round) + 50)) } catch { return .failure(error) }
+                    do { return .success(try await store.collect(ids, markedBefore: 1000 * Int64(round) + 50)) } catch {
+                        return .failure(error)
+                    }
                 }()
                 let (commitResult, collectResult) = await (committed, collected)
 
@@ -135,8 +150,9 @@ struct MetadataConcurrencyTests {
         }
     }
 
-    @Test("ring epochs are compare-and-set: of two masters saving the same next epoch one wins; a gap is refused",
-          arguments: Backend.allCases)
+    @Test(
+        "ring epochs are compare-and-set: of two masters saving the same next epoch one wins; a gap is refused",
+        arguments: Backend.allCases)
     func ringEpochs(backend: Backend) async throws {
         try await MetadataTesting.withStore(backend) { store, _ in
             try await store.saveRing(epoch: 1, json: Array("one".utf8))

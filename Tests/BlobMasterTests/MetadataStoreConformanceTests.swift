@@ -5,7 +5,9 @@ import Testing
 
 @Suite("metadata store conformance, on SQLite and on PostgreSQL")
 struct MetadataStoreConformanceTests {
-    @Test("a commit is stat-able, its manifest reads back in order, and an overwrite makes version 2", arguments: Backend.allCases)
+    @Test(
+        "a commit is stat-able, its manifest reads back in order, and an overwrite makes version 2",
+        arguments: Backend.allCases)
     func commitAndStat(backend: Backend) async throws {
         try await MetadataTesting.withStore(backend) { store, clock in
             let first = try await MetadataTesting.upload(store, "videos/intro.mp4", sizes: [1000, 2000, 500])
@@ -26,7 +28,9 @@ struct MetadataStoreConformanceTests {
         }
     }
 
-    @Test("delete writes a tombstone: the path leaves stat and list, old versions stay readable", arguments: Backend.allCases)
+    @Test(
+        "delete writes a tombstone: the path leaves stat and list, old versions stay readable",
+        arguments: Backend.allCases)
     func deleteTombstone(backend: Backend) async throws {
         try await MetadataTesting.withStore(backend) { store, clock in
             let commit = try await MetadataTesting.upload(store, "logs/a.log", sizes: [10])
@@ -46,7 +50,9 @@ struct MetadataStoreConformanceTests {
         }
     }
 
-    @Test("manifests naming unknown chunks, wrong lengths or gaps are refused and change nothing", arguments: Backend.allCases)
+    @Test(
+        "manifests naming unknown chunks, wrong lengths or gaps are refused and change nothing",
+        arguments: Backend.allCases)
     func badManifests(backend: Backend) async throws {
         try await MetadataTesting.withStore(backend) { store, clock in
             let good = try await MetadataTesting.upload(store, "a/b", sizes: [100, 200])
@@ -72,7 +78,9 @@ struct MetadataStoreConformanceTests {
         }
     }
 
-    @Test("a precondition is checked in the commit: absent only creates, an ETag only replaces that version", arguments: Backend.allCases)
+    @Test(
+        "a precondition is checked in the commit: absent only creates, an ETag only replaces that version",
+        arguments: Backend.allCases)
     func preconditions(backend: Backend) async throws {
         try await MetadataTesting.withStore(backend) { store, clock in
             var commit = try await MetadataTesting.upload(store, "media/once.bin", sizes: [10])
@@ -111,8 +119,9 @@ struct MetadataStoreConformanceTests {
     @Test("an empty file commits with no chunks", arguments: Backend.allCases)
     func emptyFile(backend: Backend) async throws {
         try await MetadataTesting.withStore(backend) { store, clock in
-            let empty = ManifestCommit(path: try BlobPath("empty"), size: 0, contentType: "application/octet-stream",
-                                       sha256: String(repeating: "e3", count: 32), chunks: [])
+            let empty = ManifestCommit(
+                path: try BlobPath("empty"), size: 0, contentType: "application/octet-stream",
+                sha256: String(repeating: "e3", count: 32), chunks: [])
             clock.set(1)
             #expect(try await store.commit(empty).size == 0)
         }
@@ -141,7 +150,8 @@ struct MetadataStoreConformanceTests {
             // A cursor before the prefix starts at the prefix; one past it ends the listing.
             #expect(try await store.list(prefix: "a/", after: "0", limit: 100).files.map(\.path.value) == expected)
             #expect(try await store.list(prefix: "a/", after: "a/", limit: 100).files.map(\.path.value) == expected)
-            #expect(try await store.list(prefix: "a/", after: "a/2", limit: 100).files.map(\.path.value)
+            #expect(
+                try await store.list(prefix: "a/", after: "a/2", limit: 100).files.map(\.path.value)
                     == Array(expected.drop { $0 != "a/2" }.dropFirst()))
             #expect(try await store.list(prefix: "a/", after: "b", limit: 100).files.isEmpty)
             await #expect(throws: BlobError.self) { try await store.list(prefix: "", after: nil, limit: 0) }
@@ -154,7 +164,8 @@ struct MetadataStoreConformanceTests {
             let commit = try await MetadataTesting.upload(store, "x", sizes: [10, 20])
             let id = commit.chunks[0].chunkID
             clock.set(2)
-            try await store.recordReplicas([ReplicaReport(chunkID: id, plainByteCount: 10, storedByteCount: 5)], on: "cs-2")
+            try await store.recordReplicas(
+                [ReplicaReport(chunkID: id, plainByteCount: 10, storedByteCount: 5)], on: "cs-2")
             #expect(try await store.replicaLocations(of: [id]) == [id: ["cs-1", "cs-2"]])
             clock.set(3)
             _ = try await store.commit(commit)
@@ -164,7 +175,9 @@ struct MetadataStoreConformanceTests {
         }
     }
 
-    @Test("block digests: the first well-formed set is kept, a later or malformed one changes nothing", arguments: Backend.allCases)
+    @Test(
+        "block digests: the first well-formed set is kept, a later or malformed one changes nothing",
+        arguments: Backend.allCases)
     func blockDigestsAreKept(backend: Backend) async throws {
         try await MetadataTesting.withStore(backend) { store, clock in
             let plain = SyntheticData.random(byteCount: 200_000, seed: 5)
@@ -172,21 +185,34 @@ struct MetadataStoreConformanceTests {
             let digests = BlockDigests.compute(plain)
             #expect(digests.count == 4 * BlockDigests.digestByteCount)
             // A report without digests (a server's report of a copy) records the chunk only.
-            try await store.recordReplicas([ReplicaReport(chunkID: id, plainByteCount: 200_000, storedByteCount: 200_040)],
-                                           on: "cs-1")
+            try await store.recordReplicas(
+                [ReplicaReport(chunkID: id, plainByteCount: 200_000, storedByteCount: 200_040)],
+                on: "cs-1")
             #expect(try await store.blockDigests(of: [id]).isEmpty)
             // The wrong size is dropped.
-            try await store.recordReplicas([ReplicaReport(chunkID: id, plainByteCount: 200_000, storedByteCount: 200_040,
-                                                          blockDigests: digests.prefix(16))], on: "cs-2")
+            try await store.recordReplicas(
+                [
+                    ReplicaReport(
+                        chunkID: id, plainByteCount: 200_000, storedByteCount: 200_040,
+                        blockDigests: digests.prefix(16))
+                ], on: "cs-2")
             #expect(try await store.blockDigests(of: [id]).isEmpty)
-            try await store.recordReplicas([ReplicaReport(chunkID: id, plainByteCount: 200_000, storedByteCount: 200_040,
-                                                          blockDigests: digests)], on: "cs-2")
+            try await store.recordReplicas(
+                [
+                    ReplicaReport(
+                        chunkID: id, plainByteCount: 200_000, storedByteCount: 200_040,
+                        blockDigests: digests)
+                ], on: "cs-2")
             #expect(try await store.blockDigests(of: [id]) == [id: digests])
             // A different set later does not replace the first.
             var other = digests
             other[0] ^= 0xFF
-            try await store.recordReplicas([ReplicaReport(chunkID: id, plainByteCount: 200_000, storedByteCount: 200_040,
-                                                          blockDigests: other)], on: "cs-3")
+            try await store.recordReplicas(
+                [
+                    ReplicaReport(
+                        chunkID: id, plainByteCount: 200_000, storedByteCount: 200_040,
+                        blockDigests: other)
+                ], on: "cs-3")
             #expect(try await store.blockDigests(of: [id]) == [id: digests])
             #expect(try await store.replicaLocations(of: [id]) == [id: ["cs-1", "cs-2", "cs-3"]])
         }
@@ -198,7 +224,8 @@ struct MetadataStoreConformanceTests {
             let commit = try await MetadataTesting.upload(store, "keep/me", sizes: [7])
             clock.set(1)
             _ = try await store.commit(commit)
-            try await reopen.withStore(logger: MetadataTesting.logger) { (reopened: MetadataStore) async throws -> Void in
+            try await reopen.withStore(logger: MetadataTesting.logger) {
+                (reopened: MetadataStore) async throws -> Void in
                 #expect(try await reopened.stat(commit.path)?.version == 1)
                 #expect(try await reopened.checkIntegrity())
             }
@@ -208,14 +235,19 @@ struct MetadataStoreConformanceTests {
 
 @Suite("Blob paths")
 struct BlobPathTests {
-    @Test("valid paths are accepted as given", arguments: ["a", "videos/2026/intro.mp4", "with space/é/😀", "a.b/..c/d..", "folder/", "a/b/"])
+    @Test(
+        "valid paths are accepted as given",
+        arguments: ["a", "videos/2026/intro.mp4", "with space/é/😀", "a.b/..c/d..", "folder/", "a/b/"])
     func valid(text: String) throws {
         #expect(try BlobPath(text).value == text)
     }
 
-    @Test("empty, dot segments, control characters, a leading or doubled slash and overlong paths are refused",
-          arguments: ["", "/a", "/", "a//", "a//b", "../", ".", "..", "a/../b", "a/./b", "a\u{0}b", "a\nb", "a\u{7f}",
-                      String(repeating: "x", count: 1025), String(repeating: "y", count: 256) + "/z"])
+    @Test(
+        "empty, dot segments, control characters, a leading or doubled slash and overlong paths are refused",
+        arguments: [
+            "", "/a", "/", "a//", "a//b", "../", ".", "..", "a/../b", "a/./b", "a\u{0}b", "a\nb", "a\u{7f}",
+            String(repeating: "x", count: 1025), String(repeating: "y", count: 256) + "/z",
+        ])
     func invalid(text: String) {
         #expect(throws: BlobPathError.self) { try BlobPath(text) }
     }

@@ -30,8 +30,9 @@ enum MetadataTesting {
     /// `postgres://USER@127.0.0.1:PORT/postgres`, from `BLOB_TEST_POSTGRES_URL`.
     static func postgresServer() throws -> PostgresLocation {
         guard let url = ProcessInfo.processInfo.environment["BLOB_TEST_POSTGRES_URL"] else {
-            throw TestFailure("BLOB_TEST_POSTGRES_URL is not set: run the tests with `bash Scripts/test.sh`, which starts a "
-                                  + "throw-away PostgreSQL, or start one with `source Scripts/postgres.sh; postgres_start`")
+            throw TestFailure(
+                "BLOB_TEST_POSTGRES_URL is not set: run the tests with `bash Scripts/test.sh`, which starts a "
+                    + "throw-away PostgreSQL, or start one with `source Scripts/postgres.sh; postgres_start`")
         }
         return try PostgresLocation(url: url, password: nil)
     }
@@ -40,7 +41,8 @@ enum MetadataTesting {
     static func withPostgresDatabase<T>(_ body: (PostgresLocation) async throws -> T) async throws -> T {
         let server = try postgresServer()
         let name = "blobtest_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
-        let admin = try await PostgresConnection.connect(configuration: server.connectionConfiguration, id: 1, logger: logger)
+        let admin = try await PostgresConnection.connect(
+            configuration: server.connectionConfiguration, id: 1, logger: logger)
         _ = try await admin.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: logger)
         var location = server
         location.database = name
@@ -69,22 +71,30 @@ enum MetadataTesting {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: dir) }
             let location = MetadataLocation.sqlite(path: dir.appendingPathComponent("master.sqlite").path)
-            try await location.withStore(logger: logger, clock: clock.read) { store in try await body(store, clock, location) }
+            try await location.withStore(logger: logger, clock: clock.read) { store in
+                try await body(store, clock, location)
+            }
         case .postgres:
             try await withPostgresDatabase { database in
                 let location = MetadataLocation.postgres(database)
-                try await location.withStore(logger: logger, clock: clock.read) { store in try await body(store, clock, location) }
+                try await location.withStore(logger: logger, clock: clock.read) { store in
+                    try await body(store, clock, location)
+                }
             }
         }
     }
 
-    static func withStore(_ backend: Backend, _ body: (MetadataStore, SettableDatabaseClock) async throws -> Void) async throws {
+    static func withStore(
+        _ backend: Backend, _ body: (MetadataStore, SettableDatabaseClock) async throws -> Void
+    ) async throws {
         try await withStore(backend) { store, clock, _ in try await body(store, clock) }
     }
 
     /// Chunks of the given sizes, recorded as durable on `server`, and a manifest tiling them.
-    static func upload(_ store: MetadataStore, _ path: String, sizes: [Int], seed: UInt64 = 1,
-                       server: String = "cs-1") async throws -> ManifestCommit {
+    static func upload(
+        _ store: MetadataStore, _ path: String, sizes: [Int], seed: UInt64 = 1,
+        server: String = "cs-1"
+    ) async throws -> ManifestCommit {
         var entries: [ManifestEntry] = []
         var offset: Int64 = 0
         var reports: [ReplicaReport] = []
@@ -95,8 +105,9 @@ enum MetadataTesting {
             offset += Int64(n)
         }
         try await store.recordReplicas(reports, on: server)
-        return ManifestCommit(path: try BlobPath(path), size: offset, contentType: "video/mp4",
-                              sha256: String(repeating: "ab", count: 32), chunks: entries)
+        return ManifestCommit(
+            path: try BlobPath(path), size: offset, contentType: "video/mp4",
+            sha256: String(repeating: "ab", count: 32), chunks: entries)
     }
 }
 

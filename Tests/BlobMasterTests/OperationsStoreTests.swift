@@ -5,7 +5,9 @@ import Testing
 
 @Suite("garbage collection and rebalance decisions")
 struct OperationsStoreTests {
-    @Test("a version superseded before the cutoff lets go of its chunks; marks, re-sends and new references keep chunks", arguments: Backend.allCases)
+    @Test(
+        "a version superseded before the cutoff lets go of its chunks; marks, re-sends and new references keep chunks",
+        arguments: Backend.allCases)
     func markAndCollect(backend: Backend) async throws {
         try await MetadataTesting.withStore(backend) { store, clock in
             let a = try await MetadataTesting.upload(store, "logs/a.log", sizes: [100, 200], seed: 1)
@@ -37,7 +39,8 @@ struct OperationsStoreTests {
             #expect(try await store.collect(ids, markedBefore: 199).isEmpty)
             // A writer sent the first chunk again after the mark: kept, and no longer a candidate.
             clock.set(300)
-            try await store.recordReplicas([ReplicaReport(chunkID: ids[0], plainByteCount: 100, storedByteCount: 50)], on: "cs-2")
+            try await store.recordReplicas(
+                [ReplicaReport(chunkID: ids[0], plainByteCount: 100, storedByteCount: 50)], on: "cs-2")
             let collected = try await store.collect(ids, markedBefore: 250)
             #expect(collected.map(\.0.id) == [ids[1]])
             #expect(collected.first?.0.servers == ["cs-1"] && collected.first?.markedAt == 200)
@@ -52,8 +55,9 @@ struct OperationsStoreTests {
             _ = try await store.pruneVersions(supersededBefore: 600, dryRun: false)
             clock.set(700)
             _ = try await store.markUnreferencedChunks()
-            let again = ManifestCommit(path: try BlobPath("logs/c2.log"), size: 700, contentType: "text/plain",
-                                       sha256: String(repeating: "cd", count: 32), chunks: c.chunks)
+            let again = ManifestCommit(
+                path: try BlobPath("logs/c2.log"), size: 700, contentType: "text/plain",
+                sha256: String(repeating: "cd", count: 32), chunks: c.chunks)
             clock.set(800)
             _ = try await store.commit(again)
             #expect(try await store.collect(c.chunks.map(\.chunkID), markedBefore: 10_000).isEmpty)
@@ -65,8 +69,9 @@ struct OperationsStoreTests {
     func holdingsAndOrphans(backend: Backend) async throws {
         try await MetadataTesting.withStore(backend) { store, clock in
             let a = try await MetadataTesting.upload(store, "x", sizes: [10, 20], seed: 4, server: "cs-1")
-            try await store.recordReplicas([ReplicaReport(chunkID: a.chunks[0].chunkID, plainByteCount: 10, storedByteCount: 5)],
-                                           on: "cs-2")
+            try await store.recordReplicas(
+                [ReplicaReport(chunkID: a.chunks[0].chunkID, plainByteCount: 10, storedByteCount: 5)],
+                on: "cs-2")
             let h = try await store.holdings(of: "cs-1")
             #expect(h.chunks == 2 && h.bytes == 15 && h.soleCopies == 1)
             #expect(try await store.replicas(onServer: "cs-2", after: nil, limit: 10).map(\.0) == [a.chunks[0].chunkID])
@@ -81,10 +86,13 @@ struct OperationsStoreTests {
     }
 
     static func ring(_ ids: [String]) throws -> PlacementRing {
-        try PlacementRing.build(members: ids.map { RingMember(id: $0, zone: $0, weight: 1) }, replicaCount: 3, partitionPower: 6)
+        try PlacementRing.build(
+            members: ids.map { RingMember(id: $0, zone: $0, weight: 1) }, replicaCount: 3, partitionPower: 6)
     }
 
-    @Test("a chunk's move: copies to the ring's servers that lack it, from a surplus holder first; blocked when a target is not alive")
+    @Test(
+        "a chunk's move: copies to the ring's servers that lack it, from a surplus holder first; blocked when a target is not alive"
+    )
     func chunkMovePlan() throws {
         let ring = try Self.ring(["a", "b", "c", "d"])
         let id = ChunkID(hashing: [1, 2, 3])
@@ -97,13 +105,15 @@ struct OperationsStoreTests {
 
         // Held by the unwanted server and two wanted ones: one copy, from the unwanted one.
         let held = [other, wanted[0], wanted[1]].sorted()
-        let move = ChunkMove.plan(ChunkFacts(id: id, plainByteCount: 10, storedByteCount: 8, servers: held), ring: ring, alive: alive)
+        let move = ChunkMove.plan(
+            ChunkFacts(id: id, plainByteCount: 10, storedByteCount: 8, servers: held), ring: ring, alive: alive)
         #expect(move.copies == [ChunkMove.Copy(source: other, target: wanted[2])])
         #expect(move.surplus == [other] && !move.blocked)
 
         // The missing target is down: nothing to copy, blocked, the surplus stays listed.
-        let blocked = ChunkMove.plan(ChunkFacts(id: id, plainByteCount: 10, storedByteCount: 8, servers: held), ring: ring,
-                                     alive: alive.subtracting([wanted[2]]))
+        let blocked = ChunkMove.plan(
+            ChunkFacts(id: id, plainByteCount: 10, storedByteCount: 8, servers: held), ring: ring,
+            alive: alive.subtracting([wanted[2]]))
         #expect(blocked.copies.isEmpty && blocked.blocked)
     }
 }

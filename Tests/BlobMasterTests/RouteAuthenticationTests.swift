@@ -19,15 +19,19 @@ struct MasterRouteAuthenticationTests {
             let signer = try RequestSigner(secret: secret)
             let logger = Logger(label: "test.routes")
             let server = MasterServer(
-                configuration: MasterConfiguration(dataDirectory: NSTemporaryDirectory(), secret: secret), logger: logger)
-            let membership = Membership(store: store, policy: LivenessPolicy(), replicaCount: 3, autoAdmit: true, logger: logger)
+                configuration: MasterConfiguration(dataDirectory: NSTemporaryDirectory(), secret: secret),
+                logger: logger)
+            let membership = Membership(
+                store: store, policy: LivenessPolicy(), replicaCount: 3, autoAdmit: true, logger: logger)
             let client = HTTPClient(eventLoopGroupProvider: .singleton)
             let peer = ChunkServerPeer(client: client, signer: signer)
-            let repairer = Repairer(store: store, membership: membership, peer: peer, bytesPerSecond: nil,
-                                    fullScanInterval: .seconds(3600), logger: logger)
+            let repairer = Repairer(
+                store: store, membership: membership, peer: peer, bytesPerSecond: nil,
+                fullScanInterval: .seconds(3600), logger: logger)
             let rebalancer = Rebalancer(store: store, membership: membership, peer: peer, logger: logger)
-            let routes = server.makeRouter(store: store, signer: signer, membership: membership, peer: peer,
-                                           repairer: repairer, rebalancer: rebalancer, logger: logger)
+            let routes = server.makeRouter(
+                store: store, signer: signer, membership: membership, peer: peer,
+                repairer: repairer, rebalancer: rebalancer, logger: logger)
             let failures = try await RouteAuthenticationCheck.failures(
                 of: routes, signer: signer, parameters: ["id": "cs-unknown", "name": "no-such-bucket"])
             await rebalancer.stopForShutdown()

@@ -11,7 +11,9 @@ struct BenchCoreCommandTests {
         let json = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
         let figures = try #require(json["figures"] as? [[String: Any]])
         let names = Set(figures.compactMap { $0["name"] as? String })
-        for stage in ["SHA-256", "XXH3-64", "write pipeline (chunk+hash+zstd+frame)", "chunking (FastCDC, 1 MiB average)"] {
+        for stage in [
+            "SHA-256", "XXH3-64", "write pipeline (chunk+hash+zstd+frame)", "chunking (FastCDC, 1 MiB average)",
+        ] {
             #expect(names.contains(stage), "missing \(stage)")
         }
         #expect(figures.allSatisfy { ($0["megabytesPerSecond"] as? Double ?? 0) > 0 })

@@ -26,13 +26,17 @@ struct BlobctlProcess {
     }
 
     /// Runs `blobctl args...`, waits at most `timeout`, and returns its status and output.
-    static func run(_ args: [String], timeout: Duration = .seconds(120), environment: [String: String] = [:],
-                    standardInput: URL? = nil, standardOutput: URL? = nil) async throws -> Output {
+    static func run(
+        _ args: [String], timeout: Duration = .seconds(120), environment: [String: String] = [:],
+        standardInput: URL? = nil, standardOutput: URL? = nil
+    ) async throws -> Output {
         let process = Process()
         process.executableURL = try executableURL
         process.arguments = args
         // An empty value unsets the variable for the child.
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }.filter { !$0.value.isEmpty }
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }.filter {
+            !$0.value.isEmpty
+        }
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("blobctl-out-\(UUID().uuidString)")
         let err = FileManager.default.temporaryDirectory.appendingPathComponent("blobctl-err-\(UUID().uuidString)")
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)

@@ -33,8 +33,9 @@ struct ChunkServerFaultTests {
                         for i in 0..<400 {
                             let plain = SyntheticData.random(byteCount: 64 << 10 + i, seed: UInt64(writer * 1000 + i))
                             let id = ChunkID(hashing: plain)
-                            guard let reply = try? await client.send(
-                                .PUT, address, "/v1/chunks/\(id.hex)", body: ChunkEncoder().frame(for: plain))
+                            guard
+                                let reply = try? await client.send(
+                                    .PUT, address, "/v1/chunks/\(id.hex)", body: ChunkEncoder().frame(for: plain))
                             else { return }  // the server is gone
                             if reply.status == 201 || reply.status == 200 { acknowledged.append(id) }
                         }
@@ -59,23 +60,28 @@ struct ChunkServerFaultTests {
             for file in Self.chunkFiles(server) {
                 let id = try ChunkID(hex: file.lastPathComponent)
                 let bytes = [UInt8](try Data(contentsOf: file))
-                #expect((try? ChunkFrame.decode(bytes, expectedID: id)) != nil, "partial chunk \(file.lastPathComponent)")
+                #expect(
+                    (try? ChunkFrame.decode(bytes, expectedID: id)) != nil, "partial chunk \(file.lastPathComponent)")
             }
-            let leftovers = try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory.appendingPathComponent("tmp").path)
+            let leftovers = try FileManager.default.contentsOfDirectory(
+                atPath: server.dataDirectory.appendingPathComponent("tmp").path)
             #expect(leftovers.isEmpty)
         }
     }
 
     @Test("a flipped bit on disk is answered with a checksum error and quarantined; scrub finds the same on its own")
     func corruption() async throws {
-        try await withChunkServers(1, extraArguments: ["--scrub-rate", "1G", "--scrub-interval", "1"]) { servers, client, _ in
+        try await withChunkServers(1, extraArguments: ["--scrub-rate", "1G", "--scrub-interval", "1"]) {
+            servers, client, _ in
             let server = servers[0]
             let a = server.address
             var ids: [ChunkID] = []
             for seed in [1, 2] as [UInt64] {
                 let plain = SyntheticData.logs(byteCount: 100_000, seed: seed)
                 let id = ChunkID(hashing: plain)
-                #expect(try await client.send(.PUT, a, "/v1/chunks/\(id.hex)", body: ChunkEncoder().frame(for: plain)).status == 201)
+                #expect(
+                    try await client.send(.PUT, a, "/v1/chunks/\(id.hex)", body: ChunkEncoder().frame(for: plain))
+                        .status == 201)
                 ids.append(id)
             }
             func flipBit(_ id: ChunkID) throws {
@@ -90,7 +96,8 @@ struct ChunkServerFaultTests {
             // already quarantined and the read is 404; either way no damaged byte is served.)
             let read = try await client.send(.GET, a, "/v1/chunks/\(ids[0].hex)")
             #expect(read.status == 422 || read.status == 404)
-            #expect(try read.json(ErrorBody.self).reason == (read.status == 422 ? "chunk.quarantined" : "chunk.notFound"))
+            #expect(
+                try read.json(ErrorBody.self).reason == (read.status == 422 ? "chunk.quarantined" : "chunk.notFound"))
             #expect(try await client.send(.GET, a, "/v1/chunks/\(ids[0].hex)").status == 404)
             let quarantined = try FileManager.default.contentsOfDirectory(
                 atPath: server.dataDirectory.appendingPathComponent("quarantine").path)
@@ -110,7 +117,9 @@ struct ChunkServerFaultTests {
         }
     }
 
-    @Test("a scrub pass resumes after a restart from the progress it saved, and a finished pass is not repeated before its interval")
+    @Test(
+        "a scrub pass resumes after a restart from the progress it saved, and a finished pass is not repeated before its interval"
+    )
     func scrubResumes() async throws {
         try await withChunkServers(1, extraArguments: ["--scrub-rate", "0"]) { servers, client, dir in
             let server = servers[0]
@@ -118,7 +127,10 @@ struct ChunkServerFaultTests {
             for seed in 0..<12 as Range<UInt64> {
                 let plain = SyntheticData.random(byteCount: 10_000 + Int(seed), seed: seed + 100)
                 let id = ChunkID(hashing: plain)
-                #expect(try await client.send(.PUT, server.address, "/v1/chunks/\(id.hex)", body: ChunkEncoder().frame(for: plain)).status == 201)
+                #expect(
+                    try await client.send(
+                        .PUT, server.address, "/v1/chunks/\(id.hex)", body: ChunkEncoder().frame(for: plain)
+                    ).status == 201)
                 ids.append(id)
             }
             try await server.stop()
@@ -131,8 +143,9 @@ struct ChunkServerFaultTests {
             }
             let arguments = ["--scrub-rate", "1G", "--scrub-interval", "3600", "--log-level", "info"]
             for round in 0..<2 {
-                let scrubbing = ChunkServerProcess(dataDirectory: server.dataDirectory, secretFile: dir.appendingPathComponent("secret"),
-                                                   extraArguments: arguments)
+                let scrubbing = ChunkServerProcess(
+                    dataDirectory: server.dataDirectory, secretFile: dir.appendingPathComponent("secret"),
+                    extraArguments: arguments)
                 let logStart = scrubbing.log.utf8.count  // the log file is shared by the server's runs
                 func log() -> String { String(decoding: scrubbing.log.utf8.dropFirst(logStart), as: UTF8.self) }
                 try await scrubbing.start()
@@ -143,13 +156,17 @@ struct ChunkServerFaultTests {
                             progress()["after"] == nil && progress()["lastPassFinishedMilliseconds"] != nil
                         }
                         #expect(finished, "\(progress())")
-                        let status = try await client.send(.GET, scrubbing.address, "/v1/status").json(ChunkServerStatus.self)
+                        let status = try await client.send(.GET, scrubbing.address, "/v1/status").json(
+                            ChunkServerStatus.self)
                         #expect(status.counters["scrubbed"] == 7)
                     } else {
                         // Started again right after a finished pass: it waits for the interval.
-                        let waiting = try await Self.eventually(within: .seconds(20)) { log().contains("next scrub pass in") }
+                        let waiting = try await Self.eventually(within: .seconds(20)) {
+                            log().contains("next scrub pass in")
+                        }
                         #expect(waiting, "\(log().suffix(2000))")
-                        let status = try await client.send(.GET, scrubbing.address, "/v1/status").json(ChunkServerStatus.self)
+                        let status = try await client.send(.GET, scrubbing.address, "/v1/status").json(
+                            ChunkServerStatus.self)
                         #expect((status.counters["scrubbed"] ?? 0) == 0)
                     }
                     try await scrubbing.stop()
@@ -163,14 +180,18 @@ struct ChunkServerFaultTests {
 
     @Test("a write past --capacity gets 507 and stores nothing; reads keep working")
     func capacity() async throws {
-        try await withChunkServers(1, extraArguments: ["--capacity", "300K", "--scrub-rate", "0"]) { servers, client, _ in
+        try await withChunkServers(1, extraArguments: ["--capacity", "300K", "--scrub-rate", "0"]) {
+            servers, client, _ in
             let a = servers[0].address
             let first = SyntheticData.random(byteCount: 200_000, seed: 1)
             let firstID = ChunkID(hashing: first)
-            #expect(try await client.send(.PUT, a, "/v1/chunks/\(firstID.hex)", body: ChunkEncoder().frame(for: first)).status == 201)
+            #expect(
+                try await client.send(.PUT, a, "/v1/chunks/\(firstID.hex)", body: ChunkEncoder().frame(for: first))
+                    .status == 201)
             let second = SyntheticData.random(byteCount: 200_000, seed: 2)
             let secondID = ChunkID(hashing: second)
-            let refused = try await client.send(.PUT, a, "/v1/chunks/\(secondID.hex)", body: ChunkEncoder().frame(for: second))
+            let refused = try await client.send(
+                .PUT, a, "/v1/chunks/\(secondID.hex)", body: ChunkEncoder().frame(for: second))
             #expect(refused.status == 507)
             #expect(try refused.json(ErrorBody.self).reason == "capacity.exceeded")
             #expect(try await client.send(.GET, a, "/v1/chunks/\(secondID.hex)").status == 404)

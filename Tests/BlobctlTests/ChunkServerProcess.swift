@@ -34,8 +34,11 @@ final class ChunkServerProcess: @unchecked Sendable {
         try? FileManager.default.removeItem(at: addressFile)
         let p = Process()
         p.executableURL = try BlobctlProcess.executableURL
-        p.arguments = [role, "--data", dataDirectory.path, "--listen", "127.0.0.1:\(port)",
-                       "--secret-file", secretFile.path, "--log-level", "warning"] + extraArguments
+        p.arguments =
+            [
+                role, "--data", dataDirectory.path, "--listen", "127.0.0.1:\(port)",
+                "--secret-file", secretFile.path, "--log-level", "warning",
+            ] + extraArguments
         if !FileManager.default.fileExists(atPath: logURL.path) {
             _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
         }
@@ -50,7 +53,8 @@ final class ChunkServerProcess: @unchecked Sendable {
         while ContinuousClock.now < deadline {
             if let text = try? String(contentsOf: addressFile, encoding: .utf8), !text.isEmpty {
                 address = text.trimmingCharacters(in: .whitespacesAndNewlines)
-                serverID = (try? String(contentsOf: dataDirectory.appendingPathComponent("server-id"), encoding: .utf8))?
+                serverID =
+                    (try? String(contentsOf: dataDirectory.appendingPathComponent("server-id"), encoding: .utf8))?
                     .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
                 return
             }
@@ -104,9 +108,11 @@ struct TestClient: Sendable {
     ) async throws -> Reply {
         var request = HTTPClientRequest(url: "http://\(address)\(pathAndQuery)")
         request.method = method
-        let authorization = token ?? signer.token(
-            role: role, method: method.rawValue, pathAndQuery: pathAndQuery,
-            expiry: Int64(Date().timeIntervalSince1970) + 60)
+        let authorization =
+            token
+            ?? signer.token(
+                role: role, method: method.rawValue, pathAndQuery: pathAndQuery,
+                expiry: Int64(Date().timeIntervalSince1970) + 60)
         if let authorization { request.headers.add(name: "Authorization", value: authorization) }
         for (k, v) in extra { request.headers.add(name: k, value: v) }
         if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
@@ -125,8 +131,9 @@ func withChunkServers<T>(
         let secret = (0..<32).map { _ in UInt8.random(in: 97...122) }
         try Data(secret).write(to: secretFile)
         let servers = (0..<count).map {
-            ChunkServerProcess(dataDirectory: dir.appendingPathComponent("cs\($0)"), secretFile: secretFile,
-                               extraArguments: extraArguments)
+            ChunkServerProcess(
+                dataDirectory: dir.appendingPathComponent("cs\($0)"), secretFile: secretFile,
+                extraArguments: extraArguments)
         }
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
         let client = TestClient(http: http, signer: try RequestSigner(secret: secret))

@@ -14,7 +14,8 @@ struct ChunkServerTests {
         try await withChunkServers(1) { servers, client, _ in
             let a = servers[0].address
             let inputs: [[UInt8]] = [
-                [], [7], SyntheticData.logs(byteCount: 4 << 20, seed: 3), SyntheticData.random(byteCount: 4 << 20, seed: 4),
+                [], [7], SyntheticData.logs(byteCount: 4 << 20, seed: 3),
+                SyntheticData.random(byteCount: 4 << 20, seed: 4),
             ]
             for plain in inputs {
                 let (id, frame) = Self.frame(plain)
@@ -54,7 +55,9 @@ struct ChunkServerTests {
             let (id, frame) = Self.frame(SyntheticData.logs(byteCount: 1 << 20, seed: 8))
             let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
                 for _ in 0..<8 {
-                    group.addTask { try await client.send(.PUT, servers[0].address, "/v1/chunks/\(id.hex)", body: frame).status }
+                    group.addTask {
+                        try await client.send(.PUT, servers[0].address, "/v1/chunks/\(id.hex)", body: frame).status
+                    }
                 }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
@@ -90,7 +93,8 @@ struct ChunkServerTests {
             for s in [a, b] { #expect(try await client.send(.GET, s, "/v1/chunks/\(id2.hex)").body == frame2) }
             // With a quorum of 2 the same situation is a success that still reports the failure.
             let (id3, frame3) = Self.frame(SyntheticData.random(byteCount: 1000, seed: 7))
-            let quorum2 = try await client.send(.PUT, a, "/v1/chunks/\(id3.hex)?replicas=\(b),\(c)&quorum=2", body: frame3)
+            let quorum2 = try await client.send(
+                .PUT, a, "/v1/chunks/\(id3.hex)?replicas=\(b),\(c)&quorum=2", body: frame3)
             #expect(quorum2.status == 201)
             #expect(try quorum2.json(ChunkWriteResult.self).failed.map(\.target) == [c])
         }
@@ -101,37 +105,51 @@ struct ChunkServerTests {
         try await withChunkServers(1, extraArguments: ["--scrub-rate", "0"]) { servers, client, dir in
             let a = servers[0].address
             let (id, frame) = Self.frame(SyntheticData.logs(byteCount: 50_000, seed: 9))
-            func expectError(_ reply: TestClient.Reply, _ status: Int, _ reason: String, sourceLocation: SourceLocation = #_sourceLocation) {
+            func expectError(
+                _ reply: TestClient.Reply, _ status: Int, _ reason: String,
+                sourceLocation: SourceLocation = #_sourceLocation
+            ) {
                 #expect(reply.status == status, "\(reply.text)", sourceLocation: sourceLocation)
                 let body = try? reply.json(ErrorBody.self)
                 #expect(body?.reason == reason, "\(reply.text)", sourceLocation: sourceLocation)
                 #expect((body?.message.count ?? 0) > 10, sourceLocation: sourceLocation)
             }
-            expectError(try await client.send(.PUT, a, "/v1/chunks/\(id.hex.uppercased())", body: frame), 400, "chunkID.invalidCharacter")
+            expectError(
+                try await client.send(.PUT, a, "/v1/chunks/\(id.hex.uppercased())", body: frame), 400,
+                "chunkID.invalidCharacter")
             expectError(try await client.send(.PUT, a, "/v1/chunks/abc", body: frame), 400, "chunkID.wrongLength")
             let other = ChunkID(hashing: [1, 2, 3])
             expectError(try await client.send(.PUT, a, "/v1/chunks/\(other.hex)", body: frame), 422, "frame.idMismatch")
-            expectError(try await client.send(.PUT, a, "/v1/chunks/\(id.hex)", body: Array(frame.dropLast())), 422,
-                        "frame.payloadLengthMismatch")
+            expectError(
+                try await client.send(.PUT, a, "/v1/chunks/\(id.hex)", body: Array(frame.dropLast())), 422,
+                "frame.payloadLengthMismatch")
             var flipped = frame
             flipped[40] ^= 1
-            expectError(try await client.send(.PUT, a, "/v1/chunks/\(id.hex)", body: flipped), 422, "frame.payloadChecksumMismatch")
+            expectError(
+                try await client.send(.PUT, a, "/v1/chunks/\(id.hex)", body: flipped), 422,
+                "frame.payloadChecksumMismatch")
             // A copy forwarded by a peer (server role) is checked for damage on the way too; its
             // id was checked by the peer that took the write from the client.
-            expectError(try await client.send(.PUT, a, "/v1/chunks/\(id.hex)", body: flipped, role: .server), 422,
-                        "frame.payloadChecksumMismatch")
-            expectError(try await client.send(.PUT, a, "/v1/chunks/\(id.hex)", body: Array(repeating: 0, count: 17 << 20)),
-                        413, "body.tooLarge")
-            expectError(try await client.send(.PUT, a, "/v1/chunks/\(id.hex)?replicas=../../etc", body: frame), 400,
-                        "replicas.badTarget")
-            expectError(try await client.send(.PUT, a, "/v1/chunks/\(id.hex)?quorum=5", body: frame), 400, "quorum.outOfRange")
+            expectError(
+                try await client.send(.PUT, a, "/v1/chunks/\(id.hex)", body: flipped, role: .server), 422,
+                "frame.payloadChecksumMismatch")
+            expectError(
+                try await client.send(.PUT, a, "/v1/chunks/\(id.hex)", body: Array(repeating: 0, count: 17 << 20)),
+                413, "body.tooLarge")
+            expectError(
+                try await client.send(.PUT, a, "/v1/chunks/\(id.hex)?replicas=../../etc", body: frame), 400,
+                "replicas.badTarget")
+            expectError(
+                try await client.send(.PUT, a, "/v1/chunks/\(id.hex)?quorum=5", body: frame), 400, "quorum.outOfRange")
             expectError(try await client.send(.GET, a, "/v1/nothing-here"), 404, "http.noRoute")
             expectError(try await client.send(.GET, a, "/v1/chunks/\(id.hex)"), 404, "chunk.notFound")
             expectError(try await client.send(.GET, a, "/v1/chunks?limit=0"), 400, "inventory.limit")
             // Traversal attempts: encoded and raw dot segments never reach the file system.
             let outside = dir.appendingPathComponent("outside-\(UUID().uuidString)")
-            for path in ["/v1/chunks/..%2F..%2F\(outside.lastPathComponent)", "/v1/chunks/%2e%2e",
-                         "/v1/chunks/..%2F..%2F..%2F..%2Fetc%2Fpasswd"] {
+            for path in [
+                "/v1/chunks/..%2F..%2F\(outside.lastPathComponent)", "/v1/chunks/%2e%2e",
+                "/v1/chunks/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+            ] {
                 let reply = try await client.send(.PUT, a, path, body: frame)
                 #expect((400...499).contains(reply.status), "\(path): \(reply.status)")
                 #expect((try? reply.json(ErrorBody.self)) != nil)
@@ -139,7 +157,8 @@ struct ChunkServerTests {
             #expect(!FileManager.default.fileExists(atPath: outside.path))
             let status = try await client.send(.GET, a, "/v1/status").json(ChunkServerStatus.self)
             #expect(status.chunkCount == 0, "nothing was stored")
-            let chunkFiles = FileManager.default.enumerator(atPath: servers[0].dataDirectory.appendingPathComponent("chunks").path)?
+            let chunkFiles =
+                FileManager.default.enumerator(atPath: servers[0].dataDirectory.appendingPathComponent("chunks").path)?
                 .allObjects.compactMap { $0 as? String }.filter { $0.count > 10 } ?? []
             #expect(chunkFiles.isEmpty)
         }
@@ -155,17 +174,20 @@ struct ChunkServerTests {
             #expect(none.status == 401)
             #expect(try none.json(ErrorBody.self).reason == "auth.missingToken")
             let wrong = try RequestSigner(secret: Array("another-secret-of-32-bytes-long!".utf8))
-            let forged = wrong.token(role: .client, method: "PUT", pathAndQuery: path, expiry: Int64(Date().timeIntervalSince1970) + 60)
+            let forged = wrong.token(
+                role: .client, method: "PUT", pathAndQuery: path, expiry: Int64(Date().timeIntervalSince1970) + 60)
             let bad = try await client.send(.PUT, a, path, body: frame, token: forged)
             #expect(bad.status == 401)
             #expect(try bad.json(ErrorBody.self).reason == "auth.badSignature")
-            let old = client.signer.token(role: .client, method: "PUT", pathAndQuery: path, expiry: Int64(Date().timeIntervalSince1970) - 5)
+            let old = client.signer.token(
+                role: .client, method: "PUT", pathAndQuery: path, expiry: Int64(Date().timeIntervalSince1970) - 5)
             let expired = try await client.send(.PUT, a, path, body: frame, token: old)
             #expect(expired.status == 401)
             #expect(try expired.json(ErrorBody.self).reason == "auth.expired")
             // A token for another path does not carry over.
-            let other = client.signer.token(role: .client, method: "PUT", pathAndQuery: "/v1/chunks/x",
-                                            expiry: Int64(Date().timeIntervalSince1970) + 60)
+            let other = client.signer.token(
+                role: .client, method: "PUT", pathAndQuery: "/v1/chunks/x",
+                expiry: Int64(Date().timeIntervalSince1970) + 60)
             #expect(try await client.send(.PUT, a, path, body: frame, token: other).status == 401)
             #expect(try await client.send(.PUT, a, path, body: frame).status == 201)
             let clientDelete = try await client.send(.DELETE, a, path)

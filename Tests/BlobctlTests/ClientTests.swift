@@ -13,13 +13,16 @@ struct ClientTests {
         let client: TestClient
         let dir: URL
 
-        var flags: [String] { ["--master", "http://\(master.address)", "--secret-file", dir.appendingPathComponent("secret").path] }
+        var flags: [String] {
+            ["--master", "http://\(master.address)", "--secret-file", dir.appendingPathComponent("secret").path]
+        }
         /// No user config leaks in, and none is written.
         var environment: [String: String] { ["BLOBCTL_CONFIG": dir.appendingPathComponent("no-config.json").path] }
 
         func run(_ args: [String], stdin: URL? = nil, stdout: URL? = nil) async throws -> BlobctlProcess.Output {
-            try await BlobctlProcess.run(args + flags, timeout: .seconds(300), environment: environment,
-                                         standardInput: stdin, standardOutput: stdout)
+            try await BlobctlProcess.run(
+                args + flags, timeout: .seconds(300), environment: environment,
+                standardInput: stdin, standardOutput: stdout)
         }
 
         /// `put --json`, which must succeed; returns its fields.
@@ -43,7 +46,9 @@ struct ClientTests {
 
         /// Random bytes written to a local file named `path` and put at `path`; the local file
         /// and the stored file's chunks (`stat --json`).
-        func putRandomFile(_ path: String, byteCount: Int, seed: UInt64) async throws -> (local: URL, chunks: [[String: Any]]) {
+        func putRandomFile(
+            _ path: String, byteCount: Int, seed: UInt64
+        ) async throws -> (local: URL, chunks: [[String: Any]]) {
             let local = dir.appendingPathComponent(path)
             try ClientTests.makeFile(local, byteCount: byteCount, seed: seed)
             _ = try await put(local, path)
@@ -59,7 +64,8 @@ struct ClientTests {
         return try await MasterTests.withCluster(servers: servers, liveness: liveness) { master, servers, client, dir in
             let ready = try await ChunkServerFaultTests.eventually(within: .seconds(20)) {
                 let status = try await MasterTests.status(client, master)
-                return status.ringEpoch != nil && status.servers.filter { $0.state == .alive && $0.inRing }.count == servers.count
+                return status.ringEpoch != nil
+                    && status.servers.filter { $0.state == .alive && $0.inRing }.count == servers.count
             }
             guard ready else { throw TestFailure("the cluster did not form") }
             return try await body(Cluster(master: master, servers: servers, client: client, dir: dir))
@@ -75,8 +81,10 @@ struct ClientTests {
         var piece: UInt64 = 0
         while written < byteCount {
             let n = min(8 << 20, byteCount - written)
-            let bytes = logs ? SyntheticData.logs(byteCount: n, seed: seed &* 1000 &+ piece)
-                             : SyntheticData.random(byteCount: n, seed: seed &* 1000 &+ piece)
+            let bytes =
+                logs
+                ? SyntheticData.logs(byteCount: n, seed: seed &* 1000 &+ piece)
+                : SyntheticData.random(byteCount: n, seed: seed &* 1000 &+ piece)
             try handle.write(contentsOf: bytes)
             written += n
             piece += 1
@@ -110,8 +118,10 @@ struct ClientTests {
     func roundTrips() async throws {
         try await Self.withCluster { cluster in
             let dir = cluster.dir
-            let cases: [(String, Int, Bool)] = [("empty", 0, false), ("one-byte", 1, false), ("one-chunk", 256 << 10, false),
-                                                ("random.bin", 200 << 20, false), ("logs.log", 100 << 20, true)]
+            let cases: [(String, Int, Bool)] = [
+                ("empty", 0, false), ("one-byte", 1, false), ("one-chunk", 256 << 10, false),
+                ("random.bin", 200 << 20, false), ("logs.log", 100 << 20, true),
+            ]
             for (i, (name, size, logs)) in cases.enumerated() {
                 let local = dir.appendingPathComponent(name)
                 try Self.makeFile(local, byteCount: size, logs: logs, seed: UInt64(i + 1))
@@ -126,7 +136,9 @@ struct ClientTests {
                 if logs {
                     let stat = try await cluster.stat("round/\(name)")
                     let stored = stat["stored_bytes"] as? Int ?? 0
-                    #expect(stored > 0 && stored < size, "log text is stored compressed: \(stored) bytes on disks for \(size)")
+                    #expect(
+                        stored > 0 && stored < size,
+                        "log text is stored compressed: \(stored) bytes on disks for \(size)")
                     #expect(put["content_type"] as? String == "text/plain; charset=utf-8")
                 }
             }
@@ -161,19 +173,24 @@ struct ClientTests {
         }
     }
 
-    @Test("a range inside a chunk fetches only the blocks it needs, checked against the writer's block digests; damaged replicas fall back to whole chunks")
+    @Test(
+        "a range inside a chunk fetches only the blocks it needs, checked against the writer's block digests; damaged replicas fall back to whole chunks"
+    )
     func rangesReadBlocks() async throws {
         try await Self.withCluster { cluster in
             let (local, chunks) = try await cluster.putRandomFile("blocks.bin", byteCount: 8 << 20, seed: 17)
             let block = BlockDigests.blockByteCount
             guard let big = chunks.first(where: { ($0["size"] as? Int ?? 0) >= 4 * block }),
-                  let start = big["offset"] as? Int, let id = big["id"] as? String else {
+                let start = big["offset"] as? Int, let id = big["id"] as? String
+            else {
                 throw TestFailure("no chunk of 4 blocks or more in \(chunks)")
             }
             func partial() async throws -> (reads: Int64, bytes: Int64) {
-                var reads: Int64 = 0, bytes: Int64 = 0
+                var reads: Int64 = 0
+                var bytes: Int64 = 0
                 for server in cluster.servers {
-                    let status = try await cluster.client.send(.GET, server.address, "/v1/status").json(ChunkServerStatus.self)
+                    let status = try await cluster.client.send(.GET, server.address, "/v1/status").json(
+                        ChunkServerStatus.self)
                     reads += status.counters["partialReads"] ?? 0
                     bytes += status.counters["partialBytesSent"] ?? 0
                 }
@@ -186,16 +203,18 @@ struct ClientTests {
             try await cluster.get("blocks.bin", out, ["--range=\(inside.lowerBound)-\(inside.upperBound - 1)"])
             #expect(try Data(contentsOf: out) == (try Self.bytes(local, inside)))
             let after = try await partial()
-            #expect(after.reads - before.reads == 1 && after.bytes - before.bytes == Int64(block),
-                    "partial reads \(before) → \(after)")
+            #expect(
+                after.reads - before.reads == 1 && after.bytes - before.bytes == Int64(block),
+                "partial reads \(before) → \(after)")
             // A range over several blocks: its first block is fetched on its own, so the first
             // bytes go out sooner, then the rest; three blocks in all.
             let across = (start + block + 10)..<(start + 3 * block + 10)
             try await cluster.get("blocks.bin", out, ["--range=\(across.lowerBound)-\(across.upperBound - 1)"])
             #expect(try Data(contentsOf: out) == (try Self.bytes(local, across)))
             let split = try await partial()
-            #expect(split.reads - after.reads == 2 && split.bytes - after.bytes == Int64(3 * block),
-                    "partial reads \(after) → \(split)")
+            #expect(
+                split.reads - after.reads == 2 && split.bytes - after.bytes == Int64(3 * block),
+                "partial reads \(after) → \(split)")
             // Damage the block the first range reads on two of the chunk's three servers: the
             // range still reads back right: a range's first chunk is asked of its holders in
             // server id order, so the damaged block comes first and fails its digest, and the
@@ -207,11 +226,16 @@ struct ClientTests {
                     try Data(bytes).write(to: file)
                 }
             }
-            let damaged = try await cluster.run(["get", "blocks.bin", out.path, "--range=\(inside.lowerBound)-\(inside.upperBound - 1)", "--json"])
+            let damaged = try await cluster.run([
+                "get", "blocks.bin", out.path, "--range=\(inside.lowerBound)-\(inside.upperBound - 1)", "--json",
+            ])
             #expect(damaged.status == 0, "\(damaged.stderr)")
-            #expect(try Data(contentsOf: out) == (try Self.bytes(local, inside)), "range \(inside) with damaged replicas")
+            #expect(
+                try Data(contentsOf: out) == (try Self.bytes(local, inside)), "range \(inside) with damaged replicas")
             let report = try JSONSerialization.jsonObject(with: Data(damaged.stdout.utf8)) as? [String: Any]
-            #expect((report?["failovers"] as? Int ?? 0) >= 1, "the damaged copies were tried and passed over: \(damaged.stdout)")
+            #expect(
+                (report?["failovers"] as? Int ?? 0) >= 1,
+                "the damaged copies were tried and passed over: \(damaged.stdout)")
             // Blocks the damage did not touch still read back right, from whichever copy is left.
             let later = (start + 3 * block - 10)..<(start + 3 * block + 10)
             try await cluster.get("blocks.bin", out, ["--range=\(later.lowerBound)-\(later.upperBound - 1)"])
@@ -228,7 +252,9 @@ struct ClientTests {
             let first = try await cluster.put(local, "logs/day.log")
             #expect(first["new_chunks"] as? Int == first["chunks"] as? Int)
             let second = try await cluster.put(local, "logs/day-again.log")
-            #expect(second["new_chunks"] as? Int == 0 && second["sent_bytes"] as? Int == 0 && second["stored_bytes"] as? Int == 0)
+            #expect(
+                second["new_chunks"] as? Int == 0 && second["sent_bytes"] as? Int == 0
+                    && second["stored_bytes"] as? Int == 0)
             let handle = try FileHandle(forWritingTo: local)
             try handle.seekToEnd()
             try handle.write(contentsOf: SyntheticData.logs(byteCount: size / 100, seed: 99))
@@ -282,7 +308,8 @@ struct ClientTests {
             #expect(try Self.sameBytes(local, copy))
             let report = try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any]
             let failovers = report?["failovers"] as? Int ?? 0
-            #expect(failovers >= 1, "reads rotate over the replicas, so some chunk was asked of the damaged server first")
+            #expect(
+                failovers >= 1, "reads rotate over the replicas, so some chunk was asked of the damaged server first")
             // The damaged copies that were read are no longer offered for reads.
             let dropped = try await ChunkServerFaultTests.eventually(within: .seconds(10)) {
                 let now = try await cluster.stat("damaged.bin")["chunks"] as? [[String: Any]] ?? []
@@ -354,7 +381,8 @@ struct ClientTests {
             #expect(results.items.count == 8 && results.items.allSatisfy { $0 })
             let same = cluster.dir.appendingPathComponent("same.copy")
             try await cluster.get("same", same)
-            #expect(try sources.contains { try Self.sameBytes($0, same) }, "the path holds one whole version, not a mix")
+            #expect(
+                try sources.contains { try Self.sameBytes($0, same) }, "the path holds one whole version, not a mix")
             #expect(try await cluster.stat("same")["version"] as? Int == 8)
         }
     }
@@ -377,25 +405,33 @@ struct ClientTests {
         }
     }
 
-    @Test("put --recursive stores every regular file under a directory at PREFIX/<its path>, skips links and FIFOs, sends nothing again; ls into a closed pipe ends quietly")
+    @Test(
+        "put --recursive stores every regular file under a directory at PREFIX/<its path>, skips links and FIFOs, sends nothing again; ls into a closed pipe ends quietly"
+    )
     func recursivePut() async throws {
         try await Self.withCluster { cluster in
             let tree = cluster.dir.appendingPathComponent("tree")
             let nested = tree.appendingPathComponent("a/b")
             try FileManager.default.createDirectory(at: nested, withIntermediateDirectories: true)
-            try FileManager.default.createDirectory(at: tree.appendingPathComponent("c"), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                at: tree.appendingPathComponent("c"), withIntermediateDirectories: true)
             let files = ["x.log": 300_000, "a/b/y.bin": 70_000, "a/empty": 0, "c/z.txt": 1]
             for (name, size) in files {
-                try Self.makeFile(tree.appendingPathComponent(name), byteCount: size, logs: name.hasSuffix(".log"), seed: UInt64(size))
+                try Self.makeFile(
+                    tree.appendingPathComponent(name), byteCount: size, logs: name.hasSuffix(".log"), seed: UInt64(size)
+                )
             }
-            try FileManager.default.createSymbolicLink(atPath: tree.appendingPathComponent("link").path, withDestinationPath: "x.log")
+            try FileManager.default.createSymbolicLink(
+                atPath: tree.appendingPathComponent("link").path, withDestinationPath: "x.log")
             #expect(mkfifo(tree.appendingPathComponent("fifo").path, 0o600) == 0)
 
             let first = try await cluster.run(["put", "-r", tree.path, "media/tree/", "--json"])
             #expect(first.status == 0, "\(first.stderr)")
             let report = try #require(try JSONSerialization.jsonObject(with: Data(first.stdout.utf8)) as? [String: Any])
-            #expect(report["file_count"] as? Int == 4 && report["skipped"] as? Int == 2 && (report["failed"] as? [Any])?.isEmpty == true,
-                    "\(first.stdout)")
+            #expect(
+                report["file_count"] as? Int == 4 && report["skipped"] as? Int == 2
+                    && (report["failed"] as? [Any])?.isEmpty == true,
+                "\(first.stdout)")
             let stored = (report["files"] as? [[String: Any]] ?? []).compactMap { $0["path"] as? String }
             #expect(stored == ["media/tree/a/b/y.bin", "media/tree/a/empty", "media/tree/c/z.txt", "media/tree/x.log"])
             for name in files.keys {
@@ -405,12 +441,17 @@ struct ClientTests {
             }
             let again = try await cluster.run(["put", "--recursive", tree.path, "media/tree", "--json"])
             let second = try #require(try JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any])
-            #expect(again.status == 0 && second["new_chunks"] as? Int == 0 && second["stored_bytes"] as? Int == 0, "\(again.stdout)")
+            #expect(
+                again.status == 0 && second["new_chunks"] as? Int == 0 && second["stored_bytes"] as? Int == 0,
+                "\(again.stdout)")
 
             let directory = try await cluster.run(["put", tree.path, "media/x"])
             #expect(directory.status == 64 && directory.stderr.contains("--recursive"), "\(directory.stderr)")
-            let notDirectory = try await cluster.run(["put", "-r", tree.appendingPathComponent("x.log").path, "media/x"])
-            #expect(notDirectory.status == 64 && notDirectory.stderr.contains("not a directory"), "\(notDirectory.stderr)")
+            let notDirectory = try await cluster.run([
+                "put", "-r", tree.appendingPathComponent("x.log").path, "media/x",
+            ])
+            #expect(
+                notDirectory.status == 64 && notDirectory.stderr.contains("not a directory"), "\(notDirectory.stderr)")
 
             // `blobctl ls -l | head -1` over more than a pipe holds (1,100 lines, ~88 KB): the
             // listing's reader goes away mid-write; no crash, no error.
@@ -420,27 +461,35 @@ struct ClientTests {
                 try Data([UInt8(index % 256)]).write(to: many.appendingPathComponent(String(format: "f%04d", index)))
             }
             let manyPut = try await cluster.run(["put", "-r", many.path, "media/many", "--parallel", "16"])
-            #expect(manyPut.status == 0 && manyPut.stdout.contains("put 1100 files under media/many/"), "\(manyPut.stdout.suffix(500)) \(manyPut.stderr.suffix(800))")
+            #expect(
+                manyPut.status == 0 && manyPut.stdout.contains("put 1100 files under media/many/"),
+                "\(manyPut.stdout.suffix(500)) \(manyPut.stderr.suffix(800))")
             // `put -` with standard input closed: an error, and nothing stored (not an empty file).
-            let closed = try await Self.shell("\"$0\" put - media/closed \"$@\" <&-", [BlobctlProcess.executableURL.path] + cluster.flags,
-                                              environment: cluster.environment)
+            let closed = try await Self.shell(
+                "\"$0\" put - media/closed \"$@\" <&-", [BlobctlProcess.executableURL.path] + cluster.flags,
+                environment: cluster.environment)
             #expect(closed.status != 0 && closed.stderr.contains("standard input"), "\(closed)")
             #expect(try await cluster.run(["stat", "media/closed"]).status == 2)
 
             let script = "set -o pipefail; \"$0\" ls -l media/many/ \"$@\" | head -1"
-            let pipe = try await Self.shell(script, [BlobctlProcess.executableURL.path] + cluster.flags, environment: cluster.environment)
+            let pipe = try await Self.shell(
+                script, [BlobctlProcess.executableURL.path] + cluster.flags, environment: cluster.environment)
             #expect(pipe.status == 0 && pipe.stdout.hasSuffix("media/many/f0000\n") && pipe.stderr.isEmpty, "\(pipe)")
         }
     }
 
     /// `bash -c SCRIPT ARGS...`, bounded.
-    static func shell(_ script: String, _ arguments: [String], environment: [String: String]) async throws
-        -> (status: Int32, stdout: String, stderr: String) {
+    static func shell(
+        _ script: String, _ arguments: [String], environment: [String: String]
+    ) async throws
+        -> (status: Int32, stdout: String, stderr: String)
+    {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
         process.arguments = ["-c", script] + arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let out = Pipe(), err = Pipe()
+        let out = Pipe()
+        let err = Pipe()
         process.standardOutput = out
         process.standardError = err
         try process.run()
@@ -471,8 +520,10 @@ struct ClientTests {
             let sized = cluster.dir.appendingPathComponent("sized")
             try Self.makeFile(sized, byteCount: 5_000_000, seed: 2)
             let human = try await cluster.run(["put", sized.path, "sized"])
-            #expect(human.status == 0 && human.stdout.contains(": 4.77 MiB in ")
-                    && human.stdout.range(of: #", [0-9]+\.[0-9] MB/s"#, options: .regularExpression) != nil, "\(human.stdout)")
+            #expect(
+                human.status == 0 && human.stdout.contains(": 4.77 MiB in ")
+                    && human.stdout.range(of: #", [0-9]+\.[0-9] MB/s"#, options: .regularExpression) != nil,
+                "\(human.stdout)")
             let local = cluster.dir.appendingPathComponent("small")
             try Self.makeFile(local, byteCount: 1000, seed: 1)
             for path in ["../etc/passwd", "a//b", "/abs", "a/./b", ""] {
@@ -481,16 +532,21 @@ struct ClientTests {
             }
             let secret = cluster.dir.appendingPathComponent("secret").path
             let unreachable = try await BlobctlProcess.run(
-                ["put", local.path, "x", "--master", "http://127.0.0.1:1", "--secret-file", secret], environment: cluster.environment)
-            #expect(unreachable.status == 3 && unreachable.stderr.contains("cannot reach the master")
+                ["put", local.path, "x", "--master", "http://127.0.0.1:1", "--secret-file", secret],
+                environment: cluster.environment)
+            #expect(
+                unreachable.status == 3 && unreachable.stderr.contains("cannot reach the master")
                     && unreachable.stderr.contains("blobctl dev up"), "\(unreachable.stderr)")
             let wrong = cluster.dir.appendingPathComponent("wrong-secret")
             try Data(String(repeating: "w", count: 32).utf8).write(to: wrong)
             let denied = try await BlobctlProcess.run(
-                ["ls", "--master", "http://\(cluster.master.address)", "--secret-file", wrong.path], environment: cluster.environment)
+                ["ls", "--master", "http://\(cluster.master.address)", "--secret-file", wrong.path],
+                environment: cluster.environment)
             #expect(denied.status == 4 && denied.stderr.contains("secret"), "\(denied.stderr)")
-            let none = try await BlobctlProcess.run(["ls"], environment: cluster.environment.merging(
-                ["BLOBCTL_MASTER": "", "BLOBCTL_SECRET_FILE": ""]) { $1 })
+            let none = try await BlobctlProcess.run(
+                ["ls"],
+                environment: cluster.environment.merging(
+                    ["BLOBCTL_MASTER": "", "BLOBCTL_SECRET_FILE": ""]) { $1 })
             #expect(none.status != 0 && none.stderr.contains("blobctl dev up"), "\(none.stderr)")
             let json = try await cluster.run(["get", "nothing-here", "-", "--json"])
             #expect(json.status == 2 && json.stdout.contains("\"reason\":\"file.notFound\""), "\(json.stdout)")

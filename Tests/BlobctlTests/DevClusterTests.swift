@@ -17,10 +17,13 @@ struct DevClusterTests {
     func upPutGetDown() async throws {
         try await withTemporaryDirectory { dir in
             let clusterDir = dir.appendingPathComponent("cluster").path
-            let environment = ["BLOBCTL_CONFIG": dir.appendingPathComponent("config.json").path,
-                               "BLOBCTL_DEV_DIR": clusterDir]
+            let environment = [
+                "BLOBCTL_CONFIG": dir.appendingPathComponent("config.json").path,
+                "BLOBCTL_DEV_DIR": clusterDir,
+            ]
             func blobctl(_ args: [String], stdout: URL? = nil) async throws -> BlobctlProcess.Output {
-                try await BlobctlProcess.run(args, timeout: .seconds(120), environment: environment, standardOutput: stdout)
+                try await BlobctlProcess.run(
+                    args, timeout: .seconds(120), environment: environment, standardOutput: stdout)
             }
             // Fixed ports, as a user gets them; a few bases in case one is taken on this machine.
             var port = 0
@@ -37,7 +40,9 @@ struct DevClusterTests {
                 let statusOut = try await blobctl(["dev", "status", "--json"])
                 let running = try JSONDecoder().decode(Running.self, from: Data(statusOut.stdout.utf8))
                 pids = running.processes.map(\.pid)
-                #expect(running.processes.count == 5 && running.processes.allSatisfy(\.running), "master, 3 servers, gateway")
+                #expect(
+                    running.processes.count == 5 && running.processes.allSatisfy(\.running),
+                    "master, 3 servers, gateway")
                 // The gateway is up on the port after the servers' and refuses an unsigned listing.
                 #expect(up.stdout.contains("S3 and HTTP gateway: http://127.0.0.1:\(port + 4)"), "\(up.stdout)")
                 let anonymous = try await GatewayTests.curl("http://127.0.0.1:\(port + 4)/", dir: dir)
@@ -59,7 +64,8 @@ struct DevClusterTests {
 
                 let again = try await blobctl(["dev", "up", "--port", "\(port)"])
                 #expect(again.status == 0 && again.stderr.contains("reusing"), "\(again.stderr)")
-                let after = try JSONDecoder().decode(Running.self, from: Data(try await blobctl(["dev", "status", "--json"]).stdout.utf8))
+                let after = try JSONDecoder().decode(
+                    Running.self, from: Data(try await blobctl(["dev", "status", "--json"]).stdout.utf8))
                 #expect(after.processes.map(\.pid) == pids, "the same processes")
 
                 let env = try await blobctl(["dev", "env"])

@@ -16,10 +16,12 @@ struct GatewayTests {
             let log = dir.appendingPathComponent("gateway.log")
             _ = FileManager.default.createFile(atPath: log.path, contents: nil)
             process.executableURL = try BlobctlProcess.executableURL
-            process.arguments = ["gateway", "--listen", "127.0.0.1:0", "--master", "http://\(master)", "--secret-file", secretFile.path,
-                                 "--spool-dir", dir.appendingPathComponent("spool").path, "--address-file", addressFile.path,
-                                 "--virtual-host-suffix", "s3.localhost",
-                                 "--log-level", "warning"]
+            process.arguments = [
+                "gateway", "--listen", "127.0.0.1:0", "--master", "http://\(master)", "--secret-file", secretFile.path,
+                "--spool-dir", dir.appendingPathComponent("spool").path, "--address-file", addressFile.path,
+                "--virtual-host-suffix", "s3.localhost",
+                "--log-level", "warning",
+            ]
             let handle = try FileHandle(forWritingTo: log)
             process.standardOutput = handle
             process.standardError = handle
@@ -83,7 +85,8 @@ struct GatewayTests {
             if line.hasPrefix("HTTP/") {
                 status = Int(line.split(separator: " ")[1]) ?? 0
             } else if let colon = line.firstIndex(of: ":") {
-                headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(
+                    in: .whitespaces)
             }
         }
         return CurlReply(status: status, headers: headers, body: (try? Data(contentsOf: bodyFile)) ?? Data())
@@ -109,9 +112,11 @@ struct GatewayTests {
             let lastModified = try #require(whole.headers["last-modified"])
 
             // Start, end, across chunk boundaries (256 KiB average), open-ended, suffix.
-            let cases: [(String, Int, Int)] = [("0-99", 0, 99), ("\(size - 10)-\(size - 1)", size - 10, size - 1),
-                                               ("200000-900000", 200_000, 900_000), ("\(size - 5000)-", size - 5000, size - 1),
-                                               ("-4096", size - 4096, size - 1), ("5000000-99999999", 5_000_000, size - 1)]
+            let cases: [(String, Int, Int)] = [
+                ("0-99", 0, 99), ("\(size - 10)-\(size - 1)", size - 10, size - 1),
+                ("200000-900000", 200_000, 900_000), ("\(size - 5000)-", size - 5000, size - 1),
+                ("-4096", size - 4096, size - 1), ("5000000-99999999", 5_000_000, size - 1),
+            ]
             for (spec, from, to) in cases {
                 let r = try await Self.curl(url, ["-H", "Range: bytes=\(spec)"], dir: cluster.dir)
                 #expect(r.status == 206, "bytes=\(spec)")
@@ -121,7 +126,8 @@ struct GatewayTests {
             // Numbers at the edge of Int64 are answered, not trapped on.
             let huge = try await Self.curl(url, ["-H", "Range: bytes=0-9223372036854775807"], dir: cluster.dir)
             #expect(huge.status == 206 && huge.body == bytes, "\(huge.status)")
-            let hugeStart = try await Self.curl(url, ["-H", "Range: bytes=9223372036854775806-9223372036854775807"], dir: cluster.dir)
+            let hugeStart = try await Self.curl(
+                url, ["-H", "Range: bytes=9223372036854775806-9223372036854775807"], dir: cluster.dir)
             #expect(hugeStart.status == 416)
             let unsatisfiable = try await Self.curl(url, ["-H", "Range: bytes=\(size)-"], dir: cluster.dir)
             #expect(unsatisfiable.status == 416 && unsatisfiable.headers["content-range"] == "bytes */\(size)")
@@ -132,34 +138,47 @@ struct GatewayTests {
             #expect(head.status == 200 && head.headers["content-length"] == String(size) && head.body.count < 2000)
 
             #expect(try await Self.curl(url, ["-H", "If-None-Match: \(etag)"], dir: cluster.dir).status == 304)
-            #expect(try await Self.curl(url, ["-H", "If-Modified-Since: \(lastModified)"], dir: cluster.dir).status == 304)
+            #expect(
+                try await Self.curl(url, ["-H", "If-Modified-Since: \(lastModified)"], dir: cluster.dir).status == 304)
             #expect(try await Self.curl(url, ["-H", "If-Match: \"nope\""], dir: cluster.dir).status == 412)
             #expect(try await Self.curl(url, ["-H", "If-Match: \(etag)"], dir: cluster.dir).status == 200)
-            let staleRange = try await Self.curl(url, ["-H", "Range: bytes=0-9", "-H", "If-Range: \"other\""], dir: cluster.dir)
-            #expect(staleRange.status == 200 && staleRange.body.count == size, "If-Range that does not match: the whole object")
-            let freshRange = try await Self.curl(url, ["-H", "Range: bytes=0-9", "-H", "If-Range: \(etag)"], dir: cluster.dir)
+            let staleRange = try await Self.curl(
+                url, ["-H", "Range: bytes=0-9", "-H", "If-Range: \"other\""], dir: cluster.dir)
+            #expect(
+                staleRange.status == 200 && staleRange.body.count == size,
+                "If-Range that does not match: the whole object")
+            let freshRange = try await Self.curl(
+                url, ["-H", "Range: bytes=0-9", "-H", "If-Range: \(etag)"], dir: cluster.dir)
             #expect(freshRange.status == 206 && freshRange.body.count == 10)
 
             // Virtual-host style: the bucket is the first label of the Host.
             let port = gateway.address.split(separator: ":").last.map(String.init) ?? ""
-            let virtual = try await Self.curl("http://\(gateway.address)/video.mp4",
-                                              ["-H", "Host: public.s3.localhost:\(port)", "-H", "Range: bytes=10-19"], dir: cluster.dir)
+            let virtual = try await Self.curl(
+                "http://\(gateway.address)/video.mp4",
+                ["-H", "Host: public.s3.localhost:\(port)", "-H", "Range: bytes=10-19"], dir: cluster.dir)
             #expect(virtual.status == 206 && virtual.body == bytes[10...19], "\(virtual.status)")
-            let virtualPrivate = try await Self.curl("http://\(gateway.address)/video.mp4",
-                                                     ["-H", "Host: private.s3.localhost:\(port)"], dir: cluster.dir)
+            let virtualPrivate = try await Self.curl(
+                "http://\(gateway.address)/video.mp4",
+                ["-H", "Host: private.s3.localhost:\(port)"], dir: cluster.dir)
             #expect(virtualPrivate.status == 403)
 
             let missing = try await Self.curl("http://\(gateway.address)/public/nothing.mp4", dir: cluster.dir)
-            #expect(missing.status == 404 && String(decoding: missing.body, as: UTF8.self).contains("<Code>NoSuchKey</Code>"))
+            #expect(
+                missing.status == 404
+                    && String(decoding: missing.body, as: UTF8.self).contains("<Code>NoSuchKey</Code>"))
             let denied = try await Self.curl("http://\(gateway.address)/private/video.mp4", dir: cluster.dir)
-            #expect(denied.status == 403 && String(decoding: denied.body, as: UTF8.self).contains("<Code>AccessDenied</Code>"))
+            #expect(
+                denied.status == 403
+                    && String(decoding: denied.body, as: UTF8.self).contains("<Code>AccessDenied</Code>"))
         }
     }
 
     /// Runs a tool to completion (bounded); returns its status and standard output.
     /// With `mergeErrors`, standard error goes to the same output (for a script's tracebacks).
-    static func tool(_ path: String, _ args: [String], dir: URL, timeout: Duration = .seconds(120),
-                     mergeErrors: Bool = false) async throws -> (Int32, String) {
+    static func tool(
+        _ path: String, _ args: [String], dir: URL, timeout: Duration = .seconds(120),
+        mergeErrors: Bool = false
+    ) async throws -> (Int32, String) {
         let out = dir.appendingPathComponent("tool-\(UUID().uuidString)")
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: out) }
@@ -184,27 +203,49 @@ struct GatewayTests {
         try await Self.withGateway { cluster, gateway in
             let clip = cluster.dir.appendingPathComponent("clip.mp4")
             // 5 s at 25 frames/s; the index (moov) at the end, as cameras write it, so a player must seek.
-            let (made, _) = try await Self.tool("/usr/bin/ffmpeg", ["-v", "error", "-y", "-f", "lavfi", "-i",
-                                                                   "testsrc=duration=5:size=320x240:rate=25", "-c:v", "mpeg4",
-                                                                   "-q:v", "5", clip.path], dir: cluster.dir)
+            let (made, _) = try await Self.tool(
+                "/usr/bin/ffmpeg",
+                [
+                    "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc=duration=5:size=320x240:rate=25", "-c:v", "mpeg4",
+                    "-q:v", "5", clip.path,
+                ], dir: cluster.dir)
             #expect(made == 0)
             #expect(try await cluster.run(["bucket", "create", "videos", "--public-read"]).status == 0)
             try await cluster.put(clip, "videos/clip.mp4", chunkSize: "64K")
             let url = "http://\(gateway.address)/videos/clip.mp4"
-            let (probed, frames) = try await Self.tool("/usr/bin/ffprobe", ["-v", "error", "-count_frames", "-select_streams", "v:0",
-                                                                           "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", url],
-                                                       dir: cluster.dir)
+            let (probed, frames) = try await Self.tool(
+                "/usr/bin/ffprobe",
+                [
+                    "-v", "error", "-count_frames", "-select_streams", "v:0",
+                    "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", url,
+                ],
+                dir: cluster.dir)
             #expect(probed == 0 && frames.trimmingCharacters(in: .whitespacesAndNewlines) == "125", "frames: \(frames)")
-            let (timed, duration) = try await Self.tool("/usr/bin/ffprobe", ["-v", "error", "-show_entries", "format=duration",
-                                                                            "-of", "csv=p=0", url], dir: cluster.dir)
-            #expect(timed == 0 && abs((Double(duration.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) - 5) < 0.1, "\(duration)")
+            let (timed, duration) = try await Self.tool(
+                "/usr/bin/ffprobe",
+                [
+                    "-v", "error", "-show_entries", "format=duration",
+                    "-of", "csv=p=0", url,
+                ], dir: cluster.dir)
+            #expect(
+                timed == 0 && abs((Double(duration.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) - 5) < 0.1,
+                "\(duration)")
             // Seek to 3 s and decode one frame, then count what is left from there: 2 s of frames.
             let frame = cluster.dir.appendingPathComponent("frame.png")
-            let (seeked, _) = try await Self.tool("/usr/bin/ffmpeg", ["-v", "error", "-y", "-ss", "3", "-i", url, "-frames:v", "1",
-                                                                     frame.path], dir: cluster.dir)
+            let (seeked, _) = try await Self.tool(
+                "/usr/bin/ffmpeg",
+                [
+                    "-v", "error", "-y", "-ss", "3", "-i", url, "-frames:v", "1",
+                    frame.path,
+                ], dir: cluster.dir)
             #expect(seeked == 0 && FileManager.default.fileExists(atPath: frame.path))
-            let (counted, rest) = try await Self.tool("/usr/bin/ffmpeg", ["-v", "error", "-ss", "3", "-i", url, "-map", "0:v",
-                                                                         "-f", "framemd5", "-"], dir: cluster.dir)
+            let (counted, rest) = try await Self.tool(
+                "/usr/bin/ffmpeg",
+                [
+                    "-v", "error", "-ss", "3", "-i", url, "-map", "0:v",
+                    "-f", "framemd5", "-",
+                ], dir: cluster.dir)
             let decoded = rest.split(separator: "\n").filter { !$0.hasPrefix("#") }.count
             #expect(counted == 0 && (48...52).contains(decoded), "frames decoded after seeking to 3 s: \(decoded)")
         }
@@ -214,23 +255,35 @@ struct GatewayTests {
     func browserPlaysVideo() async throws {
         try await Self.withGateway { cluster, gateway in
             let clip = cluster.dir.appendingPathComponent("clip.webm")
-            let (made, _) = try await Self.tool("/usr/bin/ffmpeg", ["-v", "error", "-y", "-f", "lavfi", "-i",
-                                                                   "testsrc=duration=6:size=320x240:rate=25", "-c:v", "libvpx",
-                                                                   "-b:v", "300k", clip.path], dir: cluster.dir)
+            let (made, _) = try await Self.tool(
+                "/usr/bin/ffmpeg",
+                [
+                    "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc=duration=6:size=320x240:rate=25", "-c:v", "libvpx",
+                    "-b:v", "300k", clip.path,
+                ], dir: cluster.dir)
             #expect(made == 0)
             #expect(try await cluster.run(["bucket", "create", "web", "--public-read"]).status == 0)
             try await cluster.put(clip, "web/clip.webm", chunkSize: "64K")
             let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
                 .appendingPathComponent("Gateway/browser_video.py")
-            let (status, reports) = try await Self.tool("/usr/bin/env", ["python3", script.path,
-                                                                        "http://\(gateway.address)/web/clip.webm", "60"],
-                                                        dir: cluster.dir, timeout: .seconds(90))
+            let (status, reports) = try await Self.tool(
+                "/usr/bin/env",
+                [
+                    "python3", script.path,
+                    "http://\(gateway.address)/web/clip.webm", "60",
+                ],
+                dir: cluster.dir, timeout: .seconds(90))
             #expect(status == 0, "the browser reported: \(reports)")
-            #expect(reports.contains("duration=6") && reports.contains("seeked=3.00") && reports.contains("played=3."), "\(reports)")
+            #expect(
+                reports.contains("duration=6") && reports.contains("seeked=3.00") && reports.contains("played=3."),
+                "\(reports)")
         }
     }
 
-    @Test("S3 clients: boto3, the aws CLI and rclone put, get, multipart, list 2,500 keys, presign, copy, sync; bad input gets S3 errors")
+    @Test(
+        "S3 clients: boto3, the aws CLI and rclone put, get, multipart, list 2,500 keys, presign, copy, sync; bad input gets S3 errors"
+    )
     func s3Clients() async throws {
         try await Self.withGateway { cluster, gateway in
             let key = try await cluster.json(["key", "create", "--name", "tests"])
@@ -240,8 +293,12 @@ struct GatewayTests {
                 .appendingPathComponent("Gateway/s3_clients.py")
             let work = cluster.dir.appendingPathComponent("s3-clients")
             try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-            let (status, output) = try await Self.tool("/usr/bin/env", ["python3", script.path, "http://\(gateway.address)", id, secret,
-                                                                       work.path], dir: cluster.dir, timeout: .seconds(400), mergeErrors: true)
+            let (status, output) = try await Self.tool(
+                "/usr/bin/env",
+                [
+                    "python3", script.path, "http://\(gateway.address)", id, secret,
+                    work.path,
+                ], dir: cluster.dir, timeout: .seconds(400), mergeErrors: true)
             #expect(status == 0, "\(output.suffix(3000))")
             #expect(output.contains("all S3 client checks passed"), "\(output.suffix(3000))")
         }

@@ -33,8 +33,10 @@ final class RecordingMaster: Sendable {
         router.post("/v1/cluster/servers/:id/heartbeat") { request, context -> Response in
             guard self.authorized(request) else { return Self.status(401) }
             if self.forgetServers.withLock({ $0 }) {
-                let body = ErrorBody(code: "notFound", reason: "server.unknown", message: "unknown server", node: "master")
-                return Response(status: .notFound, body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(body))))
+                let body = ErrorBody(
+                    code: "notFound", reason: "server.unknown", message: "unknown server", node: "master")
+                return Response(
+                    status: .notFound, body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(body))))
             }
             let body = try await request.body.collect(upTo: 1 << 20)
             let beat = try JSONDecoder().decode(ServerHeartbeat.self, from: Data(buffer: body))
@@ -53,9 +55,10 @@ final class RecordingMaster: Sendable {
 
     func authorized(_ request: Request) -> Bool {
         do {
-            _ = try signer.verify(header: request.headers[.authorization], method: request.method.rawValue,
-                                  pathAndQuery: request.head.path ?? "", now: Int64(Date().timeIntervalSince1970),
-                                  allowed: [.server])
+            _ = try signer.verify(
+                header: request.headers[.authorization], method: request.method.rawValue,
+                pathAndQuery: request.head.path ?? "", now: Int64(Date().timeIntervalSince1970),
+                allowed: [.server])
             return true
         } catch {
             refused.append("\(error)")
@@ -82,8 +85,9 @@ struct MasterLinkTests {
             let signer = try RequestSigner(secret: secret)
             let master = RecordingMaster(signer: signer)
             let port = Mutex(0)
-            let app = Application(router: master.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                                  onServerRunning: { channel in port.withLock { $0 = channel.localAddress?.port ?? 0 } })
+            let app = Application(
+                router: master.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                onServerRunning: { channel in port.withLock { $0 = channel.localAddress?.port ?? 0 } })
             let group = ServiceGroup(configuration: .init(services: [app], logger: .init(label: "test-master")))
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { try await group.run() }
@@ -91,11 +95,16 @@ struct MasterLinkTests {
                 #expect(try await ChunkServerFaultTests.eventually(within: .seconds(10)) { port.withLock { $0 } != 0 })
                 let server = ChunkServerProcess(
                     dataDirectory: dir.appendingPathComponent("cs"), secretFile: secretFile,
-                    extraArguments: ["--master", "http://127.0.0.1:\(port.withLock { $0 })", "--zone", "rack-7",
-                                     "--weight", "2", "--heartbeat-interval", "100"])
+                    extraArguments: [
+                        "--master", "http://127.0.0.1:\(port.withLock { $0 })", "--zone", "rack-7",
+                        "--weight", "2", "--heartbeat-interval", "100",
+                    ])
                 do {
                     try await server.start()
-                    #expect(try await ChunkServerFaultTests.eventually(within: .seconds(10)) { master.registrations.count >= 1 })
+                    #expect(
+                        try await ChunkServerFaultTests.eventually(within: .seconds(10)) {
+                            master.registrations.count >= 1
+                        })
                     let registration = try #require(master.registrations.items.first)
                     #expect(registration.serverID == server.serverID)
                     #expect(registration.address == server.address)
@@ -106,26 +115,39 @@ struct MasterLinkTests {
                     let client = TestClient(http: http, signer: signer)
                     let plain = SyntheticData.logs(byteCount: 200_000, seed: 1)
                     let id = ChunkID(hashing: plain)
-                    #expect(try await client.send(.PUT, server.address, "/v1/chunks/\(id.hex)",
-                                                  body: ChunkEncoder().frame(for: plain)).status == 201)
+                    #expect(
+                        try await client.send(
+                            .PUT, server.address, "/v1/chunks/\(id.hex)",
+                            body: ChunkEncoder().frame(for: plain)
+                        ).status == 201)
                     try await http.shutdown()
-                    #expect(try await ChunkServerFaultTests.eventually(within: .seconds(10)) {
-                        master.heartbeats.items.contains { $0.usage.chunkCount == 1 && $0.usage.logicalBytes == 200_000 }
-                    })
-                    #expect(try await ChunkServerFaultTests.eventually(within: .seconds(10)) {
-                        master.reports.items.contains { $0.added.contains { $0.id == id && $0.plainByteCount == 200_000 } }
-                    }, "the new chunk is reported")
+                    #expect(
+                        try await ChunkServerFaultTests.eventually(within: .seconds(10)) {
+                            master.heartbeats.items.contains {
+                                $0.usage.chunkCount == 1 && $0.usage.logicalBytes == 200_000
+                            }
+                        })
+                    #expect(
+                        try await ChunkServerFaultTests.eventually(within: .seconds(10)) {
+                            master.reports.items.contains {
+                                $0.added.contains { $0.id == id && $0.plainByteCount == 200_000 }
+                            }
+                        }, "the new chunk is reported")
                     let sequences = master.heartbeats.items.map(\.sequence)
                     #expect(sequences == sequences.sorted() && Set(sequences).count == sequences.count)
 
                     // A master that forgets the server gets a new registration.
                     master.forget(true)
-                    #expect(try await ChunkServerFaultTests.eventually(within: .seconds(10)) { master.registrations.count >= 2 })
+                    #expect(
+                        try await ChunkServerFaultTests.eventually(within: .seconds(10)) {
+                            master.registrations.count >= 2
+                        })
                     #expect(master.refused.items.isEmpty, "\(master.refused.items)")
                     // After registering again it reports its whole inventory.
-                    #expect(try await ChunkServerFaultTests.eventually(within: .seconds(10)) {
-                        master.reports.items.filter { $0.added.contains { $0.id == id } }.count >= 2
-                    })
+                    #expect(
+                        try await ChunkServerFaultTests.eventually(within: .seconds(10)) {
+                            master.reports.items.filter { $0.added.contains { $0.id == id } }.count >= 2
+                        })
                     try await server.stop()
                 } catch {
                     try? await server.kill()

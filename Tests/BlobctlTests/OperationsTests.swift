@@ -29,7 +29,9 @@ struct OperationsTests {
         /// Runs a command with `--json` that must succeed; returns its JSON object.
         func json(_ args: [String]) async throws -> [String: Any] {
             let out = try await run(args + ["--json"])
-            guard out.status == 0 else { throw TestFailure("\(args.joined(separator: " ")) failed (\(out.status)): \(out.stderr)") }
+            guard out.status == 0 else {
+                throw TestFailure("\(args.joined(separator: " ")) failed (\(out.status)): \(out.stderr)")
+            }
             return try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any] ?? [:]
         }
 
@@ -49,8 +51,9 @@ struct OperationsTests {
 
         /// A new chunk server process pointed at this master (stopped by the caller).
         func newServer(_ name: String, zone: String) -> DaemonProcess {
-            DaemonProcess(dataDirectory: dir.appendingPathComponent(name), secretFile: secretFile,
-                          extraArguments: ["--master", "http://\(master.address)", "--zone", zone, "--scrub-rate", "0"])
+            DaemonProcess(
+                dataDirectory: dir.appendingPathComponent(name), secretFile: secretFile,
+                extraArguments: ["--master", "http://\(master.address)", "--zone", zone, "--scrub-rate", "0"])
         }
 
         func fsck(repair: Bool = false) async throws -> (status: Int32, report: [String: Any]) {
@@ -61,8 +64,10 @@ struct OperationsTests {
 
         /// Runs `gc` (with `--dry-run` when asked) until its report satisfies `done`, at most
         /// `within`; returns whether it did, and the last report.
-        func gc(dryRun: Bool = false, until done: ([String: Any]) -> Bool,
-                within: Duration = .seconds(20)) async throws -> (reached: Bool, report: [String: Any]) {
+        func gc(
+            dryRun: Bool = false, until done: ([String: Any]) -> Bool,
+            within: Duration = .seconds(20)
+        ) async throws -> (reached: Bool, report: [String: Any]) {
             var last: [String: Any] = [:]
             let reached = try await ChunkServerFaultTests.eventually(within: within) {
                 last = try await json(["gc"] + (dryRun ? ["--dry-run"] : []))
@@ -83,13 +88,18 @@ struct OperationsTests {
         }
     }
 
-    static func withCluster<T>(servers: Int, masterArguments extra: [String] = [], serverArguments: [String] = ["--scrub-rate", "0"],
-                               _ body: (Cluster) async throws -> T) async throws -> T {
-        try await MasterTests.withCluster(servers: servers, liveness: masterArguments + extra,
-                                          serverArguments: serverArguments) { master, servers, client, dir in
+    static func withCluster<T>(
+        servers: Int, masterArguments extra: [String] = [], serverArguments: [String] = ["--scrub-rate", "0"],
+        _ body: (Cluster) async throws -> T
+    ) async throws -> T {
+        try await MasterTests.withCluster(
+            servers: servers, liveness: masterArguments + extra,
+            serverArguments: serverArguments
+        ) { master, servers, client, dir in
             let ready = try await ChunkServerFaultTests.eventually(within: .seconds(20)) {
                 let status = try await MasterTests.status(client, master)
-                return status.ringEpoch != nil && status.servers.filter { $0.state == .alive && $0.inRing }.count == servers.count
+                return status.ringEpoch != nil
+                    && status.servers.filter { $0.state == .alive && $0.inRing }.count == servers.count
             }
             guard ready else { throw TestFailure("the cluster did not form") }
             return try await body(Cluster(master: master, servers: servers, client: client, dir: dir))
@@ -100,7 +110,8 @@ struct OperationsTests {
     static func putFiles(_ cluster: Cluster, count: Int, prefix: String, seed: UInt64) async throws -> [(String, URL)] {
         let files = try (0..<count).map { i -> (String, URL) in
             let local = cluster.dir.appendingPathComponent("\(prefix)-\(i)")
-            try Data(SyntheticData.random(byteCount: 20_000 + (i * 7919) % 200_000, seed: seed &+ UInt64(i))).write(to: local)
+            try Data(SyntheticData.random(byteCount: 20_000 + (i * 7919) % 200_000, seed: seed &+ UInt64(i))).write(
+                to: local)
             return ("\(prefix)/file-\(i)", local)
         }
         for batch in stride(from: 0, to: files.count, by: 4) {
@@ -117,7 +128,8 @@ struct OperationsTests {
     /// Chunk files under a server's data directory.
     static func chunkFiles(_ server: DaemonProcess) -> [URL] {
         let root = server.dataDirectory.appendingPathComponent("chunks")
-        guard let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey]) else { return [] }
+        guard let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey])
+        else { return [] }
         return walker.compactMap { $0 as? URL }.filter { $0.lastPathComponent.count == 64 }
     }
 
@@ -126,7 +138,9 @@ struct OperationsTests {
         return status.counters[name] ?? 0
     }
 
-    @Test("kill -9 one of 4 servers: files read back at once; after the grace every chunk is back to 3 live copies; then kill 2 more and everything still reads")
+    @Test(
+        "kill -9 one of 4 servers: files read back at once; after the grace every chunk is back to 3 live copies; then kill 2 more and everything still reads"
+    )
     func repairAfterKill() async throws {
         try await Self.withCluster(servers: 4) { cluster in
             let files = try await Self.putFiles(cluster, count: 200, prefix: "repair", seed: 100)
@@ -135,7 +149,8 @@ struct OperationsTests {
             // Reads route around the dead server at once.
             for (path, local) in files.prefix(20) { #expect(try await cluster.readsBack(path, local)) }
             let down = try await ChunkServerFaultTests.eventually(within: .seconds(30)) {
-                try await MasterTests.status(cluster.client, cluster.master).servers.first { $0.id == dead }?.state == .down
+                try await MasterTests.status(cluster.client, cluster.master).servers.first { $0.id == dead }?.state
+                    == .down
             }
             #expect(down)
             let repaired = try await ChunkServerFaultTests.eventually(within: .seconds(90)) {
@@ -162,7 +177,8 @@ struct OperationsTests {
             let killed = ContinuousClock.now
             // Down after 5 s: come back once the master has noticed the silence (suspect).
             let noticed = try await ChunkServerFaultTests.eventually(within: .seconds(4)) {
-                try await MasterTests.status(cluster.client, cluster.master).servers.first { $0.id == absent }?.state == .suspect
+                try await MasterTests.status(cluster.client, cluster.master).servers.first { $0.id == absent }?.state
+                    == .suspect
             }
             #expect(noticed, "the master saw the server go silent")
             try await cluster.servers[0].start()
@@ -181,7 +197,9 @@ struct OperationsTests {
             let after = try #require(try await MasterTests.status(cluster.client, cluster.master).repair)
             #expect(after.copiedChunks == 0 && after.failures == 0, "\(after)")
             for server in cluster.servers {
-                #expect(try await Self.counter(cluster, server, "copiesSent") == 0, "no repair copies from \(server.serverID)")
+                #expect(
+                    try await Self.counter(cluster, server, "copiesSent") == 0,
+                    "no repair copies from \(server.serverID)")
             }
             for (path, local) in files { #expect(try await cluster.readsBack(path, local)) }
         }
@@ -196,7 +214,8 @@ struct OperationsTests {
             #expect(node["maintenance_until_milliseconds"] is Int)
             try await server.kill()
             let down = try await ChunkServerFaultTests.eventually(within: .seconds(30)) {
-                try await MasterTests.status(cluster.client, cluster.master).servers.first { $0.id == server.serverID }?.state == .down
+                try await MasterTests.status(cluster.client, cluster.master).servers.first { $0.id == server.serverID }?
+                    .state == .down
             }
             #expect(down)
             // Three repair passes end while it is down and in maintenance: nothing copied.
@@ -217,7 +236,9 @@ struct OperationsTests {
         }
     }
 
-    @Test("add a fourth server: the dry run plans about a quarter of the bytes; the run matches the ring and never leaves a chunk below 3 copies")
+    @Test(
+        "add a fourth server: the dry run plans about a quarter of the bytes; the run matches the ring and never leaves a chunk below 3 copies"
+    )
     func rebalanceAfterAdd() async throws {
         try await Self.withCluster(servers: 3) { cluster in
             var files: [(String, URL)] = []
@@ -231,14 +252,17 @@ struct OperationsTests {
             do {
                 try await newcomer.start()
                 let joined = try await ChunkServerFaultTests.eventually(within: .seconds(20)) {
-                    try await MasterTests.status(cluster.client, cluster.master).servers.filter { $0.inRing && $0.state == .alive }.count == 4
+                    try await MasterTests.status(cluster.client, cluster.master).servers.filter {
+                        $0.inRing && $0.state == .alive
+                    }.count == 4
                 }
                 #expect(joined)
                 let plan = try await cluster.json(["rebalance", "--dry-run"])
                 let stored = Double(plan["stored_bytes"] as? Int ?? 0)
                 let copy = Double(plan["copy_bytes"] as? Int ?? 0)
                 #expect(stored > 0)
-                #expect(abs(copy - stored / 4) <= 0.1 * stored / 4, "planned \(copy) of \(stored) stored bytes; ideal 1/4")
+                #expect(
+                    abs(copy - stored / 4) <= 0.1 * stored / 4, "planned \(copy) of \(stored) stored bytes; ideal 1/4")
                 // Sample while it runs: every chunk keeps 3 live copies throughout.
                 // A sample that fails to read the plans counts as an error, never as a pass.
                 let sampling = Task { () -> (samples: Int, errors: [String], neverBelow: Bool) in
@@ -246,7 +270,9 @@ struct OperationsTests {
                     var errors: [String] = []
                     while !Task.isCancelled {
                         do {
-                            if try await !cluster.allChunksHave(3, files: files.map(\.0)) { return (samples, errors, false) }
+                            if try await !cluster.allChunksHave(3, files: files.map(\.0)) {
+                                return (samples, errors, false)
+                            }
                             samples += 1
                         } catch is CancellationError {
                             break  // the rebalance finished and the sampler was stopped mid-request
@@ -291,7 +317,9 @@ struct OperationsTests {
             do {
                 try await newcomer.start()
                 _ = try await ChunkServerFaultTests.eventually(within: .seconds(20)) {
-                    try await MasterTests.status(cluster.client, cluster.master).servers.filter { $0.inRing && $0.state == .alive }.count == 4
+                    try await MasterTests.status(cluster.client, cluster.master).servers.filter {
+                        $0.inRing && $0.state == .alive
+                    }.count == 4
                 }
                 let started = try await cluster.json(["rebalance", "--max-bytes-per-sec", "8M", "--detach"])
                 #expect(started["state"] as? String == "running")
@@ -347,7 +375,8 @@ struct OperationsTests {
 
     @Test("flip a bit in a stored chunk: the scrub detects it and the master puts a good copy back")
     func bitFlipRepaired() async throws {
-        try await Self.withCluster(servers: 4, serverArguments: ["--scrub-rate", "256M", "--scrub-interval", "1"]) { cluster in
+        try await Self.withCluster(servers: 4, serverArguments: ["--scrub-rate", "256M", "--scrub-interval", "1"]) {
+            cluster in
             let files = try await Self.putFiles(cluster, count: 4, prefix: "flip", seed: 1100)
             let server = cluster.servers[0]
             guard let victim = Self.chunkFiles(server).first else { throw TestFailure("no chunk on server 0") }
@@ -356,7 +385,8 @@ struct OperationsTests {
             try bytes.write(to: victim)
             let id = victim.lastPathComponent
             let quarantined = try await ChunkServerFaultTests.eventually(within: .seconds(30)) {
-                let list = try await cluster.client.send(.GET, server.address, "/v1/quarantine").json(QuarantineList.self)
+                let list = try await cluster.client.send(.GET, server.address, "/v1/quarantine").json(
+                    QuarantineList.self)
                 return list.chunks.contains(id)
             }
             #expect(quarantined, "the scrub found the flipped bit")
@@ -369,7 +399,9 @@ struct OperationsTests {
         }
     }
 
-    @Test("a chunk file the master has no record of is reported by fsck and gc, and collected a grace after it was first seen")
+    @Test(
+        "a chunk file the master has no record of is reported by fsck and gc, and collected a grace after it was first seen"
+    )
     func orphanCollected() async throws {
         try await Self.withCluster(servers: 3) { cluster in
             let files = try await Self.putFiles(cluster, count: 2, prefix: "keep", seed: 1700)
@@ -377,7 +409,8 @@ struct OperationsTests {
             let plain = SyntheticData.random(byteCount: 50_000, seed: 1799)
             let id = ChunkID(hashing: plain)
             let server = cluster.servers[1]
-            let dir = server.dataDirectory.appendingPathComponent("chunks/\(id.hex.prefix(2))/\(id.hex.dropFirst(2).prefix(2))")
+            let dir = server.dataDirectory.appendingPathComponent(
+                "chunks/\(id.hex.prefix(2))/\(id.hex.dropFirst(2).prefix(2))")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             let orphan = dir.appendingPathComponent(id.hex)
             try Data(ChunkEncoder().frame(for: plain)).write(to: orphan)
@@ -385,7 +418,9 @@ struct OperationsTests {
             let fsck = try await cluster.fsck()
             #expect((fsck.report["orphaned"] as? Int) == 1, "\(fsck.report)")
             let dry = try await cluster.json(["gc", "--dry-run"])
-            let perServer = (dry["servers"] as? [[String: Any]] ?? []).first { $0["server"] as? String == server.serverID }
+            let perServer = (dry["servers"] as? [[String: Any]] ?? []).first {
+                $0["server"] as? String == server.serverID
+            }
             #expect(perServer?["orphan_chunks"] as? Int == 1, "\(dry)")
             let firstSeen = ContinuousClock.now
             let first = try await cluster.json(["gc"])
@@ -401,7 +436,8 @@ struct OperationsTests {
 
     @Test("with --no-auto-admit servers wait outside the ring until `node add`")
     func nodeAddAdmits() async throws {
-        try await MasterTests.withCluster(servers: 3, liveness: Self.masterArguments + ["--no-auto-admit"]) { master, servers, client, dir in
+        try await MasterTests.withCluster(servers: 3, liveness: Self.masterArguments + ["--no-auto-admit"]) {
+            master, servers, client, dir in
             let cluster = Cluster(master: master, servers: servers, client: client, dir: dir)
             let registered = try await ChunkServerFaultTests.eventually(within: .seconds(20)) {
                 try await MasterTests.status(client, master).servers.filter { $0.state == .alive }.count == 3
@@ -426,8 +462,9 @@ struct OperationsTests {
     func staleUploadAborted() async throws {
         try await Self.withCluster(servers: 3, masterArguments: ["--gc-stale-uploads", "1s"]) { cluster in
             #expect(try await cluster.run(["bucket", "create", "uploads"]).status == 0)
-            let reply = try await MasterTests.post(cluster.client, cluster.master, "/v1/uploads",
-                                                   MultipartUploadCreate(path: try BlobPath("uploads/big.bin"), contentType: "video/mp4"))
+            let reply = try await MasterTests.post(
+                cluster.client, cluster.master, "/v1/uploads",
+                MultipartUploadCreate(path: try BlobPath("uploads/big.bin"), contentType: "video/mp4"))
             let upload = try reply.json(MultipartUpload.self)
             let part = cluster.dir.appendingPathComponent("part")
             try Data(SyntheticData.random(byteCount: 200_000, seed: 2300)).write(to: part)
@@ -435,19 +472,23 @@ struct OperationsTests {
             // A dry run reports the upload once it is older than the limit, and aborts nothing.
             let stale = try await cluster.gc(dryRun: true, until: { $0["aborted_uploads"] as? Int == 1 })
             #expect(stale.reached, "the upload became stale: \(stale.report)")
-            #expect(try await cluster.client.send(.GET, cluster.master.address, "/v1/uploads/\(upload.id)").status == 200)
+            #expect(
+                try await cluster.client.send(.GET, cluster.master.address, "/v1/uploads/\(upload.id)").status == 200)
             let first = try await cluster.json(["gc"])
             #expect(first["aborted_uploads"] as? Int == 1, "\(first)")
             let gone = try await cluster.client.send(.GET, cluster.master.address, "/v1/uploads/\(upload.id)")
             #expect(gone.status == 404)
-            #expect(try await cluster.run(["stat", try upload.partPath(1).value]).status == 2, "the part is tombstoned")
+            #expect(
+                try await cluster.run(["stat", try upload.partPath(1).value]).status == 2, "the part is tombstoned")
             // Then, a grace after the tombstone and a grace after the mark, its chunks go.
             let last = try await cluster.gc(until: { ($0["deleted_chunks"] as? Int ?? 0) > 0 })
             #expect(last.reached, "the part's chunks are reclaimed: \(last.report)")
         }
     }
 
-    @Test("gc reclaims a deleted file's chunks after the grace, keeps chunks a put reuses, and aborts on an inventory error")
+    @Test(
+        "gc reclaims a deleted file's chunks after the grace, keeps chunks a put reuses, and aborts on an inventory error"
+    )
     func garbageCollection() async throws {
         try await Self.withCluster(servers: 3) { cluster in
             let doomed = try await Self.putFiles(cluster, count: 3, prefix: "doomed", seed: 1300)
@@ -462,7 +503,9 @@ struct OperationsTests {
             let first = try await cluster.json(["gc"])
             #expect(first["pruned_versions"] as? Int == 5, "\(first)")
             #expect(first["deleted_chunks"] as? Int == 0, "nothing is deleted before a grace has passed since the mark")
-            let pending = (first["servers"] as? [[String: Any]] ?? []).reduce(0) { $0 + ($1["pending_chunks"] as? Int ?? 0) }
+            let pending = (first["servers"] as? [[String: Any]] ?? []).reduce(0) {
+                $0 + ($1["pending_chunks"] as? Int ?? 0)
+            }
             #expect(pending > 0, "the unreferenced chunks were marked: \(first)")
             // A put that deduplicates against marked chunks keeps them.
             for (path, local) in reused { try await cluster.put(local, path) }
@@ -503,4 +546,3 @@ struct OperationsTests {
         }
     }
 }
-

@@ -8,8 +8,12 @@ enum PostgresTestDatabase {
     static let bin = ProcessInfo.processInfo.environment["POSTGRES_BIN"] ?? "/usr/lib/postgresql/15/bin"
 
     static func server() throws -> URLComponents {
-        guard let url = ProcessInfo.processInfo.environment["BLOB_TEST_POSTGRES_URL"], let components = URLComponents(string: url) else {
-            throw TestFailure("BLOB_TEST_POSTGRES_URL is not set: run the tests with `bash Scripts/test.sh`, which starts a throw-away PostgreSQL")
+        guard let url = ProcessInfo.processInfo.environment["BLOB_TEST_POSTGRES_URL"],
+            let components = URLComponents(string: url)
+        else {
+            throw TestFailure(
+                "BLOB_TEST_POSTGRES_URL is not set: run the tests with `bash Scripts/test.sh`, which starts a throw-away PostgreSQL"
+            )
         }
         return components
     }
@@ -18,10 +22,13 @@ enum PostgresTestDatabase {
         let server = try server()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "\(bin)/\(name)")
-        process.arguments = ["-h", server.host ?? "127.0.0.1", "-p", "\(server.port ?? 5432)", "-U", server.user ?? "postgres"] + args
+        process.arguments =
+            ["-h", server.host ?? "127.0.0.1", "-p", "\(server.port ?? 5432)", "-U", server.user ?? "postgres"] + args
         try process.run()
         process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw TestFailure("\(name) \(args) failed with \(process.terminationStatus)") }
+        guard process.terminationStatus == 0 else {
+            throw TestFailure("\(name) \(args) failed with \(process.terminationStatus)")
+        }
     }
 
     /// `postgres://USER@127.0.0.1:PORT/NAME` of a new, empty database, dropped after `body`.
@@ -30,14 +37,17 @@ enum PostgresTestDatabase {
         let name = "blobe2e_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
         try tool("createdb", [name])
         defer { try? tool("dropdb", ["--force", name]) }
-        return try await body("postgres://\(server.user ?? "postgres")@\(server.host ?? "127.0.0.1"):\(server.port ?? 5432)/\(name)")
+        return try await body(
+            "postgres://\(server.user ?? "postgres")@\(server.host ?? "127.0.0.1"):\(server.port ?? 5432)/\(name)")
     }
 }
 
 /// The whole user path on a master that keeps its metadata in PostgreSQL: real processes.
 @Suite("a cluster whose master keeps its metadata in PostgreSQL", .timeLimit(.minutes(10)))
 struct PostgresClusterTests {
-    @Test("put, get, ls, rm, gc and a rebalance on a master over PostgreSQL; a master killed and restarted has it all; no SQLite file is made")
+    @Test(
+        "put, get, ls, rm, gc and a rebalance on a master over PostgreSQL; a master killed and restarted has it all; no SQLite file is made"
+    )
     func endToEnd() async throws {
         try await PostgresTestDatabase.with { url in
             try await OperationsTests.withCluster(servers: 3, masterArguments: ["--metadata", url]) { cluster in
@@ -46,7 +56,9 @@ struct PostgresClusterTests {
                 let ls = try await cluster.run(["ls", "pg/"])
                 #expect(ls.status == 0)
                 for (path, _) in files { #expect(ls.stdout.contains(path), "ls lists \(path)") }
-                #expect(!FileManager.default.fileExists(atPath: cluster.master.dataDirectory.appendingPathComponent("master.sqlite").path))
+                #expect(
+                    !FileManager.default.fileExists(
+                        atPath: cluster.master.dataDirectory.appendingPathComponent("master.sqlite").path))
 
                 // rm, then gc reclaims the removed files' chunks once a grace (1 s) has passed
                 // since their versions were superseded and then since the chunks were marked.
@@ -68,9 +80,12 @@ struct PostgresClusterTests {
                 let newcomer = cluster.newServer("cs-pg-new", zone: "z3")
                 do {
                     try await newcomer.start()
-                    #expect(try await ChunkServerFaultTests.eventually(within: .seconds(20)) {
-                        try await MasterTests.status(cluster.client, cluster.master).servers.filter { $0.inRing && $0.state == .alive }.count == 4
-                    })
+                    #expect(
+                        try await ChunkServerFaultTests.eventually(within: .seconds(20)) {
+                            try await MasterTests.status(cluster.client, cluster.master).servers.filter {
+                                $0.inRing && $0.state == .alive
+                            }.count == 4
+                        })
                     let status = try await cluster.json(["rebalance"])
                     #expect(status["state"] as? String == "finished", "\(status)")
                     #expect((status["moved_bytes"] as? Int ?? 0) > 0)
@@ -82,10 +97,15 @@ struct PostgresClusterTests {
                     let port = Int(cluster.master.address.split(separator: ":").last ?? "") ?? 0
                     try await cluster.master.kill()
                     try await cluster.master.start(port: port)
-                    #expect(try await ChunkServerFaultTests.eventually(within: .seconds(20)) {
-                        try await MasterTests.status(cluster.client, cluster.master).servers.filter { $0.inRing && $0.state == .alive }.count == 4
-                    })
-                    for (path, local) in kept { #expect(try await cluster.readsBack(path, local), "\(path) after the restart") }
+                    #expect(
+                        try await ChunkServerFaultTests.eventually(within: .seconds(20)) {
+                            try await MasterTests.status(cluster.client, cluster.master).servers.filter {
+                                $0.inRing && $0.state == .alive
+                            }.count == 4
+                        })
+                    for (path, local) in kept {
+                        #expect(try await cluster.readsBack(path, local), "\(path) after the restart")
+                    }
                     try await newcomer.stop()
                 } catch {
                     try? await newcomer.kill()
@@ -95,7 +115,9 @@ struct PostgresClusterTests {
         }
     }
 
-    @Test("blobctl metadata migrate moves a stopped cluster's SQLite metadata into PostgreSQL: verified, refused into a non-empty database, and the master carries on there")
+    @Test(
+        "blobctl metadata migrate moves a stopped cluster's SQLite metadata into PostgreSQL: verified, refused into a non-empty database, and the master carries on there"
+    )
     func migrateToPostgres() async throws {
         try await PostgresTestDatabase.with { url in
             try await OperationsTests.withCluster(servers: 3) { cluster in
@@ -105,36 +127,51 @@ struct PostgresClusterTests {
                 let port = Int(cluster.master.address.split(separator: ":").last ?? "") ?? 0
                 try await cluster.master.stop()
 
-                let migrate = try await BlobctlProcess.run(["metadata", "migrate", "--from", "sqlite:\(sqlite)", "--to", url, "--json"])
+                let migrate = try await BlobctlProcess.run([
+                    "metadata", "migrate", "--from", "sqlite:\(sqlite)", "--to", url, "--json",
+                ])
                 #expect(migrate.status == 0, "\(migrate.stderr)")
-                let reports = try JSONSerialization.jsonObject(with: Data(migrate.stdout.utf8)) as? [[String: Any]] ?? []
-                let byTable = Dictionary(uniqueKeysWithValues: reports.compactMap { r in (r["table"] as? String).map { ($0, r) } })
+                let reports =
+                    try JSONSerialization.jsonObject(with: Data(migrate.stdout.utf8)) as? [[String: Any]] ?? []
+                let byTable = Dictionary(
+                    uniqueKeysWithValues: reports.compactMap { r in (r["table"] as? String).map { ($0, r) } })
                 #expect((byTable["current_files"]?["source_rows"] as? Int) == 7)
                 #expect((byTable["versions"]?["source_rows"] as? Int) == 9, "8 files and a tombstone")
                 #expect(reports.count == 15, "every table reported")
                 for report in reports {
                     #expect(report["source_checksum"] as? String != nil)
                     #expect(report["source_rows"] as? Int == report["destination_rows"] as? Int, "\(report)")
-                    #expect(report["source_checksum"] as? String == report["destination_checksum"] as? String, "\(report)")
+                    #expect(
+                        report["source_checksum"] as? String == report["destination_checksum"] as? String, "\(report)")
                 }
-                let again = try await BlobctlProcess.run(["metadata", "migrate", "--from", "sqlite:\(sqlite)", "--to", url])
+                let again = try await BlobctlProcess.run([
+                    "metadata", "migrate", "--from", "sqlite:\(sqlite)", "--to", url,
+                ])
                 #expect(again.status != 0 && again.stderr.contains("empty database"), "\(again.stderr)")
 
                 // The same master, now on PostgreSQL: every file, the delete, and new versions after the old ones.
-                let moved = DaemonProcess(dataDirectory: cluster.master.dataDirectory, secretFile: cluster.secretFile,
-                                          extraArguments: OperationsTests.masterArguments + ["--metadata", url], role: "master")
+                let moved = DaemonProcess(
+                    dataDirectory: cluster.master.dataDirectory, secretFile: cluster.secretFile,
+                    extraArguments: OperationsTests.masterArguments + ["--metadata", url], role: "master")
                 do {
                     try await moved.start(port: port)
-                    #expect(try await ChunkServerFaultTests.eventually(within: .seconds(20)) {
-                        try await MasterTests.status(cluster.client, moved).servers.filter { $0.inRing && $0.state == .alive }.count == 3
-                    })
-                    for (path, local) in files.dropFirst() { #expect(try await cluster.readsBack(path, local), "\(path)") }
+                    #expect(
+                        try await ChunkServerFaultTests.eventually(within: .seconds(20)) {
+                            try await MasterTests.status(cluster.client, moved).servers.filter {
+                                $0.inRing && $0.state == .alive
+                            }.count == 3
+                        })
+                    for (path, local) in files.dropFirst() {
+                        #expect(try await cluster.readsBack(path, local), "\(path)")
+                    }
                     #expect(try await cluster.run(["stat", files[0].0]).status == 2)
                     try await cluster.put(files[1].1, files[1].0)
                     let stat = try await cluster.json(["stat", files[1].0])
                     #expect(stat["version"] as? Int == 2, "\(stat)")
                     try await cluster.put(files[0].1, files[0].0)
-                    #expect(try await cluster.json(["stat", files[0].0])["version"] as? Int == 3, "after version 1 and its tombstone")
+                    #expect(
+                        try await cluster.json(["stat", files[0].0])["version"] as? Int == 3,
+                        "after version 1 and its tombstone")
                     try await moved.stop()
                 } catch {
                     try? await moved.kill()
@@ -144,7 +181,9 @@ struct PostgresClusterTests {
         }
     }
 
-    @Test("a master given an unreachable server, a missing database or a password in the URL says what is wrong and what to do")
+    @Test(
+        "a master given an unreachable server, a missing database or a password in the URL says what is wrong and what to do"
+    )
     func clearErrors() async throws {
         try await withTemporaryDirectory { dir in
             let server = try PostgresTestDatabase.server()
@@ -152,8 +191,11 @@ struct PostgresClusterTests {
             let secret = dir.appendingPathComponent("secret")
             try Data("0123456789abcdef0123456789abcdef\n".utf8).write(to: secret)
             func master(_ metadata: String) async throws -> BlobctlProcess.Output {
-                try await BlobctlProcess.run(["master", "--data", dir.appendingPathComponent("m").path, "--listen", "127.0.0.1:0",
-                                              "--metadata", metadata, "--secret-file", secret.path], timeout: .seconds(60))
+                try await BlobctlProcess.run(
+                    [
+                        "master", "--data", dir.appendingPathComponent("m").path, "--listen", "127.0.0.1:0",
+                        "--metadata", metadata, "--secret-file", secret.path,
+                    ], timeout: .seconds(60))
             }
             // Port 1 on loopback: nothing listens there.
             let unreachable = try await master("postgres://blobtest@127.0.0.1:1/blob")
@@ -161,7 +203,8 @@ struct PostgresClusterTests {
             #expect(unreachable.stderr.contains("cannot reach PostgreSQL at 127.0.0.1:1"), "\(unreachable.stderr)")
             let missing = try await master("postgres://\(server.user ?? "postgres")@\(host)/no_such_database")
             #expect(missing.status != 0)
-            #expect(missing.stderr.contains("does not exist") && missing.stderr.contains("createdb"), "\(missing.stderr)")
+            #expect(
+                missing.stderr.contains("does not exist") && missing.stderr.contains("createdb"), "\(missing.stderr)")
             let password = try await master("postgres://\(server.user ?? "postgres"):secret@\(host)/blob")
             #expect(password.status != 0)
             #expect(password.stderr.contains("--metadata-password-file"), "\(password.stderr)")

@@ -87,7 +87,9 @@ struct RingSimulateCommandTests {
 
     @Test("a missing scenarios file is a clear error, not a crash")
     func missingFile() async throws {
-        let result = try await BlobctlProcess.run(["ring", "simulate", "--scenarios", "/nonexistent/s.json", "--out", "/tmp/x"])
+        let result = try await BlobctlProcess.run([
+            "ring", "simulate", "--scenarios", "/nonexistent/s.json", "--out", "/tmp/x",
+        ])
         #expect(result.status != 0)
         #expect(result.stderr.contains("cannot read scenarios file"))
     }

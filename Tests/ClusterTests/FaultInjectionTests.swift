@@ -65,7 +65,9 @@ final class FsyncGate: DiskFaultInjector {
 
 @Suite("Faults injected into an in-process cluster", .timeLimit(.minutes(5)))
 struct FaultInjectionTests {
-    static func file(_ byteCount: Int, seed: UInt64) -> [UInt8] { SyntheticData.random(byteCount: byteCount, seed: seed) }
+    static func file(_ byteCount: Int, seed: UInt64) -> [UInt8] {
+        SyntheticData.random(byteCount: byteCount, seed: seed)
+    }
 
     static let smallChunks = ChunkerConfiguration.fixed(byteCount: 256 << 10)
 
@@ -84,7 +86,9 @@ struct FaultInjectionTests {
         return count
     }
 
-    @Test("a disk that fills during a put: the put fails with an error naming the full disk, the file is not visible, and no partial chunk is stored")
+    @Test(
+        "a disk that fills during a put: the put fails with an error naming the full disk, the file is not visible, and no partial chunk is stored"
+    )
     func diskFillsDuringPut() async throws {
         var options = TestClusterOptions()
         let disks = [FillingDisk(budget: 600 << 10), FillingDisk(budget: 600 << 10)]
@@ -97,7 +101,9 @@ struct FaultInjectionTests {
                 Issue.record("a put onto two full disks of three succeeded")
             } catch let error as BlobError {
                 #expect(error.code == .insufficientReplicas || error.code == .insufficientStorage, "\(error)")
-                #expect(error.message.contains("No space left on device"), "the message names the full disk: \(error.message)")
+                #expect(
+                    error.message.contains("No space left on device"),
+                    "the message names the full disk: \(error.message)")
             }
             #expect(disks[0].refused + disks[1].refused > 0, "the disks did fill")
             await #expect(throws: BlobError.self) { try await cluster.client.stat(path) }
@@ -125,11 +131,14 @@ struct FaultInjectionTests {
             for peer in peers { peer.refused.withLock { $0 = [cluster.servers[2].address] } }
             let bytes = Self.file(3 << 20, seed: 21)
             let path = try BlobPath("media/quorum.bin")
-            let result = try await cluster.client.put(.bytes(bytes), to: path, options: PutOptions(chunker: Self.smallChunks))
+            let result = try await cluster.client.put(
+                .bytes(bytes), to: path, options: PutOptions(chunker: Self.smallChunks))
             #expect(result.chunkCount > 3)
             #expect(peers.map(\.refusals).reduce(0, +) > 0, "forwards to the refusing replica were made and refused")
             let plan = try await cluster.client.readPlan(path)
-            for chunk in plan.chunks { #expect(chunk.replicas.count >= 2, "\(chunk.chunk.chunkID.shortHex) has \(chunk.replicas.count) copies") }
+            for chunk in plan.chunks {
+                #expect(chunk.replicas.count >= 2, "\(chunk.chunk.chunkID.shortHex) has \(chunk.replicas.count) copies")
+            }
             let out = cluster.directory + "/quorum.out"
             _ = try await cluster.client.get(path, to: .file(out))
             #expect(try Data(contentsOf: URL(fileURLWithPath: out)) == Data(bytes))
@@ -162,8 +171,11 @@ struct FaultInjectionTests {
             let pathAndQuery = "/v1/chunks/\(id.hex)?quorum=1"
             var request = HTTPClientRequest(url: "http://\(server.address)\(pathAndQuery)")
             request.method = .PUT
-            request.headers.add(name: "Authorization", value: signer.token(
-                role: .client, method: "PUT", pathAndQuery: pathAndQuery, expiry: Int64(Date().timeIntervalSince1970) + 300))
+            request.headers.add(
+                name: "Authorization",
+                value: signer.token(
+                    role: .client, method: "PUT", pathAndQuery: pathAndQuery,
+                    expiry: Int64(Date().timeIntervalSince1970) + 300))
             request.body = .bytes(ByteBuffer(bytes: frame))
             let write = Task { [request] in
                 let response = try await http.execute(request, timeout: .seconds(60))
@@ -174,7 +186,8 @@ struct FaultInjectionTests {
             let holding = try await eventually(within: .seconds(20)) { gate.isHolding }
             #expect(holding, "the write reached its fsync")
             #expect(!answered.isSet, "no acknowledgement while the fsync is held")
-            #expect(!FileManager.default.fileExists(atPath: server.chunkPath(id)), "nothing under the id before the fsync")
+            #expect(
+                !FileManager.default.fileExists(atPath: server.chunkPath(id)), "nothing under the id before the fsync")
             gate.open()
             let status = try await write.value
             #expect(status == 201)

@@ -88,8 +88,8 @@ struct PartitionAssignment {
                 let (pa, pb) = (a / replicaCount, b / replicaCount)
                 let (ma, mb) = (Int(table[a]), Int(table[b]))
                 guard pa != pb, ma != mb,
-                      canReplace(column: a % replicaCount, in: pa, with: mb),
-                      canReplace(column: b % replicaCount, in: pb, with: ma)
+                    canReplace(column: a % replicaCount, in: pa, with: mb),
+                    canReplace(column: b % replicaCount, in: pb, with: ma)
                 else { continue }
                 table[a] = UInt16(mb)
                 table[b] = UInt16(ma)
@@ -217,7 +217,11 @@ struct PartitionAssignment {
     /// then shifts one slot along it: u gains one, mk loses one, the members between keep their
     /// counts. Each step is one moved replica; used only for the few slots direct moves leave.
     private mutating func augment(from u: Int) -> Bool {
-        struct Step { var previous: Int; var partition: Int; var column: Int }
+        struct Step {
+            var previous: Int
+            var partition: Int
+            var column: Int
+        }
         var visited = [Bool](repeating: false, count: loads.count)
         var via = [Step?](repeating: nil, count: loads.count)
         var queue = [u]
@@ -280,9 +284,10 @@ struct PartitionAssignment {
             guard let c = column(for: u, in: p) else { continue }
             var harm = 0
             for v in rivals where column(for: v, in: p) != nil { harm += 1 }
-            candidates.append(Candidate(
-                isEmptySlot: table[p * replicaCount + c] == Self.empty, harm: harm,
-                order: SplitMix64.mix(UInt64(p) &+ UInt64(u) << 32), partition: p))
+            candidates.append(
+                Candidate(
+                    isEmptySlot: table[p * replicaCount + c] == Self.empty, harm: harm,
+                    order: SplitMix64.mix(UInt64(p) &+ UInt64(u) << 32), partition: p))
         }
         candidates.sort { a, b in
             if a.isEmptySlot != b.isEmptySlot { return a.isEmptySlot }

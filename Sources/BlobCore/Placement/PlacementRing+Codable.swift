@@ -40,7 +40,7 @@ extension PlacementRing: Codable {
         let sorted = try Self.validated(members, replicaCount: replicas, partitionPower: power)
         guard sorted == members else { throw RingError.malformed("ring members are not sorted by id") }
         guard let data = Data(base64Encoded: try c.decode(String.self, forKey: .table)),
-              data.count == (1 << power) * replicas * 2
+            data.count == (1 << power) * replicas * 2
         else { throw RingError.malformed("ring table is not \((1 << power) * replicas) base64 16-bit entries") }
         var table = [UInt16](repeating: 0, count: data.count / 2)
         data.withUnsafeBytes { raw in
@@ -52,14 +52,17 @@ extension PlacementRing: Codable {
             var domains = Set<String>()
             for c in 0..<replicas {
                 let m = Int(table[p * replicas + c])
-                guard m < members.count else { throw RingError.malformed("ring table names member \(m) of \(members.count)") }
+                guard m < members.count else {
+                    throw RingError.malformed("ring table names member \(m) of \(members.count)")
+                }
                 let key = domain == .zone ? members[m].zone : members[m].id
                 guard domains.insert(key).inserted else {
                     throw RingError.malformed("partition \(p) repeats failure domain \(key)")
                 }
             }
         }
-        self.init(epoch: epoch, partitionPower: power, replicaCount: replicas, failureDomain: domain,
-                  members: members, table: table)
+        self.init(
+            epoch: epoch, partitionPower: power, replicaCount: replicas, failureDomain: domain,
+            members: members, table: table)
     }
 }

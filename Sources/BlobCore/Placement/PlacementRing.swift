@@ -142,7 +142,9 @@ public struct PlacementRing: Sendable, Hashable {
 
     // MARK: Validation
 
-    static func validated(_ members: [RingMember], replicaCount: Int, partitionPower: Int) throws(RingError) -> [RingMember] {
+    static func validated(
+        _ members: [RingMember], replicaCount: Int, partitionPower: Int
+    ) throws(RingError) -> [RingMember] {
         guard partitionPowerRange.contains(partitionPower) else {
             throw .invalidParameters("partition power \(partitionPower) is outside \(partitionPowerRange)")
         }
@@ -176,8 +178,10 @@ public struct PlacementRing: Sendable, Hashable {
         }
     }
 
-    init(epoch: UInt64, partitionPower: Int, replicaCount: Int, failureDomain: FailureDomain,
-         members: [RingMember], table: [UInt16]) {
+    init(
+        epoch: UInt64, partitionPower: Int, replicaCount: Int, failureDomain: FailureDomain,
+        members: [RingMember], table: [UInt16]
+    ) {
         self.epoch = epoch
         self.partitionPower = partitionPower
         self.replicaCount = replicaCount

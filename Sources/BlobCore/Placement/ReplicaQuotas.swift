@@ -73,7 +73,8 @@ struct ReplicaQuotas {
         var quotas = exact.map { min(cap, Int($0.rounded(.down))) }
         var left = total - quotas.reduce(0, +)
         let order = weights.indices.sorted { a, b in
-            let fa = exact[a] - exact[a].rounded(.down), fb = exact[b] - exact[b].rounded(.down)
+            let fa = exact[a] - exact[a].rounded(.down)
+            let fb = exact[b] - exact[b].rounded(.down)
             return fa != fb ? fa > fb : a < b
         }
         var pass = 0

@@ -47,8 +47,10 @@ public struct ChunkWriteResult: Codable, Sendable, Equatable {
     /// True when the receiving server already had the chunk and wrote nothing.
     public var alreadyPresent: Bool
 
-    public init(id: String, stored: [String], storedServerIDs: [String], failed: [ReplicaFailure],
-                quorumMet: Bool, alreadyPresent: Bool) {
+    public init(
+        id: String, stored: [String], storedServerIDs: [String], failed: [ReplicaFailure],
+        quorumMet: Bool, alreadyPresent: Bool
+    ) {
         self.id = id
         self.stored = stored
         self.storedServerIDs = storedServerIDs
@@ -96,9 +98,11 @@ public struct ChunkServerStatus: Codable, Sendable, Equatable {
     public var storedBytes: Int64
     public var counters: [String: Int64]
 
-    public init(serverID: String, address: String, zone: String, weight: Double, capacityBytes: Int64?,
-                reserveBytes: Int64, usedBytes: Int64, freeDiskBytes: Int64, chunkCount: Int64,
-                logicalBytes: Int64, storedBytes: Int64, counters: [String: Int64]) {
+    public init(
+        serverID: String, address: String, zone: String, weight: Double, capacityBytes: Int64?,
+        reserveBytes: Int64, usedBytes: Int64, freeDiskBytes: Int64, chunkCount: Int64,
+        logicalBytes: Int64, storedBytes: Int64, counters: [String: Int64]
+    ) {
         self.serverID = serverID
         self.address = address
         self.zone = zone

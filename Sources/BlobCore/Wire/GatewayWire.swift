@@ -23,14 +23,16 @@ public struct BucketRecord: Codable, Sendable, Hashable {
         let bytes = Array(name.utf8)
         let allowed = bytes.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 46 || $0 == 45 }
         let isAlphanumeric: (UInt8) -> Bool = { (97...122).contains($0) || (48...57).contains($0) }
-        let looksLikeIP = name.split(separator: ".", omittingEmptySubsequences: false).count == 4
+        let looksLikeIP =
+            name.split(separator: ".", omittingEmptySubsequences: false).count == 4
             && name.split(separator: ".").allSatisfy { $0.allSatisfy(\.isNumber) }
         guard (3...63).contains(bytes.count), allowed, isAlphanumeric(bytes.first!), isAlphanumeric(bytes.last!),
-              !name.contains(".."), !name.contains(".-"), !name.contains("-."), !looksLikeIP
+            !name.contains(".."), !name.contains(".-"), !name.contains("-."), !looksLikeIP
         else {
-            throw BlobError(.invalidArgument, reason: "bucket.name",
-                            "bucket name \"\(name)\" is invalid: use 3 to 63 lowercase letters, digits, dots and hyphens, "
-                                + "starting and ending with a letter or digit, with no '..', '.-' or '-.'")
+            throw BlobError(
+                .invalidArgument, reason: "bucket.name",
+                "bucket name \"\(name)\" is invalid: use 3 to 63 lowercase letters, digits, dots and hyphens, "
+                    + "starting and ending with a letter or digit, with no '..', '.-' or '-.'")
         }
     }
 }
@@ -124,7 +126,9 @@ public struct FileCopy: Codable, Sendable, Hashable {
     /// The bucket of the target (``ManifestCommit/bucket``).
     public var bucket: String?
 
-    public init(from: BlobPath, to: BlobPath, contentType: String?, metadata: [String: String]? = nil, bucket: String? = nil) {
+    public init(
+        from: BlobPath, to: BlobPath, contentType: String?, metadata: [String: String]? = nil, bucket: String? = nil
+    ) {
         self.bucket = bucket
         self.metadata = metadata
         self.from = from
@@ -142,7 +146,9 @@ public struct MultipartUpload: Codable, Sendable, Hashable {
     /// The object's user metadata, given when the upload starts.
     public var metadata: [String: String]?
 
-    public init(id: String, path: BlobPath, contentType: String, createdAtMilliseconds: Int64, metadata: [String: String]? = nil) {
+    public init(
+        id: String, path: BlobPath, contentType: String, createdAtMilliseconds: Int64, metadata: [String: String]? = nil
+    ) {
         self.metadata = metadata
         self.id = id
         self.path = path
@@ -193,8 +199,10 @@ public struct MultipartCompletion: Codable, Sendable, Hashable {
     public var precondition: WritePrecondition?
     /// The bucket of the target (``ManifestCommit/bucket``).
     public var bucket: String?
-    public init(parts: [CompletedPart], attributes: [String: String]? = nil, precondition: WritePrecondition? = nil,
-                bucket: String? = nil) {
+    public init(
+        parts: [CompletedPart], attributes: [String: String]? = nil, precondition: WritePrecondition? = nil,
+        bucket: String? = nil
+    ) {
         self.bucket = bucket
         self.parts = parts
         self.attributes = attributes
@@ -211,7 +219,9 @@ public enum ObjectAttribute {
     /// The multipart upload whose completion made this version (a repeated completion answers again).
     public static let upload = ":upload"
     /// Stored HTTP headers, given at PUT and returned with the object.
-    public static let storedHeaders = ["cache-control", "content-disposition", "content-encoding", "content-language", "expires"]
+    public static let storedHeaders = [
+        "cache-control", "content-disposition", "content-encoding", "content-language", "expires",
+    ]
 
     public static func header(_ name: String) -> String { ":" + name }
 

@@ -68,7 +68,9 @@ public struct ReplicaAcknowledgement: Codable, Sendable, Hashable {
     /// than one block; the master keeps the first well-formed set it is given.
     public var blockDigests: Data?
 
-    public init(id: ChunkID, plainByteCount: Int64, storedByteCount: Int64, serverIDs: [String], blockDigests: Data? = nil) {
+    public init(
+        id: ChunkID, plainByteCount: Int64, storedByteCount: Int64, serverIDs: [String], blockDigests: Data? = nil
+    ) {
         self.id = id
         self.plainByteCount = plainByteCount
         self.storedByteCount = storedByteCount
@@ -105,7 +107,9 @@ public struct ReadPlanEntry: Codable, Sendable, Hashable {
     /// chunk and the master has them: the reader then fetches only the blocks it needs.
     public var blockDigests: Data?
 
-    public init(chunk: ManifestEntry, replicas: [ServerEndpoint], storedByteCount: Int64? = nil, blockDigests: Data? = nil) {
+    public init(
+        chunk: ManifestEntry, replicas: [ServerEndpoint], storedByteCount: Int64? = nil, blockDigests: Data? = nil
+    ) {
         self.chunk = chunk
         self.replicas = replicas
         self.storedByteCount = storedByteCount
@@ -165,8 +169,10 @@ public struct ServerStatusEntry: Codable, Sendable, Hashable {
     public var usage: ServerUsage?
     public var millisecondsSinceHeartbeat: Int64?
 
-    public init(id: String, address: String, zone: String, weight: Double, capacityBytes: Int64? = nil,
-                state: ServerState, inRing: Bool, usage: ServerUsage?, millisecondsSinceHeartbeat: Int64?) {
+    public init(
+        id: String, address: String, zone: String, weight: Double, capacityBytes: Int64? = nil,
+        state: ServerState, inRing: Bool, usage: ServerUsage?, millisecondsSinceHeartbeat: Int64?
+    ) {
         self.id = id
         self.address = address
         self.zone = zone

@@ -15,7 +15,9 @@ public struct ServerRegistration: Codable, Sendable, Equatable {
     public var capacityBytes: Int64?
     public var usage: ServerUsage
 
-    public init(serverID: String, address: String, zone: String, weight: Double, capacityBytes: Int64?, usage: ServerUsage) {
+    public init(
+        serverID: String, address: String, zone: String, weight: Double, capacityBytes: Int64?, usage: ServerUsage
+    ) {
         self.serverID = serverID
         self.address = address
         self.zone = zone
@@ -34,7 +36,8 @@ public struct ServerUsage: Codable, Sendable, Hashable {
     /// Requests being served when the heartbeat was sent.
     public var inFlightRequests: Int64
 
-    public init(usedBytes: Int64, freeDiskBytes: Int64, chunkCount: Int64, logicalBytes: Int64, inFlightRequests: Int64) {
+    public init(usedBytes: Int64, freeDiskBytes: Int64, chunkCount: Int64, logicalBytes: Int64, inFlightRequests: Int64)
+    {
         self.usedBytes = usedBytes
         self.freeDiskBytes = freeDiskBytes
         self.chunkCount = chunkCount

@@ -42,9 +42,11 @@ public struct ManifestCommit: Codable, Sendable, Hashable {
     /// All of ``metadata``, attributes included.
     public static let maxMetadataWithAttributesByteCount = 8192
 
-    public init(path: BlobPath, size: Int64, contentType: String, sha256: String, chunks: [ManifestEntry],
-                acknowledgements: [ReplicaAcknowledgement]? = nil, metadata: [String: String]? = nil,
-                precondition: WritePrecondition? = nil, bucket: String? = nil) {
+    public init(
+        path: BlobPath, size: Int64, contentType: String, sha256: String, chunks: [ManifestEntry],
+        acknowledgements: [ReplicaAcknowledgement]? = nil, metadata: [String: String]? = nil,
+        precondition: WritePrecondition? = nil, bucket: String? = nil
+    ) {
         self.bucket = bucket
         self.metadata = metadata
         self.precondition = precondition
@@ -72,17 +74,22 @@ public struct ManifestCommit: Codable, Sendable, Hashable {
 
     /// Checks the parts a store cannot: lengths, tiling, hash spelling, limits.
     public func validate(maxChunks: Int) throws(BlobError) {
-        guard size >= 0 else { throw BlobError(.invalidArgument, reason: "manifest.size", "file size \(size) is negative") }
+        guard size >= 0 else {
+            throw BlobError(.invalidArgument, reason: "manifest.size", "file size \(size) is negative")
+        }
         guard chunks.count <= maxChunks else {
-            throw BlobError(.invalidArgument, reason: "manifest.tooManyChunks",
-                            "a manifest holds at most \(maxChunks) chunks, this one \(chunks.count); split the file")
+            throw BlobError(
+                .invalidArgument, reason: "manifest.tooManyChunks",
+                "a manifest holds at most \(maxChunks) chunks, this one \(chunks.count); split the file")
         }
         guard Self.isWholeFileDigest(sha256) || Self.isCompositeDigest(sha256) else {
-            throw BlobError(.invalidArgument, reason: "manifest.sha256",
-                            "sha256 must be 64 lowercase hex characters (or, for a file assembled from parts, that and -PARTS)")
+            throw BlobError(
+                .invalidArgument, reason: "manifest.sha256",
+                "sha256 must be 64 lowercase hex characters (or, for a file assembled from parts, that and -PARTS)")
         }
         guard contentType.utf8.count <= 255, !contentType.unicodeScalars.contains(where: { $0.value < 0x20 }) else {
-            throw BlobError(.invalidArgument, reason: "manifest.contentType", "content type must be at most 255 printable bytes")
+            throw BlobError(
+                .invalidArgument, reason: "manifest.contentType", "content type must be at most 255 printable bytes")
         }
         if let metadata {
             let size: (Dictionary<String, String>.Element) -> Int = { $0.key.utf8.count + $0.value.utf8.count }
@@ -90,28 +97,33 @@ public struct ManifestCommit: Codable, Sendable, Hashable {
             let total = metadata.reduce(0) { $0 + size($1) }
             let printable: (String) -> Bool = { !$0.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F } }
             guard user <= Self.maxMetadataByteCount, total <= Self.maxMetadataWithAttributesByteCount,
-                  metadata.allSatisfy({ !$0.key.isEmpty && printable($0.key) && printable($0.value) }) else {
-                throw BlobError(.invalidArgument, reason: "manifest.metadata",
-                                "user metadata must be printable and at most \(Self.maxMetadataByteCount) bytes in all "
-                                    + "(\(Self.maxMetadataWithAttributesByteCount) with object attributes)")
+                metadata.allSatisfy({ !$0.key.isEmpty && printable($0.key) && printable($0.value) })
+            else {
+                throw BlobError(
+                    .invalidArgument, reason: "manifest.metadata",
+                    "user metadata must be printable and at most \(Self.maxMetadataByteCount) bytes in all "
+                        + "(\(Self.maxMetadataWithAttributesByteCount) with object attributes)")
             }
         }
         var next: Int64 = 0
         for (i, entry) in chunks.enumerated() {
             guard entry.length > 0, entry.length <= Int64(Limits.maxChunkByteCount) else {
-                throw BlobError(.invalidArgument, reason: "manifest.chunkLength",
-                                "chunk \(i) has length \(entry.length); lengths are 1...\(Limits.maxChunkByteCount)")
+                throw BlobError(
+                    .invalidArgument, reason: "manifest.chunkLength",
+                    "chunk \(i) has length \(entry.length); lengths are 1...\(Limits.maxChunkByteCount)")
             }
             guard entry.offset == next else {
-                throw BlobError(.invalidArgument, reason: "manifest.tiling",
-                                "chunk \(i) starts at \(entry.offset) but the previous one ends at \(next); "
-                                    + "chunks must tile the file without gaps or overlaps")
+                throw BlobError(
+                    .invalidArgument, reason: "manifest.tiling",
+                    "chunk \(i) starts at \(entry.offset) but the previous one ends at \(next); "
+                        + "chunks must tile the file without gaps or overlaps")
             }
             next += entry.length
         }
         guard next == size else {
-            throw BlobError(.invalidArgument, reason: "manifest.tiling",
-                            "chunks cover \(next) bytes but the file size is \(size)")
+            throw BlobError(
+                .invalidArgument, reason: "manifest.tiling",
+                "chunks cover \(next) bytes but the file size is \(size)")
         }
     }
 }
@@ -133,9 +145,11 @@ public struct FileVersion: Codable, Sendable, Hashable {
     /// User metadata given at the commit; nil when none.
     public var metadata: [String: String]?
 
-    public init(path: BlobPath, version: Int64, size: Int64, contentType: String, sha256: String,
-                createdAtMilliseconds: Int64, isDeleted: Bool, storedBytes: Int64, chunkCount: Int,
-                metadata: [String: String]? = nil) {
+    public init(
+        path: BlobPath, version: Int64, size: Int64, contentType: String, sha256: String,
+        createdAtMilliseconds: Int64, isDeleted: Bool, storedBytes: Int64, chunkCount: Int,
+        metadata: [String: String]? = nil
+    ) {
         self.metadata = metadata
         self.path = path
         self.version = version

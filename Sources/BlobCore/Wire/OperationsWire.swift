@@ -63,10 +63,12 @@ public struct RebalancePlan: Codable, Sendable, Hashable {
     /// `copyBytes` at the throttle; nil when unthrottled.
     public var expectedSeconds: Double?
 
-    public init(ringEpoch: UInt64, replicaCount: Int, chunksChecked: Int64, storedBytes: Int64,
-                transfers: [PlannedTransfer], copyChunks: Int64, copyBytes: Int64, deleteChunks: Int64,
-                deleteBytes: Int64, blockedChunks: Int64, servers: [ServerDiskChange], maxBytesPerSecond: Int64?,
-                expectedSeconds: Double?) {
+    public init(
+        ringEpoch: UInt64, replicaCount: Int, chunksChecked: Int64, storedBytes: Int64,
+        transfers: [PlannedTransfer], copyChunks: Int64, copyBytes: Int64, deleteChunks: Int64,
+        deleteBytes: Int64, blockedChunks: Int64, servers: [ServerDiskChange], maxBytesPerSecond: Int64?,
+        expectedSeconds: Double?
+    ) {
         self.ringEpoch = ringEpoch
         self.replicaCount = replicaCount
         self.chunksChecked = chunksChecked
@@ -117,10 +119,12 @@ public struct RebalanceStatus: Codable, Sendable, Hashable {
     public var errors: Int64
     public var lastError: String?
 
-    public init(state: State = .idle, ringEpoch: UInt64? = nil, maxBytesPerSecond: Int64? = nil,
-                startedAtMilliseconds: Int64? = nil, updatedAtMilliseconds: Int64? = nil, plannedBytes: Int64 = 0,
-                movedBytes: Int64 = 0, movedChunks: Int64 = 0, deletedChunks: Int64 = 0, blockedChunks: Int64 = 0,
-                errors: Int64 = 0, lastError: String? = nil) {
+    public init(
+        state: State = .idle, ringEpoch: UInt64? = nil, maxBytesPerSecond: Int64? = nil,
+        startedAtMilliseconds: Int64? = nil, updatedAtMilliseconds: Int64? = nil, plannedBytes: Int64 = 0,
+        movedBytes: Int64 = 0, movedChunks: Int64 = 0, deletedChunks: Int64 = 0, blockedChunks: Int64 = 0,
+        errors: Int64 = 0, lastError: String? = nil
+    ) {
         self.state = state
         self.ringEpoch = ringEpoch
         self.maxBytesPerSecond = maxBytesPerSecond
@@ -163,8 +167,10 @@ public struct NodeReport: Codable, Sendable, Hashable {
     public var soleCopies: Int64
     public var maintenanceUntilMilliseconds: Int64?
 
-    public init(id: String, address: String, state: ServerState, weight: Double, inRing: Bool, chunks: Int64,
-                storedBytes: Int64, soleCopies: Int64, maintenanceUntilMilliseconds: Int64?) {
+    public init(
+        id: String, address: String, state: ServerState, weight: Double, inRing: Bool, chunks: Int64,
+        storedBytes: Int64, soleCopies: Int64, maintenanceUntilMilliseconds: Int64?
+    ) {
         self.id = id
         self.address = address
         self.state = state
@@ -202,8 +208,10 @@ public struct ServerReclaim: Codable, Sendable, Hashable {
     public var orphanChunks: Int64
     public var orphanBytes: Int64
 
-    public init(server: String, chunks: Int64 = 0, bytes: Int64 = 0, pendingChunks: Int64 = 0, pendingBytes: Int64 = 0,
-                orphanChunks: Int64 = 0, orphanBytes: Int64 = 0) {
+    public init(
+        server: String, chunks: Int64 = 0, bytes: Int64 = 0, pendingChunks: Int64 = 0, pendingBytes: Int64 = 0,
+        orphanChunks: Int64 = 0, orphanBytes: Int64 = 0
+    ) {
         self.server = server
         self.chunks = chunks
         self.bytes = bytes
@@ -230,9 +238,11 @@ public struct GCReport: Codable, Sendable, Hashable {
     /// Multipart uploads older than the master's limit, aborted (their parts go as garbage).
     public var abortedUploads: Int64
 
-    public init(dryRun: Bool, graceSeconds: Int64, prunedVersions: Int64, servers: [ServerReclaim],
-                reclaimableChunks: Int64, reclaimableBytes: Int64, deletedChunks: Int64, deletedBytes: Int64,
-                keptChunks: Int64, abortedUploads: Int64 = 0) {
+    public init(
+        dryRun: Bool, graceSeconds: Int64, prunedVersions: Int64, servers: [ServerReclaim],
+        reclaimableChunks: Int64, reclaimableBytes: Int64, deletedChunks: Int64, deletedBytes: Int64,
+        keptChunks: Int64, abortedUploads: Int64 = 0
+    ) {
         self.abortedUploads = abortedUploads
         self.dryRun = dryRun
         self.graceSeconds = graceSeconds
@@ -310,10 +320,12 @@ public struct FsckReport: Codable, Sendable, Hashable {
     public var forgottenReplicas: Int64
     public var adoptedReplicas: Int64
 
-    public init(chunksChecked: Int64, serversChecked: Int, unreachableServers: [String], missing: Int64,
-                underReplicated: Int64, lost: Int64, misplaced: Int64, orphaned: Int64, corrupt: Int64,
-                problems: [ChunkProblem], filesAtRisk: [String], dataAtRisk: Bool, repairedChunks: Int64,
-                forgottenReplicas: Int64, adoptedReplicas: Int64) {
+    public init(
+        chunksChecked: Int64, serversChecked: Int, unreachableServers: [String], missing: Int64,
+        underReplicated: Int64, lost: Int64, misplaced: Int64, orphaned: Int64, corrupt: Int64,
+        problems: [ChunkProblem], filesAtRisk: [String], dataAtRisk: Bool, repairedChunks: Int64,
+        forgottenReplicas: Int64, adoptedReplicas: Int64
+    ) {
         self.chunksChecked = chunksChecked
         self.serversChecked = serversChecked
         self.unreachableServers = unreachableServers

@@ -40,7 +40,8 @@ public enum AuthError: CodedError, Sendable, Equatable {
         case .malformedToken: "the Authorization token is not of the form 'BlobToken v1:<role>:<expiry>:<signature>'"
         case .badSignature: "the token's signature does not match; client and server must share the same cluster secret"
         case .expired: "the token has expired; check that the clocks of client and server agree"
-        case .tooFarInFuture: "the token expires too far in the future; check that the clocks of client and server agree"
+        case .tooFarInFuture:
+            "the token expires too far in the future; check that the clocks of client and server agree"
         case .roleNotAllowed(let role): "a \(role.rawValue) token may not do this"
         }
     }
@@ -82,7 +83,8 @@ public struct RequestSigner: Sendable {
         let bytes = Array(text.utf8)
         let isSpace: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
         guard let first = bytes.firstIndex(where: { !isSpace($0) }),
-              let last = bytes.lastIndex(where: { !isSpace($0) }) else { return [] }
+            let last = bytes.lastIndex(where: { !isSpace($0) })
+        else { return [] }
         return Array(bytes[first...last])
     }
 
@@ -100,7 +102,7 @@ public struct RequestSigner: Sendable {
         guard header.hasPrefix(Self.scheme + " ") else { throw .malformedToken }
         let parts = header.dropFirst(Self.scheme.count + 1).split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count == 4, parts[0] == "v1", let role = RequestRole(rawValue: String(parts[1])),
-              let expiry = Int64(parts[2]), parts[3].utf8.count == 64
+            let expiry = Int64(parts[2]), parts[3].utf8.count == 64
         else { throw .malformedToken }
         let expected = signature(role: role, method: method, pathAndQuery: pathAndQuery, expiry: expiry)
         guard Self.constantTimeEqual(Array(expected.utf8), Array(parts[3].utf8)) else { throw .badSignature }

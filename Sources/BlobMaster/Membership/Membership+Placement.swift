@@ -5,9 +5,10 @@ extension Membership {
     /// to, from the ring, with servers that are not alive replaced by the next usable ones.
     public func place(_ entries: [PlacementRequestEntry]) async throws -> PlacementReply {
         guard let ring else {
-            throw BlobError(.insufficientReplicas, reason: "ring.missing",
-                            "no ring yet: \(status().servers.count) servers registered, \(replicaCount) failure domains "
-                                + "needed; start more chunk servers")
+            throw BlobError(
+                .insufficientReplicas, reason: "ring.missing",
+                "no ring yet: \(status().servers.count) servers registered, \(replicaCount) failure domains "
+                    + "needed; start more chunk servers")
         }
         let locations = try await store.replicaLocations(of: entries.map(\.id))
         // A garbage candidate is offered as absent: the writer sends it again, which records a
@@ -39,25 +40,33 @@ extension Membership {
         guard offset >= 0, (length ?? 0) >= 0 else {
             throw BlobError(.invalidArgument, reason: "range.invalid", "a range needs a non-negative offset and length")
         }
-        let requestedEnd = length.map { offset.addingReportingOverflow($0) }.map { $0.overflow ? Int64.max : $0.partialValue } ?? Int64.max
+        let requestedEnd =
+            length.map { offset.addingReportingOverflow($0) }.map { $0.overflow ? Int64.max : $0.partialValue }
+            ?? Int64.max
         guard let facts = try await store.readPlanFacts(of: path, overlapping: offset..<requestedEnd) else {
             throw BlobError(.notFound, reason: "file.notFound", "no file at \(path); list with `blobctl ls`")
         }
         let file = facts.file
         guard offset <= file.size else {
-            throw BlobError(.invalidArgument, reason: "range.invalid",
-                            "range starting at \(offset) is outside the file of \(file.size) bytes")
+            throw BlobError(
+                .invalidArgument, reason: "range.invalid",
+                "range starting at \(offset) is outside the file of \(file.size) bytes")
         }
         var plan: [ReadPlanEntry] = []
         plan.reserveCapacity(facts.entries.count)
         for (i, entry) in facts.entries.enumerated() {
             let servers = facts.locations[entry.chunkID] ?? []
             let alive = servers.filter { state(of: $0) == .alive }
-            let others = servers.filter { let s = state(of: $0); return s != .alive && s != .down }
+            let others = servers.filter {
+                let s = state(of: $0)
+                return s != .alive && s != .down
+            }
             let rotated = alive.isEmpty ? alive : Array(alive[(i % alive.count)...] + alive[..<(i % alive.count)])
-            plan.append(ReadPlanEntry(chunk: entry, replicas: (rotated + others).compactMap { endpoint($0) },
-                                      storedByteCount: facts.storedSizes[entry.chunkID],
-                                      blockDigests: facts.blockDigests[entry.chunkID]))
+            plan.append(
+                ReadPlanEntry(
+                    chunk: entry, replicas: (rotated + others).compactMap { endpoint($0) },
+                    storedByteCount: facts.storedSizes[entry.chunkID],
+                    blockDigests: facts.blockDigests[entry.chunkID]))
         }
         return ReadPlan(file: file, chunks: plan)
     }
@@ -124,7 +133,8 @@ struct TargetChoice {
             for index in ring.replicaIndices(forPartition: next) where chosen.count < ring.replicaCount {
                 let member = ring.members[Int(index)]
                 guard member.weight > 0, usable.contains(member.id), !domains.contains(key(member)),
-                      !wanted.contains(where: { $0.id == member.id }) else { continue }
+                    !wanted.contains(where: { $0.id == member.id })
+                else { continue }
                 chosen.append(member)
                 domains.insert(key(member))
             }

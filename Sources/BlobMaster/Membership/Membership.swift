@@ -9,8 +9,10 @@ public struct LivenessPolicy: Sendable, Hashable {
     public var suspectAfter: Duration
     public var downAfter: Duration
 
-    public init(heartbeatInterval: Duration = .seconds(5), suspectAfter: Duration = .seconds(15),
-                downAfter: Duration = .seconds(600)) {
+    public init(
+        heartbeatInterval: Duration = .seconds(5), suspectAfter: Duration = .seconds(15),
+        downAfter: Duration = .seconds(600)
+    ) {
         self.heartbeatInterval = heartbeatInterval
         self.suspectAfter = suspectAfter
         self.downAfter = downAfter
@@ -58,9 +60,11 @@ public actor Membership {
     private let startedAt: Duration
     static let removedServersKey = "membership.removedServers"
 
-    public init(store: MetadataStore, policy: LivenessPolicy, replicaCount: Int,
-                partitionPower: Int = PlacementRing.defaultPartitionPower, autoAdmit: Bool, logger: Logger,
-                clock: any ServiceClock = SystemClock()) {
+    public init(
+        store: MetadataStore, policy: LivenessPolicy, replicaCount: Int,
+        partitionPower: Int = PlacementRing.defaultPartitionPower, autoAdmit: Bool, logger: Logger,
+        clock: any ServiceClock = SystemClock()
+    ) {
         self.store = store
         self.clock = clock
         self.startedAt = clock.elapsed
@@ -84,14 +88,15 @@ public actor Membership {
 
     public func register(_ registration: ServerRegistration, nowMilliseconds: Int64) async throws -> MembershipReply {
         guard !registration.serverID.isEmpty, registration.serverID.utf8.count <= 128,
-              registration.weight.isFinite, registration.weight >= 0, registration.zone.utf8.count <= 128
+            registration.weight.isFinite, registration.weight >= 0, registration.zone.utf8.count <= 128
         else {
             throw BlobError(.invalidArgument, reason: "server.invalid", "server id, zone or weight is out of range")
         }
         guard !removed.contains(registration.serverID) else {
-            throw BlobError(.permissionDenied, reason: "server.removed",
-                            "server \(registration.serverID) was removed from the cluster; to join again, start it "
-                                + "with an empty data directory (a new id)")
+            throw BlobError(
+                .permissionDenied, reason: "server.removed",
+                "server \(registration.serverID) was removed from the cluster; to join again, start it "
+                    + "with an empty data directory (a new id)")
         }
         let known = records[registration.serverID]
         // After the first registration the weight is the operator's (`blobctl node set-weight`).
@@ -115,17 +120,20 @@ public actor Membership {
 
     public func heartbeat(_ beat: ServerHeartbeat) throws -> MembershipReply {
         guard let record = records[beat.serverID] else {
-            throw BlobError(.notFound, reason: "server.unknown", "server \(beat.serverID) is not registered; register first")
+            throw BlobError(
+                .notFound, reason: "server.unknown", "server \(beat.serverID) is not registered; register first")
         }
         if record.address != beat.address {
-            throw BlobError(.notFound, reason: "server.moved", "server \(beat.serverID) changed address; register again")
+            throw BlobError(
+                .notFound, reason: "server.moved", "server \(beat.serverID) changed address; register again")
         }
         live[beat.serverID] = Live(lastHeartbeat: clock.elapsed, usage: beat.usage, sequence: beat.sequence)
         return reply
     }
 
     var reply: MembershipReply {
-        MembershipReply(heartbeatIntervalMilliseconds: Self.milliseconds(policy.heartbeatInterval), ringEpoch: ring?.epoch)
+        MembershipReply(
+            heartbeatIntervalMilliseconds: Self.milliseconds(policy.heartbeatInterval), ringEpoch: ring?.epoch)
     }
 
     /// Adds servers to the ring (a new epoch), as far as the ring can be built: with fewer
@@ -133,7 +141,9 @@ public actor Membership {
     public func admit(_ ids: [String]) async throws {
         var members = ring?.members ?? []
         for id in Set(ids).union(pending).sorted() {
-            guard let record = records[id] else { throw BlobError(.notFound, reason: "server.unknown", "no server \(id)") }
+            guard let record = records[id] else {
+                throw BlobError(.notFound, reason: "server.unknown", "no server \(id)")
+            }
             members.removeAll { $0.id == id }
             members.append(RingMember(id: id, zone: record.zone, weight: record.weight))
         }
@@ -187,7 +197,8 @@ public actor Membership {
     /// Suspends (or, with 0, ends) repair of a server's data.
     public func setMaintenance(_ id: String, seconds: Int64) throws -> Int64? {
         guard records[id] != nil else {
-            throw BlobError(.notFound, reason: "server.unknown", "no server \(id); list them with `blobctl cluster status`")
+            throw BlobError(
+                .notFound, reason: "server.unknown", "no server \(id); list them with `blobctl cluster status`")
         }
         guard seconds > 0 else {
             maintenanceUntil[id] = nil
@@ -208,10 +219,12 @@ public actor Membership {
     /// Sets a server's weight in its record and the ring (a new epoch); 0 drains it.
     public func setWeight(_ id: String, _ weight: Double) async throws {
         guard var record = records[id] else {
-            throw BlobError(.notFound, reason: "server.unknown", "no server \(id); list them with `blobctl cluster status`")
+            throw BlobError(
+                .notFound, reason: "server.unknown", "no server \(id); list them with `blobctl cluster status`")
         }
         guard weight.isFinite, weight >= 0, weight <= 1_000_000 else {
-            throw BlobError(.invalidArgument, reason: "weight.invalid", "weight must be between 0 and 1000000, got \(weight)")
+            throw BlobError(
+                .invalidArgument, reason: "weight.invalid", "weight must be between 0 and 1000000, got \(weight)")
         }
         record.weight = weight
         try await store.saveServer(record)
@@ -224,7 +237,8 @@ public actor Membership {
     /// register again under this id. The caller checks that nothing depends on it.
     public func remove(_ id: String) async throws {
         guard records[id] != nil else {
-            throw BlobError(.notFound, reason: "server.unknown", "no server \(id); list them with `blobctl cluster status`")
+            throw BlobError(
+                .notFound, reason: "server.unknown", "no server \(id); list them with `blobctl cluster status`")
         }
         if let ring, ring.members.contains(where: { $0.id == id }) {
             try await install(ring.removing(id))
@@ -248,7 +262,8 @@ public actor Membership {
         let json = try JSONEncoder().encode(next)
         try await store.saveRing(epoch: next.epoch, json: [UInt8](json))
         ring = next
-        logger.info("ring epoch changed", metadata: ["ring.epoch": "\(next.epoch)", "server.count": "\(next.members.count)"])
+        logger.info(
+            "ring epoch changed", metadata: ["ring.epoch": "\(next.epoch)", "server.count": "\(next.members.count)"])
     }
 
     public func endpoint(_ id: String) -> ServerEndpoint? {

@@ -13,25 +13,31 @@ public enum MetadataLocation: Sendable, CustomStringConvertible {
     /// Parses `--metadata`. A PostgreSQL password never comes from the URL (it would show in
     /// `ps` and shell history): it is read from `passwordFile`, else from the environment's
     /// `BLOBCTL_METADATA_PASSWORD`, else there is none (trust or peer authentication).
-    public static func parse(_ text: String, passwordFile: String? = nil,
-                             environment: [String: String]? = nil) throws -> MetadataLocation {
+    public static func parse(
+        _ text: String, passwordFile: String? = nil,
+        environment: [String: String]? = nil
+    ) throws -> MetadataLocation {
         let environment = environment ?? ProcessInfo.processInfo.environment
         if text.hasPrefix("sqlite:") {
             let path = String(text.dropFirst("sqlite:".count))
             guard !path.isEmpty else {
-                throw BlobError(.invalidArgument, reason: "metadata.location", "--metadata sqlite: needs a path, e.g. sqlite:/var/lib/blob/master.sqlite")
+                throw BlobError(
+                    .invalidArgument, reason: "metadata.location",
+                    "--metadata sqlite: needs a path, e.g. sqlite:/var/lib/blob/master.sqlite")
             }
             return .sqlite(path: path)
         }
         guard text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") else {
-            throw BlobError(.invalidArgument, reason: "metadata.location",
-                            "--metadata \(text) is neither sqlite:PATH nor postgres://USER@HOST:PORT/DATABASE")
+            throw BlobError(
+                .invalidArgument, reason: "metadata.location",
+                "--metadata \(text) is neither sqlite:PATH nor postgres://USER@HOST:PORT/DATABASE")
         }
         var password: String?
         if let passwordFile {
             guard let data = FileManager.default.contents(atPath: passwordFile) else {
-                throw BlobError(.invalidArgument, reason: "metadata.passwordFile",
-                                "cannot read the password file \(passwordFile); create it (mode 600) with the password on one line")
+                throw BlobError(
+                    .invalidArgument, reason: "metadata.passwordFile",
+                    "cannot read the password file \(passwordFile); create it (mode 600) with the password on one line")
             }
             password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
         } else if let fromEnvironment = environment["BLOBCTL_METADATA_PASSWORD"] {
@@ -49,8 +55,10 @@ public enum MetadataLocation: Sendable, CustomStringConvertible {
 
     /// Opens the store (running migrations), runs `body` with it, and closes it after.
     /// `clock` replaces the database clock (tests only).
-    public func withStore<T: Sendable>(logger: Logger, clock: (@Sendable () -> Int64)? = nil,
-                                       _ body: (MetadataStore) async throws -> T) async throws -> T {
+    public func withStore<T: Sendable>(
+        logger: Logger, clock: (@Sendable () -> Int64)? = nil,
+        _ body: (MetadataStore) async throws -> T
+    ) async throws -> T {
         switch self {
         case .sqlite(let path):
             return try await body(MetadataStore(database: try SQLiteDatabase(path: path, clock: clock)))
@@ -73,13 +81,17 @@ public struct PostgresLocation: Sendable, CustomStringConvertible {
 
     public init(url: String, password: String?) throws {
         let invalid = { (why: String) in
-            BlobError(.invalidArgument, reason: "metadata.location", "--metadata \(url): \(why); expected postgres://USER@HOST:PORT/DATABASE")
+            BlobError(
+                .invalidArgument, reason: "metadata.location",
+                "--metadata \(url): \(why); expected postgres://USER@HOST:PORT/DATABASE")
         }
         guard let components = URLComponents(string: url), let host = components.host, !host.isEmpty else {
             throw invalid("no host")
         }
         guard components.password == nil else {
-            throw invalid("a password in the URL would show in `ps` and shell history; put it in --metadata-password-file or BLOBCTL_METADATA_PASSWORD")
+            throw invalid(
+                "a password in the URL would show in `ps` and shell history; put it in --metadata-password-file or BLOBCTL_METADATA_PASSWORD"
+            )
         }
         guard let user = components.user, !user.isEmpty else { throw invalid("no user") }
         let database = String(components.path.drop { $0 == "/" })
@@ -90,7 +102,9 @@ public struct PostgresLocation: Sendable, CustomStringConvertible {
         self.database = database
         self.password = password
         self.sslMode = components.queryItems?.first { $0.name == "sslmode" }?.value ?? "prefer"
-        guard ["disable", "prefer", "require"].contains(sslMode) else { throw invalid("sslmode must be disable, prefer or require") }
+        guard ["disable", "prefer", "require"].contains(sslMode) else {
+            throw invalid("sslmode must be disable, prefer or require")
+        }
     }
 
     public var description: String { "postgres://\(user)@\(host):\(port)/\(database)" }
@@ -104,7 +118,8 @@ public struct PostgresLocation: Sendable, CustomStringConvertible {
     }
 
     var connectionConfiguration: PostgresConnection.Configuration {
-        PostgresConnection.Configuration(host: host, port: port, username: user, password: password, database: database, tls: tls)
+        PostgresConnection.Configuration(
+            host: host, port: port, username: user, password: password, database: database, tls: tls)
     }
 
     var clientConfiguration: PostgresClient.Configuration {
@@ -114,7 +129,8 @@ public struct PostgresLocation: Sendable, CustomStringConvertible {
         case "require": clientTLS = .require(.makeClientConfiguration())
         default: clientTLS = .prefer(.makeClientConfiguration())
         }
-        return PostgresClient.Configuration(host: host, port: port, username: user, password: password, database: database, tls: clientTLS)
+        return PostgresClient.Configuration(
+            host: host, port: port, username: user, password: password, database: database, tls: clientTLS)
     }
 
     /// The error as an operator can act on it: what failed, and what to do.
@@ -124,28 +140,36 @@ public struct PostgresLocation: Sendable, CustomStringConvertible {
         let message = error.serverInfo?[.message] ?? "\(error.code)"
         switch error.serverInfo?[.sqlState] {
         case "28P01", "28000":
-            return BlobError(.permissionDenied, reason: "metadata.login",
-                             "PostgreSQL at \(host):\(port) refused the login of \(user) (\(message)); put the right password in "
-                                 + "the file named by --metadata-password-file (or BLOBCTL_METADATA_PASSWORD), or allow the user in pg_hba.conf")
+            return BlobError(
+                .permissionDenied, reason: "metadata.login",
+                "PostgreSQL at \(host):\(port) refused the login of \(user) (\(message)); put the right password in "
+                    + "the file named by --metadata-password-file (or BLOBCTL_METADATA_PASSWORD), or allow the user in pg_hba.conf"
+            )
         case "3D000":
-            return BlobError(.notFound, reason: "metadata.noDatabase",
-                             "database \(database) does not exist on \(host):\(port); create it with `createdb -O \(user) \(database)`")
+            return BlobError(
+                .notFound, reason: "metadata.noDatabase",
+                "database \(database) does not exist on \(host):\(port); create it with `createdb -O \(user) \(database)`"
+            )
         case "42501":
-            return BlobError(.permissionDenied, reason: "metadata.permission",
-                             "PostgreSQL refused \(user) a permission on \(database) (\(message)); make \(user) the owner of the "
-                                 + "database (`ALTER DATABASE \(database) OWNER TO \(user)`) or grant it CREATE and the table privileges")
+            return BlobError(
+                .permissionDenied, reason: "metadata.permission",
+                "PostgreSQL refused \(user) a permission on \(database) (\(message)); make \(user) the owner of the "
+                    + "database (`ALTER DATABASE \(database) OWNER TO \(user)`) or grant it CREATE and the table privileges"
+            )
         case .some:
             return error
         case nil:
             break
         }
         if error.code == .authMechanismRequiresPassword {
-            return BlobError(.permissionDenied, reason: "metadata.login",
-                             "PostgreSQL at \(host):\(port) asks \(user) for a password and none was given; put it in the file "
-                                 + "named by --metadata-password-file (or BLOBCTL_METADATA_PASSWORD)")
+            return BlobError(
+                .permissionDenied, reason: "metadata.login",
+                "PostgreSQL at \(host):\(port) asks \(user) for a password and none was given; put it in the file "
+                    + "named by --metadata-password-file (or BLOBCTL_METADATA_PASSWORD)")
         }
-        return BlobError(.unavailable, reason: "metadata.unreachable",
-                         "cannot reach PostgreSQL at \(host):\(port) as \(user) (\(error.code)\(error.underlying.map { ": \($0)" } ?? "")); "
-                             + "start it, or fix the address in --metadata")
+        return BlobError(
+            .unavailable, reason: "metadata.unreachable",
+            "cannot reach PostgreSQL at \(host):\(port) as \(user) (\(error.code)\(error.underlying.map { ": \($0)" } ?? "")); "
+                + "start it, or fix the address in --metadata")
     }
 }

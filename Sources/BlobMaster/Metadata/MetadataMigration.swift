@@ -24,16 +24,30 @@ public enum MetadataMigration {
 
     /// Every table, parents before children.
     static let tables: [Table] = [
-        Table(name: "chunks", columns: ["id", "plain_size", "stored_size", "first_seen_ms", "block_digests"], keyCount: 1),
+        Table(
+            name: "chunks", columns: ["id", "plain_size", "stored_size", "first_seen_ms", "block_digests"], keyCount: 1),
         Table(name: "replicas", columns: ["chunk_id", "server_id", "reported_ms"], keyCount: 2),
-        Table(name: "versions", columns: ["id", "path", "version", "size", "content_type", "sha256", "created_ms", "deleted",
-                                          "stored_bytes", "chunk_count", "metadata"], keyCount: 1, hasIdentity: true),
-        Table(name: "manifest_entries", columns: ["version_id", "seq", "chunk_id", "\"offset\"", "length"], keyCount: 2),
-        Table(name: "current_files", columns: ["path", "version_id", "version", "size", "content_type", "sha256", "created_ms",
-                                               "stored_bytes", "chunk_count", "metadata"], keyCount: 1),
+        Table(
+            name: "versions",
+            columns: [
+                "id", "path", "version", "size", "content_type", "sha256", "created_ms", "deleted",
+                "stored_bytes", "chunk_count", "metadata",
+            ], keyCount: 1, hasIdentity: true),
+        Table(
+            name: "manifest_entries", columns: ["version_id", "seq", "chunk_id", "\"offset\"", "length"], keyCount: 2),
+        Table(
+            name: "current_files",
+            columns: [
+                "path", "version_id", "version", "size", "content_type", "sha256", "created_ms",
+                "stored_bytes", "chunk_count", "metadata",
+            ], keyCount: 1),
         Table(name: "path_heads", columns: ["path", "last_version"], keyCount: 1),
-        Table(name: "version_parts", columns: ["version_id", "part_number", "\"offset\"", "size", "attributes"], keyCount: 2),
-        Table(name: "servers", columns: ["id", "address", "zone", "weight", "capacity_bytes", "registered_ms"], keyCount: 1),
+        Table(
+            name: "version_parts", columns: ["version_id", "part_number", "\"offset\"", "size", "attributes"],
+            keyCount: 2),
+        Table(
+            name: "servers", columns: ["id", "address", "zone", "weight", "capacity_bytes", "registered_ms"],
+            keyCount: 1),
         Table(name: "rings", columns: ["epoch", "json"], keyCount: 1),
         Table(name: "gc_candidates", columns: ["chunk_id", "marked_ms"], keyCount: 1),
         Table(name: "gc_orphans", columns: ["chunk_id", "server_id", "first_seen_ms"], keyCount: 2),
@@ -59,14 +73,17 @@ public enum MetadataMigration {
     /// Copies every table of `source` into `destination`, which must be empty, then verifies.
     /// Throws `failedPrecondition` before writing anything when the destination holds any row,
     /// and `internal` after the copy when a table's count or checksum differs.
-    public static func copy(from source: any SQLDatabase, to destination: any SQLDatabase,
-                            progress: (String, Int64) -> Void = { _, _ in }) async throws -> [TableReport] {
+    public static func copy(
+        from source: any SQLDatabase, to destination: any SQLDatabase,
+        progress: (String, Int64) -> Void = { _, _ in }
+    ) async throws -> [TableReport] {
         for table in tables {
             let rows = try await destination.rows("SELECT COUNT(*) FROM \(table.name)").first?.int(0) ?? 0
             guard rows == 0 else {
-                throw BlobError(.failedPrecondition, reason: "migrate.notEmpty",
-                                "the destination already holds \(rows) rows in \(table.name); migrate only into a new, empty "
-                                    + "database (`createdb -O USER NEW`)")
+                throw BlobError(
+                    .failedPrecondition, reason: "migrate.notEmpty",
+                    "the destination already holds \(rows) rows in \(table.name); migrate only into a new, empty "
+                        + "database (`createdb -O USER NEW`)")
             }
         }
         var reports: [TableReport] = []
@@ -79,22 +96,27 @@ public enum MetadataMigration {
             }
             progress(table.name, count)
             let (copied, copiedChecksum) = try await scan(table, in: destination) { _ in }
-            reports.append(TableReport(table: table.name, sourceRows: count, destinationRows: copied,
-                                       sourceChecksum: checksum, destinationChecksum: copiedChecksum))
+            reports.append(
+                TableReport(
+                    table: table.name, sourceRows: count, destinationRows: copied,
+                    sourceChecksum: checksum, destinationChecksum: copiedChecksum))
         }
         if let bad = reports.first(where: { !$0.matches }) {
-            throw BlobError(.internal, reason: "migrate.mismatch",
-                            "table \(bad.table) differs after the copy (\(bad.sourceRows) rows, checksum \(bad.sourceChecksum.prefix(16)) "
-                                + "in the source; \(bad.destinationRows) rows, \(bad.destinationChecksum.prefix(16)) in the destination); "
-                                + "drop the destination database and run the migration again")
+            throw BlobError(
+                .internal, reason: "migrate.mismatch",
+                "table \(bad.table) differs after the copy (\(bad.sourceRows) rows, checksum \(bad.sourceChecksum.prefix(16)) "
+                    + "in the source; \(bad.destinationRows) rows, \(bad.destinationChecksum.prefix(16)) in the destination); "
+                    + "drop the destination database and run the migration again")
         }
         return reports
     }
 
     /// Reads a whole table in key order, a page at a time, handing each page to `body`;
     /// returns the row count and the checksum of the rows.
-    static func scan(_ table: Table, in database: any SQLDatabase,
-                     _ body: ([SQLRow]) async throws -> Void) async throws -> (Int64, String) {
+    static func scan(
+        _ table: Table, in database: any SQLDatabase,
+        _ body: ([SQLRow]) async throws -> Void
+    ) async throws -> (Int64, String) {
         let columns = table.columns.joined(separator: ", ")
         let key = table.key.joined(separator: ", ")
         var after: [SQLValue]?
@@ -104,7 +126,10 @@ public enum MetadataMigration {
             var sql = "SELECT \(columns) FROM \(table.name)"
             var arguments: [SQLValue] = []
             if let after {
-                sql += table.keyCount == 1 ? " WHERE \(key) > ?" : " WHERE (\(key)) > (\(Array(repeating: "?", count: table.keyCount).joined(separator: ", ")))"
+                sql +=
+                    table.keyCount == 1
+                    ? " WHERE \(key) > ?"
+                    : " WHERE (\(key)) > (\(Array(repeating: "?", count: table.keyCount).joined(separator: ", ")))"
                 arguments = after
             }
             sql += " ORDER BY \(key) LIMIT ?"
@@ -126,9 +151,10 @@ public enum MetadataMigration {
             var start = 0
             while start < page.count {
                 let batch = page[start..<min(start + 100, page.count)]
-                try await tx.execute("INSERT INTO \(table.name) (\(table.columns.joined(separator: ", ")))\(overriding) VALUES "
-                                         + Array(repeating: placeholders, count: batch.count).joined(separator: ", "),
-                                     batch.flatMap(\.values))
+                try await tx.execute(
+                    "INSERT INTO \(table.name) (\(table.columns.joined(separator: ", ")))\(overriding) VALUES "
+                        + Array(repeating: placeholders, count: batch.count).joined(separator: ", "),
+                    batch.flatMap(\.values))
                 start += batch.count
             }
             return page.count
@@ -147,7 +173,8 @@ public enum MetadataMigration {
                 case .null: bytes.append(0)
                 case .integer(let v): bytes += [1] + withUnsafeBytes(of: v.bigEndian, Array.init)
                 case .real(let v): bytes += [2] + withUnsafeBytes(of: v.bitPattern.bigEndian, Array.init)
-                case .text(let v): bytes += [3] + withUnsafeBytes(of: UInt32(v.utf8.count).bigEndian, Array.init) + Array(v.utf8)
+                case .text(let v):
+                    bytes += [3] + withUnsafeBytes(of: UInt32(v.utf8.count).bigEndian, Array.init) + Array(v.utf8)
                 case .blob(let v): bytes += [4] + withUnsafeBytes(of: UInt32(v.count).bigEndian, Array.init) + v
                 }
             }

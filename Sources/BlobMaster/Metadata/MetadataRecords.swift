@@ -60,7 +60,10 @@ public struct ServerRecord: Sendable, Hashable, Codable {
     public var capacityBytes: Int64?
     public var registeredAtMilliseconds: Int64
 
-    public init(id: String, address: String, zone: String, weight: Double, capacityBytes: Int64?, registeredAtMilliseconds: Int64) {
+    public init(
+        id: String, address: String, zone: String, weight: Double, capacityBytes: Int64?,
+        registeredAtMilliseconds: Int64
+    ) {
         self.id = id
         self.address = address
         self.zone = zone

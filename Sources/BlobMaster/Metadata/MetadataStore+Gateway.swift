@@ -11,10 +11,13 @@ extension MetadataStore {
         try await write { tx in
             let now = try await tx.now()
             // ON CONFLICT DO NOTHING: of two concurrent creations one inserts, the other sees no row.
-            guard try await tx.execute("""
-                INSERT INTO buckets (name, created_ms, public_read) VALUES (?, ?, ?)
-                ON CONFLICT(name) DO NOTHING RETURNING name
-                """, [.text(bucket.name), .integer(now), .integer(bucket.publicRead ? 1 : 0)]) == 1 else {
+            guard
+                try await tx.execute(
+                    """
+                    INSERT INTO buckets (name, created_ms, public_read) VALUES (?, ?, ?)
+                    ON CONFLICT(name) DO NOTHING RETURNING name
+                    """, [.text(bucket.name), .integer(now), .integer(bucket.publicRead ? 1 : 0)]) == 1
+            else {
                 throw BlobError(.alreadyExists, reason: "bucket.exists", "bucket \(bucket.name) already exists")
             }
             var created = bucket
@@ -26,7 +29,8 @@ extension MetadataStore {
     /// Holds a bucket's row `FOR SHARE` for a write into it (the commit's transaction): a delete
     /// of the bucket then waits for the write, and sees its object; notFound when it is gone.
     static func lockBucketForWrite(_ name: String, in tx: any SQLTransaction) async throws {
-        guard try await tx.row("SELECT 1 FROM buckets WHERE name = ?" + tx.dialect.forShare, [.text(name)]) != nil else {
+        guard try await tx.row("SELECT 1 FROM buckets WHERE name = ?" + tx.dialect.forShare, [.text(name)]) != nil
+        else {
             throw BlobError(.notFound, reason: "bucket.notFound", "no bucket \(name); create it first")
         }
     }
@@ -36,12 +40,16 @@ extension MetadataStore {
     /// row finishes first (and is seen), and one that comes after finds no bucket.
     public func deleteBucket(_ name: String) async throws {
         try await write { tx in
-            guard try await tx.row("SELECT 1 FROM buckets WHERE name = ?" + tx.dialect.forUpdate, [.text(name)]) != nil else {
+            guard try await tx.row("SELECT 1 FROM buckets WHERE name = ?" + tx.dialect.forUpdate, [.text(name)]) != nil
+            else {
                 throw BlobError(.notFound, reason: "bucket.notFound", "no bucket \(name)")
             }
             let range = Self.prefixRange(Array((name + "/").utf8))
-            guard try await tx.row("SELECT 1 FROM current_files WHERE \(range.sql) LIMIT 1", range.arguments) == nil else {
-                throw BlobError(.failedPrecondition, reason: "bucket.notEmpty", "bucket \(name) is not empty; delete its objects first")
+            guard try await tx.row("SELECT 1 FROM current_files WHERE \(range.sql) LIMIT 1", range.arguments) == nil
+            else {
+                throw BlobError(
+                    .failedPrecondition, reason: "bucket.notEmpty",
+                    "bucket \(name) is not empty; delete its objects first")
             }
             try await tx.execute("DELETE FROM buckets WHERE name = ?", [.text(name)])
         }
@@ -50,31 +58,39 @@ extension MetadataStore {
     static func bucketRecord(_ row: SQLRow) throws -> BucketRecord {
         let text = try row.text(3)
         let lifecycle = text.isEmpty ? nil : try? JSONDecoder().decode(BucketLifecycle.self, from: Data(text.utf8))
-        return BucketRecord(name: try row.text(0), createdAtMilliseconds: try row.int(1), publicRead: try row.int(2) != 0,
-                            lifecycle: lifecycle)
+        return BucketRecord(
+            name: try row.text(0), createdAtMilliseconds: try row.int(1), publicRead: try row.int(2) != 0,
+            lifecycle: lifecycle)
     }
 
     public func setBucketLifecycle(_ name: String, _ lifecycle: BucketLifecycle?) async throws {
         let text = try lifecycle.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) } ?? ""
         try await write { tx in
-            guard try await tx.execute("UPDATE buckets SET lifecycle = ? WHERE name = ? RETURNING name", [.text(text), .text(name)]) > 0
+            guard
+                try await tx.execute(
+                    "UPDATE buckets SET lifecycle = ? WHERE name = ? RETURNING name", [.text(text), .text(name)]) > 0
             else { throw BlobError(.notFound, reason: "bucket.notFound", "no bucket \(name)") }
         }
     }
 
     public func buckets() async throws -> [BucketRecord] {
-        try await database.rows("SELECT name, created_ms, public_read, lifecycle FROM buckets ORDER BY name").map(Self.bucketRecord)
+        try await database.rows("SELECT name, created_ms, public_read, lifecycle FROM buckets ORDER BY name").map(
+            Self.bucketRecord)
     }
 
     public func bucket(_ name: String) async throws -> BucketRecord? {
-        try await database.row("SELECT name, created_ms, public_read, lifecycle FROM buckets WHERE name = ?", [.text(name)])
-            .map(Self.bucketRecord)
+        try await database.row(
+            "SELECT name, created_ms, public_read, lifecycle FROM buckets WHERE name = ?", [.text(name)]
+        )
+        .map(Self.bucketRecord)
     }
 
     public func setBucketAccess(_ name: String, publicRead: Bool) async throws {
         try await write { tx in
-            guard try await tx.execute("UPDATE buckets SET public_read = ? WHERE name = ? RETURNING name",
-                                       [.integer(publicRead ? 1 : 0), .text(name)]) > 0
+            guard
+                try await tx.execute(
+                    "UPDATE buckets SET public_read = ? WHERE name = ? RETURNING name",
+                    [.integer(publicRead ? 1 : 0), .text(name)]) > 0
             else { throw BlobError(.notFound, reason: "bucket.notFound", "no bucket \(name)") }
         }
     }
@@ -83,10 +99,16 @@ extension MetadataStore {
 
     public func createAccessKey(_ key: AccessKey) async throws {
         try await write { tx in
-            guard try await tx.execute("""
-                INSERT INTO access_keys (id, secret, name, created_ms) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO NOTHING RETURNING id
-                """, [.text(key.accessKeyID), .text(key.secretAccessKey ?? ""), .text(key.name),
-                      .integer(key.createdAtMilliseconds)]) == 1 else {
+            guard
+                try await tx.execute(
+                    """
+                    INSERT INTO access_keys (id, secret, name, created_ms) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO NOTHING RETURNING id
+                    """,
+                    [
+                        .text(key.accessKeyID), .text(key.secretAccessKey ?? ""), .text(key.name),
+                        .integer(key.createdAtMilliseconds),
+                    ]) == 1
+            else {
                 throw BlobError(.alreadyExists, reason: "key.exists", "access key \(key.accessKeyID) already exists")
             }
         }
@@ -94,14 +116,18 @@ extension MetadataStore {
 
     public func accessKeys() async throws -> [AccessKey] {
         try await database.rows("SELECT id, name, created_ms FROM access_keys ORDER BY id").map { row in
-            AccessKey(accessKeyID: try row.text(0), secretAccessKey: nil, name: try row.text(1), createdAtMilliseconds: try row.int(2))
+            AccessKey(
+                accessKeyID: try row.text(0), secretAccessKey: nil, name: try row.text(1),
+                createdAtMilliseconds: try row.int(2))
         }
     }
 
     public func accessKey(_ id: String) async throws -> AccessKey? {
-        try await database.row("SELECT id, secret, name, created_ms FROM access_keys WHERE id = ?", [.text(id)]).map { row in
-            AccessKey(accessKeyID: try row.text(0), secretAccessKey: try row.text(1), name: try row.text(2),
-                      createdAtMilliseconds: try row.int(3))
+        try await database.row("SELECT id, secret, name, created_ms FROM access_keys WHERE id = ?", [.text(id)]).map {
+            row in
+            AccessKey(
+                accessKeyID: try row.text(0), secretAccessKey: try row.text(1), name: try row.text(2),
+                createdAtMilliseconds: try row.int(3))
         }
     }
 
@@ -118,8 +144,9 @@ extension MetadataStore {
     static let uploadColumns = "id, path, content_type, created_ms, metadata"
 
     static func uploadRecord(_ row: SQLRow) throws -> MultipartUpload {
-        MultipartUpload(id: try row.text(0), path: try row.path(1), contentType: try row.text(2),
-                        createdAtMilliseconds: try row.int(3), metadata: decodeMetadata(try row.text(4)))
+        MultipartUpload(
+            id: try row.text(0), path: try row.path(1), contentType: try row.text(2),
+            createdAtMilliseconds: try row.int(3), metadata: decodeMetadata(try row.text(4)))
     }
 
     /// Starts an upload, dated by the database clock; returns it as stored.
@@ -128,15 +155,19 @@ extension MetadataStore {
         try await write { tx in
             var stored = upload
             stored.createdAtMilliseconds = try await tx.now()
-            try await tx.execute("INSERT INTO uploads (id, path, content_type, created_ms, metadata) VALUES (?, ?, ?, ?, ?)",
-                                 [.text(upload.id), .blob(upload.path), .text(upload.contentType),
-                                  .integer(stored.createdAtMilliseconds), .text(Self.encodeMetadata(upload.metadata))])
+            try await tx.execute(
+                "INSERT INTO uploads (id, path, content_type, created_ms, metadata) VALUES (?, ?, ?, ?, ?)",
+                [
+                    .text(upload.id), .blob(upload.path), .text(upload.contentType),
+                    .integer(stored.createdAtMilliseconds), .text(Self.encodeMetadata(upload.metadata)),
+                ])
             return stored
         }
     }
 
     public func upload(_ id: String) async throws -> MultipartUpload? {
-        try await database.row("SELECT \(Self.uploadColumns) FROM uploads WHERE id = ?", [.text(id)]).map(Self.uploadRecord)
+        try await database.row("SELECT \(Self.uploadColumns) FROM uploads WHERE id = ?", [.text(id)]).map(
+            Self.uploadRecord)
     }
 
     /// Uploads in progress whose target path starts with `prefix`, by path then id; with
@@ -150,12 +181,16 @@ extension MetadataStore {
             sql += " AND created_ms < ?"
             arguments.append(.integer(createdBefore))
         }
-        return try await database.rows(sql + " ORDER BY path, id LIMIT ?", arguments + [.int(limit)]).map(Self.uploadRecord)
+        return try await database.rows(sql + " ORDER BY path, id LIMIT ?", arguments + [.int(limit)]).map(
+            Self.uploadRecord)
     }
 
     /// The upload, its row locked `FOR UPDATE` (a part commit holds it `FOR SHARE`).
     static func lockUpload(_ id: String, in tx: any SQLTransaction) async throws -> MultipartUpload {
-        guard let row = try await tx.row("SELECT \(uploadColumns) FROM uploads WHERE id = ?" + tx.dialect.forUpdate, [.text(id)]) else {
+        guard
+            let row = try await tx.row(
+                "SELECT \(uploadColumns) FROM uploads WHERE id = ?" + tx.dialect.forUpdate, [.text(id)])
+        else {
             throw BlobError(.notFound, reason: "upload.notFound", "no multipart upload \(id)")
         }
         return try uploadRecord(row)
@@ -164,7 +199,8 @@ extension MetadataStore {
     /// Tombstones every live part of an upload, inside the caller's transaction.
     static func tombstoneParts(of upload: MultipartUpload, in tx: any SQLTransaction) async throws {
         let range = prefixRange(Array(upload.partsPrefix.utf8))
-        for row in try await tx.rows("SELECT path FROM current_files WHERE \(range.sql) ORDER BY path", range.arguments) {
+        for row in try await tx.rows("SELECT path FROM current_files WHERE \(range.sql) ORDER BY path", range.arguments)
+        {
             _ = try await tombstone(try row.blob(0), in: tx)
         }
     }
@@ -181,23 +217,30 @@ extension MetadataStore {
     /// In one transaction: checks each named part exists with that digest (parts other than the
     /// last at least `minimumPartSize`), commits the target as the parts' manifests in order,
     /// tombstones every part and forgets the upload. No chunk bytes move.
-    public func completeUpload(_ id: String, parts: [CompletedPart], attributes: [String: String]? = nil,
-                               precondition: WritePrecondition? = nil, bucket: String? = nil,
-                               minimumPartSize: Int64) async throws -> FileVersion {
+    public func completeUpload(
+        _ id: String, parts: [CompletedPart], attributes: [String: String]? = nil,
+        precondition: WritePrecondition? = nil, bucket: String? = nil,
+        minimumPartSize: Int64
+    ) async throws -> FileVersion {
         guard !parts.isEmpty else {
             throw BlobError(.invalidArgument, reason: "upload.noParts", "a completion must name at least one part")
         }
         for i in parts.indices.dropFirst() where parts[i].number <= parts[i - 1].number {
-            throw BlobError(.invalidArgument, reason: "upload.partOrder", "parts must be listed in ascending order of number")
+            throw BlobError(
+                .invalidArgument, reason: "upload.partOrder", "parts must be listed in ascending order of number")
         }
         return try await write { tx in
             let upload = try await Self.lockUpload(id, in: tx)
             let partPaths = try parts.map { try upload.partPath($0.number) }
             var current: [[UInt8]: SQLRow] = [:]
-            for row in try await Self.batched(partPaths, { batch in
-                try await tx.rows("SELECT path, version_id, size, sha256, metadata FROM current_files WHERE path IN "
-                                      + SQLStatement.placeholders(batch.count), batch.map { .blob($0) })
-            }) {
+            for row in try await Self.batched(
+                partPaths,
+                { batch in
+                    try await tx.rows(
+                        "SELECT path, version_id, size, sha256, metadata FROM current_files WHERE path IN "
+                            + SQLStatement.placeholders(batch.count), batch.map { .blob($0) })
+                })
+            {
                 current[try row.blob(0)] = row
             }
             var versionIDs: [Int64] = []
@@ -205,27 +248,38 @@ extension MetadataStore {
             var offset: Int64 = 0
             for (i, part) in parts.enumerated() {
                 guard let row = current[Array(partPaths[i].value.utf8)], (try row.text(3)) == part.sha256 else {
-                    throw BlobError(.invalidArgument, reason: "upload.invalidPart",
-                                    "part \(part.number) was not uploaded, or its digest is not \(part.sha256)")
+                    throw BlobError(
+                        .invalidArgument, reason: "upload.invalidPart",
+                        "part \(part.number) was not uploaded, or its digest is not \(part.sha256)")
                 }
                 let size = try row.int(2)
                 guard i == parts.count - 1 || size >= minimumPartSize else {
-                    throw BlobError(.invalidArgument, reason: "upload.partTooSmall",
-                                    "part \(part.number) is \(size) bytes; every part but the last must be at least \(minimumPartSize)")
+                    throw BlobError(
+                        .invalidArgument, reason: "upload.partTooSmall",
+                        "part \(part.number) is \(size) bytes; every part but the last must be at least \(minimumPartSize)"
+                    )
                 }
-                let partAttributes = (Self.decodeMetadata(try row.text(4)) ?? [:]).filter { ObjectAttribute.isAttribute($0.key) }
-                recorded.append(FilePart(number: part.number, offset: offset, size: size,
-                                         attributes: partAttributes.isEmpty ? nil : partAttributes))
+                let partAttributes = (Self.decodeMetadata(try row.text(4)) ?? [:]).filter {
+                    ObjectAttribute.isAttribute($0.key)
+                }
+                recorded.append(
+                    FilePart(
+                        number: part.number, offset: offset, size: size,
+                        attributes: partAttributes.isEmpty ? nil : partAttributes))
                 versionIDs.append(try row.int(1))
                 offset += size
             }
             var entries: [ManifestEntry] = []
             var byVersion: [Int64: [(chunk: ChunkID, length: Int64)]] = [:]
-            for row in try await Self.batched(versionIDs, { batch in
-                try await tx.rows("SELECT version_id, chunk_id, length FROM manifest_entries WHERE version_id IN "
-                                      + SQLStatement.placeholders(batch.count) + " ORDER BY version_id, seq",
-                                  batch.map { .integer($0) })
-            }) {
+            for row in try await Self.batched(
+                versionIDs,
+                { batch in
+                    try await tx.rows(
+                        "SELECT version_id, chunk_id, length FROM manifest_entries WHERE version_id IN "
+                            + SQLStatement.placeholders(batch.count) + " ORDER BY version_id, seq",
+                        batch.map { .integer($0) })
+                })
+            {
                 byVersion[try row.int(0), default: []].append((try row.chunkID(1), try row.int(2)))
             }
             var entryOffset: Int64 = 0
@@ -244,12 +298,16 @@ extension MetadataStore {
             try manifest.validate(maxChunks: Self.maxManifestChunks)
             let (version, versionID) = try await Self.commit(manifest, in: tx)
             _ = try await Self.batched(recorded) { batch -> [Int] in
-                try await tx.execute("""
+                try await tx.execute(
+                    """
                     INSERT INTO version_parts (version_id, part_number, "offset", size, attributes)
                     VALUES \(Array(repeating: "(?, ?, ?, ?, ?)", count: batch.count).joined(separator: ", "))
-                    """, batch.flatMap { part -> [SQLValue] in
-                        [.integer(versionID), .int(part.number), .integer(part.offset), .integer(part.size),
-                         .text(Self.encodeMetadata(part.attributes))]
+                    """,
+                    batch.flatMap { part -> [SQLValue] in
+                        [
+                            .integer(versionID), .int(part.number), .integer(part.offset), .integer(part.size),
+                            .text(Self.encodeMetadata(part.attributes)),
+                        ]
                     })
                 return []
             }
@@ -262,13 +320,19 @@ extension MetadataStore {
     /// The current version of `path` and, when a multipart upload made it, its parts in order.
     public func parts(of path: BlobPath) async throws -> FileParts? {
         try await database.read { tx in
-            guard let row = try await tx.row("SELECT \(Self.currentColumns), version_id FROM current_files WHERE path = ?",
-                                             [.blob(path)]) else { return nil }
-            let parts = try await tx.rows("""
+            guard
+                let row = try await tx.row(
+                    "SELECT \(Self.currentColumns), version_id FROM current_files WHERE path = ?",
+                    [.blob(path)])
+            else { return nil }
+            let parts = try await tx.rows(
+                """
                 SELECT part_number, "offset", size, attributes FROM version_parts WHERE version_id = ? ORDER BY part_number
-                """, [.integer(try row.int(10))]).map { part in
-                FilePart(number: Int(try part.int(0)), offset: try part.int(1), size: try part.int(2),
-                         attributes: Self.decodeMetadata(try part.text(3)))
+                """, [.integer(try row.int(10))]
+            ).map { part in
+                FilePart(
+                    number: Int(try part.int(0)), offset: try part.int(1), size: try part.int(2),
+                    attributes: Self.decodeMetadata(try part.text(3)))
             }
             return FileParts(file: try Self.fileVersion(row), parts: parts)
         }

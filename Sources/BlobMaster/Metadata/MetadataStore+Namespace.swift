@@ -13,7 +13,8 @@ extension MetadataStore {
 
     /// Records replica facts inside the caller's transaction: two multi-row upserts per batch,
     /// in chunk id order (concurrent writers then lock rows in one order and cannot deadlock).
-    static func recordReplicas(_ reports: [ReplicaReport], on serverID: String, in tx: any SQLTransaction) async throws {
+    static func recordReplicas(_ reports: [ReplicaReport], on serverID: String, in tx: any SQLTransaction) async throws
+    {
         var unique: [ChunkID: ReplicaReport] = [:]
         for r in reports where unique[r.chunkID] == nil || unique[r.chunkID]?.blockDigests == nil {
             unique[r.chunkID] = r
@@ -30,18 +31,22 @@ extension MetadataStore {
                     (0...Int64(Limits.maxChunkByteCount)).contains(r.plainByteCount)
                         && BlockDigests.isWellFormed($0, plainByteCount: Int(r.plainByteCount)) ? $0 : nil
                 }
-                chunkArguments += [.blob(r.chunkID), .integer(r.plainByteCount), .integer(r.storedByteCount), .integer(now),
-                                   digests.map { .blob($0) } ?? .null]
+                chunkArguments += [
+                    .blob(r.chunkID), .integer(r.plainByteCount), .integer(r.storedByteCount), .integer(now),
+                    digests.map { .blob($0) } ?? .null,
+                ]
                 replicaArguments += [.blob(r.chunkID), .text(serverID), .integer(now)]
             }
             let rows = Array(repeating: "(?, ?, ?, ?, ?)", count: batch.count).joined(separator: ", ")
-            try await tx.execute("""
+            try await tx.execute(
+                """
                 INSERT INTO chunks (id, plain_size, stored_size, first_seen_ms, block_digests) VALUES \(rows)
                 ON CONFLICT(id) DO UPDATE SET block_digests = excluded.block_digests
                     WHERE chunks.block_digests IS NULL AND excluded.block_digests IS NOT NULL
                     AND chunks.plain_size = excluded.plain_size
                 """, chunkArguments)
-            try await tx.execute("""
+            try await tx.execute(
+                """
                 INSERT INTO replicas (chunk_id, server_id, reported_ms)
                 VALUES \(Array(repeating: "(?, ?, ?)", count: batch.count).joined(separator: ", "))
                 ON CONFLICT(chunk_id, server_id) DO UPDATE SET reported_ms = excluded.reported_ms
@@ -55,8 +60,9 @@ extension MetadataStore {
         guard !chunkIDs.isEmpty else { return }
         try await write { tx in
             _ = try await Self.batched(chunkIDs) { batch -> [Int] in
-                try await tx.execute("DELETE FROM replicas WHERE server_id = ? AND chunk_id IN \(SQLStatement.placeholders(batch.count))",
-                                     [.text(serverID)] + batch.map { .blob($0) })
+                try await tx.execute(
+                    "DELETE FROM replicas WHERE server_id = ? AND chunk_id IN \(SQLStatement.placeholders(batch.count))",
+                    [.text(serverID)] + batch.map { .blob($0) })
                 return []
             }
         }
@@ -69,7 +75,9 @@ extension MetadataStore {
     /// version or the new one, never a mix; of two concurrent commits the later one is current.
     /// With `replicas` (server id → chunks it acknowledged), records those facts first, in the
     /// same transaction: a writer's last acknowledgements ride on its commit.
-    public func commit(_ manifest: ManifestCommit, recording replicas: [String: [ReplicaReport]] = [:]) async throws -> FileVersion {
+    public func commit(
+        _ manifest: ManifestCommit, recording replicas: [String: [ReplicaReport]] = [:]
+    ) async throws -> FileVersion {
         try manifest.validate(maxChunks: Self.maxManifestChunks)
         return try await write { tx in
             for (server, reports) in replicas.sorted(by: { $0.key < $1.key }) {
@@ -94,18 +102,23 @@ extension MetadataStore {
     /// every commit that took a number before it (`MAX(version) + 1` would hand two concurrent
     /// writers the same number, and let both pass an `If-None-Match: *` check).
     static func nextVersion(of path: [UInt8], in tx: any SQLTransaction) async throws -> Int64 {
-        guard let row = try await tx.row("""
-            INSERT INTO path_heads (path, last_version) VALUES (?, 1)
-            ON CONFLICT(path) DO UPDATE SET last_version = path_heads.last_version + 1
-            RETURNING last_version
-            """, [.blob(path)]) else {
+        guard
+            let row = try await tx.row(
+                """
+                INSERT INTO path_heads (path, last_version) VALUES (?, 1)
+                ON CONFLICT(path) DO UPDATE SET last_version = path_heads.last_version + 1
+                RETURNING last_version
+                """, [.blob(path)])
+        else {
             throw BlobError(.internal, reason: "metadata.version", "no version number was returned for a path")
         }
         return try row.int(0)
     }
 
     /// One commit inside the caller's write transaction; returns the version and its row id.
-    static func commit(_ manifest: ManifestCommit, in tx: any SQLTransaction) async throws -> (file: FileVersion, id: Int64) {
+    static func commit(
+        _ manifest: ManifestCommit, in tx: any SQLTransaction
+    ) async throws -> (file: FileVersion, id: Int64) {
         let dialect = tx.dialect
         // A part of an upload that was completed or aborted meanwhile would never be collected;
         // the shared lock keeps the upload from completing or aborting until this commit ends.
@@ -113,7 +126,8 @@ extension MetadataStore {
         if manifest.path.value.hasPrefix(parts) {
             let id = String(manifest.path.value.dropFirst(parts.count).prefix { $0 != "/" })
             guard try await tx.row("SELECT 1 FROM uploads WHERE id = ?" + dialect.forShare, [.text(id)]) != nil else {
-                throw BlobError(.notFound, reason: "upload.notFound", "no multipart upload \(id): it was completed or aborted")
+                throw BlobError(
+                    .notFound, reason: "upload.notFound", "no multipart upload \(id): it was completed or aborted")
             }
         }
         if let bucket = manifest.bucket {
@@ -128,11 +142,18 @@ extension MetadataStore {
         let storedBytes = try await checkChunks(of: manifest, in: tx)
         let now = try await tx.now()
         let metadata = encodeMetadata(manifest.metadata)
-        guard let inserted = try await tx.row("""
-            INSERT INTO versions (path, version, size, content_type, sha256, created_ms, deleted, stored_bytes, chunk_count, metadata)
-            VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?) RETURNING id
-            """, [.blob(path), .integer(version), .integer(manifest.size), .text(manifest.contentType), .text(manifest.sha256),
-                  .integer(now), .integer(storedBytes), .int(manifest.chunks.count), .text(metadata)]) else {
+        guard
+            let inserted = try await tx.row(
+                """
+                INSERT INTO versions (path, version, size, content_type, sha256, created_ms, deleted, stored_bytes, chunk_count, metadata)
+                VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?) RETURNING id
+                """,
+                [
+                    .blob(path), .integer(version), .integer(manifest.size), .text(manifest.contentType),
+                    .text(manifest.sha256),
+                    .integer(now), .integer(storedBytes), .int(manifest.chunks.count), .text(metadata),
+                ])
+        else {
             throw BlobError(.internal, reason: "metadata.version", "no row id was returned for a new version")
         }
         let versionID = try inserted.int(0)
@@ -141,16 +162,21 @@ extension MetadataStore {
             var arguments: [SQLValue] = []
             arguments.reserveCapacity(batch.count * 5)
             for entry in batch {
-                arguments += [.integer(versionID), .int(seq), .blob(entry.chunkID), .integer(entry.offset), .integer(entry.length)]
+                arguments += [
+                    .integer(versionID), .int(seq), .blob(entry.chunkID), .integer(entry.offset),
+                    .integer(entry.length),
+                ]
                 seq += 1
             }
-            try await tx.execute("""
+            try await tx.execute(
+                """
                 INSERT INTO manifest_entries (version_id, seq, chunk_id, "offset", length)
                 VALUES \(Array(repeating: "(?, ?, ?, ?, ?)", count: batch.count).joined(separator: ", "))
                 """, arguments)
             return []
         }
-        try await tx.execute("""
+        try await tx.execute(
+            """
             INSERT INTO current_files (path, version_id, version, size, content_type, sha256, created_ms, stored_bytes,
                                        chunk_count, metadata)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -158,8 +184,13 @@ extension MetadataStore {
                 size = excluded.size, content_type = excluded.content_type, sha256 = excluded.sha256,
                 created_ms = excluded.created_ms, stored_bytes = excluded.stored_bytes, chunk_count = excluded.chunk_count,
                 metadata = excluded.metadata
-            """, [.blob(path), .integer(versionID), .integer(version), .integer(manifest.size), .text(manifest.contentType),
-                  .text(manifest.sha256), .integer(now), .integer(storedBytes), .int(manifest.chunks.count), .text(metadata)])
+            """,
+            [
+                .blob(path), .integer(versionID), .integer(version), .integer(manifest.size),
+                .text(manifest.contentType),
+                .text(manifest.sha256), .integer(now), .integer(storedBytes), .int(manifest.chunks.count),
+                .text(metadata),
+            ])
         let file = FileVersion(
             path: manifest.path, version: version, size: manifest.size, contentType: manifest.contentType,
             sha256: manifest.sha256, createdAtMilliseconds: now, isDeleted: false,
@@ -181,8 +212,9 @@ extension MetadataStore {
             let digest = try current.text(0)
             let currentETag = decodeMetadata(try current.text(1))?[ObjectAttribute.etag] ?? digest
             guard currentETag == etag else {
-                throw BlobError(.failedPrecondition, reason: WritePrecondition.failedReason,
-                                "the current version of \(path) has ETag \(currentETag), not \(etag)")
+                throw BlobError(
+                    .failedPrecondition, reason: WritePrecondition.failedReason,
+                    "the current version of \(path) has ETag \(currentETag), not \(etag)")
             }
         }
     }
@@ -195,25 +227,32 @@ extension MetadataStore {
         let ids = manifest.chunks.map(\.chunkID).filter { seen.insert($0).inserted }
             .sorted { $0.digestBytes.lexicographicallyPrecedes($1.digestBytes) }
         var known: [ChunkID: (plain: Int64, stored: Int64, durable: Bool)] = [:]
-        for row in try await batched(ids, { batch in
-            try await tx.rows("""
-                SELECT id, plain_size, stored_size,
-                       CASE WHEN EXISTS (SELECT 1 FROM replicas r WHERE r.chunk_id = chunks.id) THEN 1 ELSE 0 END
-                FROM chunks WHERE id IN \(SQLStatement.placeholders(batch.count)) ORDER BY id
-                """ + tx.dialect.forShare, batch.map { .blob($0) })
-        }) {
+        for row in try await batched(
+            ids,
+            { batch in
+                try await tx.rows(
+                    """
+                    SELECT id, plain_size, stored_size,
+                           CASE WHEN EXISTS (SELECT 1 FROM replicas r WHERE r.chunk_id = chunks.id) THEN 1 ELSE 0 END
+                    FROM chunks WHERE id IN \(SQLStatement.placeholders(batch.count)) ORDER BY id
+                    """ + tx.dialect.forShare, batch.map { .blob($0) })
+            })
+        {
             known[try row.chunkID(0)] = (try row.int(1), try row.int(2), try row.int(3) != 0)
         }
         var storedBytes: Int64 = 0
         for (i, entry) in manifest.chunks.enumerated() {
             guard let facts = known[entry.chunkID], facts.durable else {
-                throw BlobError(.invalidArgument, reason: "manifest.unknownChunk",
-                                "chunk \(i) (\(entry.chunkID.shortHex)…) is not durable on any server; "
-                                    + "upload it before committing the manifest")
+                throw BlobError(
+                    .invalidArgument, reason: "manifest.unknownChunk",
+                    "chunk \(i) (\(entry.chunkID.shortHex)…) is not durable on any server; "
+                        + "upload it before committing the manifest")
             }
             guard facts.plain == entry.length else {
-                throw BlobError(.invalidArgument, reason: "manifest.chunkLength",
-                                "chunk \(i) (\(entry.chunkID.shortHex)…) is \(facts.plain) bytes, the manifest says \(entry.length)")
+                throw BlobError(
+                    .invalidArgument, reason: "manifest.chunkLength",
+                    "chunk \(i) (\(entry.chunkID.shortHex)…) is \(facts.plain) bytes, the manifest says \(entry.length)"
+                )
             }
             storedBytes += facts.stored
         }
@@ -234,17 +273,20 @@ extension MetadataStore {
         try await write { tx in
             let key = Array(path.value.utf8)
             let version = try await Self.nextVersion(of: key, in: tx)
-            guard let current = try await tx.row("SELECT version FROM current_files WHERE path = ?", [.blob(key)]) else {
+            guard let current = try await tx.row("SELECT version FROM current_files WHERE path = ?", [.blob(key)])
+            else {
                 throw BlobError(.notFound, reason: "file.notFound", "no file at \(path); list with `blobctl ls`")
             }
             let currentVersion = try current.int(0)
             if let expected, expected != currentVersion {
-                throw BlobError(.failedPrecondition, reason: WritePrecondition.failedReason,
-                                "\(path) is at version \(currentVersion), not \(expected)")
+                throw BlobError(
+                    .failedPrecondition, reason: WritePrecondition.failedReason,
+                    "\(path) is at version \(currentVersion), not \(expected)")
             }
             let now = try await Self.writeTombstone(key, version: version, in: tx)
-            return FileVersion(path: path, version: version, size: 0, contentType: "", sha256: "",
-                               createdAtMilliseconds: now, isDeleted: true, storedBytes: 0, chunkCount: 0)
+            return FileVersion(
+                path: path, version: version, size: 0, contentType: "", sha256: "",
+                createdAtMilliseconds: now, isDeleted: true, storedBytes: 0, chunkCount: 0)
         }
     }
 
@@ -259,7 +301,8 @@ extension MetadataStore {
     /// Returns the tombstone's time.
     static func writeTombstone(_ path: [UInt8], version: Int64, in tx: any SQLTransaction) async throws -> Int64 {
         let now = try await tx.now()
-        try await tx.execute("""
+        try await tx.execute(
+            """
             INSERT INTO versions (path, version, size, content_type, sha256, created_ms, deleted) VALUES (?, ?, 0, '', '', ?, 1)
             """, [.blob(path), .integer(version), .integer(now)])
         try await tx.execute("DELETE FROM current_files WHERE path = ?", [.blob(path)])

@@ -9,20 +9,27 @@ extension MetadataStore {
     /// Saves (inserts or replaces) what the master knows of a chunk server.
     public func saveServer(_ server: ServerRecord) async throws {
         try await write { tx in
-            try await tx.execute("""
+            try await tx.execute(
+                """
                 INSERT INTO servers (id, address, zone, weight, capacity_bytes, registered_ms) VALUES (?, ?, ?, ?, ?, ?)
                 ON CONFLICT(id) DO UPDATE SET address = excluded.address, zone = excluded.zone, weight = excluded.weight,
                     capacity_bytes = excluded.capacity_bytes
-                """, [.text(server.id), .text(server.address), .text(server.zone), .real(server.weight),
-                      .optional(server.capacityBytes), .integer(server.registeredAtMilliseconds)])
+                """,
+                [
+                    .text(server.id), .text(server.address), .text(server.zone), .real(server.weight),
+                    .optional(server.capacityBytes), .integer(server.registeredAtMilliseconds),
+                ])
         }
     }
 
     /// Every chunk server the master has known, by id.
     public func servers() async throws -> [ServerRecord] {
-        try await database.rows("SELECT id, address, zone, weight, capacity_bytes, registered_ms FROM servers ORDER BY id").map { row in
-            ServerRecord(id: try row.text(0), address: try row.text(1), zone: try row.text(2), weight: try row.double(3),
-                         capacityBytes: try row.optionalInt(4), registeredAtMilliseconds: try row.int(5))
+        try await database.rows(
+            "SELECT id, address, zone, weight, capacity_bytes, registered_ms FROM servers ORDER BY id"
+        ).map { row in
+            ServerRecord(
+                id: try row.text(0), address: try row.text(1), zone: try row.text(2), weight: try row.double(3),
+                capacityBytes: try row.optionalInt(4), registeredAtMilliseconds: try row.int(5))
         }
     }
 
@@ -43,13 +50,16 @@ extension MetadataStore {
             try await write { tx in
                 let newest = try await tx.row("SELECT MAX(epoch) FROM rings")?.optionalInt(0) ?? 0
                 guard Int64(epoch) == newest + 1 else {
-                    throw BlobError(.staleEpoch, reason: "ring.staleEpoch",
-                                    "ring epoch \(epoch) does not follow the newest saved epoch \(newest)")
+                    throw BlobError(
+                        .staleEpoch, reason: "ring.staleEpoch",
+                        "ring epoch \(epoch) does not follow the newest saved epoch \(newest)")
                 }
-                try await tx.execute("INSERT INTO rings (epoch, json) VALUES (?, ?)", [.integer(Int64(epoch)), .blob(json)])
+                try await tx.execute(
+                    "INSERT INTO rings (epoch, json) VALUES (?, ?)", [.integer(Int64(epoch)), .blob(json)])
             }
-        } catch where database.isUniqueViolation(error) {
-            throw BlobError(.staleEpoch, reason: "ring.staleEpoch", "ring epoch \(epoch) was saved by another master first")
+        } catch  where database.isUniqueViolation(error) {
+            throw BlobError(
+                .staleEpoch, reason: "ring.staleEpoch", "ring epoch \(epoch) was saved by another master first")
         }
     }
 
@@ -69,19 +79,23 @@ extension MetadataStore {
     /// set). Otherwise throws `versionConflict` and changes nothing: another writer changed it
     /// since the caller read it.
     public func saveSetting(_ key: String, _ value: [UInt8], expected: [UInt8]?) async throws {
-        let conflict = BlobError(.versionConflict, reason: "setting.changed",
-                                 "setting \(key) was changed by another writer; read it again and retry")
+        let conflict = BlobError(
+            .versionConflict, reason: "setting.changed",
+            "setting \(key) was changed by another writer; read it again and retry")
         do {
             try await write { tx in
                 if let expected {
-                    guard try await tx.execute("UPDATE settings SET value = ? WHERE key = ? AND value = ? RETURNING key",
-                                               [.blob(value), .text(key), .blob(expected)]) == 1 else { throw conflict }
+                    guard
+                        try await tx.execute(
+                            "UPDATE settings SET value = ? WHERE key = ? AND value = ? RETURNING key",
+                            [.blob(value), .text(key), .blob(expected)]) == 1
+                    else { throw conflict }
                 } else {
                     // A concurrent insert of the same key makes this one a unique violation.
                     try await tx.execute("INSERT INTO settings (key, value) VALUES (?, ?)", [.text(key), .blob(value)])
                 }
             }
-        } catch where database.isUniqueViolation(error) {
+        } catch  where database.isUniqueViolation(error) {
             throw conflict
         }
     }
@@ -107,12 +121,14 @@ extension MetadataStore {
 
     /// Known chunks after `after` in id order, each with the servers recorded as holding it.
     public func chunkFacts(after: ChunkID?, limit: Int) async throws -> [ChunkFacts] {
-        try Self.groupFacts(try await database.rows("""
-            SELECT c.id, c.plain_size, c.stored_size, r.server_id
-            FROM (SELECT id, plain_size, stored_size FROM chunks WHERE id > ? ORDER BY id LIMIT ?) c
-            LEFT JOIN replicas r ON r.chunk_id = c.id
-            ORDER BY c.id, r.server_id
-            """, [.blob(after?.digestBytes ?? []), .int(limit)]))
+        try Self.groupFacts(
+            try await database.rows(
+                """
+                SELECT c.id, c.plain_size, c.stored_size, r.server_id
+                FROM (SELECT id, plain_size, stored_size FROM chunks WHERE id > ? ORDER BY id LIMIT ?) c
+                LEFT JOIN replicas r ON r.chunk_id = c.id
+                ORDER BY c.id, r.server_id
+                """, [.blob(after?.digestBytes ?? []), .int(limit)]))
     }
 
     /// The same facts for these chunks; unknown ones are absent.
@@ -122,11 +138,13 @@ extension MetadataStore {
 
     static func chunkFacts(of ids: [ChunkID], in tx: any SQLTransaction) async throws -> [ChunkFacts] {
         try await batched(ids) { batch in
-            try groupFacts(try await tx.rows("""
-                SELECT c.id, c.plain_size, c.stored_size, r.server_id
-                FROM chunks c LEFT JOIN replicas r ON r.chunk_id = c.id
-                WHERE c.id IN \(SQLStatement.placeholders(batch.count)) ORDER BY c.id, r.server_id
-                """, batch.map { .blob($0) }))
+            try groupFacts(
+                try await tx.rows(
+                    """
+                    SELECT c.id, c.plain_size, c.stored_size, r.server_id
+                    FROM chunks c LEFT JOIN replicas r ON r.chunk_id = c.id
+                    WHERE c.id IN \(SQLStatement.placeholders(batch.count)) ORDER BY c.id, r.server_id
+                    """, batch.map { .blob($0) }))
         }
     }
 
@@ -139,8 +157,10 @@ extension MetadataStore {
             if let last = out.last, last.id.digestBytes.elementsEqual(id) {
                 if let server { out[out.count - 1].servers.append(server) }
             } else {
-                out.append(ChunkFacts(id: try ChunkID(digestBytes: id), plainByteCount: try row.int(1),
-                                      storedByteCount: try row.int(2), servers: server.map { [$0] } ?? []))
+                out.append(
+                    ChunkFacts(
+                        id: try ChunkID(digestBytes: id), plainByteCount: try row.int(1),
+                        storedByteCount: try row.int(2), servers: server.map { [$0] } ?? []))
             }
         }
         return out
@@ -148,10 +168,12 @@ extension MetadataStore {
 
     /// Chunks recorded on one server after `after`, in id order, with stored sizes.
     public func replicas(onServer serverID: String, after: ChunkID?, limit: Int) async throws -> [(ChunkID, Int64)] {
-        try await database.rows("""
+        try await database.rows(
+            """
             SELECT r.chunk_id, c.stored_size FROM replicas r JOIN chunks c ON c.id = r.chunk_id
             WHERE r.server_id = ? AND r.chunk_id > ? ORDER BY r.chunk_id LIMIT ?
-            """, [.text(serverID), .blob(after?.digestBytes ?? []), .int(limit)]).map { row in
+            """, [.text(serverID), .blob(after?.digestBytes ?? []), .int(limit)]
+        ).map { row in
             (try row.chunkID(0), try row.int(1))
         }
     }
@@ -159,7 +181,8 @@ extension MetadataStore {
     /// What the master records on a server: replicas, their bytes, and how many are the only
     /// recorded copy of their chunk.
     public func holdings(of serverID: String) async throws -> (chunks: Int64, bytes: Int64, soleCopies: Int64) {
-        let row = try await database.row("""
+        let row = try await database.row(
+            """
             SELECT COUNT(*), CAST(COALESCE(SUM(c.stored_size), 0) AS BIGINT),
                    CAST(COALESCE(SUM(CASE WHEN (SELECT COUNT(*) FROM replicas o WHERE o.chunk_id = r.chunk_id) = 1
                                           THEN 1 ELSE 0 END), 0) AS BIGINT)
@@ -171,14 +194,18 @@ extension MetadataStore {
     /// Current files using each chunk, at most `limit` per chunk.
     public func files(using ids: [ChunkID], limit: Int) async throws -> [ChunkID: [String]] {
         var out: [ChunkID: [String]] = [:]
-        for row in try await Self.batched(ids, { batch in
-            try await database.rows("""
-                SELECT DISTINCT m.chunk_id, f.path FROM manifest_entries m
-                JOIN versions v ON v.id = m.version_id
-                JOIN current_files f ON f.path = v.path AND f.version_id = v.id
-                WHERE m.chunk_id IN \(SQLStatement.placeholders(batch.count)) ORDER BY m.chunk_id, f.path
-                """, batch.map { .blob($0) })
-        }) {
+        for row in try await Self.batched(
+            ids,
+            { batch in
+                try await database.rows(
+                    """
+                    SELECT DISTINCT m.chunk_id, f.path FROM manifest_entries m
+                    JOIN versions v ON v.id = m.version_id
+                    JOIN current_files f ON f.path = v.path AND f.version_id = v.id
+                    WHERE m.chunk_id IN \(SQLStatement.placeholders(batch.count)) ORDER BY m.chunk_id, f.path
+                    """, batch.map { .blob($0) })
+            })
+        {
             let id = try row.chunkID(0)
             if out[id, default: []].count < limit {
                 out[id, default: []].append(String(decoding: try row.blob(1), as: UTF8.self))
@@ -202,7 +229,8 @@ extension MetadataStore {
     /// `cutoff` (database time): they stop holding their chunks. Counts them only, with `dryRun`.
     public func pruneVersions(supersededBefore cutoff: Int64, dryRun: Bool) async throws -> Int64 {
         if dryRun {
-            return try await database.row("SELECT COUNT(*) FROM (\(Self.prunableVersions)) p", [.integer(cutoff)])?.int(0) ?? 0
+            return try await database.row("SELECT COUNT(*) FROM (\(Self.prunableVersions)) p", [.integer(cutoff)])?.int(
+                0) ?? 0
         }
         return try await write { tx in
             let ids = try await tx.rows(Self.prunableVersions, [.integer(cutoff)]).map { try $0.int(0) }
@@ -212,7 +240,8 @@ extension MetadataStore {
                 try await tx.execute("DELETE FROM manifest_entries WHERE version_id IN \(list)", arguments)
                 try await tx.execute("DELETE FROM version_parts WHERE version_id IN \(list)", arguments)
                 // The row stays (numbering, history), marked as holding nothing.
-                try await tx.execute("UPDATE versions SET chunk_count = 0, stored_bytes = 0 WHERE id IN \(list)", arguments)
+                try await tx.execute(
+                    "UPDATE versions SET chunk_count = 0, stored_bytes = 0 WHERE id IN \(list)", arguments)
                 return []
             }
             return Int64(ids.count)
@@ -225,12 +254,14 @@ extension MetadataStore {
     @discardableResult
     public func markUnreferencedChunks() async throws -> Int64 {
         try await write { tx in
-            try await tx.execute("""
+            try await tx.execute(
+                """
                 DELETE FROM gc_candidates
                 WHERE EXISTS (SELECT 1 FROM manifest_entries m WHERE m.chunk_id = gc_candidates.chunk_id)
                    OR NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = gc_candidates.chunk_id)
                 """)
-            try await tx.execute("""
+            try await tx.execute(
+                """
                 INSERT INTO gc_candidates (chunk_id, marked_ms)
                 SELECT c.id, ? FROM chunks c
                 WHERE NOT EXISTS (SELECT 1 FROM manifest_entries m WHERE m.chunk_id = c.id)
@@ -243,7 +274,8 @@ extension MetadataStore {
     /// Unreferenced chunks after `after`, in id order, with facts and when they were marked
     /// (nil: not marked yet).
     public func unreferencedChunks(after: ChunkID?, limit: Int) async throws -> [(ChunkFacts, markedAt: Int64?)] {
-        let rows = try await database.rows("""
+        let rows = try await database.rows(
+            """
             SELECT c.id, c.plain_size, c.stored_size, r.server_id, g.marked_ms
             FROM (SELECT id, plain_size, stored_size FROM chunks
                   WHERE id > ? AND NOT EXISTS (SELECT 1 FROM manifest_entries m WHERE m.chunk_id = chunks.id)
@@ -277,21 +309,29 @@ extension MetadataStore {
         }
     }
 
-    static func collectBatch(_ batch: [ChunkID], markedBefore: Int64, in tx: any SQLTransaction)
+    static func collectBatch(
+        _ batch: [ChunkID], markedBefore: Int64, in tx: any SQLTransaction
+    )
         async throws -> [(ChunkFacts, markedAt: Int64)]
     {
         let list = SQLStatement.placeholders(batch.count)
         let arguments = batch.map { SQLValue.blob($0) }
         _ = try await tx.rows("SELECT id FROM chunks WHERE id IN \(list) ORDER BY id" + tx.dialect.forUpdate, arguments)
         var marks: [ChunkID: Int64] = [:]
-        for row in try await tx.rows("SELECT chunk_id, marked_ms FROM gc_candidates WHERE chunk_id IN \(list)", arguments) {
+        for row in try await tx.rows(
+            "SELECT chunk_id, marked_ms FROM gc_candidates WHERE chunk_id IN \(list)", arguments)
+        {
             marks[try row.chunkID(0)] = try row.int(1)
         }
-        let referenced = Set(try await tx.rows(
-            "SELECT DISTINCT chunk_id FROM manifest_entries WHERE chunk_id IN \(list)", arguments).map { try $0.chunkID(0) })
+        let referenced = Set(
+            try await tx.rows(
+                "SELECT DISTINCT chunk_id FROM manifest_entries WHERE chunk_id IN \(list)", arguments
+            ).map { try $0.chunkID(0) })
         var lastWritten: [ChunkID: Int64] = [:]
-        for row in try await tx.rows("SELECT chunk_id, MAX(reported_ms) FROM replicas WHERE chunk_id IN \(list) GROUP BY chunk_id",
-                                     arguments) {
+        for row in try await tx.rows(
+            "SELECT chunk_id, MAX(reported_ms) FROM replicas WHERE chunk_id IN \(list) GROUP BY chunk_id",
+            arguments)
+        {
             lastWritten[try row.chunkID(0)] = try row.int(1)
         }
         var keep: [ChunkID] = []
@@ -307,8 +347,9 @@ extension MetadataStore {
             }
         }
         if !keep.isEmpty {
-            try await tx.execute("DELETE FROM gc_candidates WHERE chunk_id IN \(SQLStatement.placeholders(keep.count))",
-                                 keep.map { .blob($0) })
+            try await tx.execute(
+                "DELETE FROM gc_candidates WHERE chunk_id IN \(SQLStatement.placeholders(keep.count))",
+                keep.map { .blob($0) })
         }
         guard !due.isEmpty else { return [] }
         let facts = try await chunkFacts(of: due, in: tx)
@@ -322,10 +363,13 @@ extension MetadataStore {
 
     /// Which of these chunks are garbage candidates: placement must not offer them as present.
     public func garbageCandidates(among ids: [ChunkID]) async throws -> Set<ChunkID> {
-        Set(try await Self.batched(ids) { batch in
-            try await database.rows("SELECT chunk_id FROM gc_candidates WHERE chunk_id IN \(SQLStatement.placeholders(batch.count))",
-                                    batch.map { .blob($0) }).map { try $0.chunkID(0) }
-        })
+        Set(
+            try await Self.batched(ids) { batch in
+                try await database.rows(
+                    "SELECT chunk_id FROM gc_candidates WHERE chunk_id IN \(SQLStatement.placeholders(batch.count))",
+                    batch.map { .blob($0) }
+                ).map { try $0.chunkID(0) }
+            })
     }
 
     /// Files on servers that the master has no fact for: remembers when each was first seen
@@ -336,15 +380,18 @@ extension MetadataStore {
             let now = try await tx.now()
             var firstSeen: [ChunkID: [String: Int64]] = [:]
             _ = try await Self.batched(orphans) { batch -> [Int] in
-                try await tx.execute("""
+                try await tx.execute(
+                    """
                     INSERT INTO gc_orphans (chunk_id, server_id, first_seen_ms)
                     VALUES \(Array(repeating: "(?, ?, ?)", count: batch.count).joined(separator: ", "))
                     ON CONFLICT(chunk_id, server_id) DO NOTHING
                     """, batch.flatMap { [SQLValue.blob($0.0), .text($0.1), .integer(now)] })
-                for row in try await tx.rows("""
+                for row in try await tx.rows(
+                    """
                     SELECT chunk_id, server_id, first_seen_ms FROM gc_orphans
                     WHERE chunk_id IN \(SQLStatement.placeholders(batch.count))
-                    """, batch.map { .blob($0.0) }) {
+                    """, batch.map { .blob($0.0) })
+                {
                     firstSeen[try row.chunkID(0), default: [:]][try row.text(1)] = try row.int(2)
                 }
                 return []
@@ -358,9 +405,11 @@ extension MetadataStore {
         guard !orphans.isEmpty else { return }
         try await write { tx in
             _ = try await Self.batched(orphans) { batch -> [Int] in
-                try await tx.execute("DELETE FROM gc_orphans WHERE "
-                                         + Array(repeating: "(chunk_id = ? AND server_id = ?)", count: batch.count).joined(separator: " OR "),
-                                     batch.flatMap { [SQLValue.blob($0.0), .text($0.1)] })
+                try await tx.execute(
+                    "DELETE FROM gc_orphans WHERE "
+                        + Array(repeating: "(chunk_id = ? AND server_id = ?)", count: batch.count).joined(
+                            separator: " OR "),
+                    batch.flatMap { [SQLValue.blob($0.0), .text($0.1)] })
                 return []
             }
         }

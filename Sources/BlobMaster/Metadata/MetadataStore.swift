@@ -44,7 +44,7 @@ public final class MetadataStore: Sendable {
         while true {
             do {
                 return try await database.write(body)
-            } catch where attempt < Self.maxWriteAttempts && database.isTransient(error) {
+            } catch  where attempt < Self.maxWriteAttempts && database.isTransient(error) {
                 // 1, 2, 4 … ms, capped at 100 ms, each a random 50-100% so colliders spread out.
                 let ceiling = min(100_000, 1000 << min(attempt - 1, 7))
                 try await Task.sleep(for: .microseconds(Int.random(in: ceiling / 2...ceiling)))
@@ -75,7 +75,9 @@ public final class MetadataStore: Sendable {
 
     /// A version (the current one when `version` is nil) with its manifest entries in order;
     /// with `overlapping`, only the entries holding bytes of that range.
-    public func manifest(of path: BlobPath, version: Int64?, overlapping range: Range<Int64>? = nil)
+    public func manifest(
+        of path: BlobPath, version: Int64?, overlapping range: Range<Int64>? = nil
+    )
         async throws -> (FileVersion, [ManifestEntry])?
     {
         try await database.read { tx in
@@ -85,8 +87,9 @@ public final class MetadataStore: Sendable {
                     "SELECT \(Self.versionColumns), id FROM versions WHERE path = ? AND version = ? "
                         + "AND NOT (chunk_count = 0 AND size > 0)", [.blob(path), .integer(version)])
             } else {
-                row = try await tx.row("SELECT \(Self.currentColumns), version_id FROM current_files WHERE path = ?",
-                                       [.blob(path)])
+                row = try await tx.row(
+                    "SELECT \(Self.currentColumns), version_id FROM current_files WHERE path = ?",
+                    [.blob(path)])
             }
             guard let row else { return nil }
             let entries = try await Self.entries(of: try row.int(10), overlapping: range, in: tx)
@@ -94,17 +97,21 @@ public final class MetadataStore: Sendable {
         }
     }
 
-    static func entries(of versionID: Int64, overlapping range: Range<Int64>?, in tx: any SQLTransaction)
+    static func entries(
+        of versionID: Int64, overlapping range: Range<Int64>?, in tx: any SQLTransaction
+    )
         async throws -> [ManifestEntry]
     {
         let rows: [SQLRow]
         if let range {
-            rows = try await tx.rows("""
+            rows = try await tx.rows(
+                """
                 SELECT chunk_id, "offset", length FROM manifest_entries
                 WHERE version_id = ? AND "offset" < ? AND "offset" + length > ? ORDER BY seq
                 """, [.integer(versionID), .integer(range.upperBound), .integer(range.lowerBound)])
         } else {
-            rows = try await tx.rows("""
+            rows = try await tx.rows(
+                """
                 SELECT chunk_id, "offset", length FROM manifest_entries WHERE version_id = ? ORDER BY seq
                 """, [.integer(versionID)])
         }
@@ -148,8 +155,11 @@ public final class MetadataStore: Sendable {
     /// such file.
     public func readPlanFacts(of path: BlobPath, overlapping range: Range<Int64>) async throws -> ReadPlanFacts? {
         try await database.read { tx in
-            guard let row = try await tx.row("SELECT \(Self.currentColumns), version_id FROM current_files WHERE path = ?",
-                                             [.blob(path)]) else { return nil }
+            guard
+                let row = try await tx.row(
+                    "SELECT \(Self.currentColumns), version_id FROM current_files WHERE path = ?",
+                    [.blob(path)])
+            else { return nil }
             let file = try Self.fileVersion(row)
             var facts = ReadPlanFacts(file: file, entries: [], locations: [:], storedSizes: [:], blockDigests: [:])
             facts.entries = try await Self.entries(of: try row.int(10), overlapping: range, in: tx)
@@ -157,11 +167,16 @@ public final class MetadataStore: Sendable {
             var seen: Set<ChunkID> = []
             let ids = facts.entries.map(\.chunkID).filter { seen.insert($0).inserted }
             // Only a chunk the range starts or ends inside is read by blocks.
-            let edges = Set(facts.entries.filter { $0.offset < range.lowerBound || $0.offset + $0.length > end }.map(\.chunkID))
-            for row in try await Self.batched(ids, { batch in
-                try await tx.rows("SELECT id, stored_size, block_digests FROM chunks WHERE id IN \(SQLStatement.placeholders(batch.count))",
-                                  batch.map { .blob($0) })
-            }) {
+            let edges = Set(
+                facts.entries.filter { $0.offset < range.lowerBound || $0.offset + $0.length > end }.map(\.chunkID))
+            for row in try await Self.batched(
+                ids,
+                { batch in
+                    try await tx.rows(
+                        "SELECT id, stored_size, block_digests FROM chunks WHERE id IN \(SQLStatement.placeholders(batch.count))",
+                        batch.map { .blob($0) })
+                })
+            {
                 let id = try row.chunkID(0)
                 facts.storedSizes[id] = try row.int(1)
                 if edges.contains(id), let digests = try row.optionalBlob(2) { facts.blockDigests[id] = Data(digests) }
@@ -173,12 +188,16 @@ public final class MetadataStore: Sendable {
 
     static func locations(of ids: [ChunkID], in tx: any SQLTransaction) async throws -> [ChunkID: [String]] {
         var out: [ChunkID: [String]] = [:]
-        for row in try await batched(ids, { batch in
-            try await tx.rows("""
-                SELECT chunk_id, server_id FROM replicas WHERE chunk_id IN \(SQLStatement.placeholders(batch.count))
-                ORDER BY chunk_id, server_id
-                """, batch.map { .blob($0) })
-        }) {
+        for row in try await batched(
+            ids,
+            { batch in
+                try await tx.rows(
+                    """
+                    SELECT chunk_id, server_id FROM replicas WHERE chunk_id IN \(SQLStatement.placeholders(batch.count))
+                    ORDER BY chunk_id, server_id
+                    """, batch.map { .blob($0) })
+            })
+        {
             out[try row.chunkID(0), default: []].append(try row.text(1))
         }
         return out
@@ -192,11 +211,15 @@ public final class MetadataStore: Sendable {
     /// The ``BlockDigests`` kept for each chunk that has them.
     public func blockDigests(of chunkIDs: [ChunkID]) async throws -> [ChunkID: Data] {
         var out: [ChunkID: Data] = [:]
-        for row in try await Self.batched(chunkIDs, { batch in
-            try await database.rows("""
-                SELECT id, block_digests FROM chunks WHERE block_digests IS NOT NULL AND id IN \(SQLStatement.placeholders(batch.count))
-                """, batch.map { .blob($0) })
-        }) {
+        for row in try await Self.batched(
+            chunkIDs,
+            { batch in
+                try await database.rows(
+                    """
+                    SELECT id, block_digests FROM chunks WHERE block_digests IS NOT NULL AND id IN \(SQLStatement.placeholders(batch.count))
+                    """, batch.map { .blob($0) })
+            })
+        {
             out[try row.chunkID(0)] = Data(try row.blob(1))
         }
         return out
@@ -205,12 +228,16 @@ public final class MetadataStore: Sendable {
     /// How many manifest entries of live or old versions name each chunk.
     public func referenceCounts(of chunkIDs: [ChunkID]) async throws -> [ChunkID: Int] {
         var out = Dictionary(uniqueKeysWithValues: Set(chunkIDs).map { ($0, 0) })
-        for row in try await Self.batched(Array(Set(chunkIDs)), { batch in
-            try await database.rows("""
-                SELECT chunk_id, COUNT(*) FROM manifest_entries WHERE chunk_id IN \(SQLStatement.placeholders(batch.count))
-                GROUP BY chunk_id
-                """, batch.map { .blob($0) })
-        }) {
+        for row in try await Self.batched(
+            Array(Set(chunkIDs)),
+            { batch in
+                try await database.rows(
+                    """
+                    SELECT chunk_id, COUNT(*) FROM manifest_entries WHERE chunk_id IN \(SQLStatement.placeholders(batch.count))
+                    GROUP BY chunk_id
+                    """, batch.map { .blob($0) })
+            })
+        {
             out[try row.chunkID(0)] = Int(try row.int(1))
         }
         return out

@@ -39,7 +39,8 @@ public final class PostgresDatabase: SQLDatabase {
         // operator who got the address or the password wrong should hear it at once.
         let connection: PostgresConnection
         do {
-            connection = try await PostgresConnection.connect(configuration: location.connectionConfiguration, id: 0, logger: logger)
+            connection = try await PostgresConnection.connect(
+                configuration: location.connectionConfiguration, id: 0, logger: logger)
         } catch {
             throw location.explain(error)
         }
@@ -101,7 +102,7 @@ public final class PostgresDatabase: SQLDatabase {
             }
         } catch let error as BlobError {
             throw error
-        } catch where isTransient(error) || isUniqueViolation(error) {
+        } catch  where isTransient(error) || isUniqueViolation(error) {
             throw error
         } catch {
             throw location.explain(error)
@@ -122,10 +123,12 @@ public final class PostgresDatabase: SQLDatabase {
     /// PostgreSQL checks its pages itself (with data checksums on); this checks what the schema
     /// cannot declare: every current file names a version of its own path.
     public func checkIntegrity() async throws -> Bool {
-        let rows = try await query(SQLStatement("""
-            SELECT COUNT(*) FROM current_files f LEFT JOIN versions v ON v.id = f.version_id
-            WHERE v.id IS NULL OR v.path <> f.path OR v.deleted <> 0
-            """))
+        let rows = try await query(
+            SQLStatement(
+                """
+                SELECT COUNT(*) FROM current_files f LEFT JOIN versions v ON v.id = f.version_id
+                WHERE v.id IS NULL OR v.path <> f.path OR v.deleted <> 0
+                """))
         return try rows.first?.int(0) == 0
     }
 
@@ -211,7 +214,8 @@ public final class PostgresDatabase: SQLDatabase {
         }
 
         func query(_ statement: SQLStatement) async throws -> [SQLRow] {
-            try await PostgresDatabase.collect(try await connection.query(try PostgresDatabase.postgresQuery(statement), logger: logger))
+            try await PostgresDatabase.collect(
+                try await connection.query(try PostgresDatabase.postgresQuery(statement), logger: logger))
         }
 
         func now() async throws -> Int64 {

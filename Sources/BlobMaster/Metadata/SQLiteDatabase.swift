@@ -31,14 +31,16 @@ public final class SQLiteDatabase: SQLDatabase {
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
         } catch {
-            throw BlobError(.unavailable, reason: "metadata.open",
-                            "cannot open the SQLite metadata database \(path) (\(error)); check the path and its permissions")
+            throw BlobError(
+                .unavailable, reason: "metadata.open",
+                "cannot open the SQLite metadata database \(path) (\(error)); check the path and its permissions")
         }
         let migrator = Self.migrator
         if try pool.read({ db in try migrator.hasBeenSuperseded(db) }) {
-            throw BlobError(.failedPrecondition, reason: "metadata.schemaNewer",
-                            "the metadata database \(path) has a schema newer than this blobctl; run the blobctl that "
-                                + "wrote it, or a newer one")
+            throw BlobError(
+                .failedPrecondition, reason: "metadata.schemaNewer",
+                "the metadata database \(path) has a schema newer than this blobctl; run the blobctl that "
+                    + "wrote it, or a newer one")
         }
         try migrator.migrate(pool)
     }
@@ -89,7 +91,8 @@ public final class SQLiteDatabase: SQLDatabase {
 
     public func isUniqueViolation(_ error: any Error) -> Bool {
         guard let error = error as? DatabaseError else { return false }
-        return error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY || error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE
+        return error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY
+            || error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE
     }
 
     public func checkIntegrity() async throws -> Bool {

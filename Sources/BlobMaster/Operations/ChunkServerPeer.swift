@@ -11,9 +11,11 @@ struct ChunkServerPeer: Sendable {
     static let timeout: TimeAmount = .seconds(60)
 
     /// Asks `source` to send chunk `id` to `targets`; returns where it is now durable.
-    func copy(_ id: ChunkID, from source: ServerEndpoint, to targets: [ServerEndpoint]) async throws -> ChunkWriteResult {
+    func copy(_ id: ChunkID, from source: ServerEndpoint, to targets: [ServerEndpoint]) async throws -> ChunkWriteResult
+    {
         let body = try JSONEncoder().encode(ChunkCopyRequest(targets: targets.map(\.address)))
-        let data = try await call("POST", source.address, "/v1/chunks/\(id.hex)/copy", body: [UInt8](body), okStatuses: [200, 503])
+        let data = try await call(
+            "POST", source.address, "/v1/chunks/\(id.hex)/copy", body: [UInt8](body), okStatuses: [200, 503])
         return try JSONDecoder().decode(ChunkWriteResult.self, from: Data(data))
     }
 
@@ -50,15 +52,21 @@ struct ChunkServerPeer: Sendable {
 
     func quarantine(of server: ServerEndpoint) async throws -> [ChunkID] {
         let data = try await call("GET", server.address, "/v1/quarantine", body: nil, okStatuses: [200])
-        return try JSONDecoder().decode(QuarantineList.self, from: Data(data)).chunks.compactMap { try? ChunkID(hex: $0) }
+        return try JSONDecoder().decode(QuarantineList.self, from: Data(data)).chunks.compactMap {
+            try? ChunkID(hex: $0)
+        }
     }
 
-    func call(_ method: String, _ address: String, _ pathAndQuery: String, body: [UInt8]?, okStatuses: Set<UInt>) async throws -> [UInt8] {
+    func call(
+        _ method: String, _ address: String, _ pathAndQuery: String, body: [UInt8]?, okStatuses: Set<UInt>
+    ) async throws -> [UInt8] {
         var request = HTTPClientRequest(url: "http://\(address)\(pathAndQuery)")
         request.method = .init(rawValue: method)
-        request.headers.add(name: "Authorization", value: signer.token(
-            role: .master, method: method, pathAndQuery: pathAndQuery,
-            expiry: Int64(Date().timeIntervalSince1970) + RequestSigner.defaultLifetimeSeconds))
+        request.headers.add(
+            name: "Authorization",
+            value: signer.token(
+                role: .master, method: method, pathAndQuery: pathAndQuery,
+                expiry: Int64(Date().timeIntervalSince1970) + RequestSigner.defaultLifetimeSeconds))
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: body))
@@ -67,13 +75,17 @@ struct ChunkServerPeer: Sendable {
         do {
             response = try await client.execute(request, timeout: Self.timeout)
         } catch {
-            throw BlobError(.unavailable, reason: "peer.unreachable", "chunk server \(address) is unreachable: \(error)")
+            throw BlobError(
+                .unavailable, reason: "peer.unreachable", "chunk server \(address) is unreachable: \(error)")
         }
         let data = [UInt8](buffer: try await response.body.collect(upTo: 64 << 20))
         guard okStatuses.contains(response.status.code) else {
             if let error = try? JSONDecoder().decode(ErrorBody.self, from: Data(data)) { throw error.error }
-            if response.status.code == 404 { throw BlobError(.notFound, reason: "peer.notFound", "\(address) has no \(pathAndQuery)") }
-            throw BlobError(.unavailable, reason: "peer.http", "chunk server \(address) answered HTTP \(response.status.code)")
+            if response.status.code == 404 {
+                throw BlobError(.notFound, reason: "peer.notFound", "\(address) has no \(pathAndQuery)")
+            }
+            throw BlobError(
+                .unavailable, reason: "peer.http", "chunk server \(address) answered HTTP \(response.status.code)")
         }
         return data
     }
@@ -102,8 +114,11 @@ actor CopyThrottle {
         guard let rate = bytesPerSecond else { return }
         let now = ContinuousClock.now
         let elapsed = refilled.duration(to: now)
-        tokens = min(Double(rate), tokens + Double(rate) * (Double(elapsed.components.seconds)
-            + Double(elapsed.components.attoseconds) / 1e18))
+        tokens = min(
+            Double(rate),
+            tokens + Double(rate)
+                * (Double(elapsed.components.seconds)
+                    + Double(elapsed.components.attoseconds) / 1e18))
         refilled = now
         tokens -= Double(count)
         if tokens < 0 { try await Task.sleep(for: .nanoseconds(Int64(-tokens / Double(rate) * 1e9))) }

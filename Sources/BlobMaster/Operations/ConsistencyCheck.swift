@@ -65,8 +65,12 @@ struct ConsistencyCheck: Sendable {
         let gone = Set(await membership.serversNeedingRepair())
         // Counts are exact; lists keep the first `maxProblems` of each kind, so memory stays
         // bounded whatever the store holds.
-        var lostCount: Int64 = 0, underCount: Int64 = 0, misplacedCount: Int64 = 0
-        var lost: [ChunkID] = [], under: [(ChunkID, Int)] = [], misplaced: [ChunkID] = []
+        var lostCount: Int64 = 0
+        var underCount: Int64 = 0
+        var misplacedCount: Int64 = 0
+        var lost: [ChunkID] = []
+        var under: [(ChunkID, Int)] = []
+        var misplaced: [ChunkID] = []
         var short: Set<ChunkID> = []
         let quarantinedIDs = Set(inspected.corrupt.map(\.0))
         var checked: Int64 = 0
@@ -103,21 +107,29 @@ struct ConsistencyCheck: Sendable {
         // A quarantined copy matters while its chunk is below R (not yet replaced elsewhere).
         let corrupt = inspected.corrupt.filter { short.contains($0.0) }
         let missingCount = Int64(inspected.missing.values.reduce(0) { $0 + $1.count })
-        let listed = lost + Array(inspected.missing.keys.prefix(Self.maxProblems)) + corrupt.prefix(Self.maxProblems).map(\.0)
+        let listed =
+            lost + Array(inspected.missing.keys.prefix(Self.maxProblems)) + corrupt.prefix(Self.maxProblems).map(\.0)
             + under.map(\.0)
         let files = try await store.files(using: Array(Set(listed)), limit: 5)
         var problems: [ChunkProblem] = []
-        for id in lost { problems.append(ChunkProblem(kind: .lost, chunk: id.hex, server: nil, liveCopies: 0, files: files[id] ?? [])) }
+        for id in lost {
+            problems.append(
+                ChunkProblem(kind: .lost, chunk: id.hex, server: nil, liveCopies: 0, files: files[id] ?? []))
+        }
         for (id, servers) in inspected.missing.sorted(by: { $0.key.hex < $1.key.hex }).prefix(Self.maxProblems) {
             for s in servers {
-                problems.append(ChunkProblem(kind: .missing, chunk: id.hex, server: s, liveCopies: nil, files: files[id] ?? []))
+                problems.append(
+                    ChunkProblem(kind: .missing, chunk: id.hex, server: s, liveCopies: nil, files: files[id] ?? []))
             }
         }
         for (id, s) in corrupt.prefix(Self.maxProblems) {
-            problems.append(ChunkProblem(kind: .corrupt, chunk: id.hex, server: s, liveCopies: nil, files: files[id] ?? []))
+            problems.append(
+                ChunkProblem(kind: .corrupt, chunk: id.hex, server: s, liveCopies: nil, files: files[id] ?? []))
         }
         for (id, live) in under {
-            problems.append(ChunkProblem(kind: .underReplicated, chunk: id.hex, server: nil, liveCopies: live, files: files[id] ?? []))
+            problems.append(
+                ChunkProblem(
+                    kind: .underReplicated, chunk: id.hex, server: nil, liveCopies: live, files: files[id] ?? []))
         }
         for (id, s) in inspected.orphans.prefix(Self.maxProblems) {
             problems.append(ChunkProblem(kind: .orphaned, chunk: id.hex, server: s, liveCopies: nil, files: []))
@@ -149,11 +161,13 @@ struct ConsistencyCheck: Sendable {
         var adopted: Int64 = 0
         for batch in stride(from: 0, to: findings.orphans.count, by: 1000) {
             let slice = findings.orphans[batch..<min(batch + 1000, findings.orphans.count)]
-            let known = Dictionary(uniqueKeysWithValues: try await store.chunkFacts(of: slice.map(\.0)).map { ($0.id, $0) })
+            let known = Dictionary(
+                uniqueKeysWithValues: try await store.chunkFacts(of: slice.map(\.0)).map { ($0.id, $0) })
             for (id, server) in slice {
                 // Only a file still there: it may have been deleted since the inventory was read.
                 guard let facts = known[id], let endpoint = await membership.endpoint(server),
-                      (try? await peer.holds(id, at: endpoint)) == true else { continue }
+                    (try? await peer.holds(id, at: endpoint)) == true
+                else { continue }
                 try await store.recordReplicas([facts.report], on: server)
                 adopted += 1
             }

@@ -36,9 +36,10 @@ struct GarbageCollector: Sendable {
             do {
                 comparison = try await InventoryComparison.compare(server: endpoint, store: store, peer: peer)
             } catch {
-                throw BlobError(.unavailable, reason: "gc.inventory",
-                                "garbage collection aborted, nothing deleted: cannot read the inventory of server \(id) "
-                                    + "(\(error)); bring it back, or take it out with `blobctl node remove \(id)`")
+                throw BlobError(
+                    .unavailable, reason: "gc.inventory",
+                    "garbage collection aborted, nothing deleted: cannot read the inventory of server \(id) "
+                        + "(\(error)); bring it back, or take it out with `blobctl node remove \(id)`")
             }
             orphans += comparison.orphans.map { ($0.id, endpoint, $0.storedBytes) }
         }
@@ -58,8 +59,11 @@ struct GarbageCollector: Sendable {
         if !dryRun { _ = try await store.markUnreferencedChunks() }
 
         // 4. Unreferenced chunks: due ones are collected, the rest reported as pending.
-        var reclaimableChunks: Int64 = 0, reclaimableBytes: Int64 = 0
-        var deletedChunks: Int64 = 0, deletedBytes: Int64 = 0, kept: Int64 = 0
+        var reclaimableChunks: Int64 = 0
+        var reclaimableBytes: Int64 = 0
+        var deletedChunks: Int64 = 0
+        var deletedBytes: Int64 = 0
+        var kept: Int64 = 0
         var after: ChunkID?
         while true {
             let page = try await store.unreferencedChunks(after: after, limit: 1000)
@@ -98,7 +102,9 @@ struct GarbageCollector: Sendable {
                         // Kept: written again since the mark (its writer records it anew), or
                         // the server failed; either way its file stays and a later run sees it.
                         kept += 1
-                        logger.info("gc kept a chunk", metadata: ["chunk.id": "\(facts.id.shortHex)", "error.message": "\(error)"])
+                        logger.info(
+                            "gc kept a chunk",
+                            metadata: ["chunk.id": "\(facts.id.shortHex)", "error.message": "\(error)"])
                     }
                 }
             }
@@ -109,7 +115,8 @@ struct GarbageCollector: Sendable {
         var unknown: [(id: ChunkID, server: ServerEndpoint, bytes: Int64)] = []
         for batch in stride(from: 0, to: orphans.count, by: 1000) {
             let slice = orphans[batch..<min(batch + 1000, orphans.count)]
-            let known = Dictionary(uniqueKeysWithValues: try await store.chunkFacts(of: slice.map(\.id)).map { ($0.id, $0) })
+            let known = Dictionary(
+                uniqueKeysWithValues: try await store.chunkFacts(of: slice.map(\.id)).map { ($0.id, $0) })
             for orphan in slice {
                 if let facts = known[orphan.id] {
                     adopt[orphan.server.id, default: []].append(facts.report)
@@ -130,7 +137,9 @@ struct GarbageCollector: Sendable {
                 try await store.recordReplicas(present, on: server)
             }
         }
-        let firstSeen = dryRun ? unknown.map { _ in now }
+        let firstSeen =
+            dryRun
+            ? unknown.map { _ in now }
             : try await store.noteOrphans(unknown.map { ($0.id, $0.server.id) })
         var forgotten: [(ChunkID, String)] = []
         for (orphan, seen) in zip(unknown, firstSeen) {
@@ -161,10 +170,12 @@ struct GarbageCollector: Sendable {
         let report = GCReport(
             dryRun: dryRun, graceSeconds: grace.components.seconds, prunedVersions: pruned,
             servers: reclaim.values.sorted { $0.server < $1.server }, reclaimableChunks: reclaimableChunks,
-            reclaimableBytes: reclaimableBytes, deletedChunks: deletedChunks, deletedBytes: deletedBytes, keptChunks: kept,
+            reclaimableBytes: reclaimableBytes, deletedChunks: deletedChunks, deletedBytes: deletedBytes,
+            keptChunks: kept,
             abortedUploads: abortedUploads)
         if !dryRun {
-            logger.info("gc finished", metadata: ["deleted.chunks": "\(deletedChunks)", "deleted.bytes": "\(deletedBytes)"])
+            logger.info(
+                "gc finished", metadata: ["deleted.chunks": "\(deletedChunks)", "deleted.bytes": "\(deletedBytes)"])
         }
         return report
     }

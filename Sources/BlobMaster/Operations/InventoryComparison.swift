@@ -11,7 +11,9 @@ struct InventoryComparison: Sendable {
     static let maxListed = 1_000_000
 
     /// Reads every inventory page; any error throws (callers that delete must abort).
-    static func compare(server: ServerEndpoint, store: MetadataStore, peer: ChunkServerPeer) async throws -> InventoryComparison {
+    static func compare(
+        server: ServerEndpoint, store: MetadataStore, peer: ChunkServerPeer
+    ) async throws -> InventoryComparison {
         var out = InventoryComparison()
         var inventory = try await peer.inventory(of: server, after: nil)
         var i = 0

@@ -47,7 +47,8 @@ struct LifecycleExpirer: Sendable {
                                 report.expiredObjects += 1
                                 budget -= 1
                             } catch let error as BlobError
-                                        where error.code == .notFound || error.reason == WritePrecondition.failedReason {
+                                where error.code == .notFound || error.reason == WritePrecondition.failedReason
+                            {
                                 // Deleted or rewritten meanwhile.
                             }
                         }
@@ -61,7 +62,8 @@ struct LifecycleExpirer: Sendable {
                     var pages = 0
                     while budget > 0 && pages < maxActionsPerPass / Self.uploadPage + 1 {
                         pages += 1
-                        let old = try await store.uploads(prefix: prefix, createdBefore: now - age, limit: min(Self.uploadPage, budget))
+                        let old = try await store.uploads(
+                            prefix: prefix, createdBefore: now - age, limit: min(Self.uploadPage, budget))
                         for upload in old {
                             do {
                                 try await store.abortUpload(upload.id)
@@ -77,7 +79,9 @@ struct LifecycleExpirer: Sendable {
             }
         }
         if report != Report() {
-            logger.info("lifecycle pass", metadata: ["expired": "\(report.expiredObjects)", "uploads.aborted": "\(report.abortedUploads)"])
+            logger.info(
+                "lifecycle pass",
+                metadata: ["expired": "\(report.expiredObjects)", "uploads.aborted": "\(report.abortedUploads)"])
         }
         return report
     }

@@ -21,21 +21,25 @@ struct OperationsRoutes: Sendable {
         routes.post("/v1/nodes/:id/admit", roles: clients) { request, context in try await admit(request, context) }
         routes.post("/v1/nodes/:id/weight", roles: clients) { request, context in try await weight(request, context) }
         routes.post("/v1/nodes/:id/drain", roles: clients) { request, context in try await drain(request, context) }
-        routes.post("/v1/nodes/:id/maintenance", roles: clients) { request, context in try await maintenance(request, context) }
+        routes.post("/v1/nodes/:id/maintenance", roles: clients) { request, context in
+            try await maintenance(request, context)
+        }
         routes.delete("/v1/nodes/:id", roles: clients) { request, context in try await remove(request, context) }
         routes.get("/v1/rebalance/plan", roles: clients) { request, context in try await plan(request, context) }
         routes.get("/v1/rebalance", roles: clients) { request, context in try await rebalanceStatus(request, context) }
         routes.post("/v1/rebalance", roles: clients) { request, context in try await startRebalance(request, context) }
-        routes.post("/v1/rebalance/stop", roles: clients) { request, context in try await stopRebalance(request, context) }
+        routes.post("/v1/rebalance/stop", roles: clients) { request, context in
+            try await stopRebalance(request, context)
+        }
         routes.post("/v1/gc", roles: clients) { request, context in try await gc(request, context) }
         routes.post("/v1/fsck", roles: clients) { request, context in try await fsck(request, context) }
     }
 
-
     func serverID(_ context: ClusterRequestContext) async throws -> String {
         let id = context.parameters.get("id") ?? ""
         guard await membership.endpoint(id) != nil else {
-            throw BlobError(.notFound, reason: "server.unknown", "no server \(id); list them with `blobctl cluster status`")
+            throw BlobError(
+                .notFound, reason: "server.unknown", "no server \(id); list them with `blobctl cluster status`")
         }
         return id
     }
@@ -79,7 +83,9 @@ struct OperationsRoutes: Sendable {
         let id = try await serverID(context)
         let body = try await decodeJSONBody(NodeMaintenance.self, from: request, maxByteCount: 4096)
         guard (0...(30 * 86_400)).contains(body.seconds) else {
-            throw BlobError(.invalidArgument, reason: "maintenance.duration", "maintenance lasts 0 to 30 days, got \(body.seconds) s")
+            throw BlobError(
+                .invalidArgument, reason: "maintenance.duration",
+                "maintenance lasts 0 to 30 days, got \(body.seconds) s")
         }
         _ = try await membership.setMaintenance(id, seconds: body.seconds)
         return try jsonResponse(try await report(id))
@@ -90,7 +96,9 @@ struct OperationsRoutes: Sendable {
         // Copies elsewhere count only on servers that are not down: a chunk whose other copies
         // are all on dead servers has its only reachable copy here.
         var notDown: Set<String> = []
-        for server in await membership.serverIDs where await membership.state(of: server) != .down { notDown.insert(server) }
+        for server in await membership.serverIDs where await membership.state(of: server) != .down {
+            notDown.insert(server)
+        }
         let replicaCount = await membership.ring?.replicaCount ?? 1
         var sole: Int64 = 0
         var short: [ChunkID] = []
@@ -105,9 +113,10 @@ struct OperationsRoutes: Sendable {
             }
         }
         guard sole == 0 else {
-            throw BlobError(.failedPrecondition, reason: "node.soleCopies",
-                            "server \(id) holds the only copy of \(sole) chunks (no other live server has them); drain it "
-                                + "first (`blobctl node drain \(id)`) and wait until `blobctl node status \(id)` shows 0 chunks")
+            throw BlobError(
+                .failedPrecondition, reason: "node.soleCopies",
+                "server \(id) holds the only copy of \(sole) chunks (no other live server has them); drain it "
+                    + "first (`blobctl node drain \(id)`) and wait until `blobctl node status \(id)` shows 0 chunks")
         }
         try await membership.remove(id)
         // Chunks that keep fewer than R copies: repaired at the next pass, not the next full scan.
@@ -116,7 +125,8 @@ struct OperationsRoutes: Sendable {
     }
 
     func plan(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
-        let rate = try MasterRoutes.integer(request.uri.queryParameters.get("max_bytes_per_sec"), name: "max_bytes_per_sec")
+        let rate = try MasterRoutes.integer(
+            request.uri.queryParameters.get("max_bytes_per_sec"), name: "max_bytes_per_sec")
         return try jsonResponse(try await rebalancer.plan(maxBytesPerSecond: rate))
     }
 
@@ -129,7 +139,8 @@ struct OperationsRoutes: Sendable {
         guard (body.maxBytesPerSecond ?? 0) >= 0 else {
             throw BlobError(.invalidArgument, reason: "rebalance.rate", "max bytes per second must be >= 0")
         }
-        return try jsonResponse(try await rebalancer.start(maxBytesPerSecond: body.maxBytesPerSecond), status: .accepted)
+        return try jsonResponse(
+            try await rebalancer.start(maxBytesPerSecond: body.maxBytesPerSecond), status: .accepted)
     }
 
     func stopRebalance(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
@@ -144,9 +155,10 @@ struct OperationsRoutes: Sendable {
                 throw BlobError(.invalidArgument, reason: "gc.grace", "a grace period of at most 10 years, please")
             }
             guard Duration.seconds(seconds) >= gcGrace else {
-                throw BlobError(.invalidArgument, reason: "gc.grace",
-                                "the grace period may not be shorter than the master's (\(gcGrace.components.seconds) s; "
-                                    + "set with `blobctl master --gc-grace`)")
+                throw BlobError(
+                    .invalidArgument, reason: "gc.grace",
+                    "the grace period may not be shorter than the master's (\(gcGrace.components.seconds) s; "
+                        + "set with `blobctl master --gc-grace`)")
             }
             grace = .seconds(seconds)
         }

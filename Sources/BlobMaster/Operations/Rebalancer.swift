@@ -60,8 +60,10 @@ actor Rebalancer {
     /// Pauses between passes and the wait for servers after a restart run on it.
     let clock: any ServiceClock
 
-    init(store: MetadataStore, membership: Membership, peer: ChunkServerPeer, logger: Logger,
-         clock: any ServiceClock = SystemClock()) {
+    init(
+        store: MetadataStore, membership: Membership, peer: ChunkServerPeer, logger: Logger,
+        clock: any ServiceClock = SystemClock()
+    ) {
         self.store = store
         self.clock = clock
         self.membership = membership
@@ -90,8 +92,13 @@ actor Rebalancer {
         let alive = await aliveServers()
         var pairs: [String: PlannedTransfer] = [:]
         var disk: [String: ServerDiskChange] = [:]
-        var checked: Int64 = 0, stored: Int64 = 0, copyChunks: Int64 = 0, copyBytes: Int64 = 0
-        var deleteChunks: Int64 = 0, deleteBytes: Int64 = 0, blocked: Int64 = 0
+        var checked: Int64 = 0
+        var stored: Int64 = 0
+        var copyChunks: Int64 = 0
+        var copyBytes: Int64 = 0
+        var deleteChunks: Int64 = 0
+        var deleteBytes: Int64 = 0
+        var blocked: Int64 = 0
         var after: ChunkID?
         while true {
             let page = try await store.chunkFacts(after: after, limit: 10_000)
@@ -104,11 +111,17 @@ actor Rebalancer {
                 if move.blocked { blocked += 1 }
                 for copy in move.copies {
                     let (source, target) = (copy.source, copy.target)
-                    pairs["\(source)\u{0}\(target)", default: PlannedTransfer(source: source, target: target, chunks: 0, bytes: 0)]
-                        .chunks += 1
+                    pairs[
+                        "\(source)\u{0}\(target)",
+                        default: PlannedTransfer(source: source, target: target, chunks: 0, bytes: 0)
+                    ]
+                    .chunks += 1
                     pairs["\(source)\u{0}\(target)"]!.bytes += f.storedByteCount
-                    disk[target, default: ServerDiskChange(server: target, incomingBytes: 0, deletedBytes: 0, peakExtraBytes: 0)]
-                        .incomingBytes += f.storedByteCount
+                    disk[
+                        target,
+                        default: ServerDiskChange(server: target, incomingBytes: 0, deletedBytes: 0, peakExtraBytes: 0)
+                    ]
+                    .incomingBytes += f.storedByteCount
                     copyChunks += 1
                     copyBytes += f.storedByteCount
                 }
@@ -154,7 +167,8 @@ actor Rebalancer {
         status.blockedChunks = plan.blockedChunks
         status.lastError = nil
         try await save()
-        logger.info("rebalance started", metadata: ["copy.bytes": "\(plan.copyBytes)", "delete.chunks": "\(plan.deleteChunks)"])
+        logger.info(
+            "rebalance started", metadata: ["copy.bytes": "\(plan.copyBytes)", "delete.chunks": "\(plan.deleteChunks)"])
         launch()
         return status
     }
@@ -214,7 +228,9 @@ actor Rebalancer {
         status.updatedAtMilliseconds = Self.now()
         try? await save()
         task = nil
-        logger.info("rebalance finished", metadata: ["moved.bytes": "\(status.movedBytes)", "blocked": "\(status.blockedChunks)"])
+        logger.info(
+            "rebalance finished",
+            metadata: ["moved.bytes": "\(status.movedBytes)", "blocked": "\(status.blockedChunks)"])
     }
 
     /// One pass; returns how many chunks it changed.
@@ -239,7 +255,9 @@ actor Rebalancer {
                 index += batch.count
                 let outcomes = await withTaskGroup(of: MoveOutcome.self) { group in
                     for (facts, move) in batch {
-                        group.addTask { await self.execute(move, of: facts, replicaCount: ring.replicaCount, alive: alive) }
+                        group.addTask {
+                            await self.execute(move, of: facts, replicaCount: ring.replicaCount, alive: alive)
+                        }
                     }
                     var all: [MoveOutcome] = []
                     for await o in group { all.append(o) }
@@ -279,7 +297,9 @@ actor Rebalancer {
     /// Copies first; each surplus replica is then deleted only when R other live copies are
     /// recorded (each recorded only after its server fsynced it), its fact dropped before its
     /// file, so the facts never claim more than the disks hold.
-    private nonisolated func execute(_ move: ChunkMove, of facts: ChunkFacts, replicaCount: Int, alive: Set<String>) async -> MoveOutcome {
+    private nonisolated func execute(
+        _ move: ChunkMove, of facts: ChunkFacts, replicaCount: Int, alive: Set<String>
+    ) async -> MoveOutcome {
         var outcome = MoveOutcome()
         var holders = Set(facts.servers)
         let bySource = Dictionary(grouping: move.copies, by: \.source)
@@ -295,7 +315,9 @@ actor Rebalancer {
                 }
                 outcome.copies += Int64(result.storedServerIDs.count)
                 outcome.copiedBytes += facts.storedByteCount * Int64(result.storedServerIDs.count)
-                if let failure = result.failed.first { outcome.error = "\(facts.id.shortHex)… to \(failure.target): \(failure.message)" }
+                if let failure = result.failed.first {
+                    outcome.error = "\(facts.id.shortHex)… to \(failure.target): \(failure.message)"
+                }
             } catch {
                 outcome.error = "\(facts.id.shortHex)… from \(source): \(error)"
             }
@@ -304,7 +326,7 @@ actor Rebalancer {
             // Decide on fresh facts and liveness, not the page's: a copy counted a while ago
             // may have been quarantined, reported corrupt or lost with its server since.
             guard let fresh = try? await store.chunkFacts(of: [facts.id]).first, fresh.servers.contains(server),
-                  await membership.isUsable(server), let endpoint = await membership.endpoint(server)
+                await membership.isUsable(server), let endpoint = await membership.endpoint(server)
             else { continue }
             var others = 0
             for s in fresh.servers where s != server && holders.contains(s) {

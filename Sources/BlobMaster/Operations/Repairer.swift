@@ -37,8 +37,10 @@ actor Repairer {
         RepairActivity(passes: passes, copiedChunks: copiedChunks, copiedBytes: copiedBytes, failures: failures)
     }
 
-    init(store: MetadataStore, membership: Membership, peer: ChunkServerPeer, bytesPerSecond: Int64?,
-         fullScanInterval: Duration, logger: Logger, clock: any ServiceClock = SystemClock()) {
+    init(
+        store: MetadataStore, membership: Membership, peer: ChunkServerPeer, bytesPerSecond: Int64?,
+        fullScanInterval: Duration, logger: Logger, clock: any ServiceClock = SystemClock()
+    ) {
         self.store = store
         self.clock = clock
         self.membership = membership
@@ -163,7 +165,8 @@ actor Repairer {
                 throw CancellationError()
             } catch {
                 failures += 1
-                logger.debug("repair copy failed", metadata: ["chunk.id": "\(facts.id.shortHex)", "error.message": "\(error)"])
+                logger.debug(
+                    "repair copy failed", metadata: ["chunk.id": "\(facts.id.shortHex)", "error.message": "\(error)"])
             }
         }
         return false
