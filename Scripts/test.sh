@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Scripts/bootstrap.sh
 bash Scripts/test-tools.sh
+bash Scripts/lint.sh
 log="$(mktemp)"
 # A throw-away PostgreSQL for the metadata conformance suite and the end-to-end PostgreSQL
 # test: its own directory and port, stopped by its PID when this script ends however it ends.
