@@ -10,6 +10,8 @@ struct MasterRoutes: Sendable {
     let store: MetadataStore
     let signer: RequestSigner
     let repairer: Repairer
+    /// Concurrent commits go to the database in groups.
+    let commits: CommitQueue
     static let maxPlacementBatch = 10_000
     static let maxBodyByteCount = 64 << 20
 
@@ -145,10 +147,12 @@ struct MasterRoutes: Sendable {
             if let digests = ack.blockDigests,
                 !BlockDigests.isWellFormed(digests, plainByteCount: Int(ack.plainByteCount))
             {
+                let expected =
+                    BlockDigests.blockCount(plainByteCount: Int(ack.plainByteCount)) * BlockDigests.digestByteCount
                 throw BlobError(
                     .invalidArgument, reason: "replicas.blockDigests",
-                    "chunk \(ack.id.shortHex)… has \(digests.count) bytes of block digests; a chunk of \(ack.plainByteCount) bytes "
-                        + "has \(BlockDigests.blockCount(plainByteCount: Int(ack.plainByteCount)) * BlockDigests.digestByteCount)"
+                    "chunk \(ack.id.shortHex)… has \(digests.count) bytes of block digests; "
+                        + "a chunk of \(ack.plainByteCount) bytes has \(expected)"
                 )
             }
             for server in ack.serverIDs {
@@ -168,7 +172,7 @@ struct MasterRoutes: Sendable {
     func commit(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         let commit = try await decodeJSONBody(ManifestCommit.self, from: request, maxByteCount: Self.maxBodyByteCount)
         let replicas = try await reportsByServer(commit.acknowledgements ?? [])
-        let version = try await store.commit(commit, recording: replicas)
+        let version = try await commits.commit(commit, recording: replicas)
         return try jsonResponse(version, status: .created)
     }
 

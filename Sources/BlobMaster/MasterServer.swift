@@ -150,7 +150,9 @@ public struct MasterServer: Sendable {
         let router = Router(context: ClusterRequestContext.self)
         router.add(middleware: JSONErrorMiddleware(node: "master"))
         let routes = AuthenticatedRoutes(router: router, signer: signer)
-        MasterRoutes(membership: membership, store: store, signer: signer, repairer: repairer).register(on: routes)
+        MasterRoutes(
+            membership: membership, store: store, signer: signer, repairer: repairer, commits: CommitQueue(store: store)
+        ).register(on: routes)
         OperationsRoutes(
             membership: membership, store: store, signer: signer, rebalancer: rebalancer,
             collector: GarbageCollector(

@@ -61,7 +61,8 @@ extension MetadataStore {
         try await write { tx in
             _ = try await Self.batched(chunkIDs) { batch -> [Int] in
                 try await tx.execute(
-                    "DELETE FROM replicas WHERE server_id = ? AND chunk_id IN \(SQLStatement.placeholders(batch.count))",
+                    "DELETE FROM replicas WHERE server_id = ? AND chunk_id IN "
+                        + "\(SQLStatement.placeholders(batch.count))",
                     [.text(serverID)] + batch.map { .blob($0) })
                 return []
             }
@@ -89,6 +90,9 @@ extension MetadataStore {
 
     /// Commits many manifests in one transaction (imports, benchmarks' bulk loads): all or none.
     public func commit(batch manifests: [ManifestCommit]) async throws -> [FileVersion] {
+        if manifests.allSatisfy(Self.isGroupable), Set(manifests.map(\.path)).count == manifests.count {
+            return try await commitGroup(manifests, allOrNone: true).map { try $0.get() }
+        }
         for manifest in manifests { try manifest.validate(maxChunks: Self.maxManifestChunks) }
         return try await write { tx in
             var out: [FileVersion] = []
@@ -145,7 +149,8 @@ extension MetadataStore {
         guard
             let inserted = try await tx.row(
                 """
-                INSERT INTO versions (path, version, size, content_type, sha256, created_ms, deleted, stored_bytes, chunk_count, metadata)
+                INSERT INTO versions (path, version, size, content_type, sha256, created_ms, deleted,
+                                      stored_bytes, chunk_count, metadata)
                 VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?) RETURNING id
                 """,
                 [
@@ -182,8 +187,8 @@ extension MetadataStore {
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(path) DO UPDATE SET version_id = excluded.version_id, version = excluded.version,
                 size = excluded.size, content_type = excluded.content_type, sha256 = excluded.sha256,
-                created_ms = excluded.created_ms, stored_bytes = excluded.stored_bytes, chunk_count = excluded.chunk_count,
-                metadata = excluded.metadata
+                created_ms = excluded.created_ms, stored_bytes = excluded.stored_bytes,
+                chunk_count = excluded.chunk_count, metadata = excluded.metadata
             """,
             [
                 .blob(path), .integer(versionID), .integer(version), .integer(manifest.size),
@@ -223,40 +228,7 @@ extension MetadataStore {
     /// holding the chunks' rows `FOR SHARE` so garbage collection cannot take one until this
     /// transaction ends; returns the stored bytes of the manifest.
     static func checkChunks(of manifest: ManifestCommit, in tx: any SQLTransaction) async throws -> Int64 {
-        var seen: Set<ChunkID> = []
-        let ids = manifest.chunks.map(\.chunkID).filter { seen.insert($0).inserted }
-            .sorted { $0.digestBytes.lexicographicallyPrecedes($1.digestBytes) }
-        var known: [ChunkID: (plain: Int64, stored: Int64, durable: Bool)] = [:]
-        for row in try await batched(
-            ids,
-            { batch in
-                try await tx.rows(
-                    """
-                    SELECT id, plain_size, stored_size,
-                           CASE WHEN EXISTS (SELECT 1 FROM replicas r WHERE r.chunk_id = chunks.id) THEN 1 ELSE 0 END
-                    FROM chunks WHERE id IN \(SQLStatement.placeholders(batch.count)) ORDER BY id
-                    """ + tx.dialect.forShare, batch.map { .blob($0) })
-            })
-        {
-            known[try row.chunkID(0)] = (try row.int(1), try row.int(2), try row.int(3) != 0)
-        }
-        var storedBytes: Int64 = 0
-        for (i, entry) in manifest.chunks.enumerated() {
-            guard let facts = known[entry.chunkID], facts.durable else {
-                throw BlobError(
-                    .invalidArgument, reason: "manifest.unknownChunk",
-                    "chunk \(i) (\(entry.chunkID.shortHex)…) is not durable on any server; "
-                        + "upload it before committing the manifest")
-            }
-            guard facts.plain == entry.length else {
-                throw BlobError(
-                    .invalidArgument, reason: "manifest.chunkLength",
-                    "chunk \(i) (\(entry.chunkID.shortHex)…) is \(facts.plain) bytes, the manifest says \(entry.length)"
-                )
-            }
-            storedBytes += facts.stored
-        }
-        return storedBytes
+        try storedBytes(of: manifest, known: try await commitFacts(of: manifest.chunks.map(\.chunkID), in: tx))
     }
 
     // MARK: Deletes
@@ -303,7 +275,8 @@ extension MetadataStore {
         let now = try await tx.now()
         try await tx.execute(
             """
-            INSERT INTO versions (path, version, size, content_type, sha256, created_ms, deleted) VALUES (?, ?, 0, '', '', ?, 1)
+            INSERT INTO versions (path, version, size, content_type, sha256, created_ms, deleted)
+            VALUES (?, ?, 0, '', '', ?, 1)
             """, [.blob(path), .integer(version), .integer(now)])
         try await tx.execute("DELETE FROM current_files WHERE path = ?", [.blob(path)])
         return now

@@ -1,0 +1,106 @@
+import BlobCore
+@testable import BlobMaster
+import Foundation
+import Testing
+
+/// Group commit (``MetadataStore/commitGroup``, ``CommitQueue``): the single commit's rules,
+/// per manifest, for many manifests in one transaction.
+@Suite("group commit", .timeLimit(.minutes(5)))
+struct GroupCommitTests {
+    @Test(
+        "a group commits each manifest on its own: a missing chunk or bucket fails that one, the others commit",
+        arguments: Backend.allCases)
+    func failuresStayAlone(backend: Backend) async throws {
+        try await MetadataTesting.withStore(backend) { store, _ in
+            _ = try await store.createBucket(BucketRecord(name: "media", createdAtMilliseconds: 0, publicRead: false))
+            var good = try await MetadataTesting.upload(store, "media/a", sizes: [100, 200], seed: 1)
+            good.bucket = "media"
+            let second = try await MetadataTesting.upload(store, "plain/b", sizes: [300], seed: 2)
+            var unknownChunk = second
+            unknownChunk.path = try BlobPath("plain/c")
+            unknownChunk.chunks[0].chunkID = ChunkID(hashing: Array("never uploaded".utf8))
+            var noBucket = try await MetadataTesting.upload(store, "gone/d", sizes: [50], seed: 3)
+            noBucket.bucket = "gone"
+            let outcomes = try await store.commitGroup([good, unknownChunk, second, noBucket])
+            #expect(try outcomes[0].get().version == 1 && outcomes[0].get().storedBytes == 150)
+            #expect(try outcomes[2].get().version == 1)
+            #expect((try? outcomes[1].get()) == nil)
+            if case .failure(let error) = outcomes[1] { #expect(error.reason == "manifest.unknownChunk") }
+            if case .failure(let error) = outcomes[3] { #expect(error.reason == "bucket.notFound") }
+            #expect(try await store.stat(good.path)?.version == 1)
+            #expect(try await store.stat(second.path)?.size == 300)
+            #expect(try await store.stat(unknownChunk.path) == nil)
+            #expect(try await store.stat(noBucket.path) == nil)
+            // Manifests read back in order; a later single commit continues the numbering.
+            let (_, entries) = try #require(try await store.manifest(of: good.path, version: nil))
+            #expect(entries == good.chunks)
+            #expect(try await store.commit(good).version == 2)
+            // All or none: one failure writes nothing at all.
+            var other = second
+            other.path = try BlobPath("plain/e")
+            await #expect(throws: BlobError.self) { try await store.commit(batch: [other, unknownChunk]) }
+            #expect(try await store.stat(other.path) == nil)
+            #expect(try await store.checkIntegrity())
+        }
+    }
+
+    @Test(
+        "groups and single commits racing on the same paths give every path distinct, consecutive versions",
+        arguments: Backend.allCases)
+    func racingGroups(backend: Backend) async throws {
+        try await MetadataTesting.withStore(backend) { store, _ in
+            var commits: [ManifestCommit] = []
+            for i in 0..<6 {
+                commits.append(try await MetadataTesting.upload(store, "race/\(i)", sizes: [64], seed: UInt64(i)))
+            }
+            let all = commits
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for round in 0..<8 {
+                    group.addTask {
+                        // Each group names every path; rotating the order shows the lock order is the store's.
+                        let cut: Int = round % all.count
+                        let rotated: [ManifestCommit] = Array(all[cut...]) + Array(all[..<cut])
+                        for outcome in try await store.commitGroup(rotated) { _ = try outcome.get() }
+                    }
+                    group.addTask { _ = try await store.commit(all[round % all.count]) }
+                }
+                try await group.waitForAll()
+            }
+            for (i, commit) in commits.enumerated() {
+                let singles: Int = (0..<8).filter { round in round % all.count == i }.count
+                let expected: Int = 8 + singles
+                #expect(try await store.stat(commit.path)?.version == Int64(expected), "\(commit.path)")
+                for version in 1...expected {
+                    #expect(try await store.manifest(of: commit.path, version: Int64(version)) != nil)
+                }
+            }
+        }
+    }
+
+    @Test(
+        "the commit queue groups concurrent commits, keeps one path's commits in separate groups, and sends preconditions alone",
+        arguments: Backend.allCases)
+    func queue(backend: Backend) async throws {
+        try await MetadataTesting.withStore(backend) { store, _ in
+            let queue = CommitQueue(store: store)
+            var commits: [ManifestCommit] = []
+            for i in 0..<40 {
+                commits.append(try await MetadataTesting.upload(store, "q/\(i % 20)", sizes: [128], seed: UInt64(i)))
+            }
+            var createOnly = try await MetadataTesting.upload(store, "q/once", sizes: [16], seed: 99)
+            createOnly.precondition = .absent
+            let all = commits
+            let once = createOnly
+            let versions = try await withThrowingTaskGroup(of: (String, Int64).self) { group in
+                for commit in all {
+                    group.addTask { (commit.path.value, try await queue.commit(commit, recording: [:]).version) }
+                }
+                group.addTask { ("q/once", try await queue.commit(once, recording: [:]).version) }
+                return try await group.reduce(into: [String: [Int64]]()) { $0[$1.0, default: []].append($1.1) }
+            }
+            for i in 0..<20 { #expect(versions["q/\(i)"]?.sorted() == [1, 2], "q/\(i): \(versions["q/\(i)"] ?? [])") }
+            #expect(versions["q/once"] == [1])
+            await #expect(throws: BlobError.self) { try await queue.commit(once, recording: [:]) }
+        }
+    }
+}
