@@ -167,7 +167,8 @@ struct ChunkRoutes: Sendable {
         guard span.upperBound <= header.plainByteCount else {
             throw BlobError(
                 .invalidArgument, reason: "chunk.span",
-                "bytes \(span.lowerBound)..<\(span.upperBound) are outside chunk \(id.shortHex)… of \(header.plainByteCount) bytes"
+                "bytes \(span.lowerBound)..<\(span.upperBound) are outside chunk \(id.shortHex)… "
+                    + "of \(header.plainByteCount) bytes"
             )
         }
         switch header.codec {

@@ -144,7 +144,8 @@ final class ChunkStorage: Sendable {
             count("writesRefusedFull")
             throw BlobError(
                 .insufficientStorage, reason: "disk.reserve",
-                "the disk has \(free) bytes free and \(reserve) are kept in reserve; write to another server or free space"
+                "the disk has \(free) bytes free and \(reserve) are kept in reserve; "
+                    + "write to another server or free space"
             )
         }
     }
@@ -310,7 +311,8 @@ final class ChunkStorage: Sendable {
         case .outOfRange(let plainByteCount):
             throw BlobError(
                 .invalidArgument, reason: "chunk.span",
-                "bytes \(span.lowerBound)..<\(span.upperBound) are outside chunk \(id.shortHex)… of \(plainByteCount) bytes"
+                "bytes \(span.lowerBound)..<\(span.upperBound) are outside chunk \(id.shortHex)… "
+                    + "of \(plainByteCount) bytes"
             )
         }
     }

@@ -185,7 +185,8 @@ extension ClusterClient {
                     guard page.file.version == plan.file.version, page.file.sha256 == plan.file.sha256 else {
                         throw BlobError(
                             .unavailable, reason: "file.changed",
-                            "\(path) changed while being read (version \(plan.file.version), now \(page.file.version)); read it again"
+                            "\(path) changed while being read (version \(plan.file.version), "
+                                + "now \(page.file.version)); read it again"
                         )
                     }
                     let more = Self.pieces(of: page, offset: covered, end: end, splitFirst: false)
@@ -319,7 +320,8 @@ extension ClusterClient {
                     guard plain.count == Int(entry.chunk.length) else {
                         throw BlobError(
                             .corruptChunk, reason: "chunk.length",
-                            "chunk \(id.shortHex)… from \(server.id) has \(plain.count) bytes, the manifest says \(entry.chunk.length)"
+                            "chunk \(id.shortHex)… from \(server.id) has \(plain.count) bytes, "
+                                + "the manifest says \(entry.chunk.length)"
                         )
                     }
                     return plain

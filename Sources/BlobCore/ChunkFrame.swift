@@ -49,7 +49,8 @@ public enum FrameError: CodedError, Sendable, Equatable {
         case .badMagic: return "bytes do not start with the chunk frame magic\(fix)"
         case .unsupportedVersion(let v):
             return
-                "chunk frame format version \(v) is not supported (this build reads version \(FrameHeader.currentVersion))"
+                "chunk frame format version \(v) is not supported "
+                + "(this build reads version \(FrameHeader.currentVersion))"
         case .unknownCodec(let c): return "chunk frame names unknown codec \(c)\(fix)"
         case .reservedBitsSet: return "chunk frame has reserved header bits set\(fix)"
         case .headerChecksumMismatch: return "chunk frame header failed its checksum\(fix)"

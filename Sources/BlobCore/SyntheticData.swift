@@ -53,11 +53,14 @@ public struct LogTextGenerator {
         "/search", "/account/orders", "/api/v1/users/me", "/healthz", "/metrics", "/images/banner.jpg",
         "/api/v1/recommendations", "/checkout", "/api/v1/payments", "/favicon.ico",
     ]
-    static let agents = [
-        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/122.0.0.0 Safari/537.36",
-        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.3.1 Safari/605.1.15",
+    static let agents: [String] = [
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+            + "(KHTML, like Gecko) Chrome/122.0.0.0 Safari/537.36",
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
+            + "(KHTML, like Gecko) Version/17.3.1 Safari/605.1.15",
         "Mozilla/5.0 (X11; Linux x86_64; rv:123.0) Gecko/20100101 Firefox/123.0",
-        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_3_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_3_1 like Mac OS X) AppleWebKit/605.1.15 "
+            + "(KHTML, like Gecko) Mobile/15E148",
         "curl/8.5.0", "python-requests/2.31.0", "Go-http-client/1.1", "kube-probe/1.28", "Prometheus/2.49.1",
     ]
     static let statuses = [200, 200, 200, 200, 200, 200, 200, 200, 304, 404, 201, 302, 500, 401, 429]
@@ -118,11 +121,13 @@ public struct LogTextGenerator {
             switch number(6) {
             case 0:
                 text +=
-                    "Order \(100_000 + skewed(900_000)) created for user \(skewed(50_000)) items=\(1 + number(9)) (took \(number(400)) ms)"
+                    "Order \(100_000 + skewed(900_000)) created for user \(skewed(50_000)) "
+                    + "items=\(1 + number(9)) (took \(number(400)) ms)"
             case 1: text += "Cart updated: user=\(skewed(50_000)) sku=SKU-\(skewed(9999)) qty=\(1 + number(5))"
             case 2:
                 text +=
-                    "Search query=\"\(Self.words[skewed(Self.words.count)]) \(Self.words[number(Self.words.count)])\" results=\(number(500)) took \(number(90)) ms"
+                    "Search query=\"\(Self.words[skewed(Self.words.count)]) "
+                    + "\(Self.words[number(Self.words.count)])\" results=\(number(500)) took \(number(90)) ms"
             case 3: text += "HikariPool-1 - Pool stats (total=20, active=\(number(20)), idle=\(number(20)), waiting=0)"
             case 4: text += "Redis GET product:\(skewed(90_000)) hit=\(number(4) > 0) ttl=\(number(3600))s"
             default: text += "User \(skewed(50_000)) logged in from session sess-\(hex(12)) mfa=false"

@@ -81,7 +81,8 @@ public struct UTCTime: Sendable, Equatable {
 
     /// `19941106T084937Z` (SigV4's `X-Amz-Date`).
     public var amzDate: String {
-        "\(Self.pad(year, 4))\(Self.pad(month, 2))\(Self.pad(day, 2))T\(Self.pad(hour, 2))\(Self.pad(minute, 2))\(Self.pad(second, 2))Z"
+        "\(Self.pad(year, 4))\(Self.pad(month, 2))\(Self.pad(day, 2))T"
+            + "\(Self.pad(hour, 2))\(Self.pad(minute, 2))\(Self.pad(second, 2))Z"
     }
 
     /// `1994-11-06T08:49:37.000Z`, with the milliseconds given.
@@ -92,7 +93,8 @@ public struct UTCTime: Sendable, Equatable {
 
     /// `1994-11-06T08:49:37Z`, as `ISO8601DateFormatter` writes it.
     public var iso8601: String {
-        "\(Self.pad(year, 4))-\(Self.pad(month, 2))-\(Self.pad(day, 2))T\(Self.pad(hour, 2)):\(Self.pad(minute, 2)):\(Self.pad(second, 2))Z"
+        "\(Self.pad(year, 4))-\(Self.pad(month, 2))-\(Self.pad(day, 2))T"
+            + "\(Self.pad(hour, 2)):\(Self.pad(minute, 2)):\(Self.pad(second, 2))Z"
     }
 
     /// The ISO 8601 time (to the second) of a time in milliseconds since 1970.

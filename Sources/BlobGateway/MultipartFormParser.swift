@@ -264,7 +264,8 @@ struct PostForm: Sendable, Equatable {
 
     static func missingField(_ name: String) -> S3Error {
         S3Error.invalidArgument(
-            "Bucket POST must contain a field named '\(name)'. If it is specified, please check the order of the fields."
+            "Bucket POST must contain a field named '\(name)'. "
+                + "If it is specified, please check the order of the fields."
         )
     }
 

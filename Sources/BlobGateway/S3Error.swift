@@ -23,7 +23,8 @@ struct S3Error: Error, Sendable {
     static func signatureDoesNotMatch() -> S3Error {
         S3Error(
             "SignatureDoesNotMatch", .forbidden,
-            "The request signature we calculated does not match the signature you provided. Check your key and signing method."
+            "The request signature we calculated does not match the signature you provided. "
+                + "Check your key and signing method."
         )
     }
     static func invalidAccessKey() -> S3Error {

@@ -141,7 +141,8 @@ extension S3Handler {
         _ = try await requireBucket(name)
         let region = configuration.region == "us-east-1" ? "" : configuration.region
         return xmlResponse(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                + "<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
                 + XML.escape(region) + "</LocationConstraint>")
     }
 

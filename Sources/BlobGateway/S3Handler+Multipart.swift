@@ -17,7 +17,8 @@ extension S3Handler {
         } catch let error as BlobError where error.code == .notFound || error.code == .invalidArgument {
             throw S3Error(
                 "NoSuchUpload", .notFound,
-                "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."
+                "The specified upload does not exist. The upload ID may be invalid, "
+                    + "or the upload may have been aborted or completed."
             )
         }
         guard upload.path == path else {
@@ -143,7 +144,8 @@ extension S3Handler {
         guard bounds.count == 2, let first = Int64(bounds[0]), let last = Int64(bounds[1]), first >= 0, last >= first
         else {
             throw S3Error.invalidArgument(
-                "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy"
+                "The x-amz-copy-source-range value must be of the form bytes=first-last "
+                    + "where first and last are the zero-based offsets of the first and last bytes to copy"
             )
         }
         guard last < size else {
@@ -246,7 +248,9 @@ extension S3Handler {
             else {
                 throw S3Error(
                     "InvalidPart", .badRequest,
-                    "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag (part \(part.number))."
+                    "One or more of the specified parts could not be found. "
+                        + "The part may not have been uploaded, or the specified entity tag may not match "
+                        + "the part's entity tag (part \(part.number))."
                 )
             }
             digests.append(CompletedPart(number: part.number, sha256: file.sha256))
@@ -286,7 +290,8 @@ extension S3Handler {
             guard let made = objectChecksum?.1, given == made || given + "-\(parts.count)" == made else {
                 throw S3Error(
                     "BadDigest", .badRequest,
-                    "The \(algorithm.rawValue) you specified for the object did not match the one calculated from its parts."
+                    "The \(algorithm.rawValue) you specified for the object did not match "
+                        + "the one calculated from its parts."
                 )
             }
         }

@@ -525,7 +525,9 @@ extension S3Handler {
         if sourcePath == path, !replace {
             throw S3Error(
                 "InvalidRequest", .badRequest,
-                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
+                "This copy request is illegal because it is trying to copy an object to itself "
+                    + "without changing the object's metadata, storage class, website redirect location "
+                    + "or encryption attributes."
             )
         }
         let file = try await copySource(sourcePath, request)
@@ -569,7 +571,8 @@ extension S3Handler {
         guard !keys.isEmpty, keys.count <= 1000 else {
             throw S3Error(
                 "MalformedXML", .badRequest,
-                "The XML you provided was not well-formed or did not validate against our published schema (1 to 1000 keys)."
+                "The XML you provided was not well-formed or did not validate against our published schema "
+                    + "(1 to 1000 keys)."
             )
         }
         let quiet = Self.elements("Quiet", in: body).first?.lowercased() == "true"

@@ -148,7 +148,8 @@ struct S3Handler: Sendable {
         guard headerBytes <= Self.maxHeaderSectionByteCount else {
             throw S3Error(
                 "RequestHeaderSectionTooLarge", .badRequest,
-                "Your request header section exceeds the maximum allowed size (\(Self.maxHeaderSectionByteCount) bytes)."
+                "Your request header section exceeds the maximum allowed size "
+                    + "(\(Self.maxHeaderSectionByteCount) bytes)."
             )
         }
         let method = request.method

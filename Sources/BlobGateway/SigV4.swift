@@ -122,7 +122,8 @@ struct SigV4: Sendable {
         else {
             throw S3Error(
                 "AuthorizationQueryParametersError", .badRequest,
-                "a presigned URL needs X-Amz-Algorithm=AWS4-HMAC-SHA256, X-Amz-Credential, X-Amz-Date, X-Amz-Expires, X-Amz-SignedHeaders and X-Amz-Signature"
+                "a presigned URL needs X-Amz-Algorithm=AWS4-HMAC-SHA256, X-Amz-Credential, X-Amz-Date, "
+                    + "X-Amz-Expires, X-Amz-SignedHeaders and X-Amz-Signature"
             )
         }
         let credential = try Credential(credentialText)

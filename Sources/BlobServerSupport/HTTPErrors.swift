@@ -44,7 +44,8 @@ public struct JSONErrorResponse: HTTPResponseError {
         case is NIOTooManyBytesError:
             coded = (
                 .tooLarge, "body.tooLarge",
-                "the body is larger than the largest chunk frame (\(FrameHeader.byteCount + Limits.maxStoredByteCount) bytes)"
+                "the body is larger than the largest chunk frame "
+                    + "(\(FrameHeader.byteCount + Limits.maxStoredByteCount) bytes)"
             )
         default:
             coded = (.internal, "internal", "unexpected error: \(error)")

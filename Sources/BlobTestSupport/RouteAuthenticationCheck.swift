@@ -36,7 +36,8 @@ public enum RouteAuthenticationCheck {
                 let body: ByteBuffer? = route.method == .post || route.method == .put ? ByteBuffer(string: "{}") : nil
                 if route.roles == nil {
                     failures.append(
-                        "\(route.description): registered without declaring the roles it accepts (use AuthenticatedRoutes)"
+                        "\(route.description): registered without declaring the roles it accepts "
+                            + "(use AuthenticatedRoutes)"
                     )
                 }
                 let unsigned = try await client.execute(uri: route.path, method: route.method, body: body).status
@@ -54,11 +55,13 @@ public enum RouteAuthenticationCheck {
                     let accepted = route.roles?.contains(role) ?? false
                     if accepted, status == .unauthorized || status == .forbidden {
                         failures.append(
-                            "\(route.description): refused a \(role) token (\(status.code)) though it declares that role"
+                            "\(route.description): refused a \(role) token (\(status.code)) "
+                                + "though it declares that role"
                         )
                     } else if !accepted, status != .forbidden {
                         failures.append(
-                            "\(route.description): answered \(status.code) to a \(role) token, a role it does not accept, not 403"
+                            "\(route.description): answered \(status.code) to a \(role) token, "
+                                + "a role it does not accept, not 403"
                         )
                     }
                 }

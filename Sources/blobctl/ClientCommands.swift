@@ -97,7 +97,8 @@ struct PutCommand: AsyncParsableCommand {
                 throw CLIError.exit(
                     CLIError(
                         .usage,
-                        "\(source) is not a regular file; put a file, a directory with --recursive, or - for standard input"
+                        "\(source) is not a regular file; put a file, a directory with --recursive, "
+                            + "or - for standard input"
                     ),
                     json: json)
             }
@@ -123,7 +124,8 @@ struct PutCommand: AsyncParsableCommand {
         } else {
             print(
                 """
-                put \(output.path) (version \(output.version)): \(HumanSize.format(output.size)) in \(output.chunks) chunks, \
+                put \(output.path) (version \(output.version)): \
+                \(HumanSize.format(output.size)) in \(output.chunks) chunks, \
                 \(output.newChunks) new, \(HumanSize.format(output.storedBytes)) written to disks, \
                 \(HumanSize.rate(Double(output.size) / max(seconds, 0.001)))
                 """)
@@ -241,7 +243,8 @@ struct GetCommand: AsyncParsableCommand {
             print(
                 """
                 got \(output.path) (version \(output.version)): \(HumanSize.format(output.bytes)) to \(destination), \
-                \(HumanSize.rate(Double(output.bytes) / max(seconds, 0.001)))\(output.failovers > 0 ? ", \(output.failovers) replica failovers" : "")
+                \(HumanSize.rate(Double(output.bytes) / max(seconds, 0.001)))\
+                \(output.failovers > 0 ? ", \(output.failovers) replica failovers" : "")
                 """)
         }
     }
@@ -294,8 +297,10 @@ struct ListCommand: AsyncParsableCommand {
                         first = false
                     } else if long {
                         text +=
-                            "\(HumanSize.format(file.size).padding(toLength: 10, withPad: " ", startingAt: 0))  \(created)  "
-                            + "v\(file.version)  \(file.contentType.padding(toLength: 24, withPad: " ", startingAt: 0))  \(file.path.value)\n"
+                            "\(HumanSize.format(file.size).padding(toLength: 10, withPad: " ", startingAt: 0))  "
+                            + "\(created)  v\(file.version)  "
+                            + "\(file.contentType.padding(toLength: 24, withPad: " ", startingAt: 0))  "
+                            + "\(file.path.value)\n"
                     } else {
                         text += file.path.value + "\n"
                     }
@@ -376,7 +381,8 @@ struct StatCommand: AsyncParsableCommand {
             """)
         for chunk in chunks.prefix(20) {
             print(
-                "  \(chunk.id.prefix(16))…  @\(chunk.offset)  \(HumanSize.format(chunk.size))  on \(chunk.replicas.joined(separator: ", "))"
+                "  \(chunk.id.prefix(16))…  @\(chunk.offset)  \(HumanSize.format(chunk.size))  "
+                    + "on \(chunk.replicas.joined(separator: ", "))"
             )
         }
         if chunks.count > 20 { print("  … \(chunks.count - 20) more (--json lists all)") }
@@ -470,10 +476,11 @@ struct ClusterStatusCommand: AsyncParsableCommand {
         }
         let alive = servers.filter { $0.state == "alive" }.count
         print(
-            "master \(master), ring epoch \(status.ringEpoch.map(String.init) ?? "none"), \(status.replicaCount) replicas, "
-                + "\(alive) of \(servers.count) servers alive")
+            "master \(master), ring epoch \(status.ringEpoch.map(String.init) ?? "none"), "
+                + "\(status.replicaCount) replicas, \(alive) of \(servers.count) servers alive")
         print(
-            "stored \(HumanSize.format(output.storedBytes)) on disks for \(HumanSize.format(output.logicalBytes)) of chunks"
+            "stored \(HumanSize.format(output.storedBytes)) on disks "
+                + "for \(HumanSize.format(output.logicalBytes)) of chunks"
         )
         var rows = [["SERVER", "ADDRESS", "ZONE", "STATE", "RING", "CHUNKS", "USED", "CAPACITY"]]
         for s in servers {

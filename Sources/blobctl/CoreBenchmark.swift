@@ -25,9 +25,10 @@ struct CoreBenchmark {
         var logCompressionRatio: Double
 
         var table: String {
-            var lines = [
+            var lines: [String] = [
                 "machine: \(machine); build: \(build); zstd level \(zstdLevel); single core, best of runs",
-                "logs: \(logBytes) bytes (\(logChunks) chunks, ratio \(String(format: "%.2f", logCompressionRatio))); random: \(randomBytes) bytes",
+                "logs: \(logBytes) bytes (\(logChunks) chunks, "
+                    + "ratio \(String(format: "%.2f", logCompressionRatio))); random: \(randomBytes) bytes",
                 "",
                 "what".padding(toLength: 42, withPad: " ", startingAt: 0) + "data    " + "    MB/s",
                 String(repeating: "-", count: 62),

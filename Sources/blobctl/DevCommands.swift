@@ -138,7 +138,8 @@ struct DevUpCommand: AsyncParsableCommand {
             throw CLIError.exit(
                 CLIError(
                     .usage,
-                    "--port must leave room for \(servers) chunk servers and a gateway on the ports after it (1024...\(65534 - servers))"
+                    "--port must leave room for \(servers) chunk servers and a gateway on the ports after it "
+                        + "(1024...\(65534 - servers))"
                 ),
                 json: json)
         }
@@ -151,7 +152,8 @@ struct DevUpCommand: AsyncParsableCommand {
             } else {
                 print(
                     """
-                    local cluster up: master \(cluster.masterURL), \(cluster.members.count { $0.role == "chunkserver" }) chunk servers, \
+                    local cluster up: master \(cluster.masterURL), \
+                    \(cluster.members.count { $0.role == "chunkserver" }) chunk servers, \
                     \(cluster.replicas) replicas; data and logs in \(dir)
                     try:   blobctl put FILE some/path   then   blobctl get some/path COPY
                     """)

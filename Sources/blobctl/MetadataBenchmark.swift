@@ -125,13 +125,17 @@ struct BenchMetadataCommand: AsyncParsableCommand {
             if json {
                 print(String(decoding: try JSONEncoder().encode(results), as: UTF8.self))
             } else {
+                let bytesPerFile = Int(
+                    database * 1_048_576 / Double(files + commits + max(chunkRefs, 1) / max(chunksPerFile, 1)))
                 print(
                     """
-                    master on \(results.backend) with \(files) files and \(chunkRefs) chunk references (database \(Int(database)) MiB, \
-                    \(Int(database * 1_048_576 / Double(files + commits + max(chunkRefs, 1) / max(chunksPerFile, 1)))) bytes per file)
+                    master on \(results.backend) with \(files) files and \(chunkRefs) chunk references \
+                    (database \(Int(database)) MiB, \
+                    \(bytesPerFile) bytes per file)
                     commits (one-chunk files, \(clients) clients): \(Int(rate)) per second
                     stat: p50 \(String(format: "%.2f", stat.0)) ms, p99 \(String(format: "%.2f", stat.1)) ms
-                    list page of 1000: p50 \(String(format: "%.2f", list.0)) ms, p99 \(String(format: "%.2f", list.1)) ms
+                    list page of 1000: p50 \(String(format: "%.2f", list.0)) ms, \
+                    p99 \(String(format: "%.2f", list.1)) ms
                     master peak RSS: \(Int(rss)) MiB
                     """)
             }

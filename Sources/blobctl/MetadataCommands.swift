@@ -74,7 +74,7 @@ struct MetadataMigrateCommand: AsyncParsableCommand {
                     }))
         let total = reports.reduce(0) { $0 + $1.sourceRows }
         print(
-            "migrated \(total) rows from \(source) to \(destination) in \(Int(seconds.rounded())) s; every table verified. "
-                + "Start the master with --metadata \(destination).")
+            "migrated \(total) rows from \(source) to \(destination) in \(Int(seconds.rounded())) s; "
+                + "every table verified. Start the master with --metadata \(destination).")
     }
 }

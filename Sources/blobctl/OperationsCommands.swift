@@ -46,8 +46,9 @@ struct NodeCommand: AsyncParsableCommand {
 /// Prints a node report as text or JSON.
 func printNode(_ node: NodeReport, json: Bool, note: String? = nil) throws {
     if json { return try printJSON(node) }
-    var lines = [
-        "server \(node.id) at \(node.address): \(node.state.rawValue), weight \(node.weight)\(node.inRing ? "" : ", not in the ring")",
+    var lines: [String] = [
+        "server \(node.id) at \(node.address): \(node.state.rawValue), weight \(node.weight)"
+            + "\(node.inRing ? "" : ", not in the ring")",
         "holds \(node.chunks) chunks, \(HumanSize.format(node.storedBytes)); sole copy of \(node.soleCopies)",
     ]
     if let until = node.maintenanceUntilMilliseconds {
@@ -75,7 +76,8 @@ struct NodeAddCommand: AsyncParsableCommand {
         commandName: "add",
         abstract: "Admit a registered server into the ring (a master started with --no-auto-admit).",
         discussion:
-            "Start the server with `blobctl chunkserver --master URL`; it registers and waits outside the ring until added. "
+            "Start the server with `blobctl chunkserver --master URL`; "
+            + "it registers and waits outside the ring until added. "
             + "Then run `blobctl rebalance` to give it its share of the existing data.")
     @Argument(help: "Server id.") var id: String
     @OptionGroup var cluster: ClusterOptions
@@ -213,8 +215,8 @@ struct RebalanceRunCommand: AsyncParsableCommand {
                         }) + "\n"
         }
         out +=
-            "copy \(plan.copyChunks) chunks, \(HumanSize.format(plan.copyBytes)); then delete \(plan.deleteChunks) surplus "
-            + "replicas, \(HumanSize.format(plan.deleteBytes))\n"
+            "copy \(plan.copyChunks) chunks, \(HumanSize.format(plan.copyBytes)); "
+            + "then delete \(plan.deleteChunks) surplus replicas, \(HumanSize.format(plan.deleteBytes))\n"
         if let seconds = plan.expectedSeconds, let rate = plan.maxBytesPerSecond {
             out += String(format: "expected duration at %@: %.0f s\n", HumanSize.rate(Double(rate)), seconds)
         } else {
@@ -222,7 +224,8 @@ struct RebalanceRunCommand: AsyncParsableCommand {
         }
         if plan.blockedChunks > 0 {
             out +=
-                "\(plan.blockedChunks) chunks cannot move now (a target is not alive); repair or a later run takes them\n"
+                "\(plan.blockedChunks) chunks cannot move now (a target is not alive); "
+                + "repair or a later run takes them\n"
         }
         if !plan.servers.isEmpty {
             out +=
@@ -318,8 +321,9 @@ struct GCCommand: AsyncParsableCommand {
         out += "reclaimable now: \(report.reclaimableChunks) chunks, \(HumanSize.format(report.reclaimableBytes))"
         if !dryRun {
             out +=
-                "\ndeleted \(report.deletedChunks) replicas, \(HumanSize.format(report.deletedBytes)); kept \(report.keptChunks)"
-                + "; \(report.prunedVersions) old versions dropped; \(report.abortedUploads) stale multipart uploads aborted"
+                "\ndeleted \(report.deletedChunks) replicas, \(HumanSize.format(report.deletedBytes)); "
+                + "kept \(report.keptChunks); \(report.prunedVersions) old versions dropped; "
+                + "\(report.abortedUploads) stale multipart uploads aborted"
         }
         print(out)
     }
@@ -361,8 +365,8 @@ struct FsckCommand: AsyncParsableCommand {
             }
             if repair {
                 out +=
-                    "\nrepair: \(report.repairedChunks) chunks re-replicated, \(report.forgottenReplicas) missing replicas "
-                    + "forgotten, \(report.adoptedReplicas) files adopted"
+                    "\nrepair: \(report.repairedChunks) chunks re-replicated, "
+                    + "\(report.forgottenReplicas) missing replicas forgotten, \(report.adoptedReplicas) files adopted"
             }
             out += report.dataAtRisk ? "\nDATA AT RISK: run `blobctl fsck --repair`" : "\nno data at risk"
             if report.misplaced > 0 { out += "; \(report.misplaced) chunks misplaced: `blobctl rebalance` fixes that" }

@@ -92,7 +92,8 @@ extension PutCommand {
                         switch outcome {
                         case .success(let output):
                             print(
-                                "put \(output.path) (version \(output.version)): \(HumanSize.format(output.size)), \(output.newChunks) new chunks"
+                                "put \(output.path) (version \(output.version)): "
+                                    + "\(HumanSize.format(output.size)), \(output.newChunks) new chunks"
                             )
                         case .failure(let failure):
                             FileHandle.standardError.write(
@@ -123,8 +124,10 @@ extension PutCommand {
         } else {
             print(
                 """
-                put \(output.fileCount) files under \(prefix)/: \(HumanSize.format(output.size)), \(output.newChunks) new chunks, \
-                \(HumanSize.format(output.storedBytes)) written to disks, \(HumanSize.fixed(Double(output.fileCount) / max(seconds, 0.001), digits: 0)) files/s\
+                put \(output.fileCount) files under \(prefix)/: \
+                \(HumanSize.format(output.size)), \(output.newChunks) new chunks, \
+                \(HumanSize.format(output.storedBytes)) written to disks, \
+                \(HumanSize.fixed(Double(output.fileCount) / max(seconds, 0.001), digits: 0)) files/s\
                 \(output.skipped > 0 ? "; \(output.skipped) symbolic links or special files skipped" : "")
                 """)
         }
@@ -132,8 +135,9 @@ extension PutCommand {
             throw CLIError.exit(
                 CLIError(
                     .failure,
-                    "\(failed.count) of \(tree.files.count + tree.unreadable.count) files could not be put (listed above); "
-                        + "run the same command again to put them (files already stored are not sent again)"),
+                    "\(failed.count) of \(tree.files.count + tree.unreadable.count) files could not be put "
+                        + "(listed above); run the same command again to put them "
+                        + "(files already stored are not sent again)"),
                 json: false)
         }
     }
@@ -186,7 +190,8 @@ struct LocalTree {
         guard (info.st_mode & S_IFMT) == S_IFDIR else {
             throw CLIError(
                 .usage,
-                "\(directory) is not a directory; --recursive puts the files under a directory (drop it to put one file)"
+                "\(directory) is not a directory; "
+                    + "--recursive puts the files under a directory (drop it to put one file)"
             )
         }
         let root = directory.hasSuffix("/") && directory.count > 1 ? String(directory.dropLast()) : directory

@@ -71,7 +71,8 @@ struct RingSimulateCommand: ParsableCommand {
             let moved = ring0.movedReplicaCount(to: ring1)
             let fraction = Double(moved) / Double(ring0.partitionCount * ring0.replicaCount)
             print(
-                "\(scenario.id): epoch \(ring0.epoch) -> \(ring1.epoch), moved \(String(format: "%.3f", 100 * fraction))% "
+                "\(scenario.id): epoch \(ring0.epoch) -> \(ring1.epoch), "
+                    + "moved \(String(format: "%.3f", 100 * fraction))% "
                     + "(ideal \(String(format: "%.3f", 100 * (scenario.ideal_moved_fraction ?? 0)))%), \(elapsed)")
         }
     }

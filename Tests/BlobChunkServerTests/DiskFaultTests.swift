@@ -44,7 +44,7 @@ struct DiskFaultTests {
     }
 
     @Test(
-        "a torn write (half the frame, then the process dies) is never visible under the chunk's id; the restart removes it"
+        "a torn write (half the frame, then a crash) is never visible under the chunk's id; the restart removes it"
     )
     func tornWrite() throws {
         try Self.withDirectory { dir in

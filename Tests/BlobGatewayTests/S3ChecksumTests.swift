@@ -149,8 +149,10 @@ struct S3ChecksumTests {
     }
 
     /// Expected values computed with Python 3:
-    ///   base64.b64encode(struct.pack(">I", zlib.crc32(struct.pack(">I", zlib.crc32(b"a")) + struct.pack(">I", zlib.crc32(b"b"))))) + "-2"
-    ///   base64.b64encode(hashlib.sha256(hashlib.sha256(b"a").digest() + hashlib.sha256(b"b").digest()).digest()) + "-2"
+    ///   base64.b64encode(struct.pack(">I", zlib.crc32(
+    ///       struct.pack(">I", zlib.crc32(b"a")) + struct.pack(">I", zlib.crc32(b"b"))))) + "-2"
+    ///   base64.b64encode(hashlib.sha256(
+    ///       hashlib.sha256(b"a").digest() + hashlib.sha256(b"b").digest()).digest()) + "-2"
     @Test("COMPOSITE checksums hash the concatenated part digests and append the part count")
     func composite() {
         let crcParts = ["a", "b"].map { Self.digest(.crc32, Array($0.utf8)) }

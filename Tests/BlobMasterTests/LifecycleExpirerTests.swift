@@ -9,7 +9,7 @@ struct LifecycleExpirerTests {
     static let day = LifecycleRule.dayMilliseconds
 
     @Test(
-        "objects under an enabled rule's prefix expire after its days; other prefixes, disabled rules and newer objects stay",
+        "objects under an enabled rule's prefix expire after its days; other prefixes, disabled rules, newer ones stay",
         arguments: Backend.allCases)
     func expiresByPrefixAndAge(backend: Backend) async throws {
         try await MetadataTesting.withStore(backend) { store, clock in

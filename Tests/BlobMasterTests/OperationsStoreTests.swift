@@ -91,7 +91,7 @@ struct OperationsStoreTests {
     }
 
     @Test(
-        "a chunk's move: copies to the ring's servers that lack it, from a surplus holder first; blocked when a target is not alive"
+        "a chunk move copies to ring servers lacking it, from a surplus holder first; blocked if a target is not alive"
     )
     func chunkMovePlan() throws {
         let ring = try Self.ring(["a", "b", "c", "d"])

@@ -118,7 +118,7 @@ struct ChunkServerFaultTests {
     }
 
     @Test(
-        "a scrub pass resumes after a restart from the progress it saved, and a finished pass is not repeated before its interval"
+        "a scrub pass resumes after a restart from its saved progress; a finished pass waits for its interval"
     )
     func scrubResumes() async throws {
         try await withChunkServers(1, extraArguments: ["--scrub-rate", "0"]) { servers, client, dir in

@@ -174,7 +174,7 @@ struct ClientTests {
     }
 
     @Test(
-        "a range inside a chunk fetches only the blocks it needs, checked against the writer's block digests; damaged replicas fall back to whole chunks"
+        "a range in a chunk reads just its blocks, checked by block digests; bad replicas fall back to whole chunks"
     )
     func rangesReadBlocks() async throws {
         try await Self.withCluster { cluster in
@@ -406,7 +406,7 @@ struct ClientTests {
     }
 
     @Test(
-        "put --recursive stores every regular file under a directory at PREFIX/<its path>, skips links and FIFOs, sends nothing again; ls into a closed pipe ends quietly"
+        "put --recursive stores regular files at PREFIX/<path> once, skips links/FIFOs; ls to a closed pipe is quiet"
     )
     func recursivePut() async throws {
         try await Self.withCluster { cluster in

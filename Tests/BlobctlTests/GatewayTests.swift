@@ -282,7 +282,7 @@ struct GatewayTests {
     }
 
     @Test(
-        "S3 clients: boto3, the aws CLI and rclone put, get, multipart, list 2,500 keys, presign, copy, sync; bad input gets S3 errors"
+        "boto3, aws CLI, rclone: put, get, multipart, list 2,500 keys, presign, copy, sync; bad input gets S3 errors"
     )
     func s3Clients() async throws {
         try await Self.withGateway { cluster, gateway in

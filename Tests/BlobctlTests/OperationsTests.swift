@@ -139,7 +139,7 @@ struct OperationsTests {
     }
 
     @Test(
-        "kill -9 one of 4 servers: files read back at once; after the grace every chunk is back to 3 live copies; then kill 2 more and everything still reads"
+        "kill -9 one of 4 servers: files read at once, 3 live copies after the grace; kill 2 more, all still reads"
     )
     func repairAfterKill() async throws {
         try await Self.withCluster(servers: 4) { cluster in
@@ -237,7 +237,7 @@ struct OperationsTests {
     }
 
     @Test(
-        "add a fourth server: the dry run plans about a quarter of the bytes; the run matches the ring and never leaves a chunk below 3 copies"
+        "add a fourth server: dry run plans ~a quarter of the bytes; the run matches the ring, never below 3 copies"
     )
     func rebalanceAfterAdd() async throws {
         try await Self.withCluster(servers: 3) { cluster in
@@ -400,7 +400,7 @@ struct OperationsTests {
     }
 
     @Test(
-        "a chunk file the master has no record of is reported by fsck and gc, and collected a grace after it was first seen"
+        "a chunk file the master has no record of is reported by fsck and gc, and collected a grace after first seen"
     )
     func orphanCollected() async throws {
         try await Self.withCluster(servers: 3) { cluster in
@@ -487,7 +487,7 @@ struct OperationsTests {
     }
 
     @Test(
-        "gc reclaims a deleted file's chunks after the grace, keeps chunks a put reuses, and aborts on an inventory error"
+        "gc reclaims a deleted file's chunks after the grace, keeps chunks a put reuses, aborts on an inventory error"
     )
     func garbageCollection() async throws {
         try await Self.withCluster(servers: 3) { cluster in
@@ -530,7 +530,8 @@ struct OperationsTests {
                 let database = cluster.master.dataDirectory.appendingPathComponent("master.sqlite").path
                 let dump = try await ClientTests.shell(
                     "sqlite3 '\(database)' \"SELECT CAST(path AS TEXT), version, deleted, chunk_count, created_ms, "
-                        + "CAST(strftime('%s','now') AS INTEGER) * 1000 FROM versions WHERE CAST(path AS TEXT) LIKE 'kept/%'\"",
+                        + "CAST(strftime('%s','now') AS INTEGER) * 1000 FROM versions "
+                        + "WHERE CAST(path AS TEXT) LIKE 'kept/%'\"",
                     [], environment: [:])
                 Issue.record("kept versions: \(dump)")
             }

@@ -12,7 +12,8 @@ enum PostgresTestDatabase {
             let components = URLComponents(string: url)
         else {
             throw TestFailure(
-                "BLOB_TEST_POSTGRES_URL is not set: run the tests with `bash Scripts/test.sh`, which starts a throw-away PostgreSQL"
+                "BLOB_TEST_POSTGRES_URL is not set: run the tests with `bash Scripts/test.sh`, "
+                    + "which starts a throw-away PostgreSQL"
             )
         }
         return components
@@ -46,7 +47,7 @@ enum PostgresTestDatabase {
 @Suite("a cluster whose master keeps its metadata in PostgreSQL", .timeLimit(.minutes(10)))
 struct PostgresClusterTests {
     @Test(
-        "put, get, ls, rm, gc and a rebalance on a master over PostgreSQL; a master killed and restarted has it all; no SQLite file is made"
+        "put, get, ls, rm, gc, rebalance on a PostgreSQL master; a killed, restarted master has it all; no SQLite file"
     )
     func endToEnd() async throws {
         try await PostgresTestDatabase.with { url in
@@ -116,7 +117,7 @@ struct PostgresClusterTests {
     }
 
     @Test(
-        "blobctl metadata migrate moves a stopped cluster's SQLite metadata into PostgreSQL: verified, refused into a non-empty database, and the master carries on there"
+        "metadata migrate: SQLite to PostgreSQL, verified, refused into a non-empty database; the master carries on"
     )
     func migrateToPostgres() async throws {
         try await PostgresTestDatabase.with { url in
@@ -182,7 +183,7 @@ struct PostgresClusterTests {
     }
 
     @Test(
-        "a master given an unreachable server, a missing database or a password in the URL says what is wrong and what to do"
+        "a master given an unreachable server, a missing database or a URL password says what is wrong and what to do"
     )
     func clearErrors() async throws {
         try await withTemporaryDirectory { dir in

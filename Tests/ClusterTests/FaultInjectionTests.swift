@@ -87,7 +87,7 @@ struct FaultInjectionTests {
     }
 
     @Test(
-        "a disk that fills during a put: the put fails with an error naming the full disk, the file is not visible, and no partial chunk is stored"
+        "a disk filling during a put: the put fails naming the full disk, no visible file, no partial chunk stored"
     )
     func diskFillsDuringPut() async throws {
         var options = TestClusterOptions()

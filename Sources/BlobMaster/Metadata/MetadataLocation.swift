@@ -90,7 +90,8 @@ public struct PostgresLocation: Sendable, CustomStringConvertible {
         }
         guard components.password == nil else {
             throw invalid(
-                "a password in the URL would show in `ps` and shell history; put it in --metadata-password-file or BLOBCTL_METADATA_PASSWORD"
+                "a password in the URL would show in `ps` and shell history; "
+                    + "put it in --metadata-password-file or BLOBCTL_METADATA_PASSWORD"
             )
         }
         guard let user = components.user, !user.isEmpty else { throw invalid("no user") }
@@ -143,18 +144,21 @@ public struct PostgresLocation: Sendable, CustomStringConvertible {
             return BlobError(
                 .permissionDenied, reason: "metadata.login",
                 "PostgreSQL at \(host):\(port) refused the login of \(user) (\(message)); put the right password in "
-                    + "the file named by --metadata-password-file (or BLOBCTL_METADATA_PASSWORD), or allow the user in pg_hba.conf"
+                    + "the file named by --metadata-password-file (or BLOBCTL_METADATA_PASSWORD), "
+                    + "or allow the user in pg_hba.conf"
             )
         case "3D000":
             return BlobError(
                 .notFound, reason: "metadata.noDatabase",
-                "database \(database) does not exist on \(host):\(port); create it with `createdb -O \(user) \(database)`"
+                "database \(database) does not exist on \(host):\(port); "
+                    + "create it with `createdb -O \(user) \(database)`"
             )
         case "42501":
             return BlobError(
                 .permissionDenied, reason: "metadata.permission",
                 "PostgreSQL refused \(user) a permission on \(database) (\(message)); make \(user) the owner of the "
-                    + "database (`ALTER DATABASE \(database) OWNER TO \(user)`) or grant it CREATE and the table privileges"
+                    + "database (`ALTER DATABASE \(database) OWNER TO \(user)`) "
+                    + "or grant it CREATE and the table privileges"
             )
         case .some:
             return error
@@ -169,7 +173,8 @@ public struct PostgresLocation: Sendable, CustomStringConvertible {
         }
         return BlobError(
             .unavailable, reason: "metadata.unreachable",
-            "cannot reach PostgreSQL at \(host):\(port) as \(user) (\(error.code)\(error.underlying.map { ": \($0)" } ?? "")); "
+            "cannot reach PostgreSQL at \(host):\(port) as \(user) "
+                + "(\(error.code)\(error.underlying.map { ": \($0)" } ?? "")); "
                 + "start it, or fix the address in --metadata")
     }
 }

@@ -25,7 +25,8 @@ public enum MetadataMigration {
     /// Every table, parents before children.
     static let tables: [Table] = [
         Table(
-            name: "chunks", columns: ["id", "plain_size", "stored_size", "first_seen_ms", "block_digests"], keyCount: 1),
+            name: "chunks", columns: ["id", "plain_size", "stored_size", "first_seen_ms", "block_digests"],
+            keyCount: 1),
         Table(name: "replicas", columns: ["chunk_id", "server_id", "reported_ms"], keyCount: 2),
         Table(
             name: "versions",
@@ -104,8 +105,9 @@ public enum MetadataMigration {
         if let bad = reports.first(where: { !$0.matches }) {
             throw BlobError(
                 .internal, reason: "migrate.mismatch",
-                "table \(bad.table) differs after the copy (\(bad.sourceRows) rows, checksum \(bad.sourceChecksum.prefix(16)) "
-                    + "in the source; \(bad.destinationRows) rows, \(bad.destinationChecksum.prefix(16)) in the destination); "
+                "table \(bad.table) differs after the copy (\(bad.sourceRows) rows, "
+                    + "checksum \(bad.sourceChecksum.prefix(16)) in the source; \(bad.destinationRows) rows, "
+                    + "\(bad.destinationChecksum.prefix(16)) in the destination); "
                     + "drop the destination database and run the migration again")
         }
         return reports

@@ -102,7 +102,8 @@ extension MetadataStore {
             guard
                 try await tx.execute(
                     """
-                    INSERT INTO access_keys (id, secret, name, created_ms) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO NOTHING RETURNING id
+                    INSERT INTO access_keys (id, secret, name, created_ms) VALUES (?, ?, ?, ?)
+                    ON CONFLICT(id) DO NOTHING RETURNING id
                     """,
                     [
                         .text(key.accessKeyID), .text(key.secretAccessKey ?? ""), .text(key.name),
@@ -256,7 +257,8 @@ extension MetadataStore {
                 guard i == parts.count - 1 || size >= minimumPartSize else {
                     throw BlobError(
                         .invalidArgument, reason: "upload.partTooSmall",
-                        "part \(part.number) is \(size) bytes; every part but the last must be at least \(minimumPartSize)"
+                        "part \(part.number) is \(size) bytes; "
+                            + "every part but the last must be at least \(minimumPartSize)"
                     )
                 }
                 let partAttributes = (Self.decodeMetadata(try row.text(4)) ?? [:]).filter {
@@ -327,7 +329,8 @@ extension MetadataStore {
             else { return nil }
             let parts = try await tx.rows(
                 """
-                SELECT part_number, "offset", size, attributes FROM version_parts WHERE version_id = ? ORDER BY part_number
+                SELECT part_number, "offset", size, attributes FROM version_parts
+                WHERE version_id = ? ORDER BY part_number
                 """, [.integer(try row.int(10))]
             ).map { part in
                 FilePart(

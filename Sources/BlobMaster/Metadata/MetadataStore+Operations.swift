@@ -12,8 +12,8 @@ extension MetadataStore {
             try await tx.execute(
                 """
                 INSERT INTO servers (id, address, zone, weight, capacity_bytes, registered_ms) VALUES (?, ?, ?, ?, ?, ?)
-                ON CONFLICT(id) DO UPDATE SET address = excluded.address, zone = excluded.zone, weight = excluded.weight,
-                    capacity_bytes = excluded.capacity_bytes
+                ON CONFLICT(id) DO UPDATE SET address = excluded.address, zone = excluded.zone,
+                    weight = excluded.weight, capacity_bytes = excluded.capacity_bytes
                 """,
                 [
                     .text(server.id), .text(server.address), .text(server.zone), .real(server.weight),
@@ -222,7 +222,8 @@ extension MetadataStore {
         SELECT v.id FROM versions v
         WHERE v.deleted = 0 AND v.chunk_count > 0
           AND NOT EXISTS (SELECT 1 FROM current_files f WHERE f.path = v.path AND f.version_id = v.id)
-          AND EXISTS (SELECT 1 FROM versions n WHERE n.path = v.path AND n.version = v.version + 1 AND n.created_ms <= ?)
+          AND EXISTS (SELECT 1 FROM versions n WHERE n.path = v.path AND n.version = v.version + 1
+                      AND n.created_ms <= ?)
         """
 
     /// Drops the manifests of versions superseded (by a newer version or a delete) before

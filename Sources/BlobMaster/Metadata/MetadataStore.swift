@@ -173,7 +173,8 @@ public final class MetadataStore: Sendable {
                 ids,
                 { batch in
                     try await tx.rows(
-                        "SELECT id, stored_size, block_digests FROM chunks WHERE id IN \(SQLStatement.placeholders(batch.count))",
+                        "SELECT id, stored_size, block_digests FROM chunks WHERE id IN "
+                            + "\(SQLStatement.placeholders(batch.count))",
                         batch.map { .blob($0) })
                 })
             {
@@ -216,7 +217,8 @@ public final class MetadataStore: Sendable {
             { batch in
                 try await database.rows(
                     """
-                    SELECT id, block_digests FROM chunks WHERE block_digests IS NOT NULL AND id IN \(SQLStatement.placeholders(batch.count))
+                    SELECT id, block_digests FROM chunks
+                    WHERE block_digests IS NOT NULL AND id IN \(SQLStatement.placeholders(batch.count))
                     """, batch.map { .blob($0) })
             })
         {
@@ -233,7 +235,8 @@ public final class MetadataStore: Sendable {
             { batch in
                 try await database.rows(
                     """
-                    SELECT chunk_id, COUNT(*) FROM manifest_entries WHERE chunk_id IN \(SQLStatement.placeholders(batch.count))
+                    SELECT chunk_id, COUNT(*) FROM manifest_entries
+                    WHERE chunk_id IN \(SQLStatement.placeholders(batch.count))
                     GROUP BY chunk_id
                     """, batch.map { .blob($0) })
             })

@@ -101,7 +101,8 @@ enum PostgresSchema {
                     lifecycle TEXT NOT NULL DEFAULT ''
                 )
                 """,
-                "CREATE TABLE access_keys (id TEXT PRIMARY KEY, secret TEXT NOT NULL, name TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+                "CREATE TABLE access_keys (id TEXT PRIMARY KEY, secret TEXT NOT NULL, name TEXT NOT NULL, "
+                    + "created_ms BIGINT NOT NULL)",
                 """
                 CREATE TABLE uploads (
                     id TEXT PRIMARY KEY,
