@@ -1,5 +1,5 @@
 import AsyncHTTPClient
-import BlobCore
+public import BlobCore
 import BlobServerSupport
 import Foundation
 import Hummingbird
@@ -13,10 +13,13 @@ import Synchronization
 public struct ChunkServer: Sendable {
     public let configuration: ChunkServerConfiguration
     public let logger: Logger
+    /// Heartbeats, backoff and scrub passes run on it.
+    public let clock: any ServiceClock
 
-    public init(configuration: ChunkServerConfiguration, logger: Logger) {
+    public init(configuration: ChunkServerConfiguration, logger: Logger, clock: any ServiceClock = SystemClock()) {
         self.configuration = configuration
         self.logger = logger
+        self.clock = clock
     }
 
     /// Runs until its service group shuts down gracefully or the task is cancelled; signals
@@ -85,14 +88,14 @@ public struct ChunkServer: Sendable {
             storage: storage, bytesPerSecond: configuration.scrubBytesPerSecond,
             passInterval: configuration.scrubPassInterval,
             progressFile: configuration.dataDirectory + "/" + ScrubProgress.fileName, logger: logger,
-            clock: ContinuousClock())
+            clock: clock)
         var services: [any Service] = [app, scrubber]
         if let masterURL = configuration.masterURL {
             services.append(
                 MasterLink(
                     masterURL: masterURL, client: client, signer: signer, storage: storage, serverID: serverID,
                     addressBox: box, inFlight: { inFlight.current }, defaultInterval: configuration.heartbeatInterval,
-                    logger: logger))
+                    logger: logger, clock: clock))
         }
         let group = ServiceGroup(
             configuration: .init(

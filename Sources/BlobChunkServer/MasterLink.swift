@@ -20,6 +20,8 @@ struct MasterLink: Service {
     let inFlight: @Sendable () -> Int64
     let defaultInterval: Duration
     let logger: Logger
+    /// Heartbeat intervals and backoff run on it.
+    let clock: any ServiceClock
 
     func run() async throws {
         // Register only once the port is bound, so the master learns the real address.
@@ -47,7 +49,7 @@ struct MasterLink: Service {
                         }
                         failures = 0
                         interval = .milliseconds(min(max(reply.heartbeatIntervalMilliseconds, 50), 60_000))
-                        try await Task.sleep(for: interval)
+                        try await clock.sleep(for: interval)
                     } catch let error as BlobError where error.code == .notFound {
                         // The master does not know us (it lost its state or removed us): register again.
                         registered = false
@@ -62,7 +64,7 @@ struct MasterLink: Service {
                             metadata: [
                                 "peer.id": "\(masterURL)", "error.message": "\(error)", "retry.in": "\(backoff)",
                             ])
-                        try await Task.sleep(for: backoff)
+                        try await clock.sleep(for: backoff)
                     }
                 }
             }

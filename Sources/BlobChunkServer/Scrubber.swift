@@ -37,14 +37,15 @@ struct ScrubProgress: Codable, Equatable, Sendable {
 /// checksum is checked and its plain bytes are hashed against its id; a failure is
 /// quarantined and counted exactly as a failed read is. Passes run in id order, one every
 /// `passInterval`, resuming across restarts from ``ScrubProgress``. Ends on graceful shutdown.
-struct Scrubber<C: Clock>: Service where C.Duration == Duration {
+struct Scrubber: Service {
     let storage: ChunkStorage
     let bytesPerSecond: Int64
     let passInterval: Duration
     /// Where ``ScrubProgress`` is kept.
     let progressFile: String
     let logger: Logger
-    let clock: C
+    /// Waits between passes (wall time, kept across restarts) and the rate throttle run on it.
+    let clock: any ServiceClock
     /// Chunks per inventory page; the progress is saved after each.
     var pageSize = 64
 
@@ -63,7 +64,7 @@ struct Scrubber<C: Clock>: Service where C.Duration == Duration {
                         // Wall time, since it must hold across restarts; clamped, so a clock that
                         // jumped neither skips passes nor waits longer than one interval.
                         let interval = passInterval.components.seconds * 1000
-                        let wait = min(max(finished + interval - Self.nowMilliseconds(), 0), interval)
+                        let wait = min(max(finished + interval - clock.wallMilliseconds, 0), interval)
                         if wait > 0 {
                             logger.info(
                                 "next scrub pass in \(wait / 1000) s", metadata: ["last.finished.ms": "\(finished)"])
@@ -77,7 +78,7 @@ struct Scrubber<C: Clock>: Service where C.Duration == Duration {
                         progress.after = last.hex
                         save(progress)
                     }
-                    progress = ScrubProgress(after: nil, lastPassFinishedMilliseconds: Self.nowMilliseconds())
+                    progress = ScrubProgress(after: nil, lastPassFinishedMilliseconds: clock.wallMilliseconds)
                     save(progress)
                     logger.info(
                         "scrub pass finished",
@@ -99,10 +100,6 @@ struct Scrubber<C: Clock>: Service where C.Duration == Duration {
         }
     }
 
-    static func nowMilliseconds() -> Int64 {
-        Int64((Date().timeIntervalSince1970 * 1000).rounded())
-    }
-
     /// Checks every chunk after `after` (all of them when nil) once, calling `pageDone` with the
     /// last chunk of each page; returns how many were checked and how many failed.
     func scrubOnePass(after start: ChunkID? = nil, pageDone: (ChunkID) -> Void = { _ in }) async throws -> (Int, Int) {
@@ -112,12 +109,12 @@ struct Scrubber<C: Clock>: Service where C.Duration == Duration {
         while !Task.isCancelled {
             let page = try await storage.inventory(after: after, limit: pageSize)
             for (id, size) in page {
-                let start = clock.now
+                let start = clock.elapsed
                 if try await !storage.scrub(id) { failed += 1 }
                 checked += 1
                 // Throttle: this chunk may take size / rate seconds in all.
                 let budget = Duration.nanoseconds(Int64(size) * 1_000_000_000 / bytesPerSecond)
-                let spent = start.duration(to: clock.now)
+                let spent = clock.elapsed - start
                 if spent < budget { try await clock.sleep(for: budget - spent) }
             }
             guard let last = page.last else { break }

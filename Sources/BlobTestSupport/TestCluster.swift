@@ -16,12 +16,13 @@ public struct TestClusterOptions: Sendable {
     public var replicaCount: Int = 3
     /// Quick enough to see a server go down in a test; the master tells servers the interval.
     public var liveness = LivenessPolicy(
-        heartbeatInterval: .milliseconds(200), suspectAfter: .seconds(2),
-        downAfter: .seconds(5))
+        heartbeatInterval: .milliseconds(200), suspectAfter: .seconds(2), downAfter: .seconds(5))
     public var repairInterval: Duration = .milliseconds(500)
     public var gcGrace: Duration = .seconds(1)
     /// The master's clock (liveness, pass intervals); a ``ManualClock`` makes them the test's.
     public var masterClock: any ServiceClock = SystemClock()
+    /// The chunk servers' clock (heartbeats, scrub passes).
+    public var serverClock: any ServiceClock = SystemClock()
     /// Disk faults of server i (by index).
     public var diskFaults: [Int: any DiskFaultInjector] = [:]
     /// Faults of the requests server i sends its peers (by index).
@@ -49,16 +50,101 @@ public struct TestChunkServer: Sendable {
 
 /// A master and N chunk servers running as services inside the test process, on 127.0.0.1
 /// and port 0, in a temporary directory: the same server code `blobctl` runs, without a
-/// process per role. Made and stopped by ``withTestCluster(_:_:)``.
-public struct TestCluster: Sendable {
+/// process per role. Made and stopped by ``withTestCluster(_:_:)``; a server can be stopped,
+/// started again on its data, or added.
+public final class TestCluster: Sendable {
     public let directory: String
     public let secret: [UInt8]
     public let masterAddress: String
-    public let servers: [TestChunkServer]
     /// A client of the cluster, as `blobctl` and the gateway use it.
     public let client: ClusterClient
+    let options: TestClusterOptions
+    let logger: Logger
+
+    private struct State {
+        var servers: [TestChunkServer] = []
+        var configurations: [ChunkServerConfiguration] = []
+        var tasks: [Int: Task<Void, any Error>] = [:]
+    }
+    private let state = Mutex(State())
 
     public var masterURL: String { "http://\(masterAddress)" }
+    public var servers: [TestChunkServer] { state.withLock { $0.servers } }
+
+    init(
+        directory: String, secret: [UInt8], masterAddress: String, client: ClusterClient,
+        options: TestClusterOptions, logger: Logger
+    ) {
+        self.directory = directory
+        self.secret = secret
+        self.masterAddress = masterAddress
+        self.client = client
+        self.options = options
+        self.logger = logger
+    }
+
+    /// Starts a new chunk server (data in `DIR/csN`) and waits until it listens.
+    @discardableResult
+    public func addServer(zone: String? = nil) async throws -> TestChunkServer {
+        let index = state.withLock { $0.configurations.count }
+        var configuration = ChunkServerConfiguration(
+            dataDirectory: "\(directory)/cs\(index)",
+            zone: zone ?? "z\(index % (options.zones ?? max(options.servers, 1)))", secret: secret,
+            scrubBytesPerSecond: 0, forwardTimeout: .seconds(10), diskThreadCount: 4,
+            masterURL: masterURL, heartbeatInterval: options.liveness.heartbeatInterval)
+        configuration.diskFaults = options.diskFaults[index]
+        configuration.peerFaults = options.peerFaults[index]
+        state.withLock {
+            $0.configurations.append(configuration)
+            $0.servers.append(TestChunkServer(id: "", address: "", dataDirectory: configuration.dataDirectory))
+        }
+        return try await startServer(index)
+    }
+
+    /// Starts server `index` again on its data directory (same id, a new port).
+    @discardableResult
+    public func startServer(_ index: Int) async throws -> TestChunkServer {
+        let configuration = state.withLock { $0.configurations[index] }
+        let box = AddressBox("")
+        let ids = IDBox()
+        let server = ChunkServer(configuration: configuration, logger: logger, clock: options.serverClock)
+        let task = Task {
+            try await server.run { address, id in
+                ids.set(id)
+                box.set(address)
+            }
+        }
+        state.withLock { $0.tasks[index] = task }
+        let address = try await bound(box, what: "chunk server \(index)", task: task)
+        let started = TestChunkServer(id: ids.value, address: address, dataDirectory: configuration.dataDirectory)
+        state.withLock { $0.servers[index] = started }
+        return started
+    }
+
+    /// Stops server `index` (its task is cancelled; the data stays) and waits until it has.
+    public func stopServer(_ index: Int) async {
+        guard let task = state.withLock({ $0.tasks.removeValue(forKey: index) }) else { return }
+        task.cancel()
+        _ = await task.result
+    }
+
+    func stopAllServers() async {
+        let tasks = state.withLock { state -> [Task<Void, any Error>] in
+            defer { state.tasks = [:] }
+            return Array(state.tasks.values)
+        }
+        for task in tasks { task.cancel() }
+        for task in tasks { _ = await task.result }
+    }
+
+    /// Waits (bounded) until the ring holds `count` servers and all of them are alive.
+    public func waitUntilFormed(servers count: Int, within timeout: Duration = .seconds(30)) async throws {
+        let formed = try await eventually(within: timeout) {
+            let status = try await client.clusterStatus()
+            return status.ringEpoch != nil && status.servers.filter { $0.inRing && $0.state == .alive }.count == count
+        }
+        guard formed else { throw TestClusterError("the in-process cluster did not form within \(timeout)") }
+    }
 }
 
 /// Starts a master (SQLite) and the chunk servers in-process, waits until the ring holds
@@ -72,11 +158,6 @@ public func withTestCluster<T: Sendable>(
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let secret = Array(UUID().uuidString.utf8)
     let logger = Logger(label: "test.cluster", factory: { _ in SwiftLogNoOpLogHandler() })
-    var tasks: [Task<Void, any Error>] = []
-    func stopAll() async {
-        for task in tasks { task.cancel() }
-        for task in tasks { _ = await task.result }
-    }
 
     var configuration = MasterConfiguration(
         dataDirectory: directory + "/master", replicaCount: options.replicaCount, partitionPower: 8,
@@ -85,52 +166,28 @@ public func withTestCluster<T: Sendable>(
     configuration.gcGrace = options.gcGrace
     let master = MasterServer(configuration: configuration, logger: logger, clock: options.masterClock)
     let masterBox = AddressBox("")
-    tasks.append(Task { try await master.run { address in masterBox.set(address) } })
+    let masterTask = Task { try await master.run { address in masterBox.set(address) } }
+    var cluster: TestCluster?
     do {
-        let masterAddress = try await bound(masterBox, what: "the master", task: tasks[0])
-        var servers: [TestChunkServer] = []
-        for i in 0..<options.servers {
-            var server = ChunkServerConfiguration(
-                dataDirectory: "\(directory)/cs\(i)", zone: "z\(i % (options.zones ?? options.servers))",
-                secret: secret,
-                scrubBytesPerSecond: 0, forwardTimeout: .seconds(10), diskThreadCount: 4,
-                masterURL: "http://\(masterAddress)", heartbeatInterval: options.liveness.heartbeatInterval)
-            server.diskFaults = options.diskFaults[i]
-            server.peerFaults = options.peerFaults[i]
-            let box = AddressBox("")
-            let ids = IDBox()
-            let chunkServer = ChunkServer(configuration: server, logger: logger)
-            tasks.append(
-                Task {
-                    try await chunkServer.run { address, id in
-                        ids.set(id)
-                        box.set(address)
-                    }
-                })
-            let address = try await bound(box, what: "chunk server \(i)", task: tasks[tasks.count - 1])
-            servers.append(TestChunkServer(id: ids.value, address: address, dataDirectory: server.dataDirectory))
-        }
+        let masterAddress = try await bound(masterBox, what: "the master", task: masterTask)
         let client = try ClusterClient(address: ClusterAddress(masterURL: "http://\(masterAddress)", secret: secret))
-        do {
-            let formed = try await eventually(within: .seconds(30)) {
-                let status = try await client.clusterStatus()
-                return status.ringEpoch != nil
-                    && status.servers.filter { $0.inRing && $0.state == .alive }.count == options.servers
-            }
-            guard formed else { throw TestClusterError("the in-process cluster did not form within 30 s") }
-            let cluster = TestCluster(
-                directory: directory, secret: secret, masterAddress: masterAddress, servers: servers,
-                client: client)
-            let result = try await body(cluster)
-            try await client.shutdown()
-            await stopAll()
-            return result
-        } catch {
-            try? await client.shutdown()
-            throw error
-        }
+        let made = TestCluster(
+            directory: directory, secret: secret, masterAddress: masterAddress, client: client, options: options,
+            logger: logger)
+        cluster = made
+        for _ in 0..<options.servers { try await made.addServer() }
+        try await made.waitUntilFormed(servers: options.servers)
+        let result = try await body(made)
+        try await client.shutdown()
+        await made.stopAllServers()
+        masterTask.cancel()
+        _ = await masterTask.result
+        return result
     } catch {
-        await stopAll()
+        try? await cluster?.client.shutdown()
+        await cluster?.stopAllServers()
+        masterTask.cancel()
+        _ = await masterTask.result
         throw error
     }
 }

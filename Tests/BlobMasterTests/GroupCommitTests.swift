@@ -78,7 +78,7 @@ struct GroupCommitTests {
     }
 
     @Test(
-        "the commit queue groups concurrent commits, keeps one path's commits in separate groups, and sends preconditions alone",
+        "the commit queue groups concurrent commits, one path's commits in separate groups, preconditions alone",
         arguments: Backend.allCases)
     func queue(backend: Backend) async throws {
         try await MetadataTesting.withStore(backend) { store, _ in

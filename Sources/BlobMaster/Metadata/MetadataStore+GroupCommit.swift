@@ -154,7 +154,8 @@ extension MetadataStore {
             guard facts.plain == entry.length else {
                 throw BlobError(
                     .invalidArgument, reason: "manifest.chunkLength",
-                    "chunk \(i) (\(entry.chunkID.shortHex)…) is \(facts.plain) bytes, the manifest says \(entry.length)"
+                    "chunk \(i) (\(entry.chunkID.shortHex)…) is \(facts.plain) bytes, "
+                        + "the manifest says \(entry.length)"
                 )
             }
             storedBytes += facts.stored

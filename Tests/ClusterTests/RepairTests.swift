@@ -1,0 +1,142 @@
+import BlobClient
+import BlobCore
+import BlobMaster
+import BlobTestSupport
+import Foundation
+import Testing
+
+/// Repair on the in-process cluster, with the master's clock in the test's hand: liveness and
+/// the grace period move only when the test moves them, and each step waits until the running
+/// servers have heartbeated and a repair pass has ended, so every assertion follows evidence.
+@Suite("Repair on an in-process cluster with a manual master clock", .timeLimit(.minutes(5)))
+struct RepairTests {
+    static func options(servers: Int, clock: ManualClock) -> TestClusterOptions {
+        var options = TestClusterOptions()
+        options.servers = servers
+        options.masterClock = clock
+        options.liveness = LivenessPolicy(
+            heartbeatInterval: .milliseconds(100), suspectAfter: .seconds(2), downAfter: .seconds(5))
+        options.repairInterval = .milliseconds(500)
+        return options
+    }
+
+    /// Advances the master's clock by `seconds`, one second a step; after each step waits until
+    /// every server in `running` has heartbeated since and one more repair pass has ended.
+    static func age(_ cluster: TestCluster, _ clock: ManualClock, seconds: Int, running: Set<String>) async throws {
+        for _ in 0..<seconds {
+            let passes = try await cluster.client.clusterStatus().repair?.passes ?? 0
+            clock.advance(by: .seconds(1))
+            let settled = try await eventually(within: .seconds(20)) {
+                let status = try await cluster.client.clusterStatus()
+                let heard = status.servers.filter { running.contains($0.id) }
+                    .allSatisfy { $0.millisecondsSinceHeartbeat == 0 }
+                return heard && (status.repair?.passes ?? 0) > passes
+            }
+            guard settled else { throw TestClusterError("the cluster did not settle after a clock step") }
+        }
+    }
+
+    static func putFiles(_ cluster: TestCluster, count: Int, seed: UInt64) async throws -> [(BlobPath, [UInt8])] {
+        var files: [(BlobPath, [UInt8])] = []
+        for i in 0..<count {
+            let bytes = SyntheticData.random(byteCount: 20_000 + (i * 7919) % 150_000, seed: seed &+ UInt64(i))
+            let path = try BlobPath("files/\(seed)-\(i)")
+            _ = try await cluster.client.put(
+                .bytes(bytes), to: path, options: PutOptions(chunker: .fixed(byteCount: 64 << 10)))
+            files.append((path, bytes))
+        }
+        return files
+    }
+
+    static func readsBack(_ cluster: TestCluster, _ files: [(BlobPath, [UInt8])]) async throws -> Bool {
+        for (path, bytes) in files {
+            let out = cluster.directory + "/read-\(UUID().uuidString)"
+            _ = try await cluster.client.get(path, to: .file(out))
+            defer { try? FileManager.default.removeItem(atPath: out) }
+            guard try Data(contentsOf: URL(fileURLWithPath: out)) == Data(bytes) else { return false }
+        }
+        return true
+    }
+
+    @Test("a server back inside the grace period causes no copies, though repair passes ran past its deadline")
+    func restartInsideGrace() async throws {
+        let clock = ManualClock()
+        try await withTestCluster(Self.options(servers: 4, clock: clock)) { cluster in
+            let files = try await Self.putFiles(cluster, count: 12, seed: 300)
+            let all = Set(cluster.servers.map(\.id))
+            let away = cluster.servers[0].id
+            await cluster.stopServer(0)
+            try await Self.age(cluster, clock, seconds: 3, running: all.subtracting([away]))
+            let state = try await cluster.client.clusterStatus().servers.first { $0.id == away }?.state
+            #expect(state == .suspect, "three seconds of silence: suspect, not down")
+            try await cluster.startServer(0)
+            // Four more seconds: seven since it left, past the five it would have taken to be down.
+            try await Self.age(cluster, clock, seconds: 4, running: all)
+            let repair = try #require(try await cluster.client.clusterStatus().repair)
+            #expect(repair.passes >= 7)
+            #expect(repair.copiedChunks == 0 && repair.failures == 0, "\(repair)")
+            #expect(try await cluster.client.clusterStatus().servers.allSatisfy { $0.state == .alive })
+            #expect(try await Self.readsBack(cluster, files))
+        }
+    }
+
+    @Test("a server gone past the grace period: repair brings every chunk back to three live copies")
+    func repairAfterStop() async throws {
+        let clock = ManualClock()
+        try await withTestCluster(Self.options(servers: 4, clock: clock)) { cluster in
+            let files = try await Self.putFiles(cluster, count: 20, seed: 100)
+            let gone = cluster.servers[1].id
+            let running = Set(cluster.servers.map(\.id)).subtracting([gone])
+            await cluster.stopServer(1)
+            try await Self.age(cluster, clock, seconds: 4, running: running)
+            #expect(try await cluster.client.clusterStatus().repair?.copiedChunks == 0, "nothing before the grace")
+            var repaired = false
+            for _ in 0..<30 where !repaired {
+                try await Self.age(cluster, clock, seconds: 1, running: running)
+                repaired = true
+                for (path, _) in files {
+                    let plan = try await cluster.client.readPlan(path)
+                    if plan.chunks.contains(where: { $0.replicas.filter { $0.id != gone }.count < 3 }) {
+                        repaired = false
+                        break
+                    }
+                }
+            }
+            #expect(repaired, "every chunk back to three copies on live servers")
+            let state = try await cluster.client.clusterStatus().servers.first { $0.id == gone }?.state
+            #expect(state == .down)
+            #expect(try await cluster.client.clusterStatus().repair?.copiedChunks ?? 0 > 0)
+            #expect(try await Self.readsBack(cluster, files))
+        }
+    }
+
+    @Test("a server in maintenance is not repaired while down; ending maintenance repairs it")
+    func maintenanceSuspendsRepair() async throws {
+        let clock = ManualClock()
+        try await withTestCluster(Self.options(servers: 4, clock: clock)) { cluster in
+            let files = try await Self.putFiles(cluster, count: 12, seed: 350)
+            let resting = cluster.servers[2].id
+            let running = Set(cluster.servers.map(\.id)).subtracting([resting])
+            _ = try await cluster.client.setNodeMaintenance(resting, seconds: 600)
+            await cluster.stopServer(2)
+            try await Self.age(cluster, clock, seconds: 8, running: running)
+            let state = try await cluster.client.clusterStatus().servers.first { $0.id == resting }?.state
+            #expect(state == .down)
+            #expect(try await cluster.client.clusterStatus().repair?.copiedChunks == 0, "down, but in maintenance")
+            _ = try await cluster.client.setNodeMaintenance(resting, seconds: 0)
+            var repaired = false
+            for _ in 0..<30 where !repaired {
+                try await Self.age(cluster, clock, seconds: 1, running: running)
+                repaired = true
+                for (path, _) in files {
+                    let plan = try await cluster.client.readPlan(path)
+                    if plan.chunks.contains(where: { $0.replicas.filter { $0.id != resting }.count < 3 }) {
+                        repaired = false
+                        break
+                    }
+                }
+            }
+            #expect(repaired, "repair runs once maintenance ends")
+        }
+    }
+}
