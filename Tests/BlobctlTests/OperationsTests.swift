@@ -197,23 +197,26 @@ struct OperationsTests {
                     abs(copy - stored / 4) <= 0.1 * stored / 4, "planned \(copy) of \(stored) stored bytes; ideal 1/4")
                 // Sample while it runs: every chunk keeps 3 live copies throughout.
                 // A sample that fails to read the plans counts as an error, never as a pass.
+                // Samples until it is cancelled (the rebalance ended) or one sees a chunk short.
                 let sampling = Task { () -> (samples: Int, errors: [String], neverBelow: Bool) in
                     var samples = 0
                     var errors: [String] = []
-                    while !Task.isCancelled {
+                    var neverBelow = true
+                    _ = try? await ChunkServerFaultTests.eventually(within: .seconds(300)) {
                         do {
                             if try await !cluster.allChunksHave(3, files: files.map(\.0)) {
-                                return (samples, errors, false)
+                                neverBelow = false
+                                return true
                             }
                             samples += 1
                         } catch is CancellationError {
-                            break  // the rebalance finished and the sampler was stopped mid-request
+                            return true  // the rebalance finished and the sampler was stopped mid-request
                         } catch {
                             errors.append("\(error)")
                         }
-                        try? await Task.sleep(for: .milliseconds(100))
+                        return Task.isCancelled
                     }
-                    return (samples, errors, true)
+                    return (samples, errors, neverBelow)
                 }
                 let status = try await cluster.json(["rebalance", "--max-bytes-per-sec", "16M"])
                 sampling.cancel()
