@@ -136,6 +136,7 @@ let package = Package(
                 "BlobMaster",
                 "BlobChunkServer",
                 "BlobClient",
+                "BlobGateway",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
@@ -204,7 +205,7 @@ let package = Package(
         .testTarget(
             name: "BlobctlTests",
             dependencies: [
-                "blobctl", "BlobCore", "BlobChunkServer",
+                "blobctl", "BlobCore", "BlobChunkServer", "BlobTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

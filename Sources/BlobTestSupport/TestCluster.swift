@@ -1,6 +1,7 @@
 public import BlobChunkServer
 public import BlobClient
 public import BlobCore
+import BlobGateway
 public import BlobMaster
 import BlobServerSupport
 import Foundation
@@ -27,6 +28,8 @@ public struct TestClusterOptions: Sendable {
     public var diskFaults: [Int: any DiskFaultInjector] = [:]
     /// Faults of the requests server i sends its peers (by index).
     public var peerFaults: [Int: any PeerFaultInjector] = [:]
+    /// Also run an S3 and HTTP gateway (``TestCluster/gatewayAddress``).
+    public var gateway = false
 
     public init() {}
 }
@@ -58,6 +61,8 @@ public final class TestCluster: Sendable {
     public let masterAddress: String
     /// A client of the cluster, as `blobctl` and the gateway use it.
     public let client: ClusterClient
+    /// `host:port` of the gateway, when ``TestClusterOptions/gateway`` asked for one.
+    public var gatewayAddress: String? { state.withLock { $0.gatewayAddress } }
     let options: TestClusterOptions
     let logger: Logger
 
@@ -65,6 +70,8 @@ public final class TestCluster: Sendable {
         var servers: [TestChunkServer] = []
         var configurations: [ChunkServerConfiguration] = []
         var tasks: [Int: Task<Void, any Error>] = [:]
+        var gatewayAddress: String?
+        var gatewayTask: Task<Void, any Error>?
     }
     private let state = Mutex(State())
 
@@ -128,10 +135,28 @@ public final class TestCluster: Sendable {
         _ = await task.result
     }
 
+    /// Starts the gateway on this cluster and waits until it listens.
+    func startGateway() async throws {
+        let spool = directory + "/gateway-spool"
+        try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
+        let gateway = GatewayServer(
+            configuration: GatewayConfiguration(
+                cluster: ClusterAddress(masterURL: masterURL, secret: secret), spoolDirectory: spool),
+            logger: logger)
+        let box = AddressBox("")
+        let task = Task { try await gateway.run { address in box.set(address) } }
+        state.withLock { $0.gatewayTask = task }
+        let address = try await bound(box, what: "the gateway", task: task)
+        state.withLock { $0.gatewayAddress = address }
+    }
+
     func stopAllServers() async {
         let tasks = state.withLock { state -> [Task<Void, any Error>] in
-            defer { state.tasks = [:] }
-            return Array(state.tasks.values)
+            defer {
+                state.tasks = [:]
+                state.gatewayTask = nil
+            }
+            return Array(state.tasks.values) + (state.gatewayTask.map { [$0] } ?? [])
         }
         for task in tasks { task.cancel() }
         for task in tasks { _ = await task.result }
@@ -177,6 +202,7 @@ public func withTestCluster<T: Sendable>(
         cluster = made
         for _ in 0..<options.servers { try await made.addServer() }
         try await made.waitUntilFormed(servers: options.servers)
+        if options.gateway { try await made.startGateway() }
         let result = try await body(made)
         try await client.shutdown()
         await made.stopAllServers()

@@ -1,4 +1,5 @@
 import BlobCore
+import BlobTestSupport
 import Foundation
 import Testing
 
@@ -13,12 +14,7 @@ struct ChunkServerFaultTests {
 
     /// Polls `condition` until it holds or `timeout` passes.
     static func eventually(within timeout: Duration, _ condition: () async throws -> Bool) async throws -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if try await condition() { return true }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        return try await condition()
+        try await BlobTestSupport.eventually(within: timeout, condition)
     }
 
     @Test("kill -9 during concurrent writes: every acknowledged chunk survives and verifies, no partial file remains")

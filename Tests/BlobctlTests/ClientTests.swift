@@ -311,7 +311,8 @@ struct ClientTests {
             #expect(
                 failovers >= 1, "reads rotate over the replicas, so some chunk was asked of the damaged server first")
             // The damaged copies that were read are no longer offered for reads.
-            let dropped = try await ChunkServerFaultTests.eventually(within: .seconds(10)) {
+            // The quarantine reaches the master with the damaged server's next report.
+            let dropped = try await ChunkServerFaultTests.eventually(within: .seconds(60)) {
                 let now = try await cluster.stat("damaged.bin")["chunks"] as? [[String: Any]] ?? []
                 let withoutVictim = now.filter { !(($0["replicas"] as? [String]) ?? []).contains(victim.serverID) }
                 return withoutVictim.count >= failovers

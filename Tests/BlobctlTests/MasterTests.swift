@@ -50,33 +50,6 @@ struct MasterTests {
         try await client.send(.POST, master.address, path, body: Array(try JSONEncoder().encode(body)))
     }
 
-    @Test("servers register and heartbeat; a stopped one turns suspect then down, and alive again after a restart")
-    func liveness() async throws {
-        try await Self.withCluster(servers: 3) { master, servers, client, _ in
-            #expect(
-                try await ChunkServerFaultTests.eventually(within: .seconds(15)) {
-                    let s = try await Self.status(client, master)
-                    return s.servers.count == 3 && s.servers.allSatisfy { $0.state == .alive && $0.inRing }
-                        && s.ringEpoch != nil
-                })
-            let ids = Set(servers.map(\.serverID))
-            #expect(Set(try await Self.status(client, master).servers.map(\.id)) == ids)
-            let victim = servers[1]
-            try await victim.stop()
-            func state() async throws -> ServerState? {
-                try await Self.status(client, master).servers.first { $0.id == victim.serverID }?.state
-            }
-            #expect(try await ChunkServerFaultTests.eventually(within: .seconds(10)) { try await state() == .suspect })
-            #expect(try await ChunkServerFaultTests.eventually(within: .seconds(10)) { try await state() == .down })
-            try await victim.start()
-            #expect(try await ChunkServerFaultTests.eventually(within: .seconds(10)) { try await state() == .alive })
-            let entry = try await Self.status(client, master).servers.first { $0.id == victim.serverID }
-            #expect(entry?.address == victim.address, "the restarted server's new address is known")
-            let ring = try await client.send(.GET, master.address, "/v1/ring").json(PlacementRing.self)
-            #expect(ring.members.count == 3 && ring.failureDomain == .zone)
-        }
-    }
-
     @Test("placement, chunk writes, acknowledgements, commit, stat, list and read plan over HTTP")
     func writeAndReadPlan() async throws {
         try await Self.withCluster(servers: 3) { master, servers, client, _ in
@@ -262,7 +235,8 @@ struct MasterTests {
                     }
                 }
                 group.addTask {
-                    _ = try await ChunkServerFaultTests.eventually(within: .seconds(30)) { acknowledged.count >= 100 }
+                    // Bounded generously: on a loaded machine 4 writers may take a while to 100.
+                    _ = try await ChunkServerFaultTests.eventually(within: .seconds(180)) { acknowledged.count >= 100 }
                     try await master.kill()
                 }
                 try await group.waitForAll()

@@ -197,26 +197,25 @@ struct OperationsTests {
                     abs(copy - stored / 4) <= 0.1 * stored / 4, "planned \(copy) of \(stored) stored bytes; ideal 1/4")
                 // Sample while it runs: every chunk keeps 3 live copies throughout.
                 // A sample that fails to read the plans counts as an error, never as a pass.
-                // Samples until it is cancelled (the rebalance ended) or one sees a chunk short.
+                // Samples until it is cancelled (the rebalance ended) or one sees a chunk short,
+                // pausing between samples by waiting (bounded) for that cancellation.
                 let sampling = Task { () -> (samples: Int, errors: [String], neverBelow: Bool) in
                     var samples = 0
                     var errors: [String] = []
-                    var neverBelow = true
-                    _ = try? await ChunkServerFaultTests.eventually(within: .seconds(300)) {
+                    while !Task.isCancelled {
                         do {
                             if try await !cluster.allChunksHave(3, files: files.map(\.0)) {
-                                neverBelow = false
-                                return true
+                                return (samples, errors, false)
                             }
                             samples += 1
                         } catch is CancellationError {
-                            return true  // the rebalance finished and the sampler was stopped mid-request
+                            break  // the rebalance finished and the sampler was stopped mid-request
                         } catch {
                             errors.append("\(error)")
                         }
-                        return Task.isCancelled
+                        _ = try? await ChunkServerFaultTests.eventually(within: .milliseconds(100)) { Task.isCancelled }
                     }
-                    return (samples, errors, neverBelow)
+                    return (samples, errors, true)
                 }
                 let status = try await cluster.json(["rebalance", "--max-bytes-per-sec", "16M"])
                 sampling.cancel()

@@ -36,6 +36,24 @@ struct RepairTests {
         }
     }
 
+    /// Ages the master's clock a second at a time (at most 30) until every chunk of `files` has
+    /// three copies on servers other than `without`; whether it came to that.
+    static func ageUntilRepaired(
+        _ cluster: TestCluster, _ clock: ManualClock, _ files: [(BlobPath, [UInt8])], without: String,
+        running: Set<String>
+    ) async throws -> Bool {
+        for _ in 0..<30 {
+            try await age(cluster, clock, seconds: 1, running: running)
+            var short = false
+            for (path, _) in files where !short {
+                let plan = try await cluster.client.readPlan(path)
+                short = plan.chunks.contains { $0.replicas.filter { $0.id != without }.count < 3 }
+            }
+            if !short { return true }
+        }
+        return false
+    }
+
     static func putFiles(_ cluster: TestCluster, count: Int, seed: UInt64) async throws -> [(BlobPath, [UInt8])] {
         var files: [(BlobPath, [UInt8])] = []
         for i in 0..<count {
@@ -90,18 +108,7 @@ struct RepairTests {
             await cluster.stopServer(1)
             try await Self.age(cluster, clock, seconds: 4, running: running)
             #expect(try await cluster.client.clusterStatus().repair?.copiedChunks == 0, "nothing before the grace")
-            var repaired = false
-            for _ in 0..<30 where !repaired {
-                try await Self.age(cluster, clock, seconds: 1, running: running)
-                repaired = true
-                for (path, _) in files {
-                    let plan = try await cluster.client.readPlan(path)
-                    if plan.chunks.contains(where: { $0.replicas.filter { $0.id != gone }.count < 3 }) {
-                        repaired = false
-                        break
-                    }
-                }
-            }
+            let repaired = try await Self.ageUntilRepaired(cluster, clock, files, without: gone, running: running)
             #expect(repaired, "every chunk back to three copies on live servers")
             let state = try await cluster.client.clusterStatus().servers.first { $0.id == gone }?.state
             #expect(state == .down)
@@ -124,18 +131,7 @@ struct RepairTests {
             #expect(state == .down)
             #expect(try await cluster.client.clusterStatus().repair?.copiedChunks == 0, "down, but in maintenance")
             _ = try await cluster.client.setNodeMaintenance(resting, seconds: 0)
-            var repaired = false
-            for _ in 0..<30 where !repaired {
-                try await Self.age(cluster, clock, seconds: 1, running: running)
-                repaired = true
-                for (path, _) in files {
-                    let plan = try await cluster.client.readPlan(path)
-                    if plan.chunks.contains(where: { $0.replicas.filter { $0.id != resting }.count < 3 }) {
-                        repaired = false
-                        break
-                    }
-                }
-            }
+            let repaired = try await Self.ageUntilRepaired(cluster, clock, files, without: resting, running: running)
             #expect(repaired, "repair runs once maintenance ends")
         }
     }
