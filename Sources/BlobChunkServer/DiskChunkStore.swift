@@ -82,13 +82,13 @@ struct DiskChunkStore: Sendable {
     /// The stored frame, or nil if absent. Reads at most the largest legal frame.
     func readFrame(_ id: ChunkID) throws -> [UInt8]? {
         let path = path(for: id)
-        try injectFault(.read(chunk: id), path: path)
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 {
             if errno == ENOENT { return nil }
             throw DiskError.errno("open", path, errno)
         }
         defer { close(fd) }
+        try injectFault(.read(chunk: id), path: path)
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw DiskError.errno("stat", path, errno) }
         let size = Int(st.st_size)
@@ -121,13 +121,13 @@ struct DiskChunkStore: Sendable {
     /// header does not check (the caller then reads and checks the whole frame).
     func readRawSpan(_ id: ChunkID, _ span: Range<Int>) throws -> RawSpanRead {
         let path = path(for: id)
-        try injectFault(.read(chunk: id), path: path)
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 {
             if errno == ENOENT { return .absent }
             throw DiskError.errno("open", path, errno)
         }
         defer { close(fd) }
+        try injectFault(.read(chunk: id), path: path)
         let headerBytes = try Self.readBytes(fd, count: FrameHeader.byteCount, at: 0, path: path)
         guard let header = try? FrameHeader(parsing: headerBytes), header.codec == .raw else { return .notRaw }
         guard span.upperBound <= header.plainByteCount else { return .outOfRange(header.plainByteCount) }

@@ -8,7 +8,8 @@ public enum DiskOperation: Sendable, Hashable {
     case fsync(chunk: ChunkID)
     /// The fsynced temporary file of `chunk` about to be renamed to its id.
     case rename(chunk: ChunkID)
-    /// The stored frame of `chunk` about to be read.
+    /// The stored frame of `chunk`, opened, about to be read (a chunk that is not there is
+    /// reported absent before this point).
     case read(chunk: ChunkID)
 }
 

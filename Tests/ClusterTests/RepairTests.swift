@@ -1,8 +1,11 @@
+import BlobChunkServer
 import BlobClient
 import BlobCore
 import BlobMaster
 import BlobTestSupport
 import Foundation
+import Glibc
+import Synchronization
 import Testing
 
 /// Repair on the in-process cluster, with the master's clock in the test's hand: liveness and
@@ -133,6 +136,62 @@ struct RepairTests {
             _ = try await cluster.client.setNodeMaintenance(resting, seconds: 0)
             let repaired = try await Self.ageUntilRepaired(cluster, clock, files, without: resting, running: running)
             #expect(repaired, "repair runs once maintenance ends")
+        }
+    }
+}
+
+/// A disk that answers EIO to every chunk read once switched on (writes go through).
+final class FailingReads: DiskFaultInjector {
+    private let on = Mutex(false)
+    private let fired = Mutex(0)
+
+    func switchOn() { on.withLock { $0 = true } }
+    var failures: Int { fired.withLock { $0 } }
+
+    func action(at operation: DiskOperation) -> DiskFaultAction {
+        guard case .read = operation, on.withLock({ $0 }) else { return .proceed }
+        fired.withLock { $0 += 1 }
+        return .fail(errno: EIO)
+    }
+}
+
+@Suite("Repair and reads around a failing disk", .timeLimit(.minutes(5)))
+struct FailingDiskRepairTests {
+    @Test("with one server's disk failing every read, reads fail over and repair copies from the healthy holders")
+    func repairAroundFailingDisk() async throws {
+        let clock = ManualClock()
+        let failing = FailingReads()
+        // Five servers: the ring has room to place copies around the failing one.
+        var options = RepairTests.options(servers: 5, clock: clock)
+        options.diskFaults = [0: failing]
+        try await withTestCluster(options) { cluster in
+            let files = try await RepairTests.putFiles(cluster, count: 16, seed: 700)
+            failing.switchOn()
+            // Reads: every chunk the failing server is asked for comes from another replica.
+            #expect(try await RepairTests.readsBack(cluster, files))
+            #expect(failing.failures > 0, "some read went to the failing disk first")
+            // Repair: server 1 goes away past the grace; its chunks are copied from holders whose
+            // disks answer, and where the failing server was tried first, from the next one.
+            let gone = cluster.servers[1].id
+            let running = Set(cluster.servers.map(\.id)).subtracting([gone])
+            await cluster.stopServer(1)
+            let repaired = try await RepairTests.ageUntilRepaired(
+                cluster, clock, files, without: gone, running: running)
+            #expect(repaired, "every chunk back to three copies on live servers")
+            if !repaired {
+                var short: [String] = []
+                for (path, _) in files {
+                    for chunk in try await cluster.client.readPlan(path).chunks
+                    where chunk.replicas.filter({ $0.id != gone }).count < 3 {
+                        short.append("\(chunk.chunk.chunkID.shortHex): \(chunk.replicas.map(\.id))")
+                    }
+                }
+                let status = try await cluster.client.clusterStatus()
+                let states = status.servers.map { "\($0.id)=\($0.state)" }
+                let repair = String(describing: status.repair)
+                Issue.record("short: \(short.prefix(5)) of \(short.count); repair \(repair); servers \(states)")
+            }
+            #expect(try await RepairTests.readsBack(cluster, files))
         }
     }
 }
