@@ -91,6 +91,7 @@ struct FaultInjectionTests {
     )
     func diskFillsDuringPut() async throws {
         var options = TestClusterOptions()
+        options.masterClock = ManualClock()  // liveness holds still: a loaded machine makes no server suspect
         let disks = [FillingDisk(budget: 600 << 10), FillingDisk(budget: 600 << 10)]
         options.diskFaults = [0: disks[0], 1: disks[1]]
         try await withTestCluster(options) { cluster in
@@ -111,8 +112,8 @@ struct FaultInjectionTests {
                 _ = try Self.everyChunkFileIsWhole(server)
                 #expect(server.temporaryFiles().isEmpty, "no temporary file left on \(server.id)")
             }
-            // The rest of the cluster still takes a small file once the full disks are avoided
-            // by quorum (two of three servers still have room for it).
+            // The cluster still takes a small file with a quorum of one: the client hands the lead
+            // to the server that has room.
             let fits = try BlobPath("media/fits.bin")
             let small = Self.file(20_000, seed: 12)
             var one = PutOptions()
@@ -125,6 +126,7 @@ struct FaultInjectionTests {
     @Test("one replica answering 503 to its peers: writes reach their quorum and read back identical")
     func replicaAnswering503() async throws {
         var options = TestClusterOptions()
+        options.masterClock = ManualClock()  // liveness holds still: a loaded machine makes no server suspect
         let peers = (0..<3).map { _ in RefusingPeer() }
         options.peerFaults = [0: peers[0], 1: peers[1], 2: peers[2]]
         try await withTestCluster(options) { cluster in
@@ -158,6 +160,7 @@ struct FaultInjectionTests {
     @Test("a slow fsync: the chunk write is acknowledged only after the fsync completes")
     func slowFsync() async throws {
         var options = TestClusterOptions()
+        options.masterClock = ManualClock()  // liveness holds still: a loaded machine makes no server suspect
         let gate = FsyncGate()
         options.diskFaults = [0: gate]
         try await withTestCluster(options) { cluster in
