@@ -101,9 +101,11 @@ struct ChunkServerFaultTests {
 
             // Scrub path: nobody reads the second chunk; the scrubber must find it.
             try flipBit(ids[1])
-            let found = try await Self.eventually(within: .seconds(20)) {
+            // Wait for this chunk's quarantine, not any scrub failure: the scrub may have been the
+            // one to find the first chunk.
+            let found = try await Self.eventually(within: .seconds(60)) {
                 let status = try await client.send(.GET, a, "/v1/status").json(ChunkServerStatus.self)
-                return (status.counters["scrubFailures"] ?? 0) >= 1
+                return (status.counters["scrubFailures"] ?? 0) >= 1 && status.counters["quarantined"] == 2
             }
             #expect(found, "scrub did not find the damaged chunk")
             #expect(!Self.chunkFiles(server).contains { $0.lastPathComponent == ids[1].hex })
