@@ -4,10 +4,8 @@ import Synchronization
 /// A ``ServiceClock`` that moves only when a test says so.
 ///
 /// `advance(by:)` moves the monotonic and the wall reading together and wakes every sleeper
-/// whose deadline has come, earliest first. `waitForSleepers(_:)` returns once that many tasks
-/// sleep on the clock: after an advance, a background loop that went back to sleep has
-/// finished its pass. The same clock can be the metadata database's (``databaseClock``), so
-/// liveness in memory and times in the database move as one.
+/// whose deadline has come, earliest first. The same clock can be the metadata database's
+/// (``databaseClock``), so liveness in memory and times in the database move as one.
 public final class ManualClock: ServiceClock {
     private struct Sleeper {
         var id: UInt64
@@ -36,9 +34,6 @@ public final class ManualClock: ServiceClock {
 
     /// The wall reading as a database clock (`MetadataLocation.withStore(clock:)`).
     public var databaseClock: @Sendable () -> Int64 { { [self] in self.wallMilliseconds } }
-
-    /// How many tasks sleep on the clock now.
-    public var sleeperCount: Int { state.withLock { $0.sleepers.count } }
 
     public func sleep(for duration: Duration) async throws {
         let id = state.withLock { state -> UInt64 in
@@ -82,23 +77,4 @@ public final class ManualClock: ServiceClock {
         }
         for sleeper in due { sleeper.continuation.resume() }
     }
-
-    /// Returns once at least `count` tasks sleep on the clock, or throws after `timeout` of
-    /// real time (a loop that never went back to sleep is a failure, not a hang).
-    public func waitForSleepers(_ count: Int, timeout: Duration = .seconds(30)) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while sleeperCount < count {
-            guard ContinuousClock.now < deadline else {
-                throw ManualClockTimeout(expected: count, sleeping: sleeperCount)
-            }
-            try await Task.sleep(for: .milliseconds(1))
-        }
-    }
-}
-
-/// ``ManualClock/waitForSleepers(_:timeout:)`` gave up.
-public struct ManualClockTimeout: Error, CustomStringConvertible {
-    public var expected: Int
-    public var sleeping: Int
-    public var description: String { "expected \(expected) tasks asleep on the manual clock, \(sleeping) are" }
 }

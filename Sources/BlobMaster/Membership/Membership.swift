@@ -133,7 +133,7 @@ public actor Membership {
 
     var reply: MembershipReply {
         MembershipReply(
-            heartbeatIntervalMilliseconds: Self.milliseconds(policy.heartbeatInterval), ringEpoch: ring?.epoch)
+            heartbeatIntervalMilliseconds: policy.heartbeatInterval.wholeMilliseconds, ringEpoch: ring?.epoch)
     }
 
     /// Adds servers to the ring (a new epoch), as far as the ring can be built: with fewer
@@ -284,9 +284,5 @@ public actor Membership {
                 millisecondsSinceHeartbeat: l.map { (clock.elapsed - $0.lastHeartbeat).wholeMilliseconds })
         }
         return ClusterStatus(ringEpoch: ring?.epoch, replicaCount: replicaCount, servers: servers)
-    }
-
-    static func milliseconds(_ d: Duration) -> Int64 {
-        d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
     }
 }

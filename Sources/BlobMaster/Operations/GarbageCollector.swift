@@ -24,7 +24,7 @@ struct GarbageCollector: Sendable {
         // Marks, acknowledgements and orphan notes are dated by the database clock, which every
         // master shares; the cutoff is too.
         let now = try await store.now()
-        let graceMilliseconds = Membership.milliseconds(grace)
+        let graceMilliseconds = grace.wholeMilliseconds
         let cutoff = now - graceMilliseconds
         var reclaim: [String: ServerReclaim] = [:]
 
@@ -46,7 +46,7 @@ struct GarbageCollector: Sendable {
 
         // Uploads left unfinished: their parts are tombstoned like deleted files.
         var abortedUploads: Int64 = 0
-        let staleBefore = now - Membership.milliseconds(staleUploadAge)
+        let staleBefore = now - staleUploadAge.wholeMilliseconds
         for upload in try await store.uploads(prefix: "", createdBefore: staleBefore, limit: 10_000) {
             abortedUploads += 1
             if !dryRun { try await store.abortUpload(upload.id) }
