@@ -55,11 +55,9 @@ struct BlobctlProcess {
             try await Task.sleep(for: .milliseconds(20))
         }
         if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            try await process.exit(within: .zero)
             throw TestFailure("blobctl \(args.joined(separator: " ")) did not finish within \(timeout)")
         }
-        process.waitUntilExit()
         return Output(
             status: process.terminationStatus,
             stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
@@ -78,4 +76,19 @@ func withTemporaryDirectory<T>(_ body: (URL) async throws -> T) async throws -> 
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: dir) }
     return try await body(dir)
+}
+
+extension Process {
+    /// Waits for the process to exit without blocking a thread of Swift's cooperative pool (a
+    /// blocking `waitUntilExit()` there can starve every other test in the same run). After
+    /// `timeout` it is killed by its PID, and the wait for that is bounded too.
+    func exit(within timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        guard isRunning else { return }
+        kill(processIdentifier, SIGKILL)
+        let killed = ContinuousClock.now + .seconds(10)
+        while isRunning && ContinuousClock.now < killed { try await Task.sleep(for: .milliseconds(20)) }
+        if isRunning { throw TestFailure("process \(processIdentifier) did not exit after SIGKILL") }
+    }
 }

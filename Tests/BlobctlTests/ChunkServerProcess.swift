@@ -71,18 +71,14 @@ final class ChunkServerProcess: @unchecked Sendable {
     func stop(timeout: Duration = .seconds(20)) async throws {
         guard let p = process, p.isRunning else { return }
         Foundation.kill(p.processIdentifier, SIGTERM)
-        let deadline = ContinuousClock.now + timeout
-        while p.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        if p.isRunning { Foundation.kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
+        try await p.exit(within: timeout)
         process = nil
     }
 
     /// SIGKILL: no chance to clean up, as in a crash or power cut of the process.
     func kill() async throws {
         guard let p = process else { return }
-        if p.isRunning { Foundation.kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
+        try await p.exit(within: .zero)
         process = nil
     }
 

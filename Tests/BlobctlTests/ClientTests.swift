@@ -341,8 +341,7 @@ struct ClientTests {
                 return status.chunkCount >= 24 || !process.isRunning
             }
             #expect(started && process.isRunning, "the put was still running when killed")
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            try await process.exit(within: .zero)
             let rerun = try await cluster.put(local, "big.bin")
             let total = rerun["chunks"] as? Int ?? 0
             let sent = rerun["new_chunks"] as? Int ?? Int.max
@@ -489,21 +488,22 @@ struct ClientTests {
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
         process.arguments = ["-c", script] + arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let deadline = ContinuousClock.now + .seconds(60)
-        while process.isRunning {
-            guard ContinuousClock.now < deadline else {
-                process.terminate()
-                throw TestFailure("bash -c \(script) did not finish in 60 s")
-            }
-            try await Task.sleep(for: .milliseconds(20))
+        // Output goes to files, not pipes: a child that fills a pipe nobody reads never exits.
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("shell-out-\(UUID().uuidString)")
+        let err = FileManager.default.temporaryDirectory.appendingPathComponent("shell-err-\(UUID().uuidString)")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+        defer {
+            try? FileManager.default.removeItem(at: out)
+            try? FileManager.default.removeItem(at: err)
         }
-        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.standardOutput = try FileHandle(forWritingTo: out)
+        process.standardError = try FileHandle(forWritingTo: err)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        try await process.exit(within: .seconds(60))
+        let stdout = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
+        let stderr = (try? String(contentsOf: err, encoding: .utf8)) ?? ""
         return (process.terminationStatus, stdout, stderr)
     }
 

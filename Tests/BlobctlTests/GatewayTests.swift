@@ -41,18 +41,25 @@ struct GatewayTests {
             guard ok, process.isRunning else { throw TestFailure("the gateway did not start") }
         }
 
-        func stop() {
+        /// SIGTERM, then SIGKILL if it has not exited within 20 s.
+        func stop() async throws {
             if process.isRunning { kill(process.processIdentifier, SIGTERM) }
-            process.waitUntilExit()
+            try await process.exit(within: .seconds(20))
         }
     }
 
     static func withGateway<T>(_ body: (OperationsTests.Cluster, Gateway) async throws -> T) async throws -> T {
         try await OperationsTests.withCluster(servers: 3) { cluster in
             let gateway = try Gateway(master: cluster.master.address, secretFile: cluster.secretFile, dir: cluster.dir)
-            defer { gateway.stop() }
-            try await gateway.waitUntilListening(cluster.dir)
-            return try await body(cluster, gateway)
+            do {
+                try await gateway.waitUntilListening(cluster.dir)
+                let result = try await body(cluster, gateway)
+                try await gateway.stop()
+                return result
+            } catch {
+                try? await gateway.stop()
+                throw error
+            }
         }
     }
 
@@ -74,10 +81,7 @@ struct GatewayTests {
         p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
         p.arguments = ["-s", "--max-time", "60", "-D", headersFile.path, "-o", bodyFile.path] + args + [url]
         try p.run()
-        let deadline = ContinuousClock.now + .seconds(70)
-        while p.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
-        if p.isRunning { p.terminate() }
-        p.waitUntilExit()
+        try await p.exit(within: .seconds(70))
         let text = (try? String(contentsOf: headersFile, encoding: .utf8)) ?? ""
         var status = 0
         var headers: [String: String] = [:]
@@ -190,10 +194,7 @@ struct GatewayTests {
         p.standardError = mergeErrors ? handle : FileHandle.nullDevice
         p.standardInput = FileHandle.nullDevice
         try p.run()
-        let deadline = ContinuousClock.now + timeout
-        while p.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        if p.isRunning { p.terminate() }
-        p.waitUntilExit()
+        try await p.exit(within: timeout)
         try handle.close()
         return (p.terminationStatus, (try? String(contentsOf: out, encoding: .utf8)) ?? "")
     }

@@ -19,14 +19,15 @@ enum PostgresTestDatabase {
         return components
     }
 
-    static func tool(_ name: String, _ args: [String]) throws {
+    static func tool(_ name: String, _ args: [String]) async throws {
         let server = try server()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "\(bin)/\(name)")
         process.arguments =
             ["-h", server.host ?? "127.0.0.1", "-p", "\(server.port ?? 5432)", "-U", server.user ?? "postgres"] + args
+        process.standardInput = FileHandle.nullDevice
         try process.run()
-        process.waitUntilExit()
+        try await process.exit(within: .seconds(60))
         guard process.terminationStatus == 0 else {
             throw TestFailure("\(name) \(args) failed with \(process.terminationStatus)")
         }
@@ -36,10 +37,16 @@ enum PostgresTestDatabase {
     static func with<T>(_ body: (String) async throws -> T) async throws -> T {
         let server = try server()
         let name = "blobe2e_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
-        try tool("createdb", [name])
-        defer { try? tool("dropdb", ["--force", name]) }
-        return try await body(
-            "postgres://\(server.user ?? "postgres")@\(server.host ?? "127.0.0.1"):\(server.port ?? 5432)/\(name)")
+        try await tool("createdb", [name])
+        do {
+            let result = try await body(
+                "postgres://\(server.user ?? "postgres")@\(server.host ?? "127.0.0.1"):\(server.port ?? 5432)/\(name)")
+            try await tool("dropdb", ["--force", name])
+            return result
+        } catch {
+            try? await tool("dropdb", ["--force", name])
+            throw error
+        }
     }
 }
 
