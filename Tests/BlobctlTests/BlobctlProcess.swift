@@ -92,3 +92,14 @@ extension Process {
         if isRunning { throw TestFailure("process \(processIdentifier) did not exit after SIGKILL") }
     }
 }
+
+/// Runs CPU- or disk-heavy synchronous work (generating hundreds of MiB of test data) on a
+/// thread of its own: on Swift's cooperative pool (two threads here) it would starve every
+/// in-process server of the same test run for seconds.
+func offCooperativePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result { try work() }) }
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+}

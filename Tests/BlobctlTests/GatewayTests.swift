@@ -102,7 +102,7 @@ struct GatewayTests {
             #expect(try await cluster.run(["bucket", "create", "public", "--public-read"]).status == 0)
             #expect(try await cluster.run(["bucket", "create", "private"]).status == 0)
             let local = cluster.dir.appendingPathComponent("video.mp4")
-            try ClientTests.makeFile(local, byteCount: 6 << 20, seed: 2100)
+            try await ClientTests.makeFile(local, byteCount: 6 << 20, seed: 2100)
             let bytes = try Data(contentsOf: local)
             try await cluster.put(local, "public/video.mp4", chunkSize: "256K")
             try await cluster.put(local, "private/video.mp4", chunkSize: "256K")

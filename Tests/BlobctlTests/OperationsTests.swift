@@ -46,7 +46,7 @@ struct OperationsTests {
             defer { try? FileManager.default.removeItem(at: local) }
             let out = try await run(["get", path, local.path])
             guard out.status == 0 else { throw TestFailure("get \(path) failed: \(out.stderr)") }
-            return try ClientTests.sameBytes(local, original)
+            return try await ClientTests.sameBytes(local, original)
         }
 
         /// A new chunk server process pointed at this master (stopped by the caller).
@@ -176,7 +176,7 @@ struct OperationsTests {
             var files: [(String, URL)] = []
             for i in 0..<6 {
                 let local = cluster.dir.appendingPathComponent("big-\(i)")
-                try ClientTests.makeFile(local, byteCount: 8 << 20, seed: 500 + UInt64(i))
+                try await ClientTests.makeFile(local, byteCount: 8 << 20, seed: 500 + UInt64(i))
                 try await cluster.put(local, "media/big-\(i)", chunkSize: "32K")
                 files.append(("media/big-\(i)", local))
             }
@@ -243,7 +243,7 @@ struct OperationsTests {
             var files: [(String, URL)] = []
             for i in 0..<4 {
                 let local = cluster.dir.appendingPathComponent("big-\(i)")
-                try ClientTests.makeFile(local, byteCount: 8 << 20, seed: 700 + UInt64(i))
+                try await ClientTests.makeFile(local, byteCount: 8 << 20, seed: 700 + UInt64(i))
                 try await cluster.put(local, "media/big-\(i)")
                 files.append(("media/big-\(i)", local))
             }
