@@ -12,6 +12,8 @@ struct ChunkRoutes: Sendable {
     let signer: RequestSigner
     let serverID: String
     let addressBox: AddressBox
+    /// Refuses copies and deletes from a replaced leader.
+    let terms: LeaderTermGuard
     var address: String { addressBox.current }
 
     func register(on routes: AuthenticatedRoutes) {
@@ -200,6 +202,7 @@ struct ChunkRoutes: Sendable {
 
     func delete(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let id = try chunkID(context)
+        try terms.admit(request.headers[HTTPField.Name(LeaderTermGuard.header)!])
         let unlessWrittenAfter = try request.uri.queryParameters.get("unless-written-after").map { text in
             guard let value = Int64(text) else {
                 throw BlobError(
@@ -219,6 +222,7 @@ struct ChunkRoutes: Sendable {
     /// is quarantined and the copy refused, so a bad replica never spreads.
     func copy(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let id = try chunkID(context)
+        try terms.admit(request.headers[HTTPField.Name(LeaderTermGuard.header)!])
         let body = try await decodeJSONBody(ChunkCopyRequest.self, from: request, maxByteCount: 1 << 16)
         let targets = try ReplicationForwarder.parseTargets(body.targets.joined(separator: ","))
         guard !targets.isEmpty, !targets.contains(address) else {

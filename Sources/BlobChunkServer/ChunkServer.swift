@@ -67,7 +67,8 @@ public struct ChunkServer: Sendable {
             storage: storage,
             forwarder: ReplicationForwarder(
                 transport: transport, signer: signer, timeout: configuration.forwardTimeout),
-            signer: signer, serverID: serverID, addressBox: box)
+            signer: signer, serverID: serverID, addressBox: box,
+            terms: LeaderTermGuard(dataDirectory: configuration.dataDirectory))
         let inFlight = InFlightCounter<ClusterRequestContext>()
         let router = Self.makeRouter(routes: routes, signer: signer, inFlight: inFlight).router
         let configuration = self.configuration

@@ -31,7 +31,8 @@ struct ChunkServerRouteAuthenticationTests {
             storage: storage,
             forwarder: ReplicationForwarder(
                 transport: HTTPPeerTransport(client: client), signer: signer, timeout: .seconds(5)),
-            signer: signer, serverID: serverID, addressBox: AddressBox("127.0.0.1:1"))
+            signer: signer, serverID: serverID, addressBox: AddressBox("127.0.0.1:1"),
+            terms: LeaderTermGuard(dataDirectory: dir.path))
         let routes = ChunkServer.makeRouter(routes: chunkRoutes, signer: signer, inFlight: InFlightCounter())
         let failures = try await RouteAuthenticationCheck.failures(
             of: routes, signer: signer, parameters: ["id": ChunkID(hashing: Array("absent".utf8)).hex])

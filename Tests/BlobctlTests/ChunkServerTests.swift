@@ -193,8 +193,24 @@ struct ChunkServerTests {
             let clientDelete = try await client.send(.DELETE, a, path)
             #expect(clientDelete.status == 403)
             #expect(try await client.send(.GET, a, path).status == 200)
-            #expect(try await client.send(.DELETE, a, path, role: .master).status == 204)
+            // A master's delete must carry the leader's term; a lower term than one seen is refused.
+            let unfenced = try await client.send(.DELETE, a, path, role: .master)
+            let unfencedReason = try unfenced.json(ErrorBody.self).reason
+            #expect(unfenced.status == 400 && unfencedReason == "leader.termMissing")
+            let term = LeaderTermGuardHeader.name
+            #expect(try await client.send(.DELETE, a, path, role: .master, headers: [(term, "5")]).status == 204)
             #expect(try await client.send(.GET, a, path).status == 404)
+            #expect(try await client.send(.PUT, a, path, body: frame).status == 201)
+            let stale = try await client.send(.DELETE, a, path, role: .master, headers: [(term, "4")])
+            let staleReason = try stale.json(ErrorBody.self).reason
+            #expect(stale.status == 409 && staleReason == "leader.staleTerm")
+            #expect(try await client.send(.GET, a, path).status == 200, "a stale leader's delete did nothing")
+            #expect(try await client.send(.DELETE, a, path, role: .master, headers: [(term, "5")]).status == 204)
         }
     }
+}
+
+/// The header a leader's commands carry its term in (the chunk server's `LeaderTermGuard`).
+enum LeaderTermGuardHeader {
+    static let name = "x-blob-leader-term"
 }

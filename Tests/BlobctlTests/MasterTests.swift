@@ -140,7 +140,10 @@ struct MasterTests {
                 }, "the master learned all three replicas from the servers' reports")
             // A deletion on one server is reported too: the chunk is no longer fully present.
             #expect(
-                try await client.send(.DELETE, servers[2].address, "/v1/chunks/\(id.hex)", role: .master).status == 204)
+                try await client.send(
+                    .DELETE, servers[2].address, "/v1/chunks/\(id.hex)", role: .master,
+                    headers: [(LeaderTermGuardHeader.name, "1")]
+                ).status == 204)
             #expect(
                 try await ChunkServerFaultTests.eventually(within: .seconds(10)) {
                     let reply = try await Self.post(client, master, "/v1/placement", ask).json(PlacementReply.self)

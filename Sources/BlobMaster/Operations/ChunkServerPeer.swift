@@ -62,6 +62,11 @@ struct ChunkServerPeer: Sendable {
     ) async throws -> [UInt8] {
         var request = HTTPClientRequest(url: "http://\(address)\(pathAndQuery)")
         request.method = .init(rawValue: method)
+        // Leader work carries its term; a leader past its own deadline sends nothing more.
+        if let fence = LeaderFence.current {
+            try await fence.check()
+            request.headers.add(name: "x-blob-leader-term", value: "\(fence.term.term)")
+        }
         request.headers.add(
             name: "Authorization",
             value: signer.token(
