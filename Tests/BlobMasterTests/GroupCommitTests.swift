@@ -106,4 +106,58 @@ struct GroupCommitTests {
             await #expect(throws: BlobError.self) { try await queue.commit(once, recording: [:]) }
         }
     }
+
+    @Test(
+        "a commit sent again under its request id returns its first version: alone, in a group, racing itself",
+        arguments: Backend.allCases)
+    func requestIDs(backend: Backend) async throws {
+        try await MetadataTesting.withStore(backend) { store, _ in
+            var manifest = try await MetadataTesting.upload(store, "r/alone", sizes: [1000])
+            manifest.requestID = "req-alone"
+            let first = try await store.commit(manifest)
+            let again = try await store.commit(manifest)
+            #expect(again == first)
+            // A later commit of the same path without that id is a new version.
+            var other = manifest
+            other.requestID = "req-other"
+            #expect(try await store.commit(other).version == 2)
+            #expect(try await store.commit(manifest).version == 1, "still the version its request made")
+
+            var grouped: [ManifestCommit] = []
+            for i in 0..<4 {
+                var m = try await MetadataTesting.upload(store, "r/group\(i)", sizes: [500 + i], seed: UInt64(10 + i))
+                m.requestID = "req-group-\(i)"
+                grouped.append(m)
+            }
+            let firstGroup = try await store.commitGroup(grouped).map { try $0.get() }
+            // The retry of the group, with one new commit in it.
+            var retry = grouped
+            var fresh = try await MetadataTesting.upload(store, "r/fresh", sizes: [700], seed: 30)
+            fresh.requestID = "req-fresh"
+            retry.append(fresh)
+            let secondGroup = try await store.commitGroup(retry).map { try $0.get() }
+            #expect(Array(secondGroup.prefix(4)) == firstGroup)
+            #expect(secondGroup[4].version == 1)
+
+            // Eight copies of one commit at once: one version.
+            var racing = try await MetadataTesting.upload(store, "r/race", sizes: [900], seed: 40)
+            racing.requestID = "req-race"
+            let racer = racing
+            let results = try await withThrowingTaskGroup(of: FileVersion.self) { group in
+                for _ in 0..<8 { group.addTask { try await store.commit(racer) } }
+                return try await group.reduce(into: [FileVersion]()) { $0.append($1) }
+            }
+            #expect(Set(results.map(\.version)) == [1])
+            for path in ["r/alone", "r/group0", "r/race", "r/fresh"] {
+                let count = try await store.database.rows(
+                    "SELECT COUNT(*) FROM versions WHERE path = ?", [.blob(try BlobPath(path))]
+                ).first?.int(0)
+                #expect(count == (path == "r/alone" ? 2 : 1), "\(path)")
+            }
+            // A malformed request id is refused before anything is written.
+            var bad = manifest
+            bad.requestID = "has space"
+            await #expect(throws: BlobError.self) { try await store.commit(bad) }
+        }
+    }
 }

@@ -37,6 +37,11 @@ public struct ManifestCommit: Codable, Sendable, Hashable {
     /// bucket deleted meanwhile never ends up holding an object. Nil for plain paths.
     public var bucket: String?
 
+    /// The writer's id for this commit (at most 128 printable ASCII characters, e.g. a UUID):
+    /// a commit sent again after its reply was lost, to any master, returns the version the
+    /// first one made instead of making a second. Nil: no such protection.
+    public var requestID: String?
+
     /// The user's part of ``metadata`` (names not starting with ':'), as S3 allows.
     public static let maxMetadataByteCount = 2048
     /// All of ``metadata``, attributes included.
@@ -45,8 +50,9 @@ public struct ManifestCommit: Codable, Sendable, Hashable {
     public init(
         path: BlobPath, size: Int64, contentType: String, sha256: String, chunks: [ManifestEntry],
         acknowledgements: [ReplicaAcknowledgement]? = nil, metadata: [String: String]? = nil,
-        precondition: WritePrecondition? = nil, bucket: String? = nil
+        precondition: WritePrecondition? = nil, bucket: String? = nil, requestID: String? = nil
     ) {
+        self.requestID = requestID
         self.bucket = bucket
         self.metadata = metadata
         self.precondition = precondition
@@ -76,6 +82,14 @@ public struct ManifestCommit: Codable, Sendable, Hashable {
     public func validate(maxChunks: Int) throws(BlobError) {
         guard size >= 0 else {
             throw BlobError(.invalidArgument, reason: "manifest.size", "file size \(size) is negative")
+        }
+        if let requestID {
+            guard (1...128).contains(requestID.utf8.count), requestID.utf8.allSatisfy({ (0x21...0x7E).contains($0) })
+            else {
+                throw BlobError(
+                    .invalidArgument, reason: "manifest.requestID",
+                    "a request id is 1 to 128 printable ASCII characters without spaces (a UUID, for example)")
+            }
         }
         guard chunks.count <= maxChunks else {
             throw BlobError(

@@ -35,8 +35,21 @@ extension MetadataStore {
             for (server, reports) in replicas.sorted(by: { $0.key < $1.key }) {
                 try await Self.recordReplicas(reports, on: server, in: tx)
             }
+            // Retried commits whose first attempt committed: answered with that version.
+            var files: [Int: FileVersion] = [:]
+            let requests = manifests.indices.compactMap { failures[$0] == nil ? manifests[$0].requestID : nil }
+            if !requests.isEmpty {
+                let done = try await Self.committed(byRequests: requests, in: tx)
+                for (i, manifest) in manifests.enumerated() {
+                    if let id = manifest.requestID, let file = done[id] {
+                        files[i] = file
+                        failures[i] = nil
+                    }
+                }
+            }
+            func pending(_ i: Int) -> Bool { failures[i] == nil && files[i] == nil }
             // Buckets: held FOR SHARE, as a single commit holds its bucket.
-            let names = Set(manifests.indices.compactMap { failures[$0] == nil ? manifests[$0].bucket : nil }).sorted()
+            let names = Set(manifests.indices.compactMap { pending($0) ? manifests[$0].bucket : nil }).sorted()
             var buckets: Set<String> = []
             for row in try await Self.batched(
                 names,
@@ -48,7 +61,7 @@ extension MetadataStore {
             {
                 buckets.insert(try row.text(0))
             }
-            for (i, manifest) in manifests.enumerated() where failures[i] == nil {
+            for (i, manifest) in manifests.enumerated() where pending(i) {
                 if let bucket = manifest.bucket, !buckets.contains(bucket) {
                     failures[i] = BlobError(
                         .notFound, reason: "bucket.notFound", "no bucket \(bucket); create it first")
@@ -56,20 +69,19 @@ extension MetadataStore {
             }
             // Chunks: one read of every chunk the group names, held FOR SHARE.
             let known = try await Self.commitFacts(
-                of: manifests.indices.filter { failures[$0] == nil }.flatMap { manifests[$0].chunks.map(\.chunkID) },
+                of: manifests.indices.filter(pending).flatMap { manifests[$0].chunks.map(\.chunkID) },
                 in: tx)
             var storedBytes: [Int: Int64] = [:]
-            for (i, manifest) in manifests.enumerated() where failures[i] == nil {
+            for (i, manifest) in manifests.enumerated() where pending(i) {
                 do { storedBytes[i] = try Self.storedBytes(of: manifest, known: known) } catch let error as BlobError {
                     failures[i] = error
                 }
             }
             if allOrNone, let first = failures.min(by: { $0.key < $1.key }) { throw first.value }
-            let live = manifests.indices.filter { failures[$0] == nil }.sorted {
+            let live = manifests.indices.filter(pending).sorted {
                 Array(manifests[$0].path.value.utf8).lexicographicallyPrecedes(Array(manifests[$1].path.value.utf8))
             }
             var versions: [String: Int64] = [:]
-            var files: [Int: FileVersion] = [:]
             if !live.isEmpty {
                 // Version numbers: one upsert for every path of the group, in path order.
                 _ = try await Self.batched(live) { batch -> [Int] in
@@ -177,13 +189,15 @@ extension MetadataStore {
                     .blob(file.path), .integer(file.version), .integer(file.size), .text(file.contentType),
                     .text(file.sha256), .integer(file.createdAtMilliseconds), .integer(file.storedBytes),
                     .int(file.chunkCount), .text(encodeMetadata(manifest.metadata)),
+                    manifest.requestID.map { .text($0) } ?? .null,
                 ]
             }
-            let values = Array(repeating: "(?, ?, ?, ?, ?, ?, 0, ?, ?, ?)", count: batch.count).joined(separator: ", ")
+            let values = Array(repeating: "(?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)", count: batch.count).joined(
+                separator: ", ")
             for row in try await tx.rows(
                 """
                 INSERT INTO versions (path, version, size, content_type, sha256, created_ms, deleted, stored_bytes,
-                                      chunk_count, metadata)
+                                      chunk_count, metadata, request_id)
                 VALUES \(values) RETURNING id, path
                 """, arguments)
             {

@@ -80,12 +80,40 @@ extension MetadataStore {
         _ manifest: ManifestCommit, recording replicas: [String: [ReplicaReport]] = [:]
     ) async throws -> FileVersion {
         try manifest.validate(maxChunks: Self.maxManifestChunks)
-        return try await write { tx in
-            for (server, reports) in replicas.sorted(by: { $0.key < $1.key }) {
-                try await Self.recordReplicas(reports, on: server, in: tx)
+        do {
+            return try await write { tx in
+                for (server, reports) in replicas.sorted(by: { $0.key < $1.key }) {
+                    try await Self.recordReplicas(reports, on: server, in: tx)
+                }
+                return try await Self.commit(manifest, in: tx).file
             }
-            return try await Self.commit(manifest, in: tx).file
+        } catch  where manifest.requestID != nil && database.isUniqueViolation(error) {
+            // The same request committed concurrently (a retry racing its first attempt at
+            // another master): that one's version is the answer.
+            guard let requestID = manifest.requestID,
+                let file = try await database.read({ tx in try await Self.committed(byRequests: [requestID], in: tx) })[
+                    requestID]
+            else { throw error }
+            return file
         }
+    }
+
+    /// Versions already committed under these request ids (a retried commit), by request id.
+    static func committed(
+        byRequests requestIDs: [String], in tx: any SQLTransaction
+    ) async throws -> [String: FileVersion] {
+        var found: [String: FileVersion] = [:]
+        for row in try await batched(
+            Array(Set(requestIDs)),
+            { batch in
+                try await tx.rows(
+                    "SELECT \(versionColumns), request_id FROM versions WHERE request_id IN "
+                        + SQLStatement.placeholders(batch.count), batch.map { .text($0) })
+            })
+        {
+            found[try row.text(row.values.count - 1)] = try fileVersion(row)
+        }
+        return found
     }
 
     /// Commits many manifests in one transaction (imports, benchmarks' bulk loads): all or none.
@@ -124,6 +152,12 @@ extension MetadataStore {
         _ manifest: ManifestCommit, in tx: any SQLTransaction
     ) async throws -> (file: FileVersion, id: Int64) {
         let dialect = tx.dialect
+        if let requestID = manifest.requestID,
+            let row = try await tx.row(
+                "SELECT \(versionColumns), id FROM versions WHERE request_id = ?", [.text(requestID)])
+        {
+            return (try fileVersion(row), try row.int(row.values.count - 1))
+        }
         // A part of an upload that was completed or aborted meanwhile would never be collected;
         // the shared lock keeps the upload from completing or aborting until this commit ends.
         let parts = MultipartUpload.partsRoot + "/"
@@ -150,13 +184,14 @@ extension MetadataStore {
             let inserted = try await tx.row(
                 """
                 INSERT INTO versions (path, version, size, content_type, sha256, created_ms, deleted,
-                                      stored_bytes, chunk_count, metadata)
-                VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?) RETURNING id
+                                      stored_bytes, chunk_count, metadata, request_id)
+                VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?) RETURNING id
                 """,
                 [
                     .blob(path), .integer(version), .integer(manifest.size), .text(manifest.contentType),
                     .text(manifest.sha256),
                     .integer(now), .integer(storedBytes), .int(manifest.chunks.count), .text(metadata),
+                    manifest.requestID.map { .text($0) } ?? .null,
                 ])
         else {
             throw BlobError(.internal, reason: "metadata.version", "no row id was returned for a new version")
