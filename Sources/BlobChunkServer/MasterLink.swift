@@ -5,11 +5,16 @@ import Foundation
 import Logging
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 
 /// The chunk server's side of the membership protocol, in one place: register with the master,
 /// then heartbeat at the interval it asks for; register again when it forgets us. Failures are
 /// logged and retried with capped exponential backoff and jitter; the loop ends on graceful
 /// shutdown.
+///
+/// With several masters (`masterURL` lists them, comma-separated) the server talks to one at a
+/// time, chosen by its id so servers spread over them, and moves to the next when that one
+/// does not answer: every master shares what it is told through the database.
 struct MasterLink: Service {
     let masterURL: String
     let client: HTTPClient
@@ -148,8 +153,43 @@ struct MasterLink: Service {
         return try JSONDecoder().decode(MembershipReply.self, from: data)
     }
 
+    /// The masters, and which one is asked first.
+    var masterURLs: [String] { masterURL.split(separator: ",").map(String.init) }
+    let current = Current()
+
+    final class Current: Sendable {
+        private let index = Mutex<Int?>(nil)
+        func get(_ initial: () -> Int) -> Int { index.withLock { value in value ?? initial() } }
+        func set(_ value: Int) { index.withLock { $0 = value } }
+    }
+
+    /// Sends to the current master; when it cannot be reached or answers 5xx, to the others in
+    /// turn (each once). Every request here is safe to repeat: registrations, heartbeats and
+    /// reports record facts.
     func request<Body: Encodable>(_ path: String, _ body: Body) async throws -> Data {
-        var request = HTTPClientRequest(url: masterURL + path)
+        let urls = masterURLs
+        let start = current.get { serverID.utf8.reduce(0) { $0 &+ Int($1) } % max(urls.count, 1) }
+        var lastError: any Error = BlobError(.unavailable, reason: "master.none", "no master to send to")
+        for step in 0..<urls.count {
+            let index = (start + step) % urls.count
+            do {
+                let data = try await request(urls[index], path, body)
+                if step > 0 {
+                    current.set(index)
+                    logger.info("heartbeats go to another master", metadata: ["peer.id": "\(urls[index])"])
+                }
+                return data
+            } catch let error as BlobError where error.code != .unavailable && error.code != .notLeader {
+                throw error
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError
+    }
+
+    func request<Body: Encodable>(_ url: String, _ path: String, _ body: Body) async throws -> Data {
+        var request = HTTPClientRequest(url: url + path)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(
@@ -158,7 +198,14 @@ struct MasterLink: Service {
                 role: .server, method: "POST", pathAndQuery: path,
                 expiry: Int64(Date().timeIntervalSince1970) + RequestSigner.defaultLifetimeSeconds))
         request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
-        let response = try await client.execute(request, timeout: .seconds(30))
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(request, timeout: .seconds(masterURLs.count > 1 ? 10 : 30))
+        } catch {
+            throw BlobError(
+                .unavailable, reason: "master.unreachable", "cannot reach the master at \(url): \(error)",
+                underlying: error)
+        }
         let data = Data(buffer: try await response.body.collect(upTo: 4 << 20))
         guard (200..<300).contains(response.status.code) else {
             if let error = try? JSONDecoder().decode(ErrorBody.self, from: data) { throw error.error }

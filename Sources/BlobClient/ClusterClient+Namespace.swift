@@ -1,4 +1,5 @@
 public import BlobCore
+import Foundation
 
 /// The master's namespace and cluster queries (docs/api.md, "Master").
 extension ClusterClient {
@@ -34,18 +35,26 @@ extension ClusterClient {
     }
 
     func place(_ chunks: [PlacementRequestEntry]) async throws -> PlacementReply {
-        try await master("POST", "/v1/placement", body: PlacementRequest(chunks: chunks), as: PlacementReply.self)
+        // A placement changes nothing: safe to ask again.
+        try await master(
+            "POST", "/v1/placement", body: PlacementRequest(chunks: chunks), as: PlacementReply.self, idempotent: true)
     }
 
     func acknowledge(_ acks: [ReplicaAcknowledgement]) async throws {
-        try await masterNoReply("POST", "/v1/replicas", body: ReplicaAcknowledgements(chunks: acks))
+        // Recording a fact twice records it once.
+        try await masterNoReply("POST", "/v1/replicas", body: ReplicaAcknowledgements(chunks: acks), idempotent: true)
     }
 
+    /// Commits under a request id (a new one unless the manifest has one), so a commit sent
+    /// again after a lost reply, to any master, returns the version the first one made.
     func commit(_ manifest: ManifestCommit) async throws -> FileVersion {
-        try await master("POST", "/v1/files", body: manifest, as: FileVersion.self)
+        var manifest = manifest
+        if manifest.requestID == nil { manifest.requestID = UUID().uuidString.lowercased() }
+        return try await master("POST", "/v1/files", body: manifest, as: FileVersion.self, idempotent: true)
     }
 
     func reportSuspect(_ replicas: [SuspectReplica]) async throws {
-        try await masterNoReply("POST", "/v1/replicas/suspect", body: SuspectReplicas(replicas: replicas))
+        try await masterNoReply(
+            "POST", "/v1/replicas/suspect", body: SuspectReplicas(replicas: replicas), idempotent: true)
     }
 }

@@ -2,15 +2,22 @@ import AsyncHTTPClient
 import BlobCore
 import Foundation
 import NIOCore
+import Synchronization
 
 /// Where a cluster is and how to sign requests to it.
 public struct ClusterAddress: Sendable, Hashable {
-    /// `http://HOST:PORT` of the master.
-    public var masterURL: String
+    /// `http://HOST:PORT` of each master.
+    public var masterURLs: [String]
     public var secret: [UInt8]
 
+    /// The masters as given: one URL, or several separated by commas.
+    public var masterURL: String { masterURLs.joined(separator: ",") }
+
+    /// `masterURL`: one master's URL, or several separated by commas.
     public init(masterURL: String, secret: [UInt8]) {
-        self.masterURL = masterURL
+        self.masterURLs = masterURL.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+            !$0.isEmpty
+        }
         self.secret = secret
     }
 }
@@ -21,14 +28,25 @@ public final class ClusterClient: Sendable {
     public let address: ClusterAddress
     let signer: RequestSigner
     let http: HTTPClient
-    /// Deadline of one master request.
-    let masterTimeout: TimeAmount = .seconds(60)
+    /// Deadline of one master request: with several masters, short enough that a master that
+    /// stopped answering (paused, partitioned) costs one wait before the next is asked.
+    let masterTimeout: TimeAmount
+    /// Where the next master request starts, so requests spread over the masters.
+    private let nextMaster = Atomic<Int>(Int.random(in: 0..<1024))
+    /// Rounds over every master before a request gives up, and the pause after each round.
+    static let masterRounds = 4
+    static func roundPause(_ round: Int) -> Duration { .milliseconds(200 << min(round, 4)) }
     /// Deadline of one chunk transfer (a 16 MiB frame over a slow link still fits).
     let chunkTimeout: TimeAmount = .seconds(120)
 
     /// A client with its own connection pool; call ``shutdown()`` when done.
     public init(address: ClusterAddress) throws {
+        guard !address.masterURLs.isEmpty else {
+            throw BlobError(
+                .invalidArgument, reason: "master.none", "no master URL given; pass --master http://HOST:PORT")
+        }
         self.address = address
+        masterTimeout = address.masterURLs.count > 1 ? .seconds(15) : .seconds(60)
         signer = try RequestSigner(secret: address.secret)
         var configuration = HTTPClient.Configuration()
         configuration.timeout.connect = .seconds(2)
@@ -45,9 +63,9 @@ public final class ClusterClient: Sendable {
     /// A signed JSON request to the master; decodes the reply as `Reply`.
     func master<Reply: Decodable>(
         _ method: String, _ pathAndQuery: String, body: (some Encodable)? = Optional<Int>.none,
-        as: Reply.Type
+        as: Reply.Type, idempotent: Bool? = nil
     ) async throws -> Reply {
-        let bytes = try await masterBytes(method, pathAndQuery, body: body)
+        let bytes = try await masterBytes(method, pathAndQuery, body: body, idempotent: idempotent)
         do {
             return try JSONDecoder().decode(Reply.self, from: Data(bytes))
         } catch {
@@ -59,34 +77,95 @@ public final class ClusterClient: Sendable {
     }
 
     /// A signed request to the master that answers no body (204).
-    func masterNoReply(_ method: String, _ pathAndQuery: String, body: some Encodable) async throws {
-        _ = try await masterBytes(method, pathAndQuery, body: body)
+    func masterNoReply(
+        _ method: String, _ pathAndQuery: String, body: some Encodable, idempotent: Bool? = nil
+    ) async throws {
+        _ = try await masterBytes(method, pathAndQuery, body: body, idempotent: idempotent)
     }
 
-    func masterBytes(_ method: String, _ pathAndQuery: String, body: (some Encodable)?) async throws -> [UInt8] {
-        var request = HTTPClientRequest(url: address.masterURL + pathAndQuery)
+    /// A signed request to the masters. It starts at the next master in turn and fails over to
+    /// the others on a refused connection, on a 503 (`unavailable`, `notLeader`: the master did
+    /// nothing) and, for a request that is safe to repeat (`idempotent`; GET and HEAD always
+    /// are), on a timeout or a connection lost mid-request; bounded rounds, with a pause after
+    /// each. Any other answer (a 4xx, say) is the answer.
+    func masterBytes(
+        _ method: String, _ pathAndQuery: String, body: (some Encodable)?, idempotent: Bool? = nil
+    ) async throws -> [UInt8] {
+        let urls = address.masterURLs
+        let repeatable = idempotent ?? (method == "GET" || method == "HEAD")
+        let payload = try body.map { try JSONEncoder().encode($0) }
+        let first = nextMaster.add(1, ordering: .relaxed).oldValue
+        let rounds = urls.count > 1 ? Self.masterRounds : 1
+        var lastError: BlobError?
+        for round in 0..<rounds {
+            for step in 0..<urls.count {
+                let url = urls[(first + step) % urls.count]
+                switch await masterAttempt(url, method, pathAndQuery, payload) {
+                case .answered(let bytes):
+                    return bytes
+                case .refused(let error):
+                    throw error
+                case .notSent(let error):
+                    lastError = error
+                case .unknownOutcome(let error):
+                    guard repeatable else { throw error }
+                    lastError = error
+                }
+            }
+            if round + 1 < rounds { try await Task.sleep(for: Self.roundPause(round)) }
+        }
+        throw lastError
+            ?? BlobError(.unavailable, reason: "master.unreachable", "no master answered \(method) \(pathAndQuery)")
+    }
+
+    enum MasterOutcome {
+        /// A 2xx answer.
+        case answered([UInt8])
+        /// An answer that is the request's outcome (a 4xx, or a 5xx other than 503).
+        case refused(BlobError)
+        /// The master did nothing: the connection was refused, or it answered 503.
+        case notSent(BlobError)
+        /// The request may or may not have been carried out (a timeout, a lost connection).
+        case unknownOutcome(BlobError)
+    }
+
+    private func masterAttempt(
+        _ url: String, _ method: String, _ pathAndQuery: String, _ payload: Data?
+    ) async -> MasterOutcome {
+        var request = HTTPClientRequest(url: url + pathAndQuery)
         request.method = .RAW(value: method)
         request.headers.add(name: "Authorization", value: token(method: method, pathAndQuery: pathAndQuery))
-        if let body {
+        if let payload {
             request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
+            request.body = .bytes(ByteBuffer(bytes: payload))
         }
-        let response: HTTPClientResponse
+        let bytes: [UInt8]
+        let status: UInt
         do {
-            response = try await http.execute(request, timeout: masterTimeout)
+            let response = try await http.execute(request, timeout: masterTimeout)
+            status = response.status.code
+            bytes = Array(try await response.body.collect(upTo: 256 << 20).readableBytesView)
         } catch {
-            throw BlobError(
+            let failure = BlobError(
                 .unavailable, reason: "master.unreachable",
-                "cannot reach the master at \(address.masterURL) (\(Self.describe(error))); start a local "
+                "cannot reach the master at \(url) (\(Self.describe(error))); start a local "
                     + "cluster with `blobctl dev up`, or point --master / BLOBCTL_MASTER at a running one",
                 underlying: error)
+            return Self.neverSent(error) ? .notSent(failure) : .unknownOutcome(failure)
         }
-        let body = try await response.body.collect(upTo: 256 << 20)
-        let bytes = Array(body.readableBytesView)
-        guard (200..<300).contains(response.status.code) else {
-            throw Self.error(from: bytes, status: response.status.code, peer: "the master")
+        guard (200..<300).contains(status) else {
+            let error = Self.error(from: bytes, status: status, peer: "the master at \(url)")
+            if status == 503, error.code == .unavailable || error.code == .notLeader { return .notSent(error) }
+            return .refused(error)
         }
-        return bytes
+        return .answered(bytes)
+    }
+
+    /// Whether a request that failed with `error` never reached a master (safe to send again).
+    static func neverSent(_ error: any Error) -> Bool {
+        if let error = error as? HTTPClientError, error == .connectTimeout { return true }
+        let text = "\(error)"
+        return text.contains("refused") || text.contains("connectTimeout") || text.contains("unreachable")
     }
 
     // MARK: Chunk servers

@@ -46,7 +46,13 @@ struct ChunkServerCommand: AsyncParsableCommand {
     @Option(help: "Seconds between two scrub passes.")
     var scrubInterval: Int = 3600
 
-    @Option(help: "The master to register and heartbeat with, http://HOST:PORT. Env: BLOBCTL_MASTER.")
+    @Option(
+        help:
+            """
+            The masters to register and heartbeat with: http://HOST:PORT, several separated by commas. \
+            Env: BLOBCTL_MASTER.
+            """
+    )
     var master: String?
 
     @Option(help: "Heartbeat interval in milliseconds until the master names one.")
@@ -94,14 +100,31 @@ struct ChunkServerCommand: AsyncParsableCommand {
         return (String(text[..<colon]), port)
     }
 
+    /// `--master`: one master URL, or several separated by commas (`http://H1:P1,http://H2:P2`);
+    /// `http://` may be left out. Returns them, normalized, joined by commas.
     static func parseMasterURL(_ text: String) throws -> String {
-        let trimmed = text.hasSuffix("/") ? String(text.dropLast()) : text
-        guard trimmed.hasPrefix("http://"), let address = try? parseAddress(String(trimmed.dropFirst(7))),
-            address.port > 0
-        else {
-            throw ValidationError("--master \(text) is not http://HOST:PORT (e.g. http://127.0.0.1:9400)")
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map {
+            $0.trimmingCharacters(in: .whitespaces)
         }
-        return trimmed
+        guard !parts.isEmpty, !parts.contains(where: \.isEmpty) else {
+            throw ValidationError(
+                "--master \(text) has an empty entry; give http://HOST:PORT, or several separated by commas")
+        }
+        var urls: [String] = []
+        for part in parts {
+            let full = part.hasPrefix("http://") || part.hasPrefix("https://") ? part : "http://" + part
+            let trimmed = full.hasSuffix("/") ? String(full.dropLast()) : full
+            guard trimmed.hasPrefix("http://"), let address = try? parseAddress(String(trimmed.dropFirst(7))),
+                address.port > 0
+            else {
+                throw ValidationError(
+                    "--master \(part) is not http://HOST:PORT "
+                        + "(e.g. http://127.0.0.1:9400; several: separated by commas)"
+                )
+            }
+            if !urls.contains(trimmed) { urls.append(trimmed) }
+        }
+        return urls.joined(separator: ",")
     }
 
     static func loadSecret(_ path: String?) throws -> [UInt8] {

@@ -5,7 +5,11 @@ import Foundation
 
 /// The options every client command shares: which cluster, and how to print.
 struct ClusterOptions: ParsableArguments {
-    @Option(help: "The master, http://HOST:PORT. Env: BLOBCTL_MASTER; default: the cluster `blobctl dev up` started.")
+    @Option(
+        help: """
+            The master, http://HOST:PORT, or several separated by commas (requests are spread over \
+            them and fail over). Env: BLOBCTL_MASTER; default: the cluster `blobctl dev up` started.
+            """)
     var master: String?
 
     @Option(help: "File holding the cluster secret. Env: BLOBCTL_SECRET_FILE.")
@@ -30,7 +34,7 @@ struct ClusterOptions: ParsableArguments {
                 "no cluster secret: pass --secret-file FILE (or set BLOBCTL_SECRET_FILE); "
                     + "`blobctl dev env` prints both for a local cluster")
         }
-        let url = try ChunkServerCommand.parseMasterURL(master.hasPrefix("http://") ? master : "http://" + master)
+        let url = try ChunkServerCommand.parseMasterURL(master)
         let secret = try ChunkServerCommand.loadSecret(secretFile)
         return ClusterAddress(masterURL: url, secret: secret)
     }
