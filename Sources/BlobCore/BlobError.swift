@@ -18,6 +18,12 @@ public struct BlobErrorCode: RawRepresentable, Hashable, Sendable, Codable, Cust
     public static let failedPrecondition = BlobErrorCode(rawValue: "failedPrecondition")
     /// The caller's ring or layout epoch is older than the server's.
     public static let staleEpoch = BlobErrorCode(rawValue: "staleEpoch")
+    /// Leader-only work asked of a master that does not hold the leader lease now; another
+    /// master (the leader, when the error names it) can do it.
+    public static let notLeader = BlobErrorCode(rawValue: "notLeader")
+    /// A command carried a leader term lower than one already seen: it came from a leader that
+    /// has since been replaced, and nothing was done.
+    public static let staleTerm = BlobErrorCode(rawValue: "staleTerm")
     /// Stored or transferred chunk bytes failed a checksum or hash check.
     public static let corruptChunk = BlobErrorCode(rawValue: "corruptChunk")
     /// Not enough live servers or failure domains to place or read the replicas asked for.
@@ -33,7 +39,7 @@ public struct BlobErrorCode: RawRepresentable, Hashable, Sendable, Codable, Cust
 
     /// Whether an operation that failed with this code may succeed if simply retried.
     public var isRetryable: Bool {
-        self == .unavailable || self == .timeout || self == .staleEpoch
+        self == .unavailable || self == .timeout || self == .staleEpoch || self == .notLeader
     }
 }
 

@@ -12,6 +12,9 @@ struct MasterRoutes: Sendable {
     let repairer: Repairer
     /// Concurrent commits go to the database in groups.
     let commits: CommitQueue
+    let election: LeaderElection
+    /// How often masters renew their entries (a lease round): "reachable" is three of them.
+    var configuredRound: Duration { election.policy.renewInterval }
     static let maxPlacementBatch = 10_000
     static let maxBodyByteCount = 64 << 20
 
@@ -71,13 +74,29 @@ struct MasterRoutes: Sendable {
             on: id)
         try await store.removeReplicas(report.removed + report.quarantined, on: id)
         // A quarantined copy leaves its chunk short: the next repair pass looks at it.
-        if !report.quarantined.isEmpty { await repairer.noteDamaged(report.quarantined) }
+        if !report.quarantined.isEmpty { try await repairer.noteDamaged(report.quarantined) }
         return Response(status: .noContent)
     }
 
     func clusterStatus(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         var status = await membership.status()
         status.repair = await repairer.activity
+        let (masters, now) = try await store.masters()
+        let lease = try await store.lease()
+        let fresh = 3 * configuredRound.wholeMilliseconds
+        status.masters = masters.map { m in
+            MasterStatusEntry(
+                id: m.id, address: m.address, reachable: now - m.seenMilliseconds <= fresh,
+                isLeader: lease.map { $0.holder == m.id && $0.expiresMilliseconds > now } ?? false,
+                millisecondsSinceSeen: max(0, now - m.seenMilliseconds), startedAtMilliseconds: m.startedMilliseconds)
+        }
+        status.leader = lease.map {
+            LeaderStatus(
+                id: $0.holder, address: $0.address, term: $0.term,
+                leaseAgeMilliseconds: max(0, now - $0.renewedMilliseconds),
+                expiresInMilliseconds: $0.expiresMilliseconds - now)
+        }
+        status.answeredBy = election.holder
         return try jsonResponse(status)
     }
 
@@ -115,7 +134,7 @@ struct MasterRoutes: Sendable {
         }
         for (server, ids) in corrupt.sorted(by: { $0.key < $1.key }) {
             try await store.removeReplicas(ids, on: server)
-            await repairer.noteDamaged(ids)
+            try await repairer.noteDamaged(ids)
         }
         return Response(status: .noContent)
     }

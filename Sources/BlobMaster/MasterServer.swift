@@ -33,6 +33,12 @@ public struct MasterConfiguration: Sendable {
     public var lifecycleInterval: Duration = .seconds(3600)
     /// Multipart uploads older than this are aborted by gc.
     public var staleUploadAge: Duration = .seconds(7 * 86_400)
+    /// The leader lease: how long it lasts and how often it is renewed.
+    public var leaderLease = LeasePolicy()
+    /// How often this master reads the cluster state other masters wrote (heartbeats they
+    /// received, their ring changes) and writes the heartbeats it received; nil: every
+    /// heartbeat interval, from 0.5 to 2 s.
+    public var membershipRefreshInterval: Duration?
 
     public init(
         dataDirectory: String, host: String = "127.0.0.1", port: Int = 0, replicaCount: Int = 3,
@@ -59,10 +65,17 @@ public struct MasterServer: Sendable {
     /// Liveness, grace periods and the intervals of background passes run on it.
     public let clock: any ServiceClock
 
-    public init(configuration: MasterConfiguration, logger: Logger, clock: any ServiceClock = SystemClock()) {
+    /// Replaces the database's clock (tests: the same manual clock as ``clock``).
+    public let databaseClock: (@Sendable () -> Int64)?
+
+    public init(
+        configuration: MasterConfiguration, logger: Logger, clock: any ServiceClock = SystemClock(),
+        databaseClock: (@Sendable () -> Int64)? = nil
+    ) {
         self.configuration = configuration
         self.logger = logger
         self.clock = clock
+        self.databaseClock = databaseClock
     }
 
     public func run(
@@ -73,22 +86,28 @@ public struct MasterServer: Sendable {
         // Opening runs the schema migrations. A full integrity check reads the whole database, so
         // it is left to tests and to fsck rather than paid at every start.
         let location = configuration.metadata ?? .sqlite(path: configuration.dataDirectory + "/master.sqlite")
-        try await location.withStore(logger: logger) { store in
-            try await run(store: store, signer: signer, onListening: onListening)
+        // A SQLite database has one master: it leads from the start, without waiting out the
+        // lease of its own previous run.
+        let lone: Bool
+        if case .sqlite = location { lone = true } else { lone = false }
+        try await location.withStore(logger: logger, clock: databaseClock) { store in
+            try await run(store: store, signer: signer, lone: lone, onListening: onListening)
         }
     }
 
     func run(
-        store: MetadataStore, signer: RequestSigner,
+        store: MetadataStore, signer: RequestSigner, lone: Bool,
         onListening: @escaping @Sendable (_ address: String) async -> Void
     ) async throws {
         var logger = self.logger
         logger[metadataKey: "node.role"] = "master"
+        let election = LeaderElection(
+            store: store, policy: configuration.leaderLease, takeOverAtStart: lone, logger: logger, clock: clock)
         let membership = Membership(
             store: store, policy: configuration.liveness, replicaCount: configuration.replicaCount,
             partitionPower: configuration.partitionPower, autoAdmit: configuration.autoAdmit, logger: logger,
             clock: clock)
-        try await membership.load()
+        await membership.setLeadership(election)
         let client = HTTPClient(
             eventLoopGroupProvider: .singleton,
             configuration: .init(
@@ -99,9 +118,26 @@ public struct MasterServer: Sendable {
             fullScanInterval: configuration.repairFullScanInterval, logger: logger, clock: clock)
         let rebalancer = Rebalancer(store: store, membership: membership, peer: peer, logger: logger, clock: clock)
         try await rebalancer.load()
+        // A new leader resumes a rebalance its predecessor left running; a leader that loses the
+        // lease stops its run (the saved state stays, for the next one).
+        await election.onTransition { [logger] term in
+            if term != nil {
+                do {
+                    try await election.asLeader { try await rebalancer.resumeIfRunning() }
+                } catch {
+                    logger.warning("rebalance resume failed", metadata: ["error.message": "\(error)"])
+                }
+            } else {
+                await rebalancer.stopForShutdown()
+            }
+        }
+        // The first round before serving: a lone master leads at once, and every master knows
+        // the lease (and so the observation period) before it judges any server.
+        await election.round()
+        try await membership.load()
         let router = makeRouter(
             store: store, signer: signer, membership: membership, peer: peer, repairer: repairer,
-            rebalancer: rebalancer,
+            rebalancer: rebalancer, election: election,
             logger: logger
         ).router
         let configuration = self.configuration
@@ -110,26 +146,43 @@ public struct MasterServer: Sendable {
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { [logger] channel in
                 let bound = "\(configuration.host):\(channel.localAddress?.port ?? configuration.port)"
+                await election.setAddress(bound)
                 try? Data((bound + "\n").utf8).write(
                     to: URL(fileURLWithPath: configuration.dataDirectory + "/listen-address"), options: .atomic)
                 logger.info("master listening", metadata: ["address": "\(bound)"])
                 await onListening(bound)
             },
             logger: logger)
+        // Repair and lifecycle run on the leader alone, each pass inside its fence.
         let repair = PeriodicService(
             name: "repair", interval: configuration.repairInterval, clock: clock, logger: logger
         ) {
-            try await repairer.pass()
+            guard await election.currentTerm != nil else { return }
+            try await election.asLeader { _ = try await repairer.pass() }
         }
         let expirer = LifecycleExpirer(store: store, logger: logger)
         let lifecycle = PeriodicService(
             name: "lifecycle", interval: configuration.lifecycleInterval, clock: clock, logger: logger
         ) {
-            _ = try await expirer.pass(nowMilliseconds: try await store.now())
+            guard await election.currentTerm != nil else { return }
+            try await election.asLeader { _ = try await expirer.pass(nowMilliseconds: try await store.now()) }
+        }
+        // Every master reads what the others wrote; masters gone for a day leave the list.
+        let refresh = PeriodicService(
+            name: "membership refresh",
+            interval: configuration.membershipRefreshInterval
+                ?? max(.milliseconds(500), min(configuration.liveness.heartbeatInterval, .seconds(2))),
+            clock: clock, logger: logger
+        ) {
+            try await membership.refresh()
+        }
+        let forget = PeriodicService(name: "master list", interval: .seconds(600), clock: clock, logger: logger) {
+            try await store.forgetMasters(unseenFor: 86_400_000)
         }
         let group = ServiceGroup(
             configuration: .init(
-                services: [app, repair, lifecycle], gracefulShutdownSignals: [], logger: logger))
+                services: [app, ElectionService(election: election), refresh, repair, lifecycle, forget],
+                gracefulShutdownSignals: [], logger: logger))
         do {
             try await group.run()
         } catch {
@@ -145,13 +198,15 @@ public struct MasterServer: Sendable {
     /// Every route of the master, each behind the token check for the roles it declares.
     func makeRouter(
         store: MetadataStore, signer: RequestSigner, membership: Membership, peer: ChunkServerPeer, repairer: Repairer,
-        rebalancer: Rebalancer, logger: Logger
+        rebalancer: Rebalancer, election: LeaderElection, logger: Logger
     ) -> AuthenticatedRoutes {
         let router = Router(context: ClusterRequestContext.self)
         router.add(middleware: JSONErrorMiddleware(node: "master"))
         let routes = AuthenticatedRoutes(router: router, signer: signer)
         MasterRoutes(
-            membership: membership, store: store, signer: signer, repairer: repairer, commits: CommitQueue(store: store)
+            membership: membership, store: store, signer: signer, repairer: repairer,
+            commits: CommitQueue(store: store),
+            election: election
         ).register(on: routes)
         OperationsRoutes(
             membership: membership, store: store, signer: signer, rebalancer: rebalancer,
@@ -160,9 +215,19 @@ public struct MasterServer: Sendable {
                 staleUploadAge: configuration.staleUploadAge),
             checker: ConsistencyCheck(
                 store: store, membership: membership, peer: peer, repairer: repairer, logger: logger),
-            repairer: repairer, gcGrace: configuration.gcGrace
+            repairer: repairer, gcGrace: configuration.gcGrace, election: election
         ).register(on: routes)
         GatewayRoutes(store: store, signer: signer).register(on: routes)
         return routes
+    }
+}
+
+/// Runs the election until shutdown; then gives the lease up, so another master need not wait
+/// for it to expire.
+struct ElectionService: Service {
+    let election: LeaderElection
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await election.run() }
     }
 }

@@ -12,11 +12,11 @@ public enum ErrorStatus {
         case .unauthenticated: .unauthorized
         case .permissionDenied: .forbidden
         case .notFound: .notFound
-        case .alreadyExists, .versionConflict, .staleEpoch, .failedPrecondition: .conflict
+        case .alreadyExists, .versionConflict, .staleEpoch, .staleTerm, .failedPrecondition: .conflict
         case .tooLarge: .contentTooLarge
         case .corruptChunk: .unprocessableContent
         case .insufficientStorage: .init(code: 507, reasonPhrase: "Insufficient Storage")
-        case .unavailable, .insufficientReplicas: .serviceUnavailable
+        case .unavailable, .insufficientReplicas, .notLeader: .serviceUnavailable
         case .timeout: .gatewayTimeout
         default: .internalServerError
         }

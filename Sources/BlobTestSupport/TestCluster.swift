@@ -30,6 +30,9 @@ public struct TestClusterOptions: Sendable {
     public var peerFaults: [Int: any PeerFaultInjector] = [:]
     /// Also run an S3 and HTTP gateway (``TestCluster/gatewayAddress``).
     public var gateway = false
+    /// The lone master leads from the start; a day-long lease keeps it leader across the large
+    /// steps tests advance a manual clock by (a real master renews every few seconds).
+    public var leaderLease = LeasePolicy(timeToLive: .seconds(86_400))
 
     public init() {}
 }
@@ -182,14 +185,24 @@ public func withTestCluster<T: Sendable>(
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let secret = Array(UUID().uuidString.utf8)
-    let logger = Logger(label: "test.cluster", factory: { _ in SwiftLogNoOpLogHandler() })
+    // BLOB_TEST_CLUSTER_LOG=1 shows the in-process servers' logs (debugging a test).
+    let verbose = ProcessInfo.processInfo.environment["BLOB_TEST_CLUSTER_LOG"] == "1"
+    let logger = Logger(
+        label: "test.cluster",
+        factory: { label -> any LogHandler in
+            verbose ? StreamLogHandler.standardError(label: label) : SwiftLogNoOpLogHandler()
+        })
 
     var configuration = MasterConfiguration(
         dataDirectory: directory + "/master", replicaCount: options.replicaCount, partitionPower: 8,
         liveness: options.liveness, secret: secret)
     configuration.repairInterval = options.repairInterval
     configuration.gcGrace = options.gcGrace
-    let master = MasterServer(configuration: configuration, logger: logger, clock: options.masterClock)
+    configuration.leaderLease = options.leaderLease
+    // A manual master clock is the database's clock too: liveness and leases move as one.
+    let master = MasterServer(
+        configuration: configuration, logger: logger, clock: options.masterClock,
+        databaseClock: (options.masterClock as? ManualClock)?.databaseClock)
     let masterBox = AddressBox("")
     let masterTask = Task { try await master.run { address in masterBox.set(address) } }
     var cluster: TestCluster?

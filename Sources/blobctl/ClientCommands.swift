@@ -446,10 +446,28 @@ struct ClusterStatusCommand: AsyncParsableCommand {
         var secondsSinceHeartbeat: Double?
     }
 
+    struct Master: Encodable {
+        var id: String
+        var address: String
+        var reachable: Bool
+        var leader: Bool
+        var secondsSinceSeen: Double
+    }
+
+    struct Leader: Encodable {
+        var id: String
+        var address: String
+        var term: Int64
+        var leaseAgeSeconds: Double
+        var expiresInSeconds: Double
+    }
+
     struct Output: Encodable {
         var master: String
         var ringEpoch: UInt64?
         var replicas: Int
+        var masters: [Master]
+        var leader: Leader?
         var servers: [Server]
         var logicalBytes: Int64
         var storedBytes: Int64
@@ -466,8 +484,19 @@ struct ClusterStatusCommand: AsyncParsableCommand {
                 freeDiskBytes: s.usage?.freeDiskBytes, chunks: s.usage?.chunkCount,
                 secondsSinceHeartbeat: s.millisecondsSinceHeartbeat.map { Double($0) / 1000 })
         }
+        let masters = (status.masters ?? []).map {
+            Master(
+                id: $0.id, address: $0.address, reachable: $0.reachable, leader: $0.isLeader,
+                secondsSinceSeen: Double($0.millisecondsSinceSeen) / 1000)
+        }
+        let leader = status.leader.map {
+            Leader(
+                id: $0.id, address: $0.address, term: $0.term, leaseAgeSeconds: Double($0.leaseAgeMilliseconds) / 1000,
+                expiresInSeconds: Double($0.expiresInMilliseconds) / 1000)
+        }
         let output = Output(
-            master: master, ringEpoch: status.ringEpoch, replicas: status.replicaCount, servers: servers,
+            master: master, ringEpoch: status.ringEpoch, replicas: status.replicaCount, masters: masters,
+            leader: leader, servers: servers,
             logicalBytes: servers.reduce(0) { $0 + ($1.logicalBytes ?? 0) },
             storedBytes: servers.reduce(0) { $0 + ($1.usedBytes ?? 0) })
         if json {
@@ -482,6 +511,23 @@ struct ClusterStatusCommand: AsyncParsableCommand {
             "stored \(HumanSize.format(output.storedBytes)) on disks "
                 + "for \(HumanSize.format(output.logicalBytes)) of chunks"
         )
+        if let leader {
+            print(
+                "leader \(leader.address) (term \(leader.term)), lease renewed "
+                    + String(format: "%.1f s ago, ", leader.leaseAgeSeconds)
+                    + (leader.expiresInSeconds >= 0
+                        ? String(format: "expires in %.1f s", leader.expiresInSeconds) : "expired: no leader now"))
+        }
+        if !masters.isEmpty {
+            var masterRows = [["MASTER", "ADDRESS", "ROLE", "REACHABLE", "SEEN"]]
+            for m in masters {
+                masterRows.append([
+                    String(m.id.prefix(8)), m.address, m.leader ? "leader" : "follower", m.reachable ? "yes" : "no",
+                    String(format: "%.1f s ago", m.secondsSinceSeen),
+                ])
+            }
+            print(columns(masterRows))
+        }
         var rows = [["SERVER", "ADDRESS", "ZONE", "STATE", "RING", "CHUNKS", "USED", "CAPACITY"]]
         for s in servers {
             rows.append([

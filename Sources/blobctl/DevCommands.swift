@@ -70,25 +70,34 @@ struct DevCluster: Codable {
         guard kill(member.pid, 0) == 0 || errno == EPERM else { return false }
         guard let data = FileManager.default.contents(atPath: "/proc/\(member.pid)/cmdline") else { return false }
         let words = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-        return words.contains(member.dataDirectory) && words.contains(member.role)
+        // PostgreSQL's command line names its data directory, not a blobctl role.
+        return words.contains(member.dataDirectory) && (member.role == "postgres" || words.contains(member.role))
     }
 
-    /// SIGTERM to every running member, a bounded wait, then SIGKILL to any left. Returns how
-    /// many were running.
+    /// SIGTERM to every running member (chunk servers first, so none is left heartbeating to a
+    /// master that is gone), a bounded wait, then SIGKILL to any left; PostgreSQL last, once
+    /// the masters are gone, with a fast shutdown (SIGINT). Returns how many were running.
     func stop(timeout: Duration = .seconds(20)) async -> Int {
         let running = members.filter(Self.isRunning)
-        // Chunk servers first, so none is left heartbeating to a master that is gone.
-        for member in running.sorted(by: { $0.role != "master" && $1.role == "master" }) {
-            kill(member.pid, SIGTERM)
-        }
+        let order = ["chunkserver", "gateway", "master"]
+        let servers = running.filter { $0.role != "postgres" }
+            .sorted { (order.firstIndex(of: $0.role) ?? 9) < (order.firstIndex(of: $1.role) ?? 9) }
+        for member in servers { kill(member.pid, SIGTERM) }
+        await Self.waitUntilStopped(servers, timeout: timeout)
+        let database = running.filter { $0.role == "postgres" }
+        for member in database { kill(member.pid, SIGINT) }
+        await Self.waitUntilStopped(database, timeout: timeout)
+        return running.count
+    }
+
+    private static func waitUntilStopped(_ members: [Member], timeout: Duration) async {
         let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline, running.contains(where: Self.isRunning) {
+        while ContinuousClock.now < deadline, members.contains(where: isRunning) {
             reapChildren()
             try? await Task.sleep(for: .milliseconds(50))
         }
-        for member in running where Self.isRunning(member) { kill(member.pid, SIGKILL) }
+        for member in members where isRunning(member) { kill(member.pid, SIGKILL) }
         reapChildren()
-        return running.count
     }
 }
 
@@ -120,8 +129,15 @@ struct DevUpCommand: AsyncParsableCommand {
     @Option(help: "Replicas per chunk.")
     var replicas: Int = 3
 
-    @Option(help: "Master port; chunk servers take the ports after it.")
+    @Option(help: "Master port; further masters, then chunk servers and the gateway take the ports after it.")
     var port: Int = 9400
+
+    @Option(
+        help: """
+            Masters to start. One keeps its metadata in SQLite; several share a PostgreSQL that dev up \
+            starts in DIR/postgres (Debian's postgresql package; on the port before --port) and elect a leader.
+            """)
+    var masters: Int = 1
 
     @Flag(help: "Print JSON instead of text.")
     var json = false
@@ -134,12 +150,15 @@ struct DevUpCommand: AsyncParsableCommand {
                     "need 1 <= --replicas <= --servers <= 64 (each replica on its own server), "
                         + "got \(replicas) replicas on \(servers) servers"), json: json)
         }
-        guard port >= 1024, port + servers + 1 <= 65535 else {
+        guard (1...9).contains(masters) else {
+            throw CLIError.exit(CLIError(.usage, "--masters takes 1 to 9, got \(masters)"), json: json)
+        }
+        guard port >= 1025, port + masters + servers <= 65535 else {
             throw CLIError.exit(
                 CLIError(
                     .usage,
-                    "--port must leave room for \(servers) chunk servers and a gateway on the ports after it "
-                        + "(1024...\(65534 - servers))"
+                    "--port must leave room for \(masters) masters, \(servers) chunk servers and a gateway on the "
+                        + "ports after it, and PostgreSQL before it (1025...\(65535 - masters - servers))"
                 ),
                 json: json)
         }
@@ -152,7 +171,7 @@ struct DevUpCommand: AsyncParsableCommand {
             } else {
                 print(
                     """
-                    local cluster up: master \(cluster.masterURL), \
+                    local cluster up: \(masters == 1 ? "master" : "masters") \(cluster.masterURL), \
                     \(cluster.members.count { $0.role == "chunkserver" }) chunk servers, \
                     \(cluster.replicas) replicas; data and logs in \(dir)
                     try:   blobctl put FILE some/path   then   blobctl get some/path COPY
@@ -197,7 +216,9 @@ struct DevUpCommand: AsyncParsableCommand {
             }
         }
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
-        let masterURL = "http://127.0.0.1:\(port)"
+        let masterAddresses = (0..<masters).map { "127.0.0.1:\(port + $0)" }
+        let masterURL = masterAddresses.map { "http://" + $0 }.joined(separator: ",")
+        let firstServerPort = port + masters
         var cluster = DevCluster(masterURL: masterURL, secretFile: secretFile, replicas: replicas, members: [])
         // The S3 key made by an earlier `up` is still in the master's database: keep using it.
         if let previous = DevCluster.load(dir) {
@@ -217,18 +238,34 @@ struct DevUpCommand: AsyncParsableCommand {
             try cluster.save(dir)
         }
         do {
-            try start(
-                name: "master", role: "master", address: "127.0.0.1:\(port)",
-                arguments: [
-                    "--replicas", "\(replicas)", "--heartbeat-interval", "1000", "--suspect-after", "3000",
-                    "--down-after", "60000",
-                ])
+            var metadata: [String] = []
+            if masters > 1 {
+                let postgres = DevPostgres(directory: dir + "/postgres", port: port - 1)
+                let log = dir + "/logs/postgres.log"
+                try postgres.initialize(log: log)
+                let pid = try spawnDetached(try postgres.serverCommand(), log: log)
+                cluster.members.append(
+                    .init(
+                        name: "postgres", role: "postgres", pid: pid, address: "127.0.0.1:\(postgres.port)",
+                        dataDirectory: postgres.dataDirectory, log: log))
+                try cluster.save(dir)
+                try await postgres.waitUntilAccepting(pid: pid, log: log)
+                metadata = ["--metadata", postgres.url]
+            }
+            for (i, address) in masterAddresses.enumerated() {
+                try start(
+                    name: masters == 1 ? "master" : "master-\(i + 1)", role: "master", address: address,
+                    arguments: [
+                        "--replicas", "\(replicas)", "--heartbeat-interval", "1000", "--suspect-after", "3000",
+                        "--down-after", "60000",
+                    ] + metadata)
+            }
             for i in 1...servers {
                 try start(
-                    name: "cs-\(i)", role: "chunkserver", address: "127.0.0.1:\(port + i)",
+                    name: "cs-\(i)", role: "chunkserver", address: "127.0.0.1:\(firstServerPort + i - 1)",
                     arguments: ["--zone", "zone-\(i)", "--master", masterURL, "--heartbeat-interval", "1000"])
             }
-            let gateway = "127.0.0.1:\(port + servers + 1)"
+            let gateway = "127.0.0.1:\(firstServerPort + servers)"
             try FileManager.default.createDirectory(atPath: dir + "/gateway", withIntermediateDirectories: true)
             try start(
                 name: "gateway", role: "gateway", address: gateway,

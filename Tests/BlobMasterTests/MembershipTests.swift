@@ -131,23 +131,66 @@ struct MembershipTests {
         }
     }
 
-    @Test("a ring member never heard from since the master started is unknown, then down after a grace period")
-    func unknownSinceStart() async throws {
+    @Test("silence while no master ran is not held against a server: unknown, then down after a grace period")
+    func unknownAfterMasterGap() async throws {
         let policy = LivenessPolicy(heartbeatInterval: .seconds(5), suspectAfter: .seconds(15), downAfter: .seconds(60))
         let clock = ManualClock()
+        let lease = LeasePolicy(timeToLive: .seconds(10))
         try await Self.withMembership(servers: 3, zones: 3, policy: policy, clock: clock) { _, store in
-            // A master started again on the same database knows the servers but has heard none.
+            // The first master led, then died without a word (its lease runs out on its own).
+            let first = LeaderElection(
+                store: store, policy: lease, takeOverAtStart: true, logger: Logger(label: "test"), clock: clock)
+            await first.round()
+            #expect(await first.currentTerm?.term == 1)
+            // Two minutes with no master at all: nobody could hear a heartbeat.
+            clock.advance(by: .seconds(120))
+            let election = LeaderElection(
+                store: store, policy: lease, takeOverAtStart: true, logger: Logger(label: "test"), clock: clock)
+            await election.round()
+            #expect(await election.currentTerm?.term == 2)
             let restarted = Membership(
                 store: store, policy: policy, replicaCount: 3, partitionPower: 8, autoAdmit: true,
                 logger: Logger(label: "test"), clock: clock)
+            await restarted.setLeadership(election)
             try await restarted.load()
-            #expect(await restarted.state(of: "cs-1") == .unknown)
+            #expect(await restarted.state(of: "cs-1") == .unknown, "heard only before the gap")
             #expect(await restarted.hasUnknownRingMembers())
             clock.advance(by: .seconds(59))
             #expect(await restarted.state(of: "cs-1") == .unknown)
             clock.advance(by: .seconds(1))
             #expect(await restarted.state(of: "cs-1") == .down)
             #expect(await restarted.needsRepair("cs-1"))
+            try await Self.heartbeat(restarted, 1, sequence: 1)
+            #expect(await restarted.state(of: "cs-1") == .alive)
+        }
+    }
+
+    @Test("a heartbeat that reached one master counts at every other, in database time")
+    func heartbeatsShared() async throws {
+        let policy = LivenessPolicy(heartbeatInterval: .seconds(5), suspectAfter: .seconds(15), downAfter: .seconds(60))
+        let clock = ManualClock()
+        try await Self.withMembership(servers: 3, zones: 3, policy: policy, clock: clock) { first, store in
+            let second = Membership(
+                store: store, policy: policy, replicaCount: 3, partitionPower: 8, autoAdmit: true,
+                logger: Logger(label: "test"), clock: clock)
+            try await second.load()
+            #expect(await second.state(of: "cs-0") == .alive, "registered at the first master")
+            #expect(await second.ring?.epoch == (await first.ring?.epoch))
+            clock.advance(by: .seconds(40))
+            // cs-0 heartbeats to the first master only; the second sees it at its next refresh.
+            try await Self.heartbeat(first, 0, sequence: 1)
+            try await first.refresh()  // writes the heartbeats it received
+            let before = await second.state(of: "cs-0")
+            #expect(before == .suspect, "silent for 40 s as far as the second master has read")
+            try await second.refresh()
+            #expect(await second.state(of: "cs-0") == .alive)
+            #expect(await second.state(of: "cs-1") == .suspect, "silent for 40 s")
+            // A maintenance window set at one master holds at the other.
+            _ = try await first.setMaintenance("cs-1", seconds: 300)
+            clock.advance(by: .seconds(30))
+            try await second.refresh()
+            #expect(await second.state(of: "cs-1") == .down)
+            #expect(await second.needsRepair("cs-1") == false, "in maintenance, set at the other master")
         }
     }
 

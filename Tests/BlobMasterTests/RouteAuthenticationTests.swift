@@ -31,7 +31,9 @@ struct MasterRouteAuthenticationTests {
             let rebalancer = Rebalancer(store: store, membership: membership, peer: peer, logger: logger)
             let routes = server.makeRouter(
                 store: store, signer: signer, membership: membership, peer: peer,
-                repairer: repairer, rebalancer: rebalancer, logger: logger)
+                repairer: repairer, rebalancer: rebalancer,
+                election: LeaderElection(store: store, policy: LeasePolicy(), takeOverAtStart: true, logger: logger),
+                logger: logger)
             let failures = try await RouteAuthenticationCheck.failures(
                 of: routes, signer: signer, parameters: ["id": "cs-unknown", "name": "no-such-bucket"])
             await rebalancer.stopForShutdown()

@@ -189,13 +189,65 @@ public struct ClusterStatus: Codable, Sendable, Hashable {
     public var ringEpoch: UInt64?
     public var replicaCount: Int
     public var servers: [ServerStatusEntry]
-    /// What repair has done since this master started.
+    /// What repair has done since this master started (only the leader repairs).
     public var repair: RepairActivity?
+    /// Every master running on the metadata database, as the database last heard from it.
+    public var masters: [MasterStatusEntry]?
+    /// The leader lease: who holds it, its term, and how fresh it is.
+    public var leader: LeaderStatus?
+    /// The id of the master that answered.
+    public var answeredBy: String?
 
     public init(ringEpoch: UInt64?, replicaCount: Int, servers: [ServerStatusEntry]) {
         self.ringEpoch = ringEpoch
         self.replicaCount = replicaCount
         self.servers = servers
+    }
+}
+
+/// One master, as the metadata database last heard from it (each master renews its entry at
+/// every lease round).
+public struct MasterStatusEntry: Codable, Sendable, Hashable {
+    /// The master's instance id (new at every start).
+    public var id: String
+    public var address: String
+    /// Heard from within three lease rounds.
+    public var reachable: Bool
+    public var isLeader: Bool
+    public var millisecondsSinceSeen: Int64
+    public var startedAtMilliseconds: Int64
+
+    public init(
+        id: String, address: String, reachable: Bool, isLeader: Bool, millisecondsSinceSeen: Int64,
+        startedAtMilliseconds: Int64
+    ) {
+        self.id = id
+        self.address = address
+        self.reachable = reachable
+        self.isLeader = isLeader
+        self.millisecondsSinceSeen = millisecondsSinceSeen
+        self.startedAtMilliseconds = startedAtMilliseconds
+    }
+}
+
+/// The leader lease as a master sees it.
+public struct LeaderStatus: Codable, Sendable, Hashable {
+    /// The holder's instance id and address.
+    public var id: String
+    public var address: String
+    /// The fencing token of its tenure.
+    public var term: Int64
+    /// Since the lease was last renewed.
+    public var leaseAgeMilliseconds: Int64
+    /// Until it expires unless renewed (negative: expired).
+    public var expiresInMilliseconds: Int64
+
+    public init(id: String, address: String, term: Int64, leaseAgeMilliseconds: Int64, expiresInMilliseconds: Int64) {
+        self.id = id
+        self.address = address
+        self.term = term
+        self.leaseAgeMilliseconds = leaseAgeMilliseconds
+        self.expiresInMilliseconds = expiresInMilliseconds
     }
 }
 

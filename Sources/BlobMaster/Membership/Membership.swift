@@ -29,14 +29,20 @@ public struct LivenessPolicy: Sendable, Hashable {
 
 /// The registry of chunk servers and the owner of the ring.
 ///
-/// Registrations are persisted; heartbeats and usage live in memory. Admission: with
-/// `autoAdmit` (the default, for local and small clusters) a server that registers for the
-/// first time joins the ring at once, which makes a new epoch; without it, it waits outside the
-/// ring, holding no data, until an operator adds it (`blobctl node add`, issue 7).
+/// Everything here is shared by every master through the database: registrations, each
+/// server's last heartbeat (in database time, whichever master received it), maintenance
+/// windows, removed servers and the ring. This actor is one master's view of it, kept fresh by
+/// ``refresh()``; a heartbeat or a change made here is written through at once.
+///
+/// Admission: with `autoAdmit` (the default, for local and small clusters) a server that
+/// registers for the first time joins the ring, which makes a new epoch; the leader does that
+/// (``leadership``). Without it, the server waits outside the ring, holding no data, until an
+/// operator adds it (`blobctl node add`). Ring changes are compare-and-set on the epoch: a
+/// master that lost the race reloads the ring and makes its change again.
 public actor Membership {
     struct Live {
-        /// On ``clock``'s monotonic reading.
-        var lastHeartbeat: Duration
+        /// Database milliseconds.
+        var heardMilliseconds: Int64
         var usage: ServerUsage
         var sequence: Int64
     }
@@ -47,17 +53,25 @@ public actor Membership {
     let partitionPower: Int
     let autoAdmit: Bool
     let logger: Logger
-    /// Liveness, grace periods and maintenance windows run on it (tests advance a manual one).
+    /// Runs the estimate of the database clock between reads of it (tests advance a manual one,
+    /// which is then also the database's clock).
     let clock: any ServiceClock
+    /// Who may admit servers automatically: the leader. Nil: this membership always may (a
+    /// lone master, and unit tests).
+    private var leadership: LeaderElection?
     private var records: [String: ServerRecord] = [:]
     private var live: [String: Live] = [:]
     public private(set) var ring: PlacementRing?
-    /// Servers whose data repair leaves alone until then (planned reboots).
-    private var maintenanceUntil: [String: (until: Duration, wallMilliseconds: Int64)] = [:]
+    /// Server id → end of its maintenance window (database milliseconds): repair leaves its
+    /// data alone until then (planned reboots).
+    private var maintenanceUntil: [String: Int64] = [:]
     /// Servers an operator removed: they may not register again under the same id.
     private var removed: Set<String> = []
-    /// A server not heard from since the master started counts its silence from here.
-    private let startedAt: Duration
+    /// Since when masters have been hearing heartbeats without a gap (database milliseconds): a
+    /// server not heard from since counts its silence from here.
+    private var observedSince: Int64 = 0
+    /// The database clock at a local reading: `databaseNow` runs on from it.
+    private var anchor: (database: Int64, local: Duration) = (0, .zero)
     static let removedServersKey = "membership.removedServers"
 
     public init(
@@ -67,7 +81,6 @@ public actor Membership {
     ) {
         self.store = store
         self.clock = clock
-        self.startedAt = clock.elapsed
         self.policy = policy
         self.replicaCount = replicaCount
         self.partitionPower = partitionPower
@@ -75,15 +88,69 @@ public actor Membership {
         self.logger = logger
     }
 
-    /// Loads the known servers and the newest ring.
+    /// Makes automatic admission the leader's alone.
+    public func setLeadership(_ leadership: LeaderElection) { self.leadership = leadership }
+
+    /// The database clock now, estimated from the last reading of it.
+    var databaseNow: Int64 { anchor.database + (clock.elapsed - anchor.local).wholeMilliseconds }
+
+    private func anchor(at databaseMilliseconds: Int64) {
+        anchor = (databaseMilliseconds, clock.elapsed)
+        // Observation starts with the first reading of the database clock, unless the lease
+        // says since when masters have been observing (``refresh()``).
+        if observedSince == 0 { observedSince = databaseMilliseconds }
+    }
+
+    /// Loads the shared state: servers, heartbeats, maintenance windows, removed servers, ring.
     public func load() async throws {
-        for record in try await store.servers() { records[record.id] = record }
-        if let json = try await store.latestRing() {
-            ring = try JSONDecoder().decode(PlacementRing.self, from: Data(json))
+        try await refresh()
+    }
+
+    /// Reads the shared state again (every master, every few seconds): registrations and
+    /// heartbeats that reached other masters, their ring changes and maintenance windows.
+    public func refresh() async throws {
+        try await saveHeartbeats()
+        let view = try await store.clusterView()
+        anchor(at: view.nowMilliseconds)
+        records = Dictionary(uniqueKeysWithValues: view.servers.map { ($0.id, $0) })
+        for beat in view.heartbeats {
+            if let known = live[beat.serverID], known.heardMilliseconds >= beat.heardMilliseconds { continue }
+            live[beat.serverID] = Live(
+                heardMilliseconds: beat.heardMilliseconds, usage: beat.usage, sequence: beat.sequence)
         }
+        live = live.filter { records[$0.key] != nil }
+        maintenanceUntil = view.maintenance
+        // Before any master took the lease, observation starts with this master.
+        observedSince =
+            view.lease?.observedSinceMilliseconds ?? (observedSince == 0 ? view.nowMilliseconds : observedSince)
+        if let epoch = view.ringEpoch, epoch != ring?.epoch { try await reloadRing() }
         if let json = try await store.setting(Self.removedServersKey) {
             removed = try JSONDecoder().decode(Set<String>.self, from: Data(json))
         }
+        try await admitWaitingServers()
+    }
+
+    private func reloadRing() async throws {
+        if let json = try await store.latestRing() {
+            ring = try JSONDecoder().decode(PlacementRing.self, from: Data(json))
+        }
+    }
+
+    /// The leader admits servers that registered (perhaps at another master) and are not in
+    /// the ring yet.
+    private func admitWaitingServers() async throws {
+        guard autoAdmit else { return }
+        let inRing = Set(ring?.members.map(\.id) ?? [])
+        let waiting = records.keys.filter { !inRing.contains($0) && !removed.contains($0) }.sorted()
+        guard !waiting.isEmpty else { return }
+        try await asLeader { try await self.admit(waiting) }
+    }
+
+    /// Runs `work` as the leader when there is leadership to check; skips it on a follower.
+    private func asLeader(_ work: @Sendable () async throws -> Void) async throws {
+        guard let leadership else { return try await work() }
+        guard await leadership.currentTerm != nil else { return }
+        try await leadership.asLeader(work)
     }
 
     public func register(_ registration: ServerRegistration, nowMilliseconds: Int64) async throws -> MembershipReply {
@@ -92,13 +159,17 @@ public actor Membership {
         else {
             throw BlobError(.invalidArgument, reason: "server.invalid", "server id, zone or weight is out of range")
         }
+        if let json = try await store.setting(Self.removedServersKey) {
+            removed = try JSONDecoder().decode(Set<String>.self, from: Data(json))
+        }
         guard !removed.contains(registration.serverID) else {
             throw BlobError(
                 .permissionDenied, reason: "server.removed",
                 "server \(registration.serverID) was removed from the cluster; to join again, start it "
                     + "with an empty data directory (a new id)")
         }
-        let known = records[registration.serverID]
+        // Another master may have its record: read it rather than trust this master's copy.
+        let known = try await store.servers().first { $0.id == registration.serverID }
         // After the first registration the weight is the operator's (`blobctl node set-weight`).
         let record = ServerRecord(
             id: registration.serverID, address: registration.address, zone: registration.zone,
@@ -106,20 +177,31 @@ public actor Membership {
             registeredAtMilliseconds: known?.registeredAtMilliseconds ?? nowMilliseconds)
         if known != record {
             try await store.saveServer(record)
-            records[record.id] = record
             if known?.address != record.address {
                 logger.info("server registered", metadata: ["peer.id": "\(record.id)", "address": "\(record.address)"])
             }
         }
-        live[record.id] = Live(lastHeartbeat: clock.elapsed, usage: registration.usage, sequence: 0)
+        records[record.id] = record
+        let heard = try await store.recordHeartbeats([
+            HeartbeatRecord(serverID: record.id, heardMilliseconds: 0, sequence: 0, usage: registration.usage)
+        ])
+        anchor(at: heard)
+        live[record.id] = Live(heardMilliseconds: heard, usage: registration.usage, sequence: 0)
+        unsaved[record.id] = nil
         if autoAdmit, ring?.members.contains(where: { $0.id == record.id }) != true {
-            try await admit([record.id])
+            try await asLeader { try await self.admit([record.id]) }
         }
         return reply
     }
 
-    public func heartbeat(_ beat: ServerHeartbeat) throws -> MembershipReply {
-        guard let record = records[beat.serverID] else {
+    public func heartbeat(_ beat: ServerHeartbeat) async throws -> MembershipReply {
+        var record = records[beat.serverID]
+        if record == nil || record?.address != beat.address {
+            // Registered (or moved) through another master since this one last looked.
+            record = try await store.servers().first { $0.id == beat.serverID }
+            if let record { records[record.id] = record }
+        }
+        guard let record else {
             throw BlobError(
                 .notFound, reason: "server.unknown", "server \(beat.serverID) is not registered; register first")
         }
@@ -127,8 +209,30 @@ public actor Membership {
             throw BlobError(
                 .notFound, reason: "server.moved", "server \(beat.serverID) changed address; register again")
         }
-        live[beat.serverID] = Live(lastHeartbeat: clock.elapsed, usage: beat.usage, sequence: beat.sequence)
+        // Kept here and written with the next refresh, all at once: a write (and an fsync) per
+        // heartbeat would cost more than the liveness it records, which tolerates seconds.
+        let heard = databaseNow
+        live[beat.serverID] = Live(heardMilliseconds: heard, usage: beat.usage, sequence: beat.sequence)
+        unsaved[beat.serverID] = HeartbeatRecord(
+            serverID: beat.serverID, heardMilliseconds: heard, sequence: beat.sequence, usage: beat.usage)
         return reply
+    }
+
+    /// Heartbeats received since the last refresh, not yet in the database.
+    private var unsaved: [String: HeartbeatRecord] = [:]
+
+    /// Writes the heartbeats received since the last time, in one transaction, at the
+    /// database's time.
+    func saveHeartbeats() async throws {
+        guard !unsaved.isEmpty else { return }
+        let beats = unsaved.values.sorted { $0.serverID < $1.serverID }
+        unsaved = [:]
+        do {
+            anchor(at: try await store.recordHeartbeats(beats))
+        } catch {
+            for beat in beats where unsaved[beat.serverID] == nil { unsaved[beat.serverID] = beat }
+            throw error
+        }
     }
 
     var reply: MembershipReply {
@@ -139,45 +243,77 @@ public actor Membership {
     /// Adds servers to the ring (a new epoch), as far as the ring can be built: with fewer
     /// failure domains than replicas there is no ring yet, and placement answers that.
     public func admit(_ ids: [String]) async throws {
-        var members = ring?.members ?? []
-        for id in Set(ids).union(pending).sorted() {
-            guard let record = records[id] else {
-                throw BlobError(.notFound, reason: "server.unknown", "no server \(id)")
+        for id in ids where records[id] == nil {
+            throw BlobError(.notFound, reason: "server.unknown", "no server \(id)")
+        }
+        let wanted = Set(ids).union(pending).filter { records[$0] != nil }
+        let installed = try await changeRing { ring throws(RingError) -> PlacementRing? in
+            var members = ring?.members ?? []
+            let missing = wanted.filter { id in !members.contains { $0.id == id } }
+            guard !missing.isEmpty || ring == nil else { return nil }
+            for id in wanted.sorted() {
+                guard let record = self.records[id] else { continue }
+                members.removeAll { $0.id == id }
+                members.append(RingMember(id: id, zone: record.zone, weight: record.weight))
             }
-            members.removeAll { $0.id == id }
-            members.append(RingMember(id: id, zone: record.zone, weight: record.weight))
-        }
-        let attempt = Result { () throws(RingError) -> PlacementRing in
             if let ring { return try ring.next(members: members) }
-            return try PlacementRing.build(members: members, replicaCount: replicaCount, partitionPower: partitionPower)
+            return try PlacementRing.build(
+                members: members, replicaCount: self.replicaCount, partitionPower: self.partitionPower)
         }
-        let next: PlacementRing
-        switch attempt {
-        case .success(let ring):
-            next = ring
+        switch installed {
+        case .success(let next):
+            if let next { pending.subtract(next.members.map(\.id)) }
         case .failure(.insufficientFailureDomains(let needed, let available, _)):
-            logger.info("ring waits for servers", metadata: ["needed": "\(needed)", "available": "\(available)"])
-            pending.formUnion(ids)
-            return
+            if !wanted.isSubset(of: pending) {
+                logger.info("ring waits for servers", metadata: ["needed": "\(needed)", "available": "\(available)"])
+            }
+            pending.formUnion(wanted)
         case .failure(let error):
             throw error
         }
-        try await install(next)
-        pending.subtract(next.members.map(\.id))
     }
 
     /// Servers admitted while the ring could not yet be built.
     private var pending: Set<String> = []
 
-    public func state(of id: String) -> ServerState {
-        if let heard = live[id] { return policy.state(silence: clock.elapsed - heard.lastHeartbeat) }
-        // Not heard from since this master started: unknown, and down once a whole grace
-        // period has passed without a word (else a server that died with the old master
-        // would never be repaired).
-        return clock.elapsed - startedAt >= policy.downAfter ? .down : .unknown
+    /// Makes the next ring from the current one and installs it, compare-and-set on the epoch:
+    /// when another master installed an epoch first, the ring is read again and the change made
+    /// again on it (bounded). `make` returning nil means there is nothing to change.
+    @discardableResult
+    func changeRing(
+        _ make: (PlacementRing?) throws(RingError) -> PlacementRing?
+    ) async throws -> Result<PlacementRing?, RingError> {
+        var attempt = 0
+        while true {
+            let next: PlacementRing?
+            do {
+                next = try make(ring)
+            } catch {
+                return .failure(error)
+            }
+            guard let next else { return .success(nil) }
+            do {
+                try await install(next)
+                return .success(next)
+            } catch let error as BlobError where error.code == .staleEpoch && attempt < 16 {
+                attempt += 1
+                try await reloadRing()
+            }
+        }
     }
 
-    /// Whether a ring member has not been heard from since this master started.
+    public func state(of id: String) -> ServerState {
+        let now = databaseNow
+        if let heard = live[id]?.heardMilliseconds, heard >= observedSince {
+            return policy.state(silence: .milliseconds(max(0, now - heard)))
+        }
+        // Not heard from since masters began observing (a fresh start, or after a time with
+        // no master): unknown, and down once a whole grace period has passed without a word
+        // (else a server that died while no master ran would never be repaired).
+        return now - observedSince >= policy.downAfter.wholeMilliseconds ? .down : .unknown
+    }
+
+    /// Whether a ring member has not been heard from since masters began observing.
     public func hasUnknownRingMembers() -> Bool {
         ring?.members.contains { state(of: $0.id) == .unknown } ?? false
     }
@@ -185,7 +321,7 @@ public actor Membership {
     /// Down past the grace period and not in maintenance: its data is to be re-replicated.
     public func needsRepair(_ id: String) -> Bool {
         guard state(of: id) == .down else { return false }
-        if let window = maintenanceUntil[id], window.until > clock.elapsed { return false }
+        if let until = maintenanceUntil[id], until > databaseNow { return false }
         return true
     }
 
@@ -194,24 +330,23 @@ public actor Membership {
         records.keys.sorted().filter { needsRepair($0) }
     }
 
-    /// Suspends (or, with 0, ends) repair of a server's data.
-    public func setMaintenance(_ id: String, seconds: Int64) throws -> Int64? {
+    /// Suspends (or, with 0, ends) repair of a server's data; returns the window's end
+    /// (milliseconds since 1970, database time).
+    public func setMaintenance(_ id: String, seconds: Int64) async throws -> Int64? {
         guard records[id] != nil else {
             throw BlobError(
                 .notFound, reason: "server.unknown", "no server \(id); list them with `blobctl cluster status`")
         }
-        guard seconds > 0 else {
-            maintenanceUntil[id] = nil
-            return nil
+        let until = try await store.setMaintenance(serverID: id, seconds: seconds)
+        maintenanceUntil[id] = until
+        if until != nil {
+            logger.info("server in maintenance", metadata: ["peer.id": "\(id)", "seconds": "\(seconds)"])
         }
-        let wall = clock.wallMilliseconds + seconds * 1000
-        maintenanceUntil[id] = (clock.elapsed + .seconds(seconds), wall)
-        logger.info("server in maintenance", metadata: ["peer.id": "\(id)", "seconds": "\(seconds)"])
-        return wall
+        return until
     }
 
     public func maintenanceEnd(_ id: String) -> Int64? {
-        maintenanceUntil[id].flatMap { $0.until > clock.elapsed ? $0.wallMilliseconds : nil }
+        maintenanceUntil[id].flatMap { $0 > databaseNow ? $0 : nil }
     }
 
     public var serverIDs: [String] { records.keys.sorted() }
@@ -229,8 +364,12 @@ public actor Membership {
         record.weight = weight
         try await store.saveServer(record)
         records[id] = record
-        guard let ring, ring.members.contains(where: { $0.id == id }) else { return }
-        try await install(ring.settingWeight(weight, of: id))
+        _ = try await changeRing { ring throws(RingError) -> PlacementRing? in
+            guard let ring, let member = ring.members.first(where: { $0.id == id }), member.weight != weight else {
+                return nil
+            }
+            return try ring.settingWeight(weight, of: id)
+        }.get()
     }
 
     /// Takes a server out of the ring and forgets it (its replica facts too); it may not
@@ -240,9 +379,10 @@ public actor Membership {
             throw BlobError(
                 .notFound, reason: "server.unknown", "no server \(id); list them with `blobctl cluster status`")
         }
-        if let ring, ring.members.contains(where: { $0.id == id }) {
-            try await install(ring.removing(id))
-        }
+        _ = try await changeRing { ring throws(RingError) -> PlacementRing? in
+            guard let ring, ring.members.contains(where: { $0.id == id }) else { return nil }
+            return try ring.removing(id)
+        }.get()
         // Read-modify-write, compare-and-set: another master's removal since is kept.
         let saved = try await store.updateSetting(Self.removedServersKey) { old in
             var all = try old.map { try JSONDecoder().decode(Set<String>.self, from: Data($0)) } ?? []
@@ -251,6 +391,7 @@ public actor Membership {
         }
         removed = try JSONDecoder().decode(Set<String>.self, from: Data(saved))
         try await store.deleteServer(id)
+        try await store.setMaintenance(serverID: id, seconds: 0)
         records[id] = nil
         live[id] = nil
         maintenanceUntil[id] = nil
@@ -275,13 +416,14 @@ public actor Membership {
 
     public func status() -> ClusterStatus {
         let inRing = Set(ring?.members.map(\.id) ?? [])
+        let now = databaseNow
         let servers = records.values.sorted { $0.id < $1.id }.map { r in
             let l = live[r.id]
             return ServerStatusEntry(
                 id: r.id, address: r.address, zone: r.zone, weight: r.weight, capacityBytes: r.capacityBytes,
                 state: state(of: r.id),
                 inRing: inRing.contains(r.id), usage: l?.usage,
-                millisecondsSinceHeartbeat: l.map { (clock.elapsed - $0.lastHeartbeat).wholeMilliseconds })
+                millisecondsSinceHeartbeat: l.map { max(0, now - $0.heardMilliseconds) })
         }
         return ClusterStatus(ringEpoch: ring?.epoch, replicaCount: replicaCount, servers: servers)
     }

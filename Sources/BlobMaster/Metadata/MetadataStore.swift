@@ -37,13 +37,19 @@ public final class MetadataStore: Sendable {
     public func now() async throws -> Int64 { try await database.now() }
 
     /// Runs `body` as one write transaction, again (bounded, with jittered backoff) while the
-    /// engine reports a transient conflict; every other error ends it.
+    /// engine reports a transient conflict; every other error ends it. Inside leader-only work
+    /// (``LeaderFence/current``) the transaction first checks the leader's term, and a stale
+    /// term writes nothing.
     @discardableResult
     func write<T: Sendable>(_ body: (any SQLTransaction) async throws -> T) async throws -> T {
         var attempt = 1
+        let fence = LeaderFence.current
         while true {
             do {
-                return try await database.write(body)
+                return try await database.write { tx in
+                    if let fence { try await Self.requireLeadership(fence.term, in: tx) }
+                    return try await body(tx)
+                }
             } catch  where attempt < Self.maxWriteAttempts && database.isTransient(error) {
                 // 1, 2, 4 … ms, capped at 100 ms, each a random 50-100% so colliders spread out.
                 let ceiling = min(100_000, 1000 << min(attempt - 1, 7))

@@ -124,7 +124,11 @@ enum PostgresSchema {
                 )
                 """,
             ]
-        )
+        ),
+        (
+            "v2: several masters: leader lease, liveness, maintenance, damage, request ids",
+            SchemaV12.postgres
+        ),
     ]
 
     /// Any number: the key of the advisory lock that migrating masters queue on.

@@ -174,6 +174,10 @@ extension SQLiteDatabase {
                     INSERT INTO path_heads (path, last_version) SELECT path, MAX(version) FROM versions GROUP BY path;
                     """)
         }
+        migrator.registerMigration("v12: several masters: leader lease, liveness, maintenance, damage, request ids") {
+            db in
+            try db.execute(sql: SchemaV12.sqlite)
+        }
         return migrator
     }
 }

@@ -18,7 +18,7 @@ struct ConsistencyCheck: Sendable {
         // Forget replicas whose files are gone, adopt files the master lost track of, then copy
         // whatever is below R; then look again, so the answer says what is still wrong.
         let (forgotten, adopted, damaged) = try await fix()
-        await repairer.noteDamaged(damaged)
+        try await repairer.noteDamaged(damaged)
         let repaired = try await repairer.pass(fullScan: true)
         report = try await check()
         report.repairedChunks = Int64(repaired)

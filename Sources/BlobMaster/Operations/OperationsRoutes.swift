@@ -14,6 +14,9 @@ struct OperationsRoutes: Sendable {
     let checker: ConsistencyCheck
     let repairer: Repairer
     let gcGrace: Duration
+    /// Rebalance, drain, gc and fsck are the leader's: a follower answers `notLeader` (503,
+    /// naming the leader), and clients try the next master.
+    let election: LeaderElection
 
     func register(on routes: AuthenticatedRoutes) {
         let clients: Set<RequestRole> = [.client, .master]
@@ -73,9 +76,12 @@ struct OperationsRoutes: Sendable {
     /// Weight 0, then a rebalance moves everything off; the report says what is left.
     func drain(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {
         let id = try await serverID(context)
-        try await membership.setWeight(id, 0)
-        let current = await rebalancer.status
-        _ = try await rebalancer.start(maxBytesPerSecond: current.state == .running ? current.maxBytesPerSecond : nil)
+        try await election.asLeader {
+            try await membership.setWeight(id, 0)
+            let current = try await rebalancer.currentStatus()
+            _ = try await rebalancer.start(
+                maxBytesPerSecond: current.state == .running ? current.maxBytesPerSecond : nil)
+        }
         return try jsonResponse(try await report(id))
     }
 
@@ -120,7 +126,7 @@ struct OperationsRoutes: Sendable {
         }
         try await membership.remove(id)
         // Chunks that keep fewer than R copies: repaired at the next pass, not the next full scan.
-        await repairer.noteDamaged(short)
+        try await repairer.noteDamaged(short)
         return Response(status: .noContent)
     }
 
@@ -131,7 +137,7 @@ struct OperationsRoutes: Sendable {
     }
 
     func rebalanceStatus(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
-        return try jsonResponse(await rebalancer.status)
+        return try jsonResponse(try await rebalancer.currentStatus())
     }
 
     func startRebalance(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
@@ -139,12 +145,14 @@ struct OperationsRoutes: Sendable {
         guard (body.maxBytesPerSecond ?? 0) >= 0 else {
             throw BlobError(.invalidArgument, reason: "rebalance.rate", "max bytes per second must be >= 0")
         }
-        return try jsonResponse(
-            try await rebalancer.start(maxBytesPerSecond: body.maxBytesPerSecond), status: .accepted)
+        let status = try await election.asLeader {
+            try await rebalancer.start(maxBytesPerSecond: body.maxBytesPerSecond)
+        }
+        return try jsonResponse(status, status: .accepted)
     }
 
     func stopRebalance(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
-        return try jsonResponse(try await rebalancer.stop())
+        return try jsonResponse(try await election.asLeader { try await rebalancer.stop() })
     }
 
     func gc(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
@@ -162,11 +170,13 @@ struct OperationsRoutes: Sendable {
             }
             grace = .seconds(seconds)
         }
-        return try jsonResponse(try await collector.run(dryRun: body.dryRun, grace: grace))
+        let chosen = grace
+        let report = try await election.asLeader { try await collector.run(dryRun: body.dryRun, grace: chosen) }
+        return try jsonResponse(report)
     }
 
     func fsck(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         let body = try await decodeJSONBody(FsckRequest.self, from: request, maxByteCount: 4096)
-        return try jsonResponse(try await checker.run(repair: body.repair))
+        return try jsonResponse(try await election.asLeader { try await checker.run(repair: body.repair) })
     }
 }

@@ -71,17 +71,28 @@ actor Rebalancer {
         self.logger = logger
     }
 
-    /// Reads the saved state; a run that was going when the master stopped goes on.
+    /// Reads the saved state (the leader's, or a previous leader's).
     func load() async throws {
         if let json = try await store.setting(Self.statusKey) {
             savedStatus = json
             status = try JSONDecoder().decode(RebalanceStatus.self, from: Data(json))
         }
-        if status.state == .running {
-            logger.info("resuming rebalance", metadata: ["moved.bytes": "\(status.movedBytes)"])
-            await throttle.setRate(status.maxBytesPerSecond)
-            launch()
-        }
+    }
+
+    /// The status: this master's run while it runs one, else as saved by whoever ran it last.
+    func currentStatus() async throws -> RebalanceStatus {
+        if task == nil { try await load() }
+        return status
+    }
+
+    /// Run by a master that has just become leader (inside its fence): a run that was going
+    /// when the previous leader stopped or lost the lease goes on here.
+    func resumeIfRunning() async throws {
+        try await load()
+        guard status.state == .running, task == nil else { return }
+        logger.info("resuming rebalance", metadata: ["moved.bytes": "\(status.movedBytes)"])
+        await throttle.setRate(status.maxBytesPerSecond)
+        launch()
     }
 
     /// The plan: every chunk's facts against the current ring.
@@ -183,12 +194,15 @@ actor Rebalancer {
         return status
     }
 
-    /// Ends the run's task without changing its saved state: the next master resumes it.
+    /// Ends the run's task without changing its saved state: the next leader resumes it (a
+    /// shutdown, or leadership lost).
     func stopForShutdown() {
         task?.cancel()
         task = nil
     }
 
+    /// Starts the run's task. It inherits the caller's ``LeaderFence``: every write it makes
+    /// and every command it sends is stamped with the term that started it.
     private func launch() {
         task?.cancel()
         task = Task { await self.runPasses() }
@@ -215,6 +229,11 @@ actor Rebalancer {
                 let waiting = status.blockedChunks > 0 ? await membership.hasUnknownRingMembers() : false
                 if !waiting { break }
             } catch is CancellationError {
+                return
+            } catch let error as BlobError where error.code == .notLeader {
+                // The term ended: the next leader resumes from the saved state.
+                logger.warning("rebalance stops: leadership ended", metadata: ["error.message": "\(error)"])
+                task = nil
                 return
             } catch {
                 status.errors += 1

@@ -15,8 +15,6 @@ actor Repairer {
     let peer: ChunkServerPeer
     let throttle: CopyThrottle
     let logger: Logger
-    /// Chunks to look at in the next pass (a replica was reported corrupt or removed).
-    private var dirty: Set<ChunkID> = []
     /// On ``clock``'s monotonic reading.
     private var lastFullScan: Duration?
     private var fullScanRunning = false
@@ -50,8 +48,11 @@ actor Repairer {
         self.logger = logger
     }
 
-    func noteDamaged(_ ids: [ChunkID]) {
-        for id in ids.prefix(Self.maxChunksPerPass - dirty.count) { dirty.insert(id) }
+    /// Chunks to look at in the next pass (a replica was reported corrupt or removed): kept in
+    /// the database, so the leader sees reports that reached any master, and a new leader
+    /// those its predecessor had not handled.
+    func noteDamaged(_ ids: [ChunkID]) async throws {
+        try await store.reportDamage(ids)
     }
 
     /// One pass; returns how many chunks got copies.
@@ -61,8 +62,8 @@ actor Repairer {
             passes += 1
             return 0
         }
-        var candidates = dirty
-        dirty = []
+        let reported = try await store.damageReports(limit: Self.maxChunksPerPass)
+        var candidates = Set(reported)
         let gone = Set(await membership.serversNeedingRepair())
         // Copies that still count: on servers that are not down past the grace.
         func counted(_ f: ChunkFacts) -> Int { f.servers.count { !gone.contains($0) } }
@@ -123,6 +124,9 @@ actor Repairer {
                 return done
             }
         }
+        // Reports are handled once their chunks were looked at; a chunk still short is found
+        // again by the server walk or the full scan.
+        if !Task.isCancelled { try await store.clearDamageReports(reported) }
         if repaired > 0 || !work.isEmpty {
             logger.info("repair pass", metadata: ["chunk.count": "\(work.count)", "repaired": "\(repaired)"])
         }
@@ -163,6 +167,8 @@ actor Repairer {
                 failures += 1
             } catch is CancellationError {
                 throw CancellationError()
+            } catch let error as BlobError where error.code == .notLeader {
+                throw error
             } catch {
                 failures += 1
                 logger.debug(
