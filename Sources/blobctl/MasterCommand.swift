@@ -64,6 +64,13 @@ struct MasterCommand: AsyncParsableCommand {
     @Option(help: "How often buckets' lifecycle rules (S3 expiration) are applied (e.g. 1h).")
     var lifecycleInterval: String = "1h"
 
+    @Option(
+        help: """
+            The leader lease (e.g. 10s): with several masters, another takes over at most this long after \
+            the leader dies; the leader renews every quarter of it.
+            """)
+    var leaderLease: String = "10s"
+
     @Flag(inversion: .prefixedNo, help: "Admit a server into the ring when it first registers.")
     var autoAdmit = true
 
@@ -110,6 +117,11 @@ struct MasterCommand: AsyncParsableCommand {
         guard configuration.repairInterval >= .milliseconds(100) else {
             throw ValidationError("--repair-interval must be >= 100ms")
         }
+        let lease = try DurationParser.parseOption(leaderLease, name: "--leader-lease")
+        guard lease >= .seconds(1), lease <= .seconds(3600) else {
+            throw ValidationError("--leader-lease must be between 1s and 1h, got \(leaderLease)")
+        }
+        configuration.leaderLease = LeasePolicy(timeToLive: lease)
         bootstrapLogging(level: logLevel)
         let logger = Logger(label: "blobctl.master")
         let server = MasterServer(configuration: configuration, logger: logger)

@@ -75,6 +75,11 @@ final class ChunkServerProcess: @unchecked Sendable {
         process = nil
     }
 
+    /// Sends `signal` (SIGSTOP, SIGCONT) to the running process, by its PID.
+    func signal(_ signal: Int32) {
+        if let p = process, p.isRunning { Foundation.kill(p.processIdentifier, signal) }
+    }
+
     /// SIGKILL: no chance to clean up, as in a crash or power cut of the process.
     func kill() async throws {
         guard let p = process else { return }
