@@ -36,6 +36,9 @@ struct BenchMetadataCommand: AsyncParsableCommand {
     @Option(help: "Concurrent committing clients.")
     var clients: Int = 8
 
+    @Option(help: "Masters sharing the database (more than one needs PostgreSQL); client i talks to master i mod N.")
+    var masters: Int = 1
+
     @Option(
         help: ArgumentHelp(
             "Where the master keeps its metadata: postgres://USER@HOST:PORT/DATABASE (an empty database) or "
@@ -63,11 +66,17 @@ struct BenchMetadataCommand: AsyncParsableCommand {
         var masterPeakRSSMebibytes: Double
         var databaseMebibytes: Double
         var backend: String
+        var masters: Int
+        var readPlansPerSecond: Double
     }
 
     func run() async throws {
         guard files >= 1000, chunkRefs >= 0, chunksPerFile >= 1, commits >= 1, clients >= 1 else {
             throw ValidationError("need --files >= 1000 and positive counts")
+        }
+        guard (1...9).contains(masters), masters == 1 || metadata?.hasPrefix("postgres") == true else {
+            throw ValidationError(
+                "--masters takes 1 to 9; more than one share a PostgreSQL (--metadata postgres://…)")
         }
         let root = dir ?? (NSTemporaryDirectory() + "blobctl-bench-metadata-\(UUID().uuidString)")
         try FileManager.default.createDirectory(atPath: root + "/master", withIntermediateDirectories: true)
@@ -91,20 +100,29 @@ struct BenchMetadataCommand: AsyncParsableCommand {
 
         var masterArguments = ["--metadata", location.description]
         if let metadataPasswordFile { masterArguments += ["--metadata-password-file", metadataPasswordFile] }
-        let master = try BenchServer(
-            directory: root + "/master", secretFile: root + "/secret", role: "master",
-            extraArguments: masterArguments)
+        var servers: [BenchServer] = []
+        for i in 0..<masters {
+            try FileManager.default.createDirectory(atPath: root + "/master-\(i)", withIntermediateDirectories: true)
+            servers.append(
+                try BenchServer(
+                    directory: i == 0 ? root + "/master" : root + "/master-\(i)", secretFile: root + "/secret",
+                    role: "master", extraArguments: masterArguments))
+        }
+        let master = servers[0]
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
         do {
-            try await master.start()
+            for server in servers { try await server.start() }
             let client = BenchHTTP(http: http, signer: signer, address: master.address)
+            let perMaster = servers.map { BenchHTTP(http: http, signer: signer, address: $0.address) }
             // A server for the chunks the commits name, registered like a real one would.
             let registration = ServerRegistration(
                 serverID: "bench-cs", address: "127.0.0.1:1", zone: "z", weight: 1, capacityBytes: nil,
                 usage: ServerUsage(usedBytes: 0, freeDiskBytes: 0, chunkCount: 0, logicalBytes: 0, inFlightRequests: 0))
             try await client.send("POST", "/v1/cluster/servers", registration, role: .server)
-            let rate = try await measureCommits(client)
+            let rate = try await measureCommits(perMaster)
             log("commits: \(Int(rate))/s")
+            let plans = try await measureReadPlans(perMaster)
+            log("read plans: \(Int(plans))/s")
             let stat = try await measure(2000) { _ in
                 let path = "load/\(Int.random(in: 0..<files))"
                 try await client.send("GET", "/v1/files?path=\(path)", Optional<Int>.none)
@@ -114,14 +132,15 @@ struct BenchMetadataCommand: AsyncParsableCommand {
                 try await client.send("GET", "/v1/list?prefix=load/&after=\(after)&limit=1000", Optional<Int>.none)
             }
             let rss = master.peakRSSMebibytes()
-            master.stop()
+            for server in servers { server.stop() }
             try await http.shutdown()
             let database = try await databaseMebibytes(location)
             let results = Results(
                 files: files, chunkRefs: chunkRefs, loadSeconds: loadSeconds, commitsPerSecond: rate,
                 statP50Milliseconds: stat.0, statP99Milliseconds: stat.1, listP50Milliseconds: list.0,
                 listP99Milliseconds: list.1, masterPeakRSSMebibytes: rss, databaseMebibytes: database,
-                backend: location.description.hasPrefix("sqlite:") ? "sqlite" : "postgres")
+                backend: location.description.hasPrefix("sqlite:") ? "sqlite" : "postgres", masters: masters,
+                readPlansPerSecond: plans)
             if json {
                 print(String(decoding: try JSONEncoder().encode(results), as: UTF8.self))
             } else {
@@ -132,7 +151,9 @@ struct BenchMetadataCommand: AsyncParsableCommand {
                     master on \(results.backend) with \(files) files and \(chunkRefs) chunk references \
                     (database \(Int(database)) MiB, \
                     \(bytesPerFile) bytes per file)
+                    masters: \(masters)
                     commits (one-chunk files, \(clients) clients): \(Int(rate)) per second
+                    read plans (\(clients) clients): \(Int(plans)) per second
                     stat: p50 \(String(format: "%.2f", stat.0)) ms, p99 \(String(format: "%.2f", stat.1)) ms
                     list page of 1000: p50 \(String(format: "%.2f", list.0)) ms, \
                     p99 \(String(format: "%.2f", list.1)) ms
@@ -140,7 +161,7 @@ struct BenchMetadataCommand: AsyncParsableCommand {
                     """)
             }
         } catch {
-            master.stop()
+            for server in servers { server.stop() }
             try? await http.shutdown()
             throw error
         }
@@ -210,7 +231,8 @@ struct BenchMetadataCommand: AsyncParsableCommand {
         }
     }
 
-    func measureCommits(_ client: BenchHTTP) async throws -> Double {
+    func measureCommits(_ masters: [BenchHTTP]) async throws -> Double {
+        let client = masters[0]
         // Chunks first, acknowledged in batches, so the timed part is commits alone.
         let ids = (0..<commits).map { ChunkID(hashing: Array("commit-chunk:\($0)".utf8)) }
         for start in stride(from: 0, to: ids.count, by: 5000) {
@@ -228,7 +250,7 @@ struct BenchMetadataCommand: AsyncParsableCommand {
                         let commit = ManifestCommit(
                             path: try BlobPath("commits/\(i)"), size: 4096, contentType: "application/octet-stream",
                             sha256: ids[i].hex, chunks: [ManifestEntry(chunkID: ids[i], offset: 0, length: 4096)])
-                        try await client.send("POST", "/v1/files", commit)
+                        try await masters[worker % masters.count].send("POST", "/v1/files", commit)
                         i += clients
                     }
                 }
@@ -236,6 +258,27 @@ struct BenchMetadataCommand: AsyncParsableCommand {
             try await group.waitForAll()
         }
         return Double(commits) / Self.seconds(ContinuousClock.now - start)
+    }
+
+    /// Read plans per second of the files the commits made, `clients` at once, client i asking
+    /// master i mod N.
+    func measureReadPlans(_ masters: [BenchHTTP]) async throws -> Double {
+        let count = max(commits, 2000)
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<clients {
+                group.addTask {
+                    var i = worker
+                    while i < count {
+                        try await masters[worker % masters.count].send(
+                            "GET", "/v1/files/plan?path=commits/\(i % commits)", Optional<Int>.none)
+                        i += clients
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        return Double(count) / Self.seconds(ContinuousClock.now - start)
     }
 
     /// p50 and p99 in milliseconds of `count` sequential calls.

@@ -318,12 +318,18 @@ struct ClientTests {
             let failovers = report?["failovers"] as? Int ?? 0
             #expect(
                 failovers >= 1, "reads rotate over the replicas, so some chunk was asked of the damaged server first")
-            // The damaged copies that were read are no longer offered for reads.
-            // The quarantine reaches the master with the damaged server's next report.
+            // The damaged copies that were read (the server quarantined them) are no longer
+            // offered for reads: the client's report, or the server's next one, drops them.
+            let quarantined = Set(
+                try await cluster.client.send(.GET, victim.address, "/v1/quarantine").json(QuarantineList.self).chunks
+            ).intersection(ids)
+            #expect(!quarantined.isEmpty, "the read met a damaged copy and the server quarantined it")
             let dropped = try await ChunkServerFaultTests.eventually(within: .seconds(60)) {
                 let now = try await cluster.stat("damaged.bin")["chunks"] as? [[String: Any]] ?? []
-                let withoutVictim = now.filter { !(($0["replicas"] as? [String]) ?? []).contains(victim.serverID) }
-                return withoutVictim.count >= failovers
+                return now.allSatisfy { chunk in
+                    guard let id = chunk["id"] as? String, quarantined.contains(id) else { return true }
+                    return !((chunk["replicas"] as? [String]) ?? []).contains(victim.serverID)
+                }
             }
             #expect(dropped)
         }

@@ -5,7 +5,7 @@ import Testing
 
 /// Several `blobctl master` processes on one PostgreSQL (the test run's own), chunk servers and
 /// clients given every master: a master killed at any moment, the leader killed mid-rebalance.
-@Suite("several masters on one PostgreSQL: failover and fencing", .timeLimit(.minutes(10)))
+@Suite("several masters on one PostgreSQL: failover and fencing", .serialized, .timeLimit(.minutes(10)))
 struct SeveralMastersTests {
     static let leaderLease = "3s"
 
@@ -84,8 +84,12 @@ struct SeveralMastersTests {
         try await PostgresTestDatabase.with { url in
             try await withChunkServers(0) { _, client, dir in
                 let secretFile = dir.appendingPathComponent("secret")
-                let arguments =
-                    OperationsTests.masterArguments + ["--metadata", url, "--leader-lease", leaderLease]
+                // Liveness a little slower than the one-master tests': a heartbeat reaches the
+                // other masters through the database, a refresh (0.5 s) after it arrives.
+                let arguments = [
+                    "--heartbeat-interval", "200", "--suspect-after", "5000", "--down-after", "15000",
+                    "--repair-interval", "500ms", "--gc-grace", "1s", "--metadata", url, "--leader-lease", leaderLease,
+                ]
                 let masters = (0..<count).map {
                     DaemonProcess(
                         dataDirectory: dir.appendingPathComponent("master-\($0)"), secretFile: secretFile,
@@ -103,7 +107,7 @@ struct SeveralMastersTests {
                         servers.append(server)
                     }
                     let cluster = Cluster(masters: masters, servers: servers, client: client, dir: dir)
-                    let formed = try await ChunkServerFaultTests.eventually(within: .seconds(30)) {
+                    let formed = try await ChunkServerFaultTests.eventually(within: .seconds(60)) {
                         for master in masters {
                             guard let status = await cluster.status(from: master),
                                 status.servers.filter({ $0.inRing && $0.state == .alive }).count == serverCount

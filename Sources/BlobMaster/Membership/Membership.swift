@@ -313,9 +313,15 @@ public actor Membership {
         return now - observedSince >= policy.downAfter.wholeMilliseconds ? .down : .unknown
     }
 
-    /// Whether a ring member has not been heard from since masters began observing.
+    /// Whether a ring member is neither alive nor down: not heard from since masters began
+    /// observing, or late (a master that has just started again reads heartbeats from before
+    /// its stop, and the servers' next ones are on their way). Work that moves data waits for
+    /// them to settle rather than count them out.
     public func hasUnknownRingMembers() -> Bool {
-        ring?.members.contains { state(of: $0.id) == .unknown } ?? false
+        ring?.members.contains {
+            let state = state(of: $0.id)
+            return state == .unknown || state == .suspect
+        } ?? false
     }
 
     /// Down past the grace period and not in maintenance: its data is to be re-replicated.
