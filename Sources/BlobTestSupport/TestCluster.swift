@@ -233,11 +233,11 @@ public func withTestCluster<T: Sendable>(
 
 /// Waits (bounded) for a server to bind; a server that stops first is a failure.
 private func bound(_ box: AddressBox, what: String, task: Task<Void, any Error>) async throws -> String {
-    let bound = try await eventually(within: .seconds(30)) { box.isBound }
+    let bound = try await eventually(within: .seconds(60)) { box.isBound }
     guard bound else {
         task.cancel()
         if case .failure(let error) = await task.result { throw error }
-        throw TestClusterError("\(what) did not start listening within 30 s")
+        throw TestClusterError("\(what) did not start listening within 60 s")
     }
     return box.current
 }

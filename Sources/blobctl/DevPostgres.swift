@@ -44,11 +44,18 @@ struct DevPostgres {
         if Self.isRoot {
             try run(
                 ["/bin/chown", "-R", "postgres:postgres", directory], log: log, what: "chown the database directory")
+            // The postgres user must pass through the cluster directory (execute only: it lists
+            // nothing, and the secret files stay mode 0600).
+            let parent = (directory as NSString).deletingLastPathComponent
+            if let mode = (try? FileManager.default.attributesOfItem(atPath: parent))?[.posixPermissions] as? Int {
+                try? FileManager.default.setAttributes([.posixPermissions: mode | 0o001], ofItemAtPath: parent)
+            }
             guard (try? run(Self.asOwner(["/usr/bin/test", "-w", dataDirectory]), log: log, what: "")) != nil else {
                 throw CLIError(
                     .failure,
-                    "PostgreSQL runs as the postgres user, which cannot reach \(dataDirectory); "
-                        + "pass --dir under /tmp or /var/tmp, or run dev up as a user other than root")
+                    "PostgreSQL runs as the postgres user, which cannot reach \(dataDirectory) (a directory "
+                        + "above it is closed to other users, like /root); pass --dir under /tmp or /var/tmp, "
+                        + "or run dev up as a user other than root")
             }
         }
         try run(

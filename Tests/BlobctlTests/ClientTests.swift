@@ -518,6 +518,7 @@ struct ClientTests {
         process.standardInput = FileHandle.nullDevice
         try process.run()
         try await process.exit(within: .seconds(60))
+        guard !process.isRunning else { throw TestFailure("bash -c \(script) did not finish in 60 s") }
         let stdout = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
         let stderr = (try? String(contentsOf: err, encoding: .utf8)) ?? ""
         return (process.terminationStatus, stdout, stderr)

@@ -196,6 +196,7 @@ struct GatewayTests {
         try p.run()
         try await p.exit(within: timeout)
         try handle.close()
+        guard !p.isRunning else { throw TestFailure("\(path) did not finish within \(timeout)") }
         return (p.terminationStatus, (try? String(contentsOf: out, encoding: .utf8)) ?? "")
     }
 

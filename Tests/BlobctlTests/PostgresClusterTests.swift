@@ -28,8 +28,9 @@ enum PostgresTestDatabase {
         process.standardInput = FileHandle.nullDevice
         try process.run()
         try await process.exit(within: .seconds(60))
-        guard process.terminationStatus == 0 else {
-            throw TestFailure("\(name) \(args) failed with \(process.terminationStatus)")
+        guard !process.isRunning, process.terminationStatus == 0 else {
+            let outcome = process.isRunning ? "did not finish" : "failed with \(process.terminationStatus)"
+            throw TestFailure("\(name) \(args) \(outcome)")
         }
     }
 

@@ -63,8 +63,12 @@ public actor LeaderElection {
         self.holder = holder ?? UUID().uuidString.lowercased()
     }
 
-    /// The address other masters and operators see for this master.
-    public func setAddress(_ address: String) { self.address = address }
+    /// The address other masters and operators see for this master; a round records it soon
+    /// (in a task of its own: the server's start does not wait on the database).
+    public func setAddress(_ address: String) {
+        self.address = address
+        Task { await self.round() }
+    }
 
     /// Called with the new term when this master becomes leader, and with nil when it stops
     /// being leader (lost, lapsed or released).

@@ -107,7 +107,8 @@ extension MetadataStore {
             try await tx.execute(
                 """
                 INSERT INTO masters (id, address, started_ms, seen_ms) VALUES (?, ?, ?, ?)
-                ON CONFLICT(id) DO UPDATE SET address = excluded.address, seen_ms = excluded.seen_ms
+                ON CONFLICT(id) DO UPDATE SET seen_ms = excluded.seen_ms,
+                    address = CASE WHEN excluded.address = '' THEN masters.address ELSE excluded.address END
                 """, [.text(holder), .text(address), .integer(startedMilliseconds), .integer(now)])
             // The first claim ever creates the row; a concurrent first claim waits for it and
             // then sees it below (ON CONFLICT DO NOTHING), so there is never a second term 1.
@@ -134,10 +135,14 @@ extension MetadataStore {
             if lease.holder == holder, lease.term == term, lease.expiresMilliseconds > now {
                 lease.renewedMilliseconds = now
                 lease.expiresMilliseconds = now + ttlMilliseconds
+                // A round that began before the master knew its address does not erase it.
+                if !address.isEmpty { lease.address = address }
                 try await tx.execute(
                     "UPDATE leader_lease SET renewed_ms = ?, expires_ms = ?, address = ? WHERE name = ?",
-                    [.integer(now), .integer(lease.expiresMilliseconds), .text(address), .text(Self.backgroundLease)])
-                lease.address = address
+                    [
+                        .integer(now), .integer(lease.expiresMilliseconds), .text(lease.address),
+                        .text(Self.backgroundLease),
+                    ])
                 return LeaseClaim(leading: true, lease: lease, nowMilliseconds: now)
             }
             guard lease.expiresMilliseconds <= now || takeOver else {

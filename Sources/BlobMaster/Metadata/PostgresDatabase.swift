@@ -56,16 +56,19 @@ public final class PostgresDatabase: SQLDatabase {
         configuration.options.maximumConnections = maximumConnections
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         let database = PostgresDatabase(client: client, location: location, clock: clock, logger: logger)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
-            do {
-                let result = try await body(database)
-                group.cancelAll()
-                return result
-            } catch {
-                group.cancelAll()
-                throw error
-            }
+        // Detached: the pool must not see the master's graceful shutdown (PostgresClient.run
+        // ends on it), which would close it under the last writes of the shutdown itself, such
+        // as giving the leader lease up. It ends when `body` does.
+        let pool = Task.detached { await client.run() }
+        do {
+            let result = try await body(database)
+            pool.cancel()
+            await pool.value
+            return result
+        } catch {
+            pool.cancel()
+            await pool.value
+            throw error
         }
     }
 
