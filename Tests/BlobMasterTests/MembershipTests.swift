@@ -154,7 +154,7 @@ struct MembershipTests {
             await restarted.setLeadership(election)
             try await restarted.load()
             #expect(await restarted.state(of: "cs-1") == .unknown, "heard only before the gap")
-            #expect(await restarted.hasUnknownRingMembers())
+            #expect(await restarted.hasUnsettledRingMembers())
             clock.advance(by: .seconds(59))
             #expect(await restarted.state(of: "cs-1") == .unknown)
             clock.advance(by: .seconds(1))

@@ -129,6 +129,14 @@ struct SeveralMastersTests {
         }
     }
 
+    /// The highest leader term each chunk server recorded (`DATA/leader-term`), where one did.
+    static func leaderTerms(_ servers: [DaemonProcess]) -> [Int64] {
+        servers.compactMap { server in
+            (try? String(contentsOf: server.dataDirectory.appendingPathComponent("leader-term"), encoding: .utf8))
+                .flatMap { Int64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+    }
+
     /// What the client loops saw.
     final class Outcomes: Sendable {
         let acknowledged = Mutex<[(path: String, local: URL)]>([])
@@ -263,11 +271,7 @@ struct SeveralMastersTests {
                 }
                 // The new leader's commands reached the chunk servers under its term (recorded
                 // before they ran), and no server saw a term beyond it.
-                let terms = (cluster.servers + [newcomer]).compactMap { server in
-                    (try? String(
-                        contentsOf: server.dataDirectory.appendingPathComponent("leader-term"), encoding: .utf8))
-                        .flatMap { Int64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-                }
+                let terms = Self.leaderTerms(cluster.servers + [newcomer])
                 #expect(terms.contains(successor.term) && terms.allSatisfy { $0 <= successor.term }, "\(terms)")
                 try await newcomer.stop()
             } catch {
@@ -334,11 +338,7 @@ struct SeveralMastersTests {
                 let after = try await cluster.fsck()
                 #expect(after.missing == 0 && after.misplaced == 0 && after.under == 0, "\(after)")
                 #expect(after.chunks == settled.chunks)
-                let terms = (cluster.servers + [newcomer]).compactMap { server in
-                    (try? String(
-                        contentsOf: server.dataDirectory.appendingPathComponent("leader-term"), encoding: .utf8))
-                        .flatMap { Int64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-                }
+                let terms = Self.leaderTerms(cluster.servers + [newcomer])
                 #expect(terms.contains(newTerm) && terms.allSatisfy { $0 <= newTerm }, "\(terms)")
                 for (path, local) in files {
                     let copy = cluster.dir.appendingPathComponent("copy")

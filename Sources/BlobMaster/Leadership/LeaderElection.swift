@@ -44,10 +44,6 @@ public actor LeaderElection {
     private var tenure: (term: Int64, deadline: Duration)?
     /// The lease as the last round saw it.
     public private(set) var lastSeen: LeaseRecord?
-    /// When the last round succeeded, on ``clock``; nil before the first.
-    private var lastRound: Duration?
-    /// The database clock during the last successful round.
-    private var lastRoundNow: Int64 = 0
     private var lapseAnnounced = false
     private var transitions: [@Sendable (LeaderTerm?) async -> Void] = []
 
@@ -118,8 +114,6 @@ public actor LeaderElection {
                 gapMilliseconds: policy.timeToLive.wholeMilliseconds * 2,
                 takeOver: takeOverAtStart && !tookOver)
             lastSeen = claim.lease
-            lastRound = clock.elapsed
-            lastRoundNow = claim.nowMilliseconds
             if claim.leading {
                 tookOver = true
                 if tenure?.term != claim.lease.term {
@@ -144,8 +138,8 @@ public actor LeaderElection {
 
     private func announce(from before: LeaderTerm?) async {
         let now = currentTerm
+        guard now != before else { return }
         // A lapse already announced is not announced again when the round ends it for good.
-        guard now != before, !(now == nil && before == nil) else { return }
         if now == nil, lapseAnnounced { return }
         for transition in transitions { await transition(now) }
     }
@@ -185,13 +179,6 @@ public actor LeaderElection {
             logger.warning("leader lease release failed", metadata: ["error.message": "\(error)"])
         }
         await announce(from: before)
-    }
-
-    /// Milliseconds since the lease was last renewed (by whoever holds it), from the last
-    /// round's view of the database; nil before any.
-    public var leaseAgeMilliseconds: Int64? {
-        guard let lastSeen, let lastRound else { return nil }
-        return lastRoundNow - lastSeen.renewedMilliseconds + (clock.elapsed - lastRound).wholeMilliseconds
     }
 
     /// Announces a tenure that ran out on this master's clock while no round could end it (a

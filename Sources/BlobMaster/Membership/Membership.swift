@@ -317,7 +317,7 @@ public actor Membership {
     /// observing, or late (a master that has just started again reads heartbeats from before
     /// its stop, and the servers' next ones are on their way). Work that moves data waits for
     /// them to settle rather than count them out.
-    public func hasUnknownRingMembers() -> Bool {
+    public func hasUnsettledRingMembers() -> Bool {
         ring?.members.contains {
             let state = state(of: $0.id)
             return state == .unknown || state == .suspect

@@ -32,8 +32,7 @@ extension MetadataStore {
         let rows = try beats.map { ($0, String(decoding: try encoder.encode($0.usage), as: UTF8.self)) }
         return try await write { tx in
             let now = try await tx.now()
-            for batch in stride(from: 0, to: rows.count, by: Self.batchSize) {
-                let slice = rows[batch..<min(batch + Self.batchSize, rows.count)]
+            _ = try await Self.batched(rows) { slice -> [Int] in
                 try await tx.execute(
                     "INSERT INTO server_liveness (server_id, heard_ms, sequence, usage) VALUES "
                         + Array(repeating: "(?, ?, ?, ?)", count: slice.count).joined(separator: ", ")
@@ -46,6 +45,7 @@ extension MetadataStore {
                         let heard = beat.heardMilliseconds > 0 ? min(beat.heardMilliseconds, now) : now
                         return [SQLValue.text(beat.serverID), .integer(heard), .integer(beat.sequence), .text(usage)]
                     })
+                return []
             }
             return now
         }
@@ -110,13 +110,13 @@ extension MetadataStore {
         let unique = Array(Set(ids)).sorted()
         try await write { tx in
             let now = try await tx.now()
-            for batch in stride(from: 0, to: unique.count, by: Self.batchSize) {
-                let slice = unique[batch..<min(batch + Self.batchSize, unique.count)]
+            _ = try await Self.batched(unique) { slice -> [Int] in
                 try await tx.execute(
                     "INSERT INTO damage_reports (chunk_id, reported_ms) VALUES "
                         + Array(repeating: "(?, ?)", count: slice.count).joined(separator: ", ")
                         + " ON CONFLICT(chunk_id) DO NOTHING",
                     slice.flatMap { [SQLValue.blob($0), .integer(now)] })
+                return []
             }
         }
     }
@@ -132,11 +132,11 @@ extension MetadataStore {
     public func clearDamageReports(_ ids: [ChunkID]) async throws {
         guard !ids.isEmpty else { return }
         try await write { tx in
-            for batch in stride(from: 0, to: ids.count, by: Self.batchSize) {
-                let slice = ids[batch..<min(batch + Self.batchSize, ids.count)]
+            _ = try await Self.batched(ids) { slice -> [Int] in
                 try await tx.execute(
                     "DELETE FROM damage_reports WHERE chunk_id IN \(SQLStatement.placeholders(slice.count))",
                     slice.map { .blob($0) })
+                return []
             }
         }
     }

@@ -214,7 +214,7 @@ actor Rebalancer {
         // After a master restart every server is unknown until it heartbeats: wait (bounded)
         // for them, or every move would look blocked.
         let deadline = clock.elapsed + .seconds(30)
-        while await membership.hasUnknownRingMembers(), clock.elapsed < deadline, !Task.isCancelled {
+        while await membership.hasUnsettledRingMembers(), clock.elapsed < deadline, !Task.isCancelled {
             try? await clock.sleep(for: .milliseconds(200))
         }
         // Passes until one moves nothing. A pass that moved nothing while some chunks are
@@ -226,7 +226,7 @@ actor Rebalancer {
                 let moved = try await runOnePass()
                 if Task.isCancelled { return }
                 if moved > 0 { continue }
-                let waiting = status.blockedChunks > 0 ? await membership.hasUnknownRingMembers() : false
+                let waiting = status.blockedChunks > 0 ? await membership.hasUnsettledRingMembers() : false
                 if !waiting { break }
             } catch is CancellationError {
                 return
