@@ -25,6 +25,14 @@ for _ in $(seq 1 600); do
 done
 took=$(echo "$(now) - $start" | bc)
 echo "leader killed: a new leader holds the lease after ${took} s"
+# A follower runs no repair pass; the new leader's count becomes 1 when its first pass is done.
+new_leader=$(status | python3 -c "import json,sys;print(json.load(sys.stdin)['leader']['address'])")
+for _ in $(seq 1 600); do
+  if BLOBCTL_MASTER="http://$new_leader" status | python3 -c "import json,sys;s=json.load(sys.stdin);sys.exit(0 if (s.get('repair') or {}).get('passes',0)>=1 else 1)" 2>/dev/null; then break; fi
+  sleep 0.05
+done
+took=$(echo "$(now) - $start" | bc)
+echo "leader killed: the new leader ($new_leader) finished its first repair pass after ${took} s"
 survivors=$(echo "$masters" | tr ',' '\n' | grep -v "$leader" | paste -sd,)
 follower=$(echo "$survivors" | cut -d, -f1 | sed 's|http://||')
 kill -9 "$(pid_of "$follower")"

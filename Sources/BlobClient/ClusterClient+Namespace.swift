@@ -24,9 +24,14 @@ extension ClusterClient {
         return try await master("GET", query, as: FileListPage.self)
     }
 
-    /// Writes a tombstone: `path` disappears from stat and list.
+    /// Writes a tombstone: `path` disappears from stat and list. Sent under a request id, so a
+    /// delete sent again after a lost reply, to any master, returns the first one's tombstone
+    /// rather than `notFound`.
     public func delete(_ path: BlobPath) async throws -> FileVersion {
-        try await master("DELETE", "/v1/files?path=\(Self.query(path.value))", as: FileVersion.self)
+        let requestID = UUID().uuidString.lowercased()
+        return try await master(
+            "DELETE", "/v1/files?path=\(Self.query(path.value))&request=\(requestID)", as: FileVersion.self,
+            idempotent: true)
     }
 
     /// Servers, their states and usage, and the ring epoch.

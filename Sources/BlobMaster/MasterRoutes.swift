@@ -205,7 +205,9 @@ struct MasterRoutes: Sendable {
 
     func delete(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         let path = try Self.path(request)
-        let version = try await store.delete(path)
+        let requestID = request.uri.queryParameters.get("request").map { String($0) }
+        if let requestID { try ManifestCommit.validate(requestID: requestID, reason: "request.id") }
+        let version = try await store.delete(path, ifVersion: nil, requestID: requestID)
         return try jsonResponse(version)
     }
 

@@ -135,6 +135,15 @@ public struct MasterServer: Sendable {
         // the lease (and so the observation period) before it judges any server.
         await election.round()
         try await membership.load()
+        // A master that becomes leader later runs its first repair and lifecycle passes at once,
+        // not up to an interval after its predecessor died.
+        let repairNow = PassTrigger()
+        let lifecycleNow = PassTrigger()
+        await election.onTransition { term in
+            guard term != nil else { return }
+            repairNow.fire()
+            lifecycleNow.fire()
+        }
         let router = makeRouter(
             store: store, signer: signer, membership: membership, peer: peer, repairer: repairer,
             rebalancer: rebalancer, election: election,
@@ -155,14 +164,15 @@ public struct MasterServer: Sendable {
             logger: logger)
         // Repair and lifecycle run on the leader alone, each pass inside its fence.
         let repair = PeriodicService(
-            name: "repair", interval: configuration.repairInterval, clock: clock, logger: logger
+            name: "repair", interval: configuration.repairInterval, clock: clock, logger: logger, trigger: repairNow
         ) {
             guard await election.currentTerm != nil else { return }
             try await election.asLeader { _ = try await repairer.pass() }
         }
         let expirer = LifecycleExpirer(store: store, logger: logger)
         let lifecycle = PeriodicService(
-            name: "lifecycle", interval: configuration.lifecycleInterval, clock: clock, logger: logger
+            name: "lifecycle", interval: configuration.lifecycleInterval, clock: clock, logger: logger,
+            trigger: lifecycleNow
         ) {
             guard await election.currentTerm != nil else { return }
             try await election.asLeader { _ = try await expirer.pass(nowMilliseconds: try await store.now()) }

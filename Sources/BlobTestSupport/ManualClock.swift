@@ -30,6 +30,10 @@ public final class ManualClock: ServiceClock {
 
     public var elapsed: Duration { state.withLock { $0.elapsed } }
 
+    /// How many tasks are asleep on this clock: a test waits for a service to be asleep before
+    /// it advances the clock past the service's deadline.
+    public var sleeperCount: Int { state.withLock { $0.sleepers.count } }
+
     public var wallMilliseconds: Int64 { state.withLock { $0.wallOrigin + $0.elapsed.wholeMilliseconds } }
 
     /// The wall reading as a database clock (`MetadataLocation.withStore(clock:)`).

@@ -160,4 +160,43 @@ struct GroupCommitTests {
             await #expect(throws: BlobError.self) { try await store.commit(bad) }
         }
     }
+
+    @Test(
+        "a delete sent again under its request id returns its tombstone, racing itself or not, and writes one",
+        arguments: Backend.allCases)
+    func deleteRequestIDs(backend: Backend) async throws {
+        try await MetadataTesting.withStore(backend) { store, _ in
+            let path = try BlobPath("d/once")
+            _ = try await store.commit(try await MetadataTesting.upload(store, path.value, sizes: [800]))
+            let first = try await store.delete(path, ifVersion: nil, requestID: "del-1")
+            #expect(first.isDeleted && first.version == 2)
+            // Without the id, a second delete finds nothing; with it, the first tombstone answers.
+            await #expect(throws: BlobError.self) { try await store.delete(path, ifVersion: nil, requestID: nil) }
+            let again = try await store.delete(path, ifVersion: nil, requestID: "del-1")
+            #expect(again.version == first.version && again.isDeleted && again.path == path)
+            // The id names one path only.
+            let reused = await #expect(throws: BlobError.self) {
+                try await store.delete(try BlobPath("d/other"), ifVersion: nil, requestID: "del-1")
+            }
+            #expect(reused?.reason == "request.reused")
+
+            // Eight copies of one delete at once: one tombstone, every copy answered with it.
+            let racePath = try BlobPath("d/race")
+            _ = try await store.commit(try await MetadataTesting.upload(store, racePath.value, sizes: [600], seed: 3))
+            let results = try await withThrowingTaskGroup(of: FileVersion.self) { group in
+                for _ in 0..<8 {
+                    group.addTask { try await store.delete(racePath, ifVersion: nil, requestID: "del-race") }
+                }
+                return try await group.reduce(into: [FileVersion]()) { $0.append($1) }
+            }
+            #expect(Set(results.map(\.version)) == [2])
+            for (file, versions) in [(path, 2), (racePath, 2)] {
+                let count = try await store.database.rows(
+                    "SELECT COUNT(*) FROM versions WHERE path = ?", [.blob(file)]
+                ).first?.int(0)
+                #expect(count == Int64(versions), "\(file)")
+            }
+            #expect(try await store.stat(racePath) == nil)
+        }
+    }
 }

@@ -140,12 +140,13 @@ struct SeveralMastersTests {
     /// What the client loops saw.
     final class Outcomes: Sendable {
         let acknowledged = Mutex<[(path: String, local: URL)]>([])
+        let deleted = Mutex<[String]>([])
         let failures = Mutex<[String]>([])
         let operations = Atomic<Int>(0)
         let stop = Atomic<Bool>(false)
     }
 
-    @Test("kill -9 the leader while 4 clients put and get: no command fails, every acknowledged put reads back")
+    @Test("kill -9 the leader while 4 clients put, get and delete: no command fails, every acknowledged put reads back")
     func masterKilledUnderLoad() async throws {
         try await Self.withCluster(masters: 3, servers: 3) { cluster in
             let outcomes = Outcomes()
@@ -162,10 +163,20 @@ struct SeveralMastersTests {
                                 .write(to: local)
                             let put = try await cluster.run(["put", local.path, path, "--chunk-size", "64K"])
                             outcomes.operations.add(1, ordering: .relaxed)
-                            if put.status == 0 {
-                                outcomes.acknowledged.withLock { $0.append((path, local)) }
-                            } else {
+                            if put.status != 0 {
                                 outcomes.failures.withLock { $0.append("put \(path): \(put.stderr)") }
+                            } else if i % 4 == 3 {
+                                // Every fourth put is deleted again: a delete whose reply is lost
+                                // when its master dies is sent again and must not fail either.
+                                let rm = try await cluster.run(["rm", path])
+                                outcomes.operations.add(1, ordering: .relaxed)
+                                if rm.status == 0 {
+                                    outcomes.deleted.withLock { $0.append(path) }
+                                } else {
+                                    outcomes.failures.withLock { $0.append("rm \(path): \(rm.stderr)") }
+                                }
+                            } else {
+                                outcomes.acknowledged.withLock { $0.append((path, local)) }
                             }
                             // Read back an earlier acknowledged put of this client.
                             if let earlier = outcomes.acknowledged.withLock({ all in
@@ -213,6 +224,13 @@ struct SeveralMastersTests {
                 let get = try await cluster.run(["get", path, copy.path])
                 #expect(get.status == 0, "\(path): \(get.stderr)")
                 #expect(try await ClientTests.sameBytes(copy, local), "\(path)")
+            }
+            // And every acknowledged delete holds.
+            let deleted = outcomes.deleted.withLock { $0 }
+            #expect(!deleted.isEmpty)
+            for path in deleted {
+                let stat = try await cluster.run(["stat", path])
+                #expect(stat.status != 0 && stat.stderr.contains("no file"), "\(path): \(stat.stdout)")
             }
         }
     }

@@ -78,19 +78,22 @@ public struct ManifestCommit: Codable, Sendable, Hashable {
         return isWholeFileDigest(String(parts[0]))
     }
 
+    /// A request id (of a commit or a delete) is 1 to 128 printable ASCII characters, no spaces.
+    public static func validate(requestID: String, reason: String) throws(BlobError) {
+        guard (1...128).contains(requestID.utf8.count), requestID.utf8.allSatisfy({ (0x21...0x7E).contains($0) })
+        else {
+            throw BlobError(
+                .invalidArgument, reason: reason,
+                "a request id is 1 to 128 printable ASCII characters without spaces (a UUID, for example)")
+        }
+    }
+
     /// Checks the parts a store cannot: lengths, tiling, hash spelling, limits.
     public func validate(maxChunks: Int) throws(BlobError) {
         guard size >= 0 else {
             throw BlobError(.invalidArgument, reason: "manifest.size", "file size \(size) is negative")
         }
-        if let requestID {
-            guard (1...128).contains(requestID.utf8.count), requestID.utf8.allSatisfy({ (0x21...0x7E).contains($0) })
-            else {
-                throw BlobError(
-                    .invalidArgument, reason: "manifest.requestID",
-                    "a request id is 1 to 128 printable ASCII characters without spaces (a UUID, for example)")
-            }
-        }
+        if let requestID { try Self.validate(requestID: requestID, reason: "manifest.requestID") }
         guard chunks.count <= maxChunks else {
             throw BlobError(
                 .invalidArgument, reason: "manifest.tooManyChunks",

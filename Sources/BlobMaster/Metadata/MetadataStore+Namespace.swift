@@ -275,26 +275,64 @@ extension MetadataStore {
     }
 
     /// Deletes the current version; with `ifVersion`, only while that version is still current
-    /// (else 409 `file.precondition`: a writer got there first).
-    public func delete(_ path: BlobPath, ifVersion expected: Int64?) async throws -> FileVersion {
-        try await write { tx in
-            let key = Array(path.value.utf8)
-            let version = try await Self.nextVersion(of: key, in: tx)
-            guard let current = try await tx.row("SELECT version FROM current_files WHERE path = ?", [.blob(key)])
-            else {
-                throw BlobError(.notFound, reason: "file.notFound", "no file at \(path); list with `blobctl ls`")
+    /// (else 409 `file.precondition`: a writer got there first). With `requestID`, a delete sent
+    /// again after a lost reply, to any master, returns the tombstone the first one wrote
+    /// instead of `notFound`.
+    public func delete(
+        _ path: BlobPath, ifVersion expected: Int64?, requestID: String? = nil
+    ) async throws -> FileVersion {
+        do {
+            return try await write { tx in
+                try await Self.deleteCurrent(path, ifVersion: expected, requestID: requestID, in: tx)
             }
-            let currentVersion = try current.int(0)
-            if let expected, expected != currentVersion {
-                throw BlobError(
-                    .failedPrecondition, reason: WritePrecondition.failedReason,
-                    "\(path) is at version \(currentVersion), not \(expected)")
-            }
-            let now = try await Self.writeTombstone(key, version: version, in: tx)
-            return FileVersion(
-                path: path, version: version, size: 0, contentType: "", sha256: "",
-                createdAtMilliseconds: now, isDeleted: true, storedBytes: 0, chunkCount: 0)
+        } catch let repeated as RepeatedRequest {
+            return try Self.repeated(repeated.done, at: path)
+        } catch  where requestID != nil && database.isUniqueViolation(error) {
+            // The same delete ran concurrently at another master: its tombstone is the answer.
+            guard let requestID,
+                let done = try await database.read({ tx in try await Self.committed(byRequests: [requestID], in: tx) })[
+                    requestID]
+            else { throw error }
+            return try Self.repeated(done, at: path)
         }
+    }
+
+    /// A request already carried out: its first outcome, thrown to roll the repeat back.
+    private struct RepeatedRequest: Error { var done: FileVersion }
+
+    /// The earlier outcome of a repeated request, which must have been for the same path.
+    private static func repeated(_ done: FileVersion, at path: BlobPath) throws -> FileVersion {
+        guard done.path == path else {
+            throw BlobError(
+                .invalidArgument, reason: "request.reused",
+                "request id was already used for \(done.path); send a new id with each new request")
+        }
+        return done
+    }
+
+    private static func deleteCurrent(
+        _ path: BlobPath, ifVersion expected: Int64?, requestID: String?, in tx: any SQLTransaction
+    ) async throws -> FileVersion {
+        let key = Array(path.value.utf8)
+        let version = try await nextVersion(of: key, in: tx)
+        // Checked under the path's lock: a copy of this delete that committed while this one
+        // waited for the lock is seen here (its tombstone left nothing live to delete).
+        if let requestID, let done = try await committed(byRequests: [requestID], in: tx)[requestID] {
+            throw RepeatedRequest(done: done)  // rolls back the version number just taken
+        }
+        guard let current = try await tx.row("SELECT version FROM current_files WHERE path = ?", [.blob(key)]) else {
+            throw BlobError(.notFound, reason: "file.notFound", "no file at \(path); list with `blobctl ls`")
+        }
+        let currentVersion = try current.int(0)
+        if let expected, expected != currentVersion {
+            throw BlobError(
+                .failedPrecondition, reason: WritePrecondition.failedReason,
+                "\(path) is at version \(currentVersion), not \(expected)")
+        }
+        let now = try await writeTombstone(key, version: version, requestID: requestID, in: tx)
+        return FileVersion(
+            path: path, version: version, size: 0, contentType: "", sha256: "",
+            createdAtMilliseconds: now, isDeleted: true, storedBytes: 0, chunkCount: 0)
     }
 
     /// Writes a tombstone of `path` and drops it from the live files, inside the caller's
@@ -306,13 +344,15 @@ extension MetadataStore {
     }
 
     /// Returns the tombstone's time.
-    static func writeTombstone(_ path: [UInt8], version: Int64, in tx: any SQLTransaction) async throws -> Int64 {
+    static func writeTombstone(
+        _ path: [UInt8], version: Int64, requestID: String? = nil, in tx: any SQLTransaction
+    ) async throws -> Int64 {
         let now = try await tx.now()
         try await tx.execute(
             """
-            INSERT INTO versions (path, version, size, content_type, sha256, created_ms, deleted)
-            VALUES (?, ?, 0, '', '', ?, 1)
-            """, [.blob(path), .integer(version), .integer(now)])
+            INSERT INTO versions (path, version, size, content_type, sha256, created_ms, deleted, request_id)
+            VALUES (?, ?, 0, '', '', ?, 1, ?)
+            """, [.blob(path), .integer(version), .integer(now), requestID.map { .text($0) } ?? .null])
         try await tx.execute("DELETE FROM current_files WHERE path = ?", [.blob(path)])
         return now
     }

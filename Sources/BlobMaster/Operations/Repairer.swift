@@ -2,6 +2,7 @@ import BlobCore
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// Puts chunks back to R live copies, server to server, throttled, fewest copies first.
 ///
@@ -181,12 +182,14 @@ actor Repairer {
 }
 
 /// Runs a background pass (repair, lifecycle) at an interval until shutdown; a failed pass is
-/// logged and the next one runs on time.
+/// logged and the next one runs on time. A `trigger` starts the next pass at once (a master that
+/// has just become leader does not wait out an interval before its first pass).
 struct PeriodicService: Service {
     let name: String
     let interval: Duration
     let clock: any ServiceClock
     let logger: Logger
+    var trigger: PassTrigger? = nil
     let pass: @Sendable () async throws -> Void
 
     func run() async throws {
@@ -200,11 +203,66 @@ struct PeriodicService: Service {
                     } catch {
                         logger.warning("\(name) pass failed", metadata: ["error.message": "\(error)"])
                     }
-                    try await clock.sleep(for: interval)
+                    try await pause()
                 }
             }
         } catch is CancellationError {
             // Graceful shutdown.
+        }
+    }
+
+    /// Sleeps one interval, or less if the trigger fires first.
+    private func pause() async throws {
+        guard let trigger else { return try await clock.sleep(for: interval) }
+        let clock = self.clock
+        let interval = self.interval
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await clock.sleep(for: interval) }
+            group.addTask { await trigger.wait() }
+            defer { group.cancelAll() }
+            try await group.next()
+        }
+        try Task.checkCancellation()
+    }
+}
+
+/// A wake-up call for one waiter: `fire` before `wait` is kept (once) until the wait.
+final class PassTrigger: Sendable {
+    private let state = Mutex<(pending: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
+
+    init() {}
+
+    func fire() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard let waiter = state.waiter else {
+                state.pending = true
+                return nil
+            }
+            state.waiter = nil
+            return waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Returns when fired, or when the waiting task is cancelled.
+    func wait() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { state -> Bool in
+                    if state.pending || Task.isCancelled {
+                        state.pending = false
+                        return true
+                    }
+                    state.waiter = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { state -> CheckedContinuation<Void, Never>? in
+                defer { state.waiter = nil }
+                return state.waiter
+            }?.resume()
         }
     }
 }
