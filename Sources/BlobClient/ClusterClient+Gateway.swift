@@ -22,7 +22,7 @@ extension ClusterClient {
     public func setBucketAccess(_ name: String, publicRead: Bool) async throws -> BucketRecord {
         try await master(
             "POST", "/v1/buckets/\(Self.query(name))/access", body: BucketAccess(publicRead: publicRead),
-            as: BucketRecord.self)
+            as: BucketRecord.self, idempotent: true)
     }
 
     /// The current version of `path` and its parts, when a multipart upload made it.
@@ -33,7 +33,7 @@ extension ClusterClient {
     public func setBucketLifecycle(_ name: String, _ lifecycle: BucketLifecycle?) async throws -> BucketRecord {
         try await master(
             "POST", "/v1/buckets/\(Self.query(name))/lifecycle", body: BucketLifecycleUpdate(lifecycle: lifecycle),
-            as: BucketRecord.self)
+            as: BucketRecord.self, idempotent: true)
     }
 
     public func accessKeys() async throws -> [AccessKey] {
@@ -84,6 +84,8 @@ extension ClusterClient {
         _ = try await masterBytes("DELETE", "/v1/uploads/\(Self.query(id))", body: Optional<Int>.none)
     }
 
+    /// Completes upload `id`. Sent again after a lost reply, to any master, it answers the
+    /// version the first completion made (the master commits it under the upload's id).
     public func completeUpload(
         _ id: String, parts: [CompletedPart], attributes: [String: String]? = nil,
         precondition: WritePrecondition? = nil, bucket: String? = nil
@@ -91,6 +93,6 @@ extension ClusterClient {
         try await master(
             "POST", "/v1/uploads/\(Self.query(id))/complete",
             body: MultipartCompletion(parts: parts, attributes: attributes, precondition: precondition, bucket: bucket),
-            as: FileVersion.self)
+            as: FileVersion.self, idempotent: true)
     }
 }

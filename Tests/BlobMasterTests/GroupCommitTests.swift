@@ -199,4 +199,46 @@ struct GroupCommitTests {
             #expect(try await store.stat(racePath) == nil)
         }
     }
+
+    @Test(
+        "a multipart completion sent again, alone or racing, answers the version the first one made",
+        arguments: Backend.allCases)
+    func repeatedCompletion(backend: Backend) async throws {
+        try await MetadataTesting.withStore(backend) { store, _ in
+            for (name, racing) in [("alone", false), ("race", true)] {
+                let upload = try await store.createUpload(
+                    MultipartUpload(
+                        id: "up\(name)", path: try BlobPath("m/\(name)"), contentType: "video/mp4",
+                        createdAtMilliseconds: 0))
+                var part = try await MetadataTesting.upload(
+                    store, try upload.partPath(1).value, sizes: [900], seed: racing ? 7 : 8)
+                part.sha256 = String(repeating: "cd", count: 32)
+                _ = try await store.commit(part)
+                let parts = [CompletedPart(number: 1, sha256: part.sha256)]
+                let complete: @Sendable () async throws -> FileVersion = {
+                    try await store.completeUpload(upload.id, parts: parts, minimumPartSize: 1)
+                }
+                let results: [FileVersion]
+                if racing {
+                    results = try await withThrowingTaskGroup(of: FileVersion.self) { group in
+                        for _ in 0..<6 { group.addTask { try await complete() } }
+                        return try await group.reduce(into: [FileVersion]()) { $0.append($1) }
+                    }
+                } else {
+                    results = [try await complete(), try await complete()]
+                }
+                #expect(Set(results).count == 1 && results[0].version == 1 && results[0].size == 900, "\(name)")
+                let count = try await store.database.rows(
+                    "SELECT COUNT(*) FROM versions WHERE path = ?", [.blob(upload.path)]
+                ).first?.int(0)
+                #expect(count == 1, "\(name): one version")
+            }
+            // An upload that never existed is still not found.
+            await #expect(throws: BlobError.self) {
+                try await store.completeUpload(
+                    "nothing", parts: [CompletedPart(number: 1, sha256: String(repeating: "cd", count: 32))],
+                    minimumPartSize: 1)
+            }
+        }
+    }
 }

@@ -161,6 +161,9 @@ public struct MultipartUpload: Codable, Sendable, Hashable {
 
     public var partsPrefix: String { "\(Self.partsRoot)/\(id)/" }
 
+    /// The request id of the commit that completes upload `id`: a repeated completion finds it.
+    public static func completionRequestID(_ id: String) -> String { "upload/" + id }
+
     /// The path of part `number` (1...10000), zero-padded so parts list in order.
     public func partPath(_ number: Int) throws -> BlobPath {
         let digits = String(number)

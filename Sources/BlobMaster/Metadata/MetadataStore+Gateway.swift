@@ -230,8 +230,19 @@ extension MetadataStore {
             throw BlobError(
                 .invalidArgument, reason: "upload.partOrder", "parts must be listed in ascending order of number")
         }
+        // The completion's commit carries a request id made from the upload's: a completion sent
+        // again after a lost reply finds the upload gone and answers the version the first made.
+        let requestID = MultipartUpload.completionRequestID(id)
         return try await write { tx in
-            let upload = try await Self.lockUpload(id, in: tx)
+            let upload: MultipartUpload
+            do {
+                upload = try await Self.lockUpload(id, in: tx)
+            } catch let error as BlobError where error.reason == "upload.notFound" {
+                guard let done = try await Self.committed(byRequests: [requestID], in: tx)[requestID] else {
+                    throw error
+                }
+                return done
+            }
             let partPaths = try parts.map { try upload.partPath($0.number) }
             var current: [[UInt8]: SQLRow] = [:]
             for row in try await Self.batched(
@@ -296,7 +307,8 @@ extension MetadataStore {
             let manifest = ManifestCommit(
                 path: upload.path, size: entryOffset, contentType: upload.contentType,
                 sha256: ManifestCommit.compositeDigest(ofParts: parts.map(\.sha256)), chunks: entries,
-                metadata: metadata.isEmpty ? nil : metadata, precondition: precondition, bucket: bucket)
+                metadata: metadata.isEmpty ? nil : metadata, precondition: precondition, bucket: bucket,
+                requestID: requestID)
             try manifest.validate(maxChunks: Self.maxManifestChunks)
             let (version, versionID) = try await Self.commit(manifest, in: tx)
             _ = try await Self.batched(recorded) { batch -> [Int] in
