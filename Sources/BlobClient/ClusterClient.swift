@@ -95,9 +95,11 @@ public final class ClusterClient: Sendable {
         let repeatable = idempotent ?? (method == "GET" || method == "HEAD")
         let payload = try body.map { try JSONEncoder().encode($0) }
         let first = nextMaster.add(1, ordering: .relaxed).oldValue
-        let rounds = urls.count > 1 ? Self.masterRounds : 1
         var lastError: BlobError?
-        for round in 0..<rounds {
+        for round in 0..<Self.masterRounds {
+            // A lone master that cannot be reached is reported at once; one that answers 503
+            // (its database failing over, say) is asked again after the pause.
+            var busy = false
             for step in 0..<urls.count {
                 let url = urls[(first + step) % urls.count]
                 switch await masterAttempt(url, method, pathAndQuery, payload) {
@@ -107,12 +109,14 @@ public final class ClusterClient: Sendable {
                     throw error
                 case .notSent(let error):
                     lastError = error
+                    busy = busy || error.reason != "master.unreachable"
                 case .unknownOutcome(let error):
                     guard repeatable else { throw error }
                     lastError = error
                 }
             }
-            if round + 1 < rounds { try await Task.sleep(for: Self.roundPause(round)) }
+            if urls.count == 1 && !busy { break }
+            if round + 1 < Self.masterRounds { try await Task.sleep(for: Self.roundPause(round)) }
         }
         throw lastError
             ?? BlobError(.unavailable, reason: "master.unreachable", "no master answered \(method) \(pathAndQuery)")
@@ -155,6 +159,9 @@ public final class ClusterClient: Sendable {
         }
         guard (200..<300).contains(status) else {
             let error = Self.error(from: bytes, status: status, peer: "the master at \(url)")
+            // The master lost the answer of its own database COMMIT: the request may have been
+            // carried out.
+            if status == 503, error.reason == "metadata.commitUnknown" { return .unknownOutcome(error) }
             if status == 503, error.code == .unavailable || error.code == .notLeader { return .notSent(error) }
             return .refused(error)
         }

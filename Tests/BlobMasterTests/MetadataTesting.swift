@@ -42,7 +42,7 @@ enum MetadataTesting {
         let server = try postgresServer()
         let name = "blobtest_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
         let admin = try await PostgresConnection.connect(
-            configuration: server.connectionConfiguration, id: 1, logger: logger)
+            configuration: server.connectionConfiguration(server.hosts[0]), id: 1, logger: logger)
         _ = try await admin.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: logger)
         var location = server
         location.database = name

@@ -70,45 +70,94 @@ public enum MetadataLocation: Sendable, CustomStringConvertible {
     }
 }
 
-/// A PostgreSQL database named by `postgres://USER@HOST:PORT/DATABASE[?sslmode=disable|prefer|require]`.
-public struct PostgresLocation: Sendable, CustomStringConvertible {
-    public var user: String
+/// One PostgreSQL server: a host and a port.
+public struct PostgresEndpoint: Sendable, Hashable, CustomStringConvertible {
     public var host: String
     public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// A PostgreSQL database named by
+/// `postgres://USER@HOST:PORT[,HOST:PORT…]/DATABASE[?sslmode=disable|prefer|require]`. With several
+/// hosts (a primary and its standbys, in any order), the master writes to whichever is the
+/// primary (`pg_is_in_recovery()` is false) and finds it again after a failover.
+public struct PostgresLocation: Sendable, CustomStringConvertible {
+    public var user: String
+    public var hosts: [PostgresEndpoint]
     public var database: String
     var password: String?
     public var sslMode: String
+    /// How long a request waits for a primary when the one it used is lost: longer than the
+    /// HA manager takes to promote a standby (Patroni: about its TTL).
+    public var failoverWait: Duration = .seconds(30)
+
+    /// The first host: the one a single-host location names.
+    public var host: String { hosts[0].host }
+    public var port: Int { hosts[0].port }
 
     public init(url: String, password: String?) throws {
         let invalid = { (why: String) in
             BlobError(
                 .invalidArgument, reason: "metadata.location",
-                "--metadata \(url): \(why); expected postgres://USER@HOST:PORT/DATABASE")
+                "--metadata \(url): \(why); expected postgres://USER@HOST:PORT[,HOST:PORT…]/DATABASE")
         }
-        guard let components = URLComponents(string: url), let host = components.host, !host.isEmpty else {
-            throw invalid("no host")
+        // URLComponents takes one host only; the host list is split by hand, each host checked
+        // by URLComponents on its own.
+        guard let schemeEnd = url.range(of: "://") else { throw invalid("no postgres:// scheme") }
+        var rest = Substring(url[schemeEnd.upperBound...])
+        var query = ""
+        if let mark = rest.firstIndex(of: "?") {
+            query = String(rest[rest.index(after: mark)...])
+            rest = rest[..<mark]
         }
-        guard components.password == nil else {
+        guard let slash = rest.firstIndex(of: "/") else { throw invalid("no database name") }
+        let database = String(rest[rest.index(after: slash)...])
+        var authority = rest[..<slash]
+        guard let at = authority.lastIndex(of: "@") else { throw invalid("no user") }
+        let userInfo = authority[..<at]
+        authority = authority[authority.index(after: at)...]
+        guard !userInfo.contains(":") else {
             throw invalid(
                 "a password in the URL would show in `ps` and shell history; "
                     + "put it in --metadata-password-file or BLOBCTL_METADATA_PASSWORD"
             )
         }
-        guard let user = components.user, !user.isEmpty else { throw invalid("no user") }
-        let database = String(components.path.drop { $0 == "/" })
+        let user = userInfo.removingPercentEncoding ?? String(userInfo)
+        guard !user.isEmpty else { throw invalid("no user") }
         guard !database.isEmpty, !database.contains("/") else { throw invalid("no database name") }
+        var hosts: [PostgresEndpoint] = []
+        for item in authority.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let parsed = URLComponents(string: "postgres://\(item)"), let host = parsed.host, !host.isEmpty,
+                parsed.path.isEmpty
+            else { throw invalid("\"\(item)\" is not HOST or HOST:PORT") }
+            let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+            let endpoint = PostgresEndpoint(host: bare, port: parsed.port ?? 5432)
+            guard !hosts.contains(endpoint) else { throw invalid("\(endpoint) is listed twice") }
+            hosts.append(endpoint)
+        }
+        guard !hosts.isEmpty else { throw invalid("no host") }
         self.user = user
-        self.host = host
-        self.port = components.port ?? 5432
+        self.hosts = hosts
         self.database = database
         self.password = password
-        self.sslMode = components.queryItems?.first { $0.name == "sslmode" }?.value ?? "prefer"
+        let sslMode =
+            URLComponents(string: "postgres://h/d?\(query)")?.queryItems?.first { $0.name == "sslmode" }?.value
+            ?? "prefer"
+        self.sslMode = sslMode
         guard ["disable", "prefer", "require"].contains(sslMode) else {
             throw invalid("sslmode must be disable, prefer or require")
         }
     }
 
-    public var description: String { "postgres://\(user)@\(host):\(port)/\(database)" }
+    public var description: String {
+        "postgres://\(user)@\(hosts.map(\.description).joined(separator: ","))/\(database)"
+    }
 
     var tls: PostgresConnection.Configuration.TLS {
         switch sslMode {
@@ -118,12 +167,18 @@ public struct PostgresLocation: Sendable, CustomStringConvertible {
         }
     }
 
-    var connectionConfiguration: PostgresConnection.Configuration {
-        PostgresConnection.Configuration(
-            host: host, port: port, username: user, password: password, database: database, tls: tls)
+    /// A direct connection's configuration for `endpoint`, giving up after `connectTimeout`.
+    func connectionConfiguration(
+        _ endpoint: PostgresEndpoint, connectTimeout: TimeAmount = .seconds(10)
+    ) -> PostgresConnection.Configuration {
+        var configuration = PostgresConnection.Configuration(
+            host: endpoint.host, port: endpoint.port, username: user, password: password, database: database,
+            tls: tls)
+        configuration.options.connectTimeout = connectTimeout
+        return configuration
     }
 
-    var clientConfiguration: PostgresClient.Configuration {
+    func clientConfiguration(_ endpoint: PostgresEndpoint) -> PostgresClient.Configuration {
         let clientTLS: PostgresClient.Configuration.TLS
         switch sslMode {
         case "disable": clientTLS = .disable
@@ -131,11 +186,15 @@ public struct PostgresLocation: Sendable, CustomStringConvertible {
         default: clientTLS = .prefer(.makeClientConfiguration())
         }
         return PostgresClient.Configuration(
-            host: host, port: port, username: user, password: password, database: database, tls: clientTLS)
+            host: endpoint.host, port: endpoint.port, username: user, password: password, database: database,
+            tls: clientTLS)
     }
 
     /// The error as an operator can act on it: what failed, and what to do.
-    func explain(_ error: any Error) -> any Error {
+    func explain(_ error: any Error, at endpoint: PostgresEndpoint? = nil) -> any Error {
+        let endpoint = endpoint ?? hosts[0]
+        let host = endpoint.host
+        let port = endpoint.port
         if error is BlobError || error is CancellationError { return error }
         guard let error = error as? PSQLError else { return error }
         let message = error.serverInfo?[.message] ?? "\(error.code)"

@@ -233,7 +233,7 @@ extension MetadataStore {
         // The completion's commit carries a request id made from the upload's: a completion sent
         // again after a lost reply finds the upload gone and answers the version the first made.
         let requestID = MultipartUpload.completionRequestID(id)
-        return try await write { tx in
+        return try await write(repeatable: true) { tx in
             let upload: MultipartUpload
             do {
                 upload = try await Self.lockUpload(id, in: tx)

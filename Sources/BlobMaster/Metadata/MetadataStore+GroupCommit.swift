@@ -30,7 +30,7 @@ extension MetadataStore {
             precondition(Self.isGroupable(manifest), "a commit with a precondition or of a part goes alone")
             do { try manifest.validate(maxChunks: Self.maxManifestChunks) } catch { invalid[i] = error }
         }
-        return try await write { tx in
+        return try await write(repeatable: manifests.allSatisfy { $0.requestID != nil }) { tx in
             var failures = invalid
             for (server, reports) in replicas.sorted(by: { $0.key < $1.key }) {
                 try await Self.recordReplicas(reports, on: server, in: tx)

@@ -8,7 +8,8 @@ extension MetadataStore {
     /// Records that `serverID` durably holds these chunks (write acknowledgements, reports).
     public func recordReplicas(_ reports: [ReplicaReport], on serverID: String) async throws {
         guard !reports.isEmpty else { return }
-        try await write { tx in try await Self.recordReplicas(reports, on: serverID, in: tx) }
+        // Recording a fact twice records it once: safe to run again after a lost COMMIT.
+        try await write(repeatable: true) { tx in try await Self.recordReplicas(reports, on: serverID, in: tx) }
     }
 
     /// Records replica facts inside the caller's transaction: two multi-row upserts per batch,
@@ -81,7 +82,7 @@ extension MetadataStore {
     ) async throws -> FileVersion {
         try manifest.validate(maxChunks: Self.maxManifestChunks)
         do {
-            return try await write { tx in
+            return try await write(repeatable: manifest.requestID != nil) { tx in
                 for (server, reports) in replicas.sorted(by: { $0.key < $1.key }) {
                     try await Self.recordReplicas(reports, on: server, in: tx)
                 }
@@ -282,7 +283,7 @@ extension MetadataStore {
         _ path: BlobPath, ifVersion expected: Int64?, requestID: String? = nil
     ) async throws -> FileVersion {
         do {
-            return try await write { tx in
+            return try await write(repeatable: requestID != nil) { tx in
                 try await Self.deleteCurrent(path, ifVersion: expected, requestID: requestID, in: tx)
             }
         } catch let repeated as RepeatedRequest {

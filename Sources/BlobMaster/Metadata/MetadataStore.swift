@@ -33,6 +33,9 @@ public final class MetadataStore: Sendable {
         self.database = database
     }
 
+    /// The reason of the error a write gets when its COMMIT's answer was lost.
+    static let commitUnknown = "metadata.commitUnknown"
+
     /// The database clock, in milliseconds since 1970.
     public func now() async throws -> Int64 { try await database.now() }
 
@@ -40,9 +43,16 @@ public final class MetadataStore: Sendable {
     /// engine reports a transient conflict; every other error ends it. Inside leader-only work
     /// (``LeaderFence/current``) the transaction first checks the leader's term, and a stale
     /// term writes nothing.
+    ///
+    /// `repeatable` says the body finds its own earlier commit (by a request id) and answers
+    /// with it: such a write is also run again when its COMMIT's outcome was lost with the
+    /// connection (`metadata.commitUnknown`, a database failover), and that settles it.
     @discardableResult
-    func write<T: Sendable>(_ body: (any SQLTransaction) async throws -> T) async throws -> T {
+    func write<T: Sendable>(
+        repeatable: Bool = false, _ body: (any SQLTransaction) async throws -> T
+    ) async throws -> T {
         var attempt = 1
+        var unknownOutcomes = 0
         let fence = LeaderFence.current
         while true {
             do {
@@ -50,6 +60,10 @@ public final class MetadataStore: Sendable {
                     if let fence { try await Self.requireLeadership(fence.term, in: tx) }
                     return try await body(tx)
                 }
+            } catch let error as BlobError
+                where repeatable && error.reason == Self.commitUnknown && unknownOutcomes < Self.maxWriteAttempts
+            {
+                unknownOutcomes += 1
             } catch  where attempt < Self.maxWriteAttempts && database.isTransient(error) {
                 // 1, 2, 4 … ms, capped at 100 ms, each a random 50-100% so colliders spread out.
                 let ceiling = min(100_000, 1000 << min(attempt - 1, 7))
