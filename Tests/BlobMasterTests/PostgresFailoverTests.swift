@@ -213,7 +213,7 @@ struct PostgresFailoverTests {
     }
 
     @Test(
-        "kill -9 the primary under 4 writers, promote the standby: writes resume, no acknowledged commit is lost or made twice"
+        "kill -9 the primary under 4 writers, promote the standby: writes resume, none lost or made twice"
     )
     func primaryKilledUnderWrites() async throws {
         try await Self.withPrimaryAndStandby { primary, standby, _ in
