@@ -256,7 +256,7 @@ struct PostgresFailoverTests {
                         _ = try await Self.sql(standby.port, "SELECT pg_promote(true, 30)")
                         let before = progress.commits.load(ordering: .relaxed)
                         _ = try await eventually(within: .seconds(90)) {
-                            progress.commits.load(ordering: .relaxed) >= before + 200
+                            progress.commits.load(ordering: .relaxed) >= before + 100
                         }
                     }
                     try await group.waitForAll()
@@ -267,7 +267,7 @@ struct PostgresFailoverTests {
                     try await Self.sql(standby.port, "SELECT pg_is_in_recovery()").first?.decode(Bool.self) == false)
                 // Every acknowledged commit is on the promoted standby, once.
                 let files = progress.acknowledged.withLock { $0 }
-                #expect(files.count >= 400)
+                #expect(files.count >= 300, "writes resumed after the failover")
                 for (path, file) in files {
                     let stored = try await store.stat(try BlobPath(path))
                     #expect(stored?.version == file.version && stored?.size == file.size, "\(path)")
