@@ -48,6 +48,8 @@ struct DevCluster: Codable {
     var gatewayURL: String?
     var accessKeyID: String?
     var secretAccessKey: String?
+    /// With `--ha`: the `--port` the database's ports sit below (``DevHA``).
+    var haPort: Int?
 
     static func file(_ dir: String) -> String { dir + "/cluster.json" }
 
@@ -70,23 +72,49 @@ struct DevCluster: Codable {
         guard kill(member.pid, 0) == 0 || errno == EPERM else { return false }
         guard let data = FileManager.default.contents(atPath: "/proc/\(member.pid)/cmdline") else { return false }
         let words = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-        // PostgreSQL's command line names its data directory, not a blobctl role.
-        return words.contains(member.dataDirectory) && (member.role == "postgres" || words.contains(member.role))
+        // PostgreSQL, etcd, Patroni and HAProxy name their data directory or configuration, not a
+        // blobctl role.
+        return words.contains(member.dataDirectory)
+            && (infrastructure.contains(member.role) || words.contains(member.role))
     }
 
+    /// The processes that are not blobctl's own.
+    static let infrastructure: Set<String> = ["postgres", "patroni", "etcd", "haproxy"]
+
     /// SIGTERM to every running member (chunk servers first, so none is left heartbeating to a
-    /// master that is gone), a bounded wait, then SIGKILL to any left; PostgreSQL last, once
-    /// the masters are gone, with a fast shutdown (SIGINT). Returns how many were running.
+    /// master that is gone), a bounded wait, then SIGKILL to any left; the database last, once
+    /// the masters are gone: PostgreSQL with a fast shutdown (SIGINT), Patroni with SIGTERM (it
+    /// stops its PostgreSQL; a postmaster left behind is stopped by the PID in its data
+    /// directory), then etcd. Returns how many were running.
     func stop(timeout: Duration = .seconds(20)) async -> Int {
         let running = members.filter(Self.isRunning)
-        let order = ["chunkserver", "gateway", "master"]
-        let servers = running.filter { $0.role != "postgres" }
+        let order = ["chunkserver", "haproxy", "gateway", "master"]
+        let servers = running.filter { order.contains($0.role) }
             .sorted { (order.firstIndex(of: $0.role) ?? 9) < (order.firstIndex(of: $1.role) ?? 9) }
         for member in servers { kill(member.pid, SIGTERM) }
         await Self.waitUntilStopped(servers, timeout: timeout)
         let database = running.filter { $0.role == "postgres" }
         for member in database { kill(member.pid, SIGINT) }
         await Self.waitUntilStopped(database, timeout: timeout)
+        let patroni = running.filter { $0.role == "patroni" }
+        for member in patroni { kill(member.pid, SIGTERM) }
+        await Self.waitUntilStopped(patroni, timeout: .seconds(40))
+        for member in members where member.role == "patroni" {
+            let node = (member.dataDirectory as NSString).deletingLastPathComponent
+            let data = node + "/data"
+            guard let text = try? String(contentsOfFile: data + "/postmaster.pid", encoding: .utf8),
+                let pid = text.split(separator: "\n").first.flatMap({ pid_t($0) }), pid > 0,
+                let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
+                cmdline.split(separator: 0).contains(where: { String(decoding: $0, as: UTF8.self) == data })
+            else { continue }
+            kill(pid, SIGINT)
+            let deadline = ContinuousClock.now + timeout
+            while kill(pid, 0) == 0 && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+            if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+        }
+        let etcd = running.filter { $0.role == "etcd" }
+        for member in etcd { kill(member.pid, SIGTERM) }
+        await Self.waitUntilStopped(etcd, timeout: timeout)
         return running.count
     }
 
@@ -139,8 +167,20 @@ struct DevUpCommand: AsyncParsableCommand {
             """)
     var masters: Int = 1
 
+    @Flag(
+        help: """
+            The whole highly available topology: etcd, three PostgreSQL nodes under Patroni (synchronous, \
+            on the ports below --port), three masters, the chunk servers, and two gateways behind HAProxy \
+            (Debian's etcd-server, patroni and haproxy, installed with apt when missing).
+            """)
+    var ha = false
+
     @Flag(help: "Print JSON instead of text.")
     var json = false
+
+    /// Masters to start: three with --ha unless --masters says otherwise.
+    var masterCount: Int { ha && masters == 1 ? 3 : masters }
+    var gatewayCount: Int { ha ? 2 : 1 }
 
     func run() async throws {
         guard replicas >= 1, servers >= replicas, servers <= 64 else {
@@ -153,12 +193,18 @@ struct DevUpCommand: AsyncParsableCommand {
         guard (1...9).contains(masters) else {
             throw CLIError.exit(CLIError(.usage, "--masters takes 1 to 9, got \(masters)"), json: json)
         }
-        guard port >= 1025, port + masters + servers <= 65535 else {
+        guard !ha || masterCount >= 2 else {
+            throw CLIError.exit(CLIError(.usage, "--ha runs several masters; drop --masters 1"), json: json)
+        }
+        let above = masterCount + servers + gatewayCount + (ha ? 2 : 0)
+        let below = ha ? 10 : 1
+        guard port >= 1024 + below, port + above <= 65535 else {
             throw CLIError.exit(
                 CLIError(
                     .usage,
-                    "--port must leave room for \(masters) masters, \(servers) chunk servers and a gateway on the "
-                        + "ports after it, and PostgreSQL before it (1025...\(65535 - masters - servers))"
+                    "--port must leave room for \(masterCount) masters, \(servers) chunk servers and the gateways on "
+                        + "the ports after it, and the database's \(below) before it "
+                        + "(\(1024 + below)...\(65535 - above))"
                 ),
                 json: json)
         }
@@ -171,7 +217,7 @@ struct DevUpCommand: AsyncParsableCommand {
             } else {
                 print(
                     """
-                    local cluster up: \(masters == 1 ? "master" : "masters") \(cluster.masterURL), \
+                    local cluster up: \(masterCount == 1 ? "master" : "masters") \(cluster.masterURL), \
                     \(cluster.members.count { $0.role == "chunkserver" }) chunk servers, \
                     \(cluster.replicas) replicas; data and logs in \(dir)
                     try:   blobctl put FILE some/path   then   blobctl get some/path COPY
@@ -216,9 +262,9 @@ struct DevUpCommand: AsyncParsableCommand {
             }
         }
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
-        let masterAddresses = (0..<masters).map { "127.0.0.1:\(port + $0)" }
+        let masterAddresses = (0..<masterCount).map { "127.0.0.1:\(port + $0)" }
         let masterURL = masterAddresses.map { "http://" + $0 }.joined(separator: ",")
-        let firstServerPort = port + masters
+        let firstServerPort = port + masterCount
         var cluster = DevCluster(masterURL: masterURL, secretFile: secretFile, replicas: replicas, members: [])
         // The S3 key made by an earlier `up` is still in the master's database: keep using it.
         if let previous = DevCluster.load(dir) {
@@ -239,7 +285,9 @@ struct DevUpCommand: AsyncParsableCommand {
         }
         do {
             var metadata: [String] = []
-            if masters > 1 {
+            if ha {
+                metadata = ["--metadata", try await startDatabaseUnderPatroni(dir, &cluster)]
+            } else if masterCount > 1 {
                 let postgres = DevPostgres(directory: dir + "/postgres", port: port - 1)
                 let log = dir + "/logs/postgres.log"
                 try postgres.initialize(log: log)
@@ -254,7 +302,7 @@ struct DevUpCommand: AsyncParsableCommand {
             }
             for (i, address) in masterAddresses.enumerated() {
                 try start(
-                    name: masters == 1 ? "master" : "master-\(i + 1)", role: "master", address: address,
+                    name: masterCount == 1 ? "master" : "master-\(i + 1)", role: "master", address: address,
                     arguments: [
                         "--replicas", "\(replicas)", "--heartbeat-interval", "1000", "--suspect-after", "3000",
                         "--down-after", "60000",
@@ -265,12 +313,32 @@ struct DevUpCommand: AsyncParsableCommand {
                     name: "cs-\(i)", role: "chunkserver", address: "127.0.0.1:\(firstServerPort + i - 1)",
                     arguments: ["--zone", "zone-\(i)", "--master", masterURL, "--heartbeat-interval", "1000"])
             }
-            let gateway = "127.0.0.1:\(firstServerPort + servers)"
-            try FileManager.default.createDirectory(atPath: dir + "/gateway", withIntermediateDirectories: true)
-            try start(
-                name: "gateway", role: "gateway", address: gateway,
-                arguments: ["--master", masterURL, "--log-level", "warning"])
-            cluster.gatewayURL = "http://" + gateway
+            var gateways: [String] = []
+            for i in 0..<gatewayCount {
+                let name = gatewayCount == 1 ? "gateway" : "gateway-\(i + 1)"
+                let gateway = "127.0.0.1:\(firstServerPort + servers + i)"
+                try FileManager.default.createDirectory(atPath: dir + "/" + name, withIntermediateDirectories: true)
+                try start(
+                    name: name, role: "gateway", address: gateway,
+                    arguments: ["--master", masterURL, "--log-level", "warning"])
+                gateways.append(gateway)
+            }
+            cluster.gatewayURL = "http://" + gateways[0]
+            if ha {
+                // HAProxy in front of the gateways: the cluster's S3 and HTTP address.
+                let front = firstServerPort + servers + gatewayCount
+                let config = dir + "/ha/haproxy.cfg"
+                try Data(DevHA.haproxyConfig(front: front, stats: front + 1, gateways: gateways).utf8).write(
+                    to: URL(fileURLWithPath: config), options: .atomic)
+                let log = dir + "/logs/haproxy.log"
+                let pid = try spawnDetached(["/usr/sbin/haproxy", "-db", "-f", config], log: log)
+                cluster.members.append(
+                    .init(
+                        name: "haproxy", role: "haproxy", pid: pid, address: "127.0.0.1:\(front)",
+                        dataDirectory: config,
+                        log: log))
+                cluster.gatewayURL = "http://127.0.0.1:\(front)"
+            }
             try cluster.save(dir)
             try await waitUntilReady(cluster, timeout: .seconds(60))
             try await createKey(&cluster)
@@ -280,6 +348,48 @@ struct DevUpCommand: AsyncParsableCommand {
             throw error
         }
         return cluster
+    }
+
+    /// etcd, then three PostgreSQL nodes under Patroni, until Patroni reports a leader and a
+    /// synchronous standby; returns the masters' `--metadata` (every node).
+    func startDatabaseUnderPatroni(_ dir: String, _ cluster: inout DevCluster) async throws -> String {
+        try DevHA.installPackages(log: dir + "/logs/apt.log")
+        let ha = DevHA(directory: dir + "/ha", port: port)
+        try FileManager.default.createDirectory(atPath: ha.etcdDirectory, withIntermediateDirectories: true)
+        let etcdLog = dir + "/logs/etcd.log"
+        let etcd = try spawnDetached(ha.etcdCommand(), log: etcdLog)
+        cluster.members.append(
+            .init(
+                name: "etcd", role: "etcd", pid: etcd, address: "127.0.0.1:\(ha.etcdClientPort)",
+                dataDirectory: ha.etcdDirectory + "/data", log: etcdLog))
+        try cluster.save(dir)
+        let etcdUp = ContinuousClock.now + .seconds(30)
+        while await DevHA.get("http://127.0.0.1:\(ha.etcdClientPort)/health") == nil {
+            reapChildren()
+            guard ContinuousClock.now < etcdUp, DevCluster.isRunning(cluster.members.last!) else {
+                throw CLIError(
+                    .failure,
+                    "etcd did not answer on 127.0.0.1:\(ha.etcdClientPort) within 30 s; is the port taken? "
+                        + "Pick another --port. See \(etcdLog)")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        var patroni: [DevCluster.Member] = []
+        for node in 0..<DevHA.nodes {
+            let log = dir + "/logs/pg-\(node + 1).log"
+            let config = try ha.preparePatroni(node, log: log)
+            let pid = try spawnDetached(ha.patroniCommand(node, config: config), log: log)
+            let member = DevCluster.Member(
+                name: "pg-\(node + 1)", role: "patroni", pid: pid, address: "127.0.0.1:\(ha.postgresPort(node))",
+                dataDirectory: config, log: log)
+            patroni.append(member)
+            cluster.members.append(member)
+            try cluster.save(dir)
+        }
+        try await ha.waitUntilHealthy(patroni: patroni, timeout: .seconds(180))
+        cluster.haPort = port
+        try cluster.save(dir)
+        return ha.metadataURL
     }
 
     /// An S3 key for the local cluster, made once and kept in cluster.json (mode 0600, like the secret).
@@ -370,8 +480,18 @@ func spawnDetached(_ arguments: [String], log: String) throws -> pid_t {
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
     defer { posix_spawnattr_destroy(&attributes) }
-    // POSIX_SPAWN_SETSID (glibc, 0x80): a new session, detached from our terminal.
-    posix_spawnattr_setflags(&attributes, Int16(0x80))
+    // POSIX_SPAWN_SETSID (glibc, 0x80): a new session, detached from our terminal. With
+    // POSIX_SPAWN_SETSIGMASK (0x08) and POSIX_SPAWN_SETSIGDEF (0x04): no signal blocked and the
+    // stop signals at their defaults, whatever this process did with them (a child that is not
+    // ours, such as Patroni, keeps a blocked SIGTERM across exec and would never stop).
+    var none = sigset_t()
+    sigemptyset(&none)
+    posix_spawnattr_setsigmask(&attributes, &none)
+    var defaults = sigset_t()
+    sigemptyset(&defaults)
+    for signal in [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE] { sigaddset(&defaults, signal) }
+    posix_spawnattr_setsigdefault(&attributes, &defaults)
+    posix_spawnattr_setflags(&attributes, Int16(0x80 | 0x08 | 0x04))
     let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
     defer { for p in argv { free(p) } }
     var pid: pid_t = 0
@@ -424,6 +544,9 @@ struct DevStatusCommand: AsyncParsableCommand {
             var address: String
             var running: Bool
             var log: String
+            /// What it does now: `leader` for the master holding the lease; for a PostgreSQL node
+            /// under Patroni, `primary`, `synchronous standby` or `standby`.
+            var duty: String?
         }
         var directory: String
         var masterURL: String?
@@ -440,22 +563,45 @@ struct DevStatusCommand: AsyncParsableCommand {
             }
             throw ExitCode(ExitStatus.notFound.rawValue)
         }
+        let duties = await Self.duties(cluster, dir)
         let processes = cluster.members.map {
             Output.Process(
                 name: $0.name, role: $0.role, pid: $0.pid, address: $0.address, running: DevCluster.isRunning($0),
-                log: $0.log)
+                log: $0.log, duty: duties[$0.address])
         }
         if json {
             try printJSON(Output(directory: dir, masterURL: cluster.masterURL, processes: processes))
         } else {
             print("local cluster in \(dir), master \(cluster.masterURL)")
-            var rows = [["NAME", "ROLE", "PID", "ADDRESS", "STATE"]]
+            var rows = [["NAME", "ROLE", "PID", "ADDRESS", "STATE", "DUTY"]]
             for p in processes {
-                rows.append([p.name, p.role, "\(p.pid)", p.address, p.running ? "running" : "stopped"])
+                rows.append([p.name, p.role, "\(p.pid)", p.address, p.running ? "running" : "stopped", p.duty ?? ""])
             }
             print(columns(rows))
         }
         if processes.contains(where: { !$0.running }) { throw ExitCode(ExitStatus.unavailable.rawValue) }
+    }
+}
+
+extension DevStatusCommand {
+    /// By address: the leading master, and each Patroni node's role.
+    static func duties(_ cluster: DevCluster, _ dir: String) async -> [String: String] {
+        var duties: [String: String] = [:]
+        if let haPort = cluster.haPort, let members = await DevHA(directory: dir + "/ha", port: haPort).members() {
+            let names = ["leader": "primary", "sync_standby": "synchronous standby", "replica": "standby"]
+            for member in members {
+                duties["127.0.0.1:\(member.port)"] = (names[member.role] ?? member.role) + " (\(member.state))"
+            }
+        }
+        let secret = RequestSigner.secret(
+            fromFileText: (try? String(contentsOfFile: cluster.secretFile, encoding: .utf8)) ?? "")
+        if let client = try? ClusterClient(address: ClusterAddress(masterURL: cluster.masterURL, secret: secret)) {
+            if let leader = (try? await client.clusterStatus())?.leader {
+                duties[leader.address] = "leader (term \(leader.term))"
+            }
+            try? await client.shutdown()
+        }
+        return duties
     }
 }
 
