@@ -170,35 +170,37 @@ struct DevHA {
     /// HAProxy in front of the gateways: round robin, health-checked every 500 ms, and a
     /// request that found a gateway gone is sent to the other (`retry-on`, `redispatch`).
     static func haproxyConfig(front: Int, stats: Int, gateways: [String]) -> String {
-        """
-        global
-            maxconn 1024
-            hard-stop-after 5s
-        defaults
-            mode http
-            timeout connect 1s
-            timeout client 120s
-            timeout server 120s
-            timeout check 1s
-            retries 3
-        frontend s3
-            bind 127.0.0.1:\(front)
-            default_backend gateways
-        backend gateways
-            balance roundrobin
-            option redispatch 1
-            retry-on all-retryable-errors
-            http-request disable-l7-retry if METH_POST || METH_PUT
-            option httpchk GET /healthz
-            http-check expect rstatus ^[234]
-            default-server inter 500ms fastinter 200ms downinter 500ms fall 2 rise 2
-        \(gateways.enumerated().map { "    server gateway-\($0.offset + 1) \($0.element) check" }.joined(separator: "\n"))
-        listen stats
-            bind 127.0.0.1:\(stats)
-            stats enable
-            stats uri /
+        let servers = gateways.enumerated().map { "    server gateway-\($0.offset + 1) \($0.element) check" }
+            .joined(separator: "\n")
+        return """
+            global
+                maxconn 1024
+                hard-stop-after 5s
+            defaults
+                mode http
+                timeout connect 1s
+                timeout client 120s
+                timeout server 120s
+                timeout check 1s
+                retries 3
+            frontend s3
+                bind 127.0.0.1:\(front)
+                default_backend gateways
+            backend gateways
+                balance roundrobin
+                option redispatch 1
+                retry-on all-retryable-errors
+                http-request disable-l7-retry if METH_POST || METH_PUT
+                option httpchk GET /healthz
+                http-check expect rstatus ^[234]
+                default-server inter 500ms fastinter 200ms downinter 500ms fall 2 rise 2
+            \(servers)
+            listen stats
+                bind 127.0.0.1:\(stats)
+                stats enable
+                stats uri /
 
-        """
+            """
     }
 
     /// Each node's name, role (`leader`, `sync_standby`, `replica`) and state, as Patroni's
@@ -244,7 +246,8 @@ struct DevHA {
             }
             if health == Self.nodes && primaries == 1 && synchronous == 1 { return }
             last =
-                "\(health) of \(Self.nodes) nodes running PostgreSQL, \(primaries) primary, \(synchronous) synchronous standby"
+                "\(health) of \(Self.nodes) nodes running PostgreSQL, \(primaries) primary, "
+                + "\(synchronous) synchronous standby"
             try await Task.sleep(for: .milliseconds(200))
         }
         throw CLIError(

@@ -152,4 +152,57 @@ struct HATopologyTests {
             }
         }
     }
+
+    @Test("kill -9 one gateway behind HAProxy under a boto3 load: no request fails beyond boto3's own retries")
+    func gatewayKilledBehindHAProxy() async throws {
+        try await withTemporaryDirectory { dir in
+            try await Self.withHACluster(dir) { blobctl in
+                let cluster = try #require(
+                    try JSONSerialization.jsonObject(
+                        with: Data(contentsOf: dir.appendingPathComponent("cluster/cluster.json"))) as? [String: Any])
+                let front = try #require(cluster["gatewayURL"] as? String)
+                let id = try #require(cluster["accessKeyID"] as? String)
+                let secret = try #require(cluster["secretAccessKey"] as? String)
+                let gateway = try #require(try await Self.status(blobctl).processes.first { $0.name == "gateway-1" })
+                let work = dir.appendingPathComponent("s3-load")
+                try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+                let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                    .appendingPathComponent("Gateway/s3_load.py")
+                let output = work.appendingPathComponent("summary.json")
+                let errors = work.appendingPathComponent("stderr.txt")
+                _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+                _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
+                let load = Process()
+                load.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+                load.arguments = ["python3", script.path, front, id, secret, "load-test", work.path]
+                load.standardOutput = try FileHandle(forWritingTo: output)
+                load.standardError = try FileHandle(forWritingTo: errors)
+                load.standardInput = FileHandle.nullDevice
+                try load.run()
+                func progress() -> Int {
+                    (try? String(contentsOf: work.appendingPathComponent("progress"), encoding: .utf8)).flatMap {
+                        Int($0)
+                    } ?? 0
+                }
+                _ = try await ChunkServerFaultTests.eventually(within: .seconds(120)) { progress() >= 100 }
+                let atKill = progress()
+                kill(gateway.pid, SIGKILL)
+                let continued = try await ChunkServerFaultTests.eventually(within: .seconds(120)) {
+                    progress() >= atKill + 200
+                }
+                try Data().write(to: work.appendingPathComponent("stop"))
+                try await load.exit(within: .seconds(300))
+                #expect(continued, "the load went on through the other gateway")
+                let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+                let summary = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+                let stderr = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""
+                #expect(load.terminationStatus == 0, "\(stderr.suffix(2000))")
+                #expect((summary?["failures"] as? [String])?.isEmpty == true, "\(summary ?? [:])")
+                #expect((summary?["mismatched"] as? [String])?.isEmpty == true, "\(summary ?? [:])")
+                #expect((summary?["acknowledged"] as? Int ?? 0) >= 50, "\(summary ?? [:])")
+                let after = try await Self.status(blobctl)
+                #expect(after.processes.first { $0.name == "gateway-1" }?.running == false)
+            }
+        }
+    }
 }
