@@ -27,8 +27,9 @@ took=$(echo "$(now) - $start" | bc)
 echo "leader killed: a new leader holds the lease after ${took} s"
 # A follower runs no repair pass; the new leader's count becomes 1 when its first pass is done.
 new_leader=$(status | python3 -c "import json,sys;print(json.load(sys.stdin)['leader']['address'])")
+new_leader_id=$(status | python3 -c "import json,sys;print(json.load(sys.stdin)['leader']['id'])")
 for _ in $(seq 1 600); do
-  if BLOBCTL_MASTER="http://$new_leader" status | python3 -c "import json,sys;s=json.load(sys.stdin);sys.exit(0 if (s.get('repair') or {}).get('passes',0)>=1 else 1)" 2>/dev/null; then break; fi
+  if BLOBCTL_MASTER="http://$new_leader" status | python3 -c "import json,sys;s=json.load(sys.stdin);sys.exit(0 if s['answered_by']=='$new_leader_id' and s['repair']['passes']>=1 else 1)" 2>/dev/null; then break; fi
   sleep 0.05
 done
 took=$(echo "$(now) - $start" | bc)

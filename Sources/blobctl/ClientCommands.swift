@@ -471,6 +471,10 @@ struct ClusterStatusCommand: AsyncParsableCommand {
         var servers: [Server]
         var logicalBytes: Int64
         var storedBytes: Int64
+        /// The master that answered, and its repair counters since it started (a follower runs
+        /// no repair pass).
+        var answeredBy: String?
+        var repair: RepairActivity?
     }
 
     func run() async throws {
@@ -498,7 +502,8 @@ struct ClusterStatusCommand: AsyncParsableCommand {
             master: master, ringEpoch: status.ringEpoch, replicas: status.replicaCount, masters: masters,
             leader: leader, servers: servers,
             logicalBytes: servers.reduce(0) { $0 + ($1.logicalBytes ?? 0) },
-            storedBytes: servers.reduce(0) { $0 + ($1.usedBytes ?? 0) })
+            storedBytes: servers.reduce(0) { $0 + ($1.usedBytes ?? 0) }, answeredBy: status.answeredBy,
+            repair: status.repair)
         if json {
             try printJSON(output)
             return
