@@ -165,8 +165,9 @@ public final class TestCluster: Sendable {
         for task in tasks { _ = await task.result }
     }
 
-    /// Waits (bounded) until the ring holds `count` servers and all of them are alive.
-    public func waitUntilFormed(servers count: Int, within timeout: Duration = .seconds(30)) async throws {
+    /// Waits (bounded) until the ring holds `count` servers and all of them are alive. 90 s: in
+    /// a full test run on two cores a cluster has been seen to need more than 30 s.
+    public func waitUntilFormed(servers count: Int, within timeout: Duration = .seconds(90)) async throws {
         let formed = try await eventually(within: timeout) {
             let status = try await client.clusterStatus()
             return status.ringEpoch != nil && status.servers.filter { $0.inRing && $0.state == .alive }.count == count
