@@ -1,4 +1,5 @@
 public import BlobCore
+import Foundation
 
 /// Buckets, access keys and server-side copies (docs/api.md, "Buckets and keys").
 extension ClusterClient {
@@ -10,9 +11,14 @@ extension ClusterClient {
         try await master("GET", "/v1/buckets/\(Self.query(name))", as: BucketRecord.self)
     }
 
-    public func createBucket(_ name: String, publicRead: Bool = false) async throws -> BucketRecord {
-        try await master(
-            "POST", "/v1/buckets", body: BucketCreate(name: name, publicRead: publicRead), as: BucketRecord.self)
+    /// Creates bucket `name`. Sent again after a lost reply, to any master, it answers the bucket
+    /// the first creation made (the creation carries a request id: `requestID`, or a new UUID).
+    public func createBucket(
+        _ name: String, publicRead: Bool = false, requestID: String? = nil
+    ) async throws -> BucketRecord {
+        let body = BucketCreate(
+            name: name, publicRead: publicRead, requestID: requestID ?? UUID().uuidString.lowercased())
+        return try await master("POST", "/v1/buckets", body: body, as: BucketRecord.self, idempotent: true)
     }
 
     public func deleteBucket(_ name: String) async throws {
@@ -53,14 +59,18 @@ extension ClusterClient {
     }
 
     /// A new version at `to` with the chunks of `from`'s current version: no chunk bytes move.
+    /// Sent again after a lost reply, it answers the version the first copy made (the copy is
+    /// committed under a request id: `requestID`, or a new UUID).
     public func copy(
         _ from: BlobPath, to: BlobPath, contentType: String? = nil, metadata: [String: String]? = nil,
-        bucket: String? = nil
+        bucket: String? = nil, requestID: String? = nil
     ) async throws -> FileVersion {
         try await master(
             "POST", "/v1/files/copy",
-            body: FileCopy(from: from, to: to, contentType: contentType, metadata: metadata, bucket: bucket),
-            as: FileVersion.self)
+            body: FileCopy(
+                from: from, to: to, contentType: contentType, metadata: metadata, bucket: bucket,
+                requestID: requestID ?? UUID().uuidString.lowercased()),
+            as: FileVersion.self, idempotent: true)
     }
 
     public func createUpload(

@@ -113,7 +113,12 @@ extension S3Handler {
         guard acl == nil || acl == "private" || acl == "public-read" else {
             throw S3Error.notImplemented("the canned ACL \(acl ?? "")")
         }
-        _ = try await client.createBucket(name, publicRead: acl == "public-read")
+        do {
+            _ = try await client.createBucket(name, publicRead: acl == "public-read")
+        } catch let error as BlobError where error.code == .alreadyExists {
+            // Every access key belongs to the one account a store has: the bucket is the caller's.
+            throw S3Error("BucketAlreadyOwnedByYou", .conflict, "The bucket \(name) already exists, and you own it")
+        }
         await buckets.forget(name)
         var headers = HTTPFields()
         headers[.location] = "/" + name

@@ -102,13 +102,19 @@ struct GatewayRoutes: Sendable {
     /// A new version at the target with the source's manifest: chunks are shared, none move.
     func copy(_ request: Request) async throws -> Response {
         let body = try await decodeJSONBody(FileCopy.self, from: request, maxByteCount: 1 << 16)
+        if let requestID = body.requestID {
+            try ManifestCommit.validate(requestID: requestID, reason: "copy.requestID")
+            if let version = try await store.committed(byRequest: requestID) {
+                return try jsonResponse(version, status: .created)
+            }
+        }
         guard let (file, entries) = try await store.manifest(of: body.from, version: nil) else {
             throw BlobError(.notFound, reason: "file.notFound", "no file at \(body.from)")
         }
         let manifest = ManifestCommit(
             path: body.to, size: file.size, contentType: body.contentType ?? file.contentType,
             sha256: file.sha256, chunks: entries, metadata: body.metadata ?? file.metadata,
-            bucket: body.bucket)
+            bucket: body.bucket, requestID: body.requestID)
         let version = try await store.commit(manifest)
         return try jsonResponse(version, status: .created)
     }
@@ -120,9 +126,12 @@ struct GatewayRoutes: Sendable {
     func createBucket(_ request: Request) async throws -> Response {
         let body = try await decodeJSONBody(BucketCreate.self, from: request, maxByteCount: 4096)
         try BucketRecord.validate(body.name)
+        if let requestID = body.requestID {
+            try ManifestCommit.validate(requestID: requestID, reason: "bucket.requestID")
+        }
         let record = BucketRecord(
             name: body.name, createdAtMilliseconds: MasterRoutes.now(), publicRead: body.publicRead)
-        return try jsonResponse(try await store.createBucket(record), status: .created)
+        return try jsonResponse(try await store.createBucket(record, requestID: body.requestID), status: .created)
     }
 
     func bucket(_ request: Request, _ context: ClusterRequestContext) async throws -> Response {

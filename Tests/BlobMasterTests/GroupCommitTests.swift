@@ -201,6 +201,32 @@ struct GroupCommitTests {
     }
 
     @Test(
+        "a bucket creation sent again under its request id answers its bucket, racing itself or not",
+        arguments: Backend.allCases)
+    func bucketRequestIDs(backend: Backend) async throws {
+        try await MetadataTesting.withStore(backend) { store, _ in
+            let media = BucketRecord(name: "media", createdAtMilliseconds: 0, publicRead: true)
+            let first = try await store.createBucket(media, requestID: "mk-1")
+            #expect(try await store.createBucket(media, requestID: "mk-1") == first)
+            // Another request, or none, finds the bucket taken.
+            for other in ["mk-2", nil] {
+                let taken = await #expect(throws: BlobError.self) {
+                    try await store.createBucket(media, requestID: other)
+                }
+                #expect(taken?.reason == "bucket.exists", "\(other ?? "no id")")
+            }
+            // Eight copies of one creation at once: one bucket, every copy answered with it.
+            let logs = BucketRecord(name: "logs", createdAtMilliseconds: 0, publicRead: false)
+            let results = try await withThrowingTaskGroup(of: BucketRecord.self) { group in
+                for _ in 0..<8 { group.addTask { try await store.createBucket(logs, requestID: "mk-race") } }
+                return try await group.reduce(into: [BucketRecord]()) { $0.append($1) }
+            }
+            #expect(Set(results).count == 1 && results[0].name == "logs")
+            #expect(try await store.buckets().map(\.name) == ["logs", "media"])
+        }
+    }
+
+    @Test(
         "a multipart completion sent again, alone or racing, answers the version the first one made",
         arguments: Backend.allCases)
     func repeatedCompletion(backend: Backend) async throws {

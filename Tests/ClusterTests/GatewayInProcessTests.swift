@@ -44,4 +44,34 @@ struct GatewayInProcessTests {
             }
         }
     }
+
+    @Test("a copy and a bucket creation sent again under their request ids answer what the first made")
+    func repeatedCopyAndCreation() async throws {
+        var options = TestClusterOptions()
+        options.masterClock = ManualClock()  // liveness holds still: a loaded machine makes no server suspect
+        try await withTestCluster(options) { cluster in
+            let client = cluster.client
+            let bucket = try await client.createBucket("clips", requestID: "make-clips")
+            #expect(try await client.createBucket("clips", requestID: "make-clips") == bucket)
+            let taken = await #expect(throws: BlobError.self) { try await client.createBucket("clips") }
+            #expect(taken?.reason == "bucket.exists")
+
+            let bytes = SyntheticData.random(byteCount: 300_000, seed: 11)
+            var put = PutOptions(contentType: "video/mp4")
+            put.bucket = "clips"
+            let source = try BlobPath("clips/a.mp4")
+            let target = try BlobPath("clips/b.mp4")
+            _ = try await client.put(.bytes(bytes), to: source, options: put)
+            let copied = try await client.copy(source, to: target, bucket: "clips", requestID: "copy-1")
+            #expect(try await client.copy(source, to: target, bucket: "clips", requestID: "copy-1") == copied)
+            // Even once the source is gone, the copy's request still answers its version.
+            _ = try await client.delete(source)
+            #expect(try await client.copy(source, to: target, bucket: "clips", requestID: "copy-1") == copied)
+            let current = try await client.stat(target)
+            #expect(copied.version == 1 && current == copied, "one version for three sends")
+            let out = cluster.directory + "/copied.mp4"
+            _ = try await client.get(target, to: .file(out))
+            #expect(try Array(Data(contentsOf: URL(fileURLWithPath: out))) == bytes)
+        }
+    }
 }

@@ -47,6 +47,7 @@ def check(name):
 
 s3 = client()
 s3.create_bucket(Bucket="media")
+expect_error("BucketAlreadyOwnedByYou", s3.create_bucket, Bucket="media")
 assert "media" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 s3.head_bucket(Bucket="media")
 check("create, list and head bucket")

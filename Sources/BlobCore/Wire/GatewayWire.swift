@@ -40,10 +40,14 @@ public struct BucketRecord: Codable, Sendable, Hashable {
 public struct BucketCreate: Codable, Sendable, Hashable {
     public var name: String
     public var publicRead: Bool
+    /// The creation's request id: sent again after a lost reply, the creation answers the bucket
+    /// it made instead of `bucket.exists` (see ``ManifestCommit/validate(requestID:reason:)``).
+    public var requestID: String?
 
-    public init(name: String, publicRead: Bool = false) {
+    public init(name: String, publicRead: Bool = false, requestID: String? = nil) {
         self.name = name
         self.publicRead = publicRead
+        self.requestID = requestID
     }
 }
 
@@ -125,10 +129,15 @@ public struct FileCopy: Codable, Sendable, Hashable {
     public var metadata: [String: String]?
     /// The bucket of the target (``ManifestCommit/bucket``).
     public var bucket: String?
+    /// The copy's request id: the new version is committed under it (``ManifestCommit/requestID``),
+    /// so a copy sent again after a lost reply answers the version the first one made.
+    public var requestID: String?
 
     public init(
-        from: BlobPath, to: BlobPath, contentType: String?, metadata: [String: String]? = nil, bucket: String? = nil
+        from: BlobPath, to: BlobPath, contentType: String?, metadata: [String: String]? = nil, bucket: String? = nil,
+        requestID: String? = nil
     ) {
+        self.requestID = requestID
         self.bucket = bucket
         self.metadata = metadata
         self.from = from

@@ -5,24 +5,36 @@ import Foundation
 extension MetadataStore {
     // MARK: Buckets
 
-    /// Creates a bucket, dated by the database clock; `alreadyExists` when it does.
+    /// Creates a bucket, dated by the database clock; `alreadyExists` when it does, unless it was
+    /// created under the same `requestID` (a creation sent again after a lost reply): then the
+    /// answer is that bucket, as the first creation left it.
     @discardableResult
-    public func createBucket(_ bucket: BucketRecord) async throws -> BucketRecord {
-        try await write { tx in
+    public func createBucket(_ bucket: BucketRecord, requestID: String? = nil) async throws -> BucketRecord {
+        try await write(repeatable: requestID != nil) { tx in
             let now = try await tx.now()
             // ON CONFLICT DO NOTHING: of two concurrent creations one inserts, the other sees no row.
-            guard
-                try await tx.execute(
-                    """
-                    INSERT INTO buckets (name, created_ms, public_read) VALUES (?, ?, ?)
-                    ON CONFLICT(name) DO NOTHING RETURNING name
-                    """, [.text(bucket.name), .integer(now), .integer(bucket.publicRead ? 1 : 0)]) == 1
-            else {
-                throw BlobError(.alreadyExists, reason: "bucket.exists", "bucket \(bucket.name) already exists")
+            if try await tx.execute(
+                """
+                INSERT INTO buckets (name, created_ms, public_read, request_id) VALUES (?, ?, ?, ?)
+                ON CONFLICT(name) DO NOTHING RETURNING name
+                """,
+                [
+                    .text(bucket.name), .integer(now), .integer(bucket.publicRead ? 1 : 0),
+                    requestID.map { .text($0) } ?? .null,
+                ]) == 1
+            {
+                var created = bucket
+                created.createdAtMilliseconds = now
+                return created
             }
-            var created = bucket
-            created.createdAtMilliseconds = now
-            return created
+            if let requestID,
+                let row = try await tx.row(
+                    "SELECT name, created_ms, public_read, lifecycle FROM buckets WHERE name = ? AND request_id = ?",
+                    [.text(bucket.name), .text(requestID)])
+            {
+                return try Self.bucketRecord(row)
+            }
+            throw BlobError(.alreadyExists, reason: "bucket.exists", "bucket \(bucket.name) already exists")
         }
     }
 

@@ -99,6 +99,12 @@ extension MetadataStore {
         }
     }
 
+    /// The version already committed under `requestID`, if one was (a copy sent again after a
+    /// lost reply answers it even when its source has been deleted since).
+    public func committed(byRequest requestID: String) async throws -> FileVersion? {
+        try await database.read { tx in try await Self.committed(byRequests: [requestID], in: tx) }[requestID]
+    }
+
     /// Versions already committed under these request ids (a retried commit), by request id.
     static func committed(
         byRequests requestIDs: [String], in tx: any SQLTransaction

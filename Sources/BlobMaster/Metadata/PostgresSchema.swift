@@ -129,6 +129,7 @@ enum PostgresSchema {
             "v2: several masters: leader lease, liveness, maintenance, damage, request ids",
             SchemaV12.postgres
         ),
+        ("v3: bucket creations carry a request id", [SchemaV12.bucketRequestIDs]),
     ]
 
     /// Any number: the key of the advisory lock that migrating masters queue on.

@@ -178,6 +178,9 @@ extension SQLiteDatabase {
             db in
             try db.execute(sql: SchemaV12.sqlite)
         }
+        migrator.registerMigration("v13: bucket creations carry a request id") { db in
+            try db.execute(sql: SchemaV12.bucketRequestIDs)
+        }
         return migrator
     }
 }

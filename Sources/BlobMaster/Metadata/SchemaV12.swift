@@ -47,6 +47,10 @@ enum SchemaV12 {
         ]
     }
 
+    /// The request id a bucket was created under (schema v13 on SQLite, v3 on PostgreSQL): a
+    /// creation sent again after a lost reply finds its own bucket instead of "bucket exists".
+    static let bucketRequestIDs = "ALTER TABLE buckets ADD COLUMN request_id TEXT"
+
     static var sqlite: String { statements(bytes: "BLOB").map { $0 + ";" }.joined(separator: "\n") }
     static var postgres: [String] { statements(bytes: "BYTEA") }
 }
