@@ -174,7 +174,7 @@ let package = Package(
         .testTarget(
             name: "BlobMasterTests",
             dependencies: [
-                "BlobMaster", "BlobCore", "BlobServerSupport", "BlobTestSupport",
+                "BlobMaster", "BlobCore", "BlobClient", "BlobServerSupport", "BlobTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),

@@ -1,5 +1,5 @@
 import AsyncHTTPClient
-import BlobCore
+public import BlobCore
 import Foundation
 import NIOCore
 import Synchronization
@@ -39,8 +39,24 @@ public final class ClusterClient: Sendable {
     /// Deadline of one chunk transfer (a 16 MiB frame over a slow link still fits).
     let chunkTimeout: TimeAmount = .seconds(120)
 
+    /// Which metadata a read may be answered with, where masters have hot standbys
+    /// (`--metadata-replicas`).
+    public enum MetadataReads: Sendable {
+        /// This client's own writes, and everything else as of at most the masters' standby lag
+        /// bound ago: reads carry the position of this client's last write.
+        case session
+        /// Everything committed before the read: for a client that shares what it writes with
+        /// others (a gateway behind a load balancer), and for one that has not written yet.
+        case latest
+    }
+
+    public let metadataReads: MetadataReads
+    /// The furthest write position a master answered this client with (0: none yet).
+    private let lastWritePosition = Atomic<UInt64>(0)
+
     /// A client with its own connection pool; call ``shutdown()`` when done.
-    public init(address: ClusterAddress) throws {
+    public init(address: ClusterAddress, metadataReads: MetadataReads = .session) throws {
+        self.metadataReads = metadataReads
         guard !address.masterURLs.isEmpty else {
             throw BlobError(
                 .invalidArgument, reason: "master.none", "no master URL given; pass --master http://HOST:PORT")
@@ -139,6 +155,12 @@ public final class ClusterClient: Sendable {
         var request = HTTPClientRequest(url: url + pathAndQuery)
         request.method = .RAW(value: method)
         request.headers.add(name: "Authorization", value: token(method: method, pathAndQuery: pathAndQuery))
+        if method == "GET", metadataReads == .session, Self.mayReadStandby(pathAndQuery) {
+            let position = lastWritePosition.load(ordering: .relaxed)
+            if position > 0 {
+                request.headers.add(name: MetadataPosition.header, value: "\(MetadataPosition(position))")
+            }
+        }
         if let payload {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: payload))
@@ -148,6 +170,9 @@ public final class ClusterClient: Sendable {
         do {
             let response = try await http.execute(request, timeout: masterTimeout)
             status = response.status.code
+            if let text = response.headers.first(name: MetadataPosition.header), let position = MetadataPosition(text) {
+                advanceWritePosition(to: position)
+            }
             bytes = Array(try await response.body.collect(upTo: 256 << 20).readableBytesView)
         } catch {
             let failure = BlobError(
@@ -166,6 +191,28 @@ public final class ClusterClient: Sendable {
             return .refused(error)
         }
         return .answered(bytes)
+    }
+
+    /// Stat, list and read plans: the reads a master may hand to a hot standby.
+    static func mayReadStandby(_ pathAndQuery: String) -> Bool {
+        pathAndQuery.hasPrefix("/v1/files?") || pathAndQuery.hasPrefix("/v1/files/plan?")
+            || pathAndQuery.hasPrefix("/v1/list?")
+    }
+
+    /// The position of this client's furthest write so far (nil: it has written nothing).
+    public var writePosition: MetadataPosition? {
+        let value = lastWritePosition.load(ordering: .relaxed)
+        return value == 0 ? nil : MetadataPosition(value)
+    }
+
+    private func advanceWritePosition(to position: MetadataPosition) {
+        var current = lastWritePosition.load(ordering: .relaxed)
+        while current < position.value {
+            let (exchanged, found) = lastWritePosition.compareExchange(
+                expected: current, desired: position.value, ordering: .relaxed)
+            if exchanged { return }
+            current = found
+        }
     }
 
     /// Whether a request that failed with `error` never reached a master (safe to send again).

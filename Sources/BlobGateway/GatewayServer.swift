@@ -51,7 +51,9 @@ public struct GatewayServer: Sendable {
         var logger = self.logger
         logger[metadataKey: "node.role"] = "gateway"
         try FileManager.default.createDirectory(atPath: configuration.spoolDirectory, withIntermediateDirectories: true)
-        let client = try ClusterClient(address: configuration.cluster)
+        // Behind a load balancer, an S3 client's next request may reach another gateway, which
+        // knows nothing of this one's writes: every read sees everything committed before it.
+        let client = try ClusterClient(address: configuration.cluster, metadataReads: .latest)
         let handler = S3Handler(
             client: client, configuration: configuration, keys: KeyCache(client: client),
             buckets: BucketCache(client: client), logger: logger)

@@ -197,10 +197,11 @@ struct MasterRoutes: Sendable {
 
     func stat(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         let path = try Self.path(request)
-        guard let file = try await store.stat(path) else {
+        let read = try await StandbyRead.serving(position: try Self.position(request)) { try await store.stat(path) }
+        guard let file = read.value else {
             throw BlobError(.notFound, reason: "file.notFound", "no file at \(path); list with `blobctl ls`")
         }
-        return try jsonResponse(file)
+        return try Self.answered(jsonResponse(file), by: read.answeredBy)
     }
 
     func delete(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
@@ -216,8 +217,10 @@ struct MasterRoutes: Sendable {
         let offset = try Self.integer(query.get("offset"), name: "offset") ?? 0
         let length = try Self.integer(query.get("length"), name: "length")
         let path = try Self.path(request)
-        let plan = try await membership.readPlan(path: path, offset: offset, length: length)
-        return try jsonResponse(plan)
+        let read = try await StandbyRead.serving(position: try Self.position(request)) {
+            try await membership.readPlan(path: path, offset: offset, length: length)
+        }
+        return try Self.answered(jsonResponse(read.value), by: read.answeredBy)
     }
 
     func list(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
@@ -225,8 +228,28 @@ struct MasterRoutes: Sendable {
         let limit = try Self.integer(query.get("limit"), name: "limit") ?? 1000
         let prefix = query.get("prefix").map(Self.native) ?? ""
         let after = query.get("after").map(Self.native)
-        let page = try await store.list(prefix: prefix, after: after, limit: Int(limit))
-        return try jsonResponse(page)
+        let read = try await StandbyRead.serving(position: try Self.position(request)) {
+            try await store.list(prefix: prefix, after: after, limit: Int(limit))
+        }
+        return try Self.answered(jsonResponse(read.value), by: read.answeredBy)
+    }
+
+    /// The client's last write position (``MetadataPosition/header``), if it sent one.
+    static func position(_ request: Request) throws -> MetadataPosition? {
+        guard let text = request.headers[HTTPField.Name(MetadataPosition.header)!] else { return nil }
+        guard let position = MetadataPosition(text) else {
+            throw BlobError(
+                .invalidArgument, reason: "header.position",
+                "\(MetadataPosition.header) must be a WAL position such as 16/B374D848, got \(text)")
+        }
+        return position
+    }
+
+    /// `response` with who answered its metadata read (``MetadataPosition/answeredByHeader``).
+    static func answered(_ response: Response, by answeredBy: String) -> Response {
+        var response = response
+        response.headers[HTTPField.Name(MetadataPosition.answeredByHeader)!] = answeredBy
+        return response
     }
 
     static func path(_ request: Request) throws -> BlobPath {

@@ -39,6 +39,11 @@ public struct MasterConfiguration: Sendable {
     /// received, their ring changes) and writes the heartbeats it received; nil: every
     /// heartbeat interval, from 0.5 to 2 s.
     public var membershipRefreshInterval: Duration?
+    /// Hot standbys of the PostgreSQL metadata that may answer stat, list and read plans
+    /// (`--metadata-replicas`), and how far behind the primary one may be (the garbage
+    /// collection grace period must be longer: a stale read plan must not name deleted chunks).
+    public var metadataStandbys: PostgresLocation?
+    public var maxStandbyLag: Duration = .seconds(5)
 
     public init(
         dataDirectory: String, host: String = "127.0.0.1", port: Int = 0, replicaCount: Int = 3,
@@ -90,7 +95,21 @@ public struct MasterServer: Sendable {
         // lease of its own previous run.
         let lone: Bool
         if case .sqlite = location { lone = true } else { lone = false }
-        try await location.withStore(logger: logger, clock: databaseClock) { store in
+        if configuration.metadataStandbys != nil {
+            // A read plan from a standby is at most about maxStandbyLag (plus a sampling
+            // interval) old; the chunks it names must outlive that.
+            let needed = configuration.maxStandbyLag + PostgresStandbys.sampleInterval * 2
+            guard configuration.gcGrace > needed else {
+                throw BlobError(
+                    .invalidArgument, reason: "metadata.replicaLag",
+                    "--gc-grace (\(configuration.gcGrace)) must be longer than --metadata-replica-max-lag plus 2 s "
+                        + "(\(needed)): a read plan from a standby must not name chunks gc has deleted")
+            }
+        }
+        try await location.withStore(
+            logger: logger, clock: databaseClock, standbys: configuration.metadataStandbys,
+            maxStandbyLag: configuration.maxStandbyLag
+        ) { store in
             try await run(store: store, signer: signer, lone: lone, onListening: onListening)
         }
     }
@@ -212,6 +231,7 @@ public struct MasterServer: Sendable {
     ) -> AuthenticatedRoutes {
         let router = Router(context: ClusterRequestContext.self)
         router.add(middleware: JSONErrorMiddleware(node: "master"))
+        router.add(middleware: MetadataPositionMiddleware(store: store))
         let routes = AuthenticatedRoutes(router: router, signer: signer)
         MasterRoutes(
             membership: membership, store: store, signer: signer, repairer: repairer,

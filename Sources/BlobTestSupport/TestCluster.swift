@@ -33,6 +33,11 @@ public struct TestClusterOptions: Sendable {
     /// The lone master leads from the start; a day-long lease keeps it leader across the large
     /// steps tests advance a manual clock by (a real master renews every few seconds).
     public var leaderLease = LeasePolicy(timeToLive: .seconds(86_400))
+    /// The master's metadata; nil: SQLite in the cluster's directory.
+    public var metadata: MetadataLocation?
+    /// Hot standbys that may answer the master's stat, list and read plans, and their lag bound.
+    public var metadataStandbys: PostgresLocation?
+    public var maxStandbyLag: Duration = .seconds(5)
 
     public init() {}
 }
@@ -200,6 +205,9 @@ public func withTestCluster<T: Sendable>(
     configuration.repairInterval = options.repairInterval
     configuration.gcGrace = options.gcGrace
     configuration.leaderLease = options.leaderLease
+    configuration.metadata = options.metadata
+    configuration.metadataStandbys = options.metadataStandbys
+    configuration.maxStandbyLag = options.maxStandbyLag
     // A manual master clock is the database's clock too: liveness and leases move as one.
     let master = MasterServer(
         configuration: configuration, logger: logger, clock: options.masterClock,

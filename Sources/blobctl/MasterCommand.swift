@@ -28,6 +28,18 @@ struct MasterCommand: AsyncParsableCommand {
     @Option(help: "File holding the PostgreSQL password (else env BLOBCTL_METADATA_PASSWORD; never in the URL).")
     var metadataPasswordFile: String?
 
+    @Option(
+        help: ArgumentHelp(
+            """
+            PostgreSQL hot standbys that may answer stat, list and read plans: postgres://USER@H1:P1,H2:P2/DATABASE \
+            (the same user, password and database as --metadata; a host that is the primary is skipped).
+            """,
+            valueName: "location"))
+    var metadataReplicas: String?
+
+    @Option(help: "A standby lagging the primary by more than this (e.g. 5s) answers no read; below --gc-grace.")
+    var metadataReplicaMaxLag: String = "5s"
+
     @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free one).")
     var listen: String = "127.0.0.1:9400"
 
@@ -103,8 +115,22 @@ struct MasterCommand: AsyncParsableCommand {
             configuration.metadata = try metadata.map {
                 try MetadataLocation.parse($0, passwordFile: metadataPasswordFile)
             }
+            if let metadataReplicas {
+                guard
+                    case .postgres(let standbys) = try MetadataLocation.parse(
+                        metadataReplicas, passwordFile: metadataPasswordFile)
+                else {
+                    throw ValidationError("--metadata-replicas takes postgres://USER@H1:P1,H2:P2/DATABASE")
+                }
+                configuration.metadataStandbys = standbys
+            }
         } catch let error as BlobError {
             throw ValidationError(error.message)
+        }
+        configuration.maxStandbyLag = try DurationParser.parseOption(
+            metadataReplicaMaxLag, name: "--metadata-replica-max-lag")
+        guard configuration.maxStandbyLag >= .seconds(1) else {
+            throw ValidationError("--metadata-replica-max-lag must be at least 1s, got \(metadataReplicaMaxLag)")
         }
         configuration.repairInterval = try DurationParser.parseOption(repairInterval, name: "--repair-interval")
         configuration.repairBytesPerSecond = rate > 0 ? Int64(rate) : nil

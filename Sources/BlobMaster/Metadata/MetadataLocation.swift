@@ -55,16 +55,28 @@ public enum MetadataLocation: Sendable, CustomStringConvertible {
 
     /// Opens the store (running migrations), runs `body` with it, and closes it after.
     /// `clock` replaces the database clock (tests only).
+    /// With `standbys` (PostgreSQL only), stat, list and read plans may be answered by those
+    /// hot standbys (``PostgresStandbys``), lagging the primary by at most `maxStandbyLag`.
     public func withStore<T: Sendable>(
-        logger: Logger, clock: (@Sendable () -> Int64)? = nil,
-        _ body: (MetadataStore) async throws -> T
+        logger: Logger, clock: (@Sendable () -> Int64)? = nil, standbys: PostgresLocation? = nil,
+        maxStandbyLag: Duration = .seconds(5), _ body: (MetadataStore) async throws -> T
     ) async throws -> T {
         switch self {
         case .sqlite(let path):
+            guard standbys == nil else {
+                throw BlobError(
+                    .invalidArgument, reason: "metadata.replicas",
+                    "--metadata-replicas needs PostgreSQL metadata (--metadata postgres://…); SQLite has no standbys")
+            }
             return try await body(MetadataStore(database: try SQLiteDatabase(path: path, clock: clock)))
         case .postgres(let location):
             return try await PostgresDatabase.withDatabase(location, logger: logger, clock: clock) { database in
-                try await body(MetadataStore(database: database))
+                guard let standbys else { return try await body(MetadataStore(database: database)) }
+                return try await PostgresStandbys.withStandbys(
+                    standbys, primary: database, maxLag: maxStandbyLag, logger: logger
+                ) { set in
+                    try await body(MetadataStore(database: database, standbys: set))
+                }
             }
         }
     }

@@ -27,10 +27,31 @@ public final class MetadataStore: Sendable {
     static let maxWriteAttempts = 12
 
     public let database: any SQLDatabase
+    /// Hot standbys that may answer stat, list and read plans (`--metadata-replicas`).
+    let standbys: PostgresStandbys?
     var dialect: SQLDialect { database.dialect }
 
     public init(database: any SQLDatabase) {
         self.database = database
+        self.standbys = nil
+    }
+
+    init(database: any SQLDatabase, standbys: PostgresStandbys?) {
+        self.database = database
+        self.standbys = standbys
+    }
+
+    /// Runs a read a hot standby may answer: on one, when the request allows it
+    /// (``StandbyRead/current``) and one has replayed far enough; else on the primary, in one
+    /// read transaction, or (`oneStatement`) as a single autocommit statement.
+    func readAllowingStandby<T: Sendable>(
+        oneStatement: Bool = false, _ body: (any SQLTransaction) async throws -> T
+    ) async throws -> T {
+        if let standbys, let request = StandbyRead.current, let answer = try await standbys.read(request, body) {
+            return answer
+        }
+        if oneStatement { return try await body(Autocommit(database: database)) }
+        return try await database.read(body)
     }
 
     /// The reason of the error a write gets when its COMMIT's answer was lost.
@@ -89,8 +110,9 @@ public final class MetadataStore: Sendable {
 
     /// The current version of a path; nil when absent or deleted.
     public func stat(_ path: BlobPath) async throws -> FileVersion? {
-        try await database.row("SELECT \(Self.currentColumns) FROM current_files WHERE path = ?", [.blob(path)])
-            .map(Self.fileVersion)
+        try await readAllowingStandby(oneStatement: true) { tx in
+            try await tx.row("SELECT \(Self.currentColumns) FROM current_files WHERE path = ?", [.blob(path)])
+        }.map(Self.fileVersion)
     }
 
     /// A version (the current one when `version` is nil) with its manifest entries in order;
@@ -166,7 +188,8 @@ public final class MetadataStore: Sendable {
         }
         sql += " ORDER BY path LIMIT ?"
         arguments.append(.int(limit))
-        let files = try await database.rows(sql, arguments).map(Self.fileVersion)
+        let files = try await readAllowingStandby(oneStatement: true) { tx in try await tx.rows(sql, arguments) }
+            .map(Self.fileVersion)
         return FileListPage(files: files, next: files.count == limit ? files.last?.path.value : nil)
     }
 
@@ -174,7 +197,7 @@ public final class MetadataStore: Sendable {
     /// transaction and three round trips whatever the number of chunks; nil when there is no
     /// such file.
     public func readPlanFacts(of path: BlobPath, overlapping range: Range<Int64>) async throws -> ReadPlanFacts? {
-        try await database.read { tx in
+        try await readAllowingStandby { tx in
             guard
                 let row = try await tx.row(
                     "SELECT \(Self.currentColumns), version_id FROM current_files WHERE path = ?",

@@ -1,4 +1,4 @@
-import BlobCore
+public import BlobCore
 import Foundation
 public import Logging
 import NIOCore
@@ -331,6 +331,19 @@ public final class PostgresDatabase: SQLDatabase {
         if let clock { return clock() }
         return try await query(SQLStatement(Self.nowSQL)).first?.int(0) ?? 0
     }
+
+    /// `pg_current_wal_lsn()`: the primary's WAL write position. A commit that returned was
+    /// flushed, so it lies before this.
+    public func writePosition() async throws -> MetadataPosition? {
+        guard let text = try await query(SQLStatement(Self.writePositionSQL)).first.map({ try $0.text(0) }),
+            let position = MetadataPosition(text)
+        else {
+            throw BlobError(.internal, reason: "metadata.position", "PostgreSQL answered no WAL position")
+        }
+        return position
+    }
+
+    static let writePositionSQL = "SELECT CAST(pg_current_wal_lsn() AS TEXT)"
 
     static let nowSQL = "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
 

@@ -37,6 +37,23 @@ public protocol SQLDatabase: Sendable {
 
     /// The database clock in milliseconds since 1970: the one clock every master compares.
     func now() async throws -> Int64
+
+    /// Where the write-ahead log ends now: every commit that has returned lies before it. Nil
+    /// for an engine without replicas (SQLite).
+    func writePosition() async throws -> MetadataPosition?
+}
+
+extension SQLDatabase {
+    public func writePosition() async throws -> MetadataPosition? { nil }
+}
+
+/// One database's statements outside any transaction: each is its own snapshot (a read of one
+/// statement needs no BEGIN and COMMIT).
+struct Autocommit: SQLTransaction {
+    let database: any SQLDatabase
+    var dialect: SQLDialect { database.dialect }
+    func query(_ statement: SQLStatement) async throws -> [SQLRow] { try await database.query(statement) }
+    func now() async throws -> Int64 { try await database.now() }
 }
 
 /// One open transaction of an ``SQLDatabase``.
