@@ -175,6 +175,11 @@ struct DevUpCommand: AsyncParsableCommand {
             """)
     var ha = false
 
+    @Flag(
+        inversion: .prefixedNo,
+        help: "With --ha: the masters read stat, list and read plans from the PostgreSQL standbys too.")
+    var standbyReads = true
+
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
@@ -286,7 +291,9 @@ struct DevUpCommand: AsyncParsableCommand {
         do {
             var metadata: [String] = []
             if ha {
-                metadata = ["--metadata", try await startDatabaseUnderPatroni(dir, &cluster)]
+                // Every node is also named a standby to read from: the primary among them is left out.
+                let url = try await startDatabaseUnderPatroni(dir, &cluster)
+                metadata = ["--metadata", url] + (standbyReads ? ["--metadata-replicas", url] : [])
             } else if masterCount > 1 {
                 let postgres = DevPostgres(directory: dir + "/postgres", port: port - 1)
                 let log = dir + "/logs/postgres.log"

@@ -48,6 +48,12 @@ struct BenchMetadataCommand: AsyncParsableCommand {
     @Option(help: "File holding the PostgreSQL password (else env BLOBCTL_METADATA_PASSWORD).")
     var metadataPasswordFile: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "PostgreSQL hot standbys the masters read from (the master's --metadata-replicas); read plans then "
+                + "carry the position of the last commit, as a client that wrote does.", valueName: "location"))
+    var metadataReplicas: String?
+
     @Option(help: "Directory for the master's data (a fresh temporary one by default).")
     var dir: String?
 
@@ -68,6 +74,7 @@ struct BenchMetadataCommand: AsyncParsableCommand {
         var backend: String
         var masters: Int
         var readPlansPerSecond: Double
+        var readPlansFromStandbys: Int
     }
 
     func run() async throws {
@@ -100,6 +107,7 @@ struct BenchMetadataCommand: AsyncParsableCommand {
 
         var masterArguments = ["--metadata", location.description]
         if let metadataPasswordFile { masterArguments += ["--metadata-password-file", metadataPasswordFile] }
+        if let metadataReplicas { masterArguments += ["--metadata-replicas", metadataReplicas] }
         var servers: [BenchServer] = []
         for i in 0..<masters {
             try FileManager.default.createDirectory(atPath: root + "/master-\(i)", withIntermediateDirectories: true)
@@ -121,8 +129,8 @@ struct BenchMetadataCommand: AsyncParsableCommand {
             try await client.send("POST", "/v1/cluster/servers", registration, role: .server)
             let rate = try await measureCommits(perMaster)
             log("commits: \(Int(rate))/s")
-            let plans = try await measureReadPlans(perMaster)
-            log("read plans: \(Int(plans))/s")
+            let (plans, fromStandbys) = try await measureReadPlans(perMaster)
+            log("read plans: \(Int(plans))/s, \(fromStandbys) of them answered by standbys")
             let stat = try await measure(2000) { _ in
                 let path = "load/\(Int.random(in: 0..<files))"
                 try await client.send("GET", "/v1/files?path=\(path)", Optional<Int>.none)
@@ -140,7 +148,7 @@ struct BenchMetadataCommand: AsyncParsableCommand {
                 statP50Milliseconds: stat.0, statP99Milliseconds: stat.1, listP50Milliseconds: list.0,
                 listP99Milliseconds: list.1, masterPeakRSSMebibytes: rss, databaseMebibytes: database,
                 backend: location.description.hasPrefix("sqlite:") ? "sqlite" : "postgres", masters: masters,
-                readPlansPerSecond: plans)
+                readPlansPerSecond: plans, readPlansFromStandbys: fromStandbys)
             if json {
                 print(String(decoding: try JSONEncoder().encode(results), as: UTF8.self))
             } else {
@@ -153,7 +161,7 @@ struct BenchMetadataCommand: AsyncParsableCommand {
                     \(bytesPerFile) bytes per file)
                     masters: \(masters)
                     commits (one-chunk files, \(clients) clients): \(Int(rate)) per second
-                    read plans (\(clients) clients): \(Int(plans)) per second
+                    read plans (\(clients) clients): \(Int(plans)) per second, \(fromStandbys) answered by standbys
                     stat: p50 \(String(format: "%.2f", stat.0)) ms, p99 \(String(format: "%.2f", stat.1)) ms
                     list page of 1000: p50 \(String(format: "%.2f", list.0)) ms, \
                     p99 \(String(format: "%.2f", list.1)) ms
@@ -262,23 +270,35 @@ struct BenchMetadataCommand: AsyncParsableCommand {
 
     /// Read plans per second of the files the commits made, `clients` at once, client i asking
     /// master i mod N.
-    func measureReadPlans(_ masters: [BenchHTTP]) async throws -> Double {
+    /// With standbys, each plan carries the write position of a last commit (a writer reading
+    /// back): returns the rate and how many plans standbys answered.
+    func measureReadPlans(_ masters: [BenchHTTP]) async throws -> (Double, Int) {
         let count = max(commits, 2000)
+        var position: String?
+        if metadataReplicas != nil {
+            let marker = BucketCreate(name: "bench-position-\(UInt32.random(in: 0...UInt32.max))")
+            position = try await masters[0].send("POST", to: masters[0].address, "/v1/buckets", marker).position
+        }
         let start = ContinuousClock.now
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        let fromStandbys = try await withThrowingTaskGroup(of: Int.self) { group in
             for worker in 0..<clients {
-                group.addTask {
+                group.addTask { [position] in
                     var i = worker
+                    var standby = 0
                     while i < count {
-                        try await masters[worker % masters.count].send(
-                            "GET", "/v1/files/plan?path=commits/\(i % commits)", Optional<Int>.none)
+                        let master = masters[worker % masters.count]
+                        let answer = try await master.send(
+                            "GET", to: master.address, "/v1/files/plan?path=commits/\(i % commits)",
+                            Optional<Int>.none, position: position)
+                        if answer.answeredBy?.hasPrefix("standby") == true { standby += 1 }
                         i += clients
                     }
+                    return standby
                 }
             }
-            try await group.waitForAll()
+            return try await group.reduce(0, +)
         }
-        return Double(count) / Self.seconds(ContinuousClock.now - start)
+        return (Double(count) / Self.seconds(ContinuousClock.now - start), fromStandbys)
     }
 
     /// p50 and p99 in milliseconds of `count` sequential calls.
@@ -313,6 +333,30 @@ struct BenchHTTP: Sendable {
             method, to: address, path, bytes: try body.map { Array(try JSONEncoder().encode($0)) },
             role: role)
         guard status < 300 else { throw ValidationError("\(method) \(path) answered \(status)") }
+    }
+
+    /// A JSON request carrying `position` (``MetadataPosition/header``); answers the write position
+    /// and who answered the read, as the master's headers say.
+    func send<T: Encodable>(
+        _ method: String, to address: String, _ path: String, _ body: T?, position: String? = nil
+    ) async throws -> (position: String?, answeredBy: String?) {
+        var request = HTTPClientRequest(url: "http://\(address)\(path)")
+        request.method = .RAW(value: method)
+        request.headers.add(
+            name: "Authorization",
+            value: signer.token(
+                role: .client, method: method, pathAndQuery: path, expiry: Int64(Date().timeIntervalSince1970) + 300))
+        if let position { request.headers.add(name: MetadataPosition.header, value: position) }
+        if let body { request.body = .bytes(ByteBuffer(bytes: Array(try JSONEncoder().encode(body)))) }
+        let response = try await http.execute(request, timeout: .seconds(60))
+        for try await _ in response.body {}
+        guard response.status.code < 300 else {
+            throw ValidationError("\(method) \(path) answered \(response.status.code)")
+        }
+        return (
+            response.headers.first(name: MetadataPosition.header),
+            response.headers.first(name: MetadataPosition.answeredByHeader)
+        )
     }
 
     /// One signed request with a raw body; reads the whole reply and returns its status.
