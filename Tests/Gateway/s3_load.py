@@ -4,12 +4,12 @@ Usage: s3_load.py ENDPOINT KEY_ID SECRET BUCKET WORKDIR
 
 Four threads each put an object of its own (deterministic bytes), read it back and compare,
 head it and list the bucket, over and over. Each finished operation bumps WORKDIR/progress.
-boto3 retries with its standard mode (5 attempts): the test allows those retries and nothing
-more. When WORKDIR/stop exists (or after 300 s) the threads finish their current operation;
+boto3 retries with its standard mode (5 attempts), and reads go through s3transfer's download
+(which also retries a body cut off mid-stream): the test allows those retries and nothing more. When WORKDIR/stop exists (or after 300 s) the threads finish their current operation;
 then every acknowledged object is read back once more and the summary is printed as JSON:
 {"operations", "failures": [..], "acknowledged", "mismatched": [..]}.
 """
-import hashlib, json, os, sys, threading, time
+import hashlib, io, json, os, sys, threading, time
 
 import boto3
 from botocore.config import Config
@@ -51,7 +51,12 @@ def worker(client):
             with lock:
                 state["acknowledged"][key] = (client, i)
             done()
-            got = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            # download_fileobj, as `aws s3 cp` and boto3's download_file: s3transfer also retries
+            # a body cut off mid-stream (the gateway serving it was killed), which get_object's
+            # caller would have to retry itself.
+            received = io.BytesIO()
+            s3.download_fileobj(bucket, key, received)
+            got = received.getvalue()
             if got != data:
                 with lock:
                     state["failures"].append(f"get {key}: different bytes")
