@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The highly available topology (`blobctl dev up --ha`) measured on this machine:
 #   1. time for `dev up --ha` to bring up etcd, Patroni x3, masters, servers, gateways, HAProxy;
-#   2. commits/s (8 clients, one master) with synchronous replication, then asynchronous
-#      (Patroni's synchronous_mode switched off through its REST API);
+#   2. commits/s and read plans/s (8 clients, one master) with synchronous replication, the
+#      primary alone answering reads; the same with the two standbys answering read plans
+#      (--metadata-replicas; each plan carries a write's position); then asynchronous
+#      replication (Patroni's synchronous_mode switched off through its REST API);
 #   3. kill -9 the PostgreSQL primary's node (Patroni and postmaster): time to the first
 #      successful `blobctl put` after it (one put every 100 ms);
 #   4. small objects through HAProxy with two gateways, then with one (8 boto3 threads).
@@ -28,7 +30,7 @@ start=$(now)
 echo "dev up --ha: a working cluster after $(since "$start") s"
 
 primary=$(duty_port primary)
-for mode in sync async; do
+for mode in sync standbys async; do
   if [ "$mode" = async ]; then
     curl -fsS -XPATCH -d '{"synchronous_mode": false}' "http://127.0.0.1:$((port - 5))/config" >/dev/null
     for _ in $(seq 1 100); do
@@ -37,9 +39,11 @@ for mode in sync async; do
     done
   fi
   pg "$primary" "CREATE DATABASE bench_$mode"
+  replicas=()
+  [ "$mode" = standbys ] && replicas=(--metadata-replicas "postgres://postgres@$hosts/bench_$mode")
   "$blobctl" bench metadata --files 20000 --chunk-refs 20000 --chunks-per-file 100 --commits 5000 --clients 8 \
-    --metadata "postgres://postgres@$hosts/bench_$mode" --dir "$dir/bench-$mode" >"$dir/$mode.txt" 2>&1
-  echo "$mode replication, 8 clients, 1 master: $(grep -E '^(commits|read plans):' "$dir/$mode.txt" | tr '\n' ' ')"
+    --metadata "postgres://postgres@$hosts/bench_$mode" "${replicas[@]}" --dir "$dir/bench-$mode" >"$dir/$mode.txt" 2>&1
+  echo "$mode, 8 clients, 1 master: $(grep -E '^(commits|read plans):' "$dir/$mode.txt" | tr '\n' ' ')"
 done
 curl -fsS -XPATCH -d '{"synchronous_mode": true}' "http://127.0.0.1:$((port - 5))/config" >/dev/null
 for _ in $(seq 1 100); do

@@ -5,7 +5,8 @@ import Hummingbird
 /// Answers every successful namespace write of a client (commits, deletes, copies, multipart
 /// completions, bucket changes) with the metadata database's write position after it
 /// (``MetadataPosition/header``): the client sends it back on its reads, and a hot standby
-/// answers them only once it has replayed that far. Nothing on SQLite.
+/// answers them only once it has replayed that far. Only a master that reads from standbys
+/// (`--metadata-replicas`) answers positions: give every master the same standbys.
 struct MetadataPositionMiddleware<Context: RequestContext>: RouterMiddleware {
     let store: MetadataStore
 
@@ -21,7 +22,7 @@ struct MetadataPositionMiddleware<Context: RequestContext>: RouterMiddleware {
     ) async throws -> Response {
         var response = try await next(request, context)
         guard Self.isNamespaceWrite(request), (200..<300).contains(response.status.code),
-            let position = try? await store.database.writePosition()
+            let position = try? await store.writePositionForClient()
         else { return response }
         // A write whose position could not be asked (the primary failing over just after it)
         // goes without one: the client's next read then waits for an older position, or, with

@@ -41,6 +41,13 @@ public final class MetadataStore: Sendable {
         self.standbys = standbys
     }
 
+    /// Where a client's write that has just returned lies in the primary's WAL, for it to carry
+    /// on its reads; nil when this master reads from no standby (nothing to wait for).
+    public func writePositionForClient() async throws -> MetadataPosition? {
+        guard let standbys else { return nil }
+        return try await standbys.primaryPosition.position()
+    }
+
     /// Runs a read a hot standby may answer: on one, when the request allows it
     /// (``StandbyRead/current``) and one has replayed far enough; else on the primary, in one
     /// read transaction, or (`oneStatement`) as a single autocommit statement.

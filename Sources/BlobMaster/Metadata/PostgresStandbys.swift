@@ -68,6 +68,9 @@ final class PostgresStandbys: Sendable {
 
     let standbys: [Standby]
     let primary: any SQLDatabase
+    /// The primary's write position, one query for many callers: for write answers and for
+    /// the floor of reads without a position.
+    let primaryPosition: PositionCoalescer
     let maxLag: Duration
     let logger: Logger
     private let state = Mutex(State())
@@ -81,6 +84,7 @@ final class PostgresStandbys: Sendable {
     private init(standbys: [Standby], primary: any SQLDatabase, maxLag: Duration, logger: Logger) {
         self.standbys = standbys
         self.primary = primary
+        self.primaryPosition = PositionCoalescer { try await primary.writePosition() }
         self.maxLag = maxLag
         self.logger = logger
     }
@@ -145,7 +149,7 @@ final class PostgresStandbys: Sendable {
             guard let lag = lagFloor() else { return nil }
             floor = max(position, lag)
         } else {
-            guard let now = try? await primary.writePosition() else { return nil }
+            guard let now = try? await primaryPosition.position() else { return nil }
             floor = now
         }
         let standby = standbys[index]
