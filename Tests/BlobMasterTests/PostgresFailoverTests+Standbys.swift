@@ -15,9 +15,11 @@ extension PostgresFailoverTests {
         try await Self.withPrimaryAndStandby { primary, standby, _ in
             let location = try PostgresLocation(
                 url: "postgres://blobtest@127.0.0.1:\(primary.port)/postgres", password: nil)
-            // The primary is listed too: it is no standby, and is left out.
+            // The primary is listed too (it is no standby), and a port nothing listens on: both are
+            // passed over.
             let standbys = try PostgresLocation(
-                url: "postgres://blobtest@127.0.0.1:\(primary.port),127.0.0.1:\(standby.port)/postgres", password: nil)
+                url: "postgres://blobtest@127.0.0.1:\(primary.port),127.0.0.1:1,127.0.0.1:\(standby.port)/postgres",
+                password: nil)
             let onStandby = "standby 127.0.0.1:\(standby.port)"
             try await MetadataLocation.postgres(location).withStore(
                 logger: Self.logger, standbys: standbys, maxStandbyLag: .seconds(60)

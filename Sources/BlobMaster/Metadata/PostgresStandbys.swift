@@ -77,6 +77,9 @@ final class PostgresStandbys: Sendable {
 
     /// A standby read that has not answered by then goes to the primary.
     static let readTimeout = Duration.seconds(5)
+    /// A standby read that has no connection by then goes to the primary: postgres-nio's pool
+    /// keeps a lease request waiting while it retries a server that refuses connections.
+    static let connectionWait = Duration.milliseconds(500)
     /// How long a standby that failed is left alone.
     static let rest = Duration.seconds(5)
     static let sampleInterval = Duration.seconds(1)
@@ -143,7 +146,7 @@ final class PostgresStandbys: Sendable {
     func read<T: Sendable>(
         _ request: StandbyRead, _ body: (any SQLTransaction) async throws -> T
     ) async throws -> T? {
-        guard let index = nextStandby() else { return nil }
+        guard var index = nextStandby() else { return nil }
         let floor: MetadataPosition
         if let position = request.position {
             guard let lag = lagFloor() else { return nil }
@@ -152,50 +155,64 @@ final class PostgresStandbys: Sendable {
             guard let now = try? await primaryPosition.position() else { return nil }
             floor = now
         }
+        // A standby that fails is passed over for the next one, within this read; one that is
+        // merely behind leaves the read to the primary.
+        for attempt in 0..<standbys.count {
+            if attempt > 0 {
+                guard let next = nextStandby() else { return nil }
+                index = next
+            }
+            do {
+                let answer = try await read(on: index, floor: floor, body)
+                if answer != nil { request.answered(by: standbys[index].endpoint) }
+                return answer
+            } catch let error as BlobError where !Self.isStandbyFailure(error) {
+                throw error
+            } catch {
+                // Unreachable, promoted, too slow, or a query cancelled by a recovery conflict:
+                // this standby rests.
+                logger.debug(
+                    "metadata standby left out",
+                    metadata: ["postgres.endpoint": "\(standbys[index].endpoint)", "error.message": "\(error)"])
+                state.withLock {
+                    $0.replayed[index] = nil
+                    $0.restingUntil[index] = .now + Self.rest
+                }
+            }
+        }
+        return nil
+    }
+
+    /// `body` on standby `index` if it has replayed as far as `floor`; nil when it is behind.
+    private func read<T: Sendable>(
+        on index: Int, floor: MetadataPosition, _ body: (any SQLTransaction) async throws -> T
+    ) async throws -> T? {
         let standby = standbys[index]
         let known = state.withLock { $0.replayed[index] }
-        do {
-            let answer: T? = try await onStandby(standby) { connection in
-                let transaction = PostgresDatabase.Transaction(connection: connection, logger: logger, clock: nil)
-                if known.map({ $0 < floor }) ?? true {
-                    let row = try await transaction.query(
-                        SQLStatement(
-                            "SELECT pg_is_in_recovery(), CAST(COALESCE(pg_last_wal_replay_lsn(), '0/0') AS TEXT)"))
-                    guard let row = row.first, try row.int(0) != 0, let replayed = MetadataPosition(try row.text(1))
-                    else {
-                        throw BlobError(
-                            .unavailable, reason: "metadata.standbyPromoted",
-                            "\(standby.endpoint) is no longer a standby")
-                    }
-                    state.withLock { $0.replayed[index] = replayed }
-                    guard replayed >= floor else { return nil }
+        return try await onStandby(standby) { connection in
+            let transaction = PostgresDatabase.Transaction(connection: connection, logger: logger, clock: nil)
+            if known.map({ $0 < floor }) ?? true {
+                let row = try await transaction.query(
+                    SQLStatement(
+                        "SELECT pg_is_in_recovery(), CAST(COALESCE(pg_last_wal_replay_lsn(), '0/0') AS TEXT)"))
+                guard let row = row.first, try row.int(0) != 0, let replayed = MetadataPosition(try row.text(1))
+                else {
+                    throw BlobError(
+                        .unavailable, reason: "metadata.standbyPromoted", "\(standby.endpoint) is no longer a standby")
                 }
-                try await transaction.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                let result: T
-                do {
-                    result = try await body(transaction)
-                } catch {
-                    try? await transaction.run("ROLLBACK")
-                    throw error
-                }
-                try? await transaction.run("COMMIT")
-                return result
+                state.withLock { $0.replayed[index] = replayed }
+                guard replayed >= floor else { return nil }
             }
-            if answer != nil { request.answered(by: standby.endpoint) }
-            return answer
-        } catch let error as BlobError where !Self.isStandbyFailure(error) {
-            throw error
-        } catch {
-            // Unreachable, promoted, too slow, or a query cancelled by a recovery conflict: the
-            // primary answers, and this standby rests.
-            logger.debug(
-                "metadata standby left out",
-                metadata: ["postgres.endpoint": "\(standby.endpoint)", "error.message": "\(error)"])
-            state.withLock {
-                $0.replayed[index] = nil
-                $0.restingUntil[index] = .now + Self.rest
+            try await transaction.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            let result: T
+            do {
+                result = try await body(transaction)
+            } catch {
+                try? await transaction.run("ROLLBACK")
+                throw error
             }
-            return nil
+            try? await transaction.run("COMMIT")
+            return result
         }
     }
 
@@ -218,8 +235,9 @@ final class PostgresStandbys: Sendable {
         }
     }
 
-    /// Runs `work` on a connection of `standby`, given up after ``readTimeout``: a wait for a
-    /// connection is cancelled, and a query in flight answered with `metadata.standbyTimeout`
+    /// Runs `work` on a connection of `standby`: a wait for a connection is cancelled after
+    /// ``connectionWait``, and a query still in flight after ``readTimeout`` is answered with
+    /// `metadata.standbyTimeout`
     /// (the way ``PostgresDatabase/onPrimary(_:)`` guards against a query stranded on a dead
     /// server).
     private func onStandby<T: Sendable>(
@@ -237,10 +255,12 @@ final class PostgresStandbys: Sendable {
                 }
             }
             let watchdog = Task {
-                let deadline = ContinuousClock.now + Self.readTimeout
+                let started = ContinuousClock.now
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .milliseconds(100))
-                    guard !Task.isCancelled, ContinuousClock.now >= deadline else { continue }
+                    let waited = ContinuousClock.now - started
+                    guard !Task.isCancelled, waited >= (leased.isSet ? Self.readTimeout : Self.connectionWait)
+                    else { continue }
                     if leased.isSet {
                         leased.abandonQuery(
                             BlobError(
