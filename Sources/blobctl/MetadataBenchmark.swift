@@ -65,6 +65,8 @@ struct BenchMetadataCommand: AsyncParsableCommand {
         var chunkRefs: Int
         var loadSeconds: Double
         var commitsPerSecond: Double
+        var commitP50Milliseconds: Double
+        var commitP99Milliseconds: Double
         var statP50Milliseconds: Double
         var statP99Milliseconds: Double
         var listP50Milliseconds: Double
@@ -127,8 +129,10 @@ struct BenchMetadataCommand: AsyncParsableCommand {
                 serverID: "bench-cs", address: "127.0.0.1:1", zone: "z", weight: 1, capacityBytes: nil,
                 usage: ServerUsage(usedBytes: 0, freeDiskBytes: 0, chunkCount: 0, logicalBytes: 0, inFlightRequests: 0))
             try await client.send("POST", "/v1/cluster/servers", registration, role: .server)
-            let rate = try await measureCommits(perMaster)
-            log("commits: \(Int(rate))/s")
+            let (rate, commitP50, commitP99) = try await measureCommits(perMaster)
+            log(
+                "commits: \(Int(rate))/s, latency p50 \(String(format: "%.2f", commitP50)) ms "
+                    + "p99 \(String(format: "%.2f", commitP99)) ms")
             let (plans, fromStandbys) = try await measureReadPlans(perMaster)
             log("read plans: \(Int(plans))/s, \(fromStandbys) of them answered by standbys")
             let stat = try await measure(2000) { _ in
@@ -145,6 +149,7 @@ struct BenchMetadataCommand: AsyncParsableCommand {
             let database = try await databaseMebibytes(location)
             let results = Results(
                 files: files, chunkRefs: chunkRefs, loadSeconds: loadSeconds, commitsPerSecond: rate,
+                commitP50Milliseconds: commitP50, commitP99Milliseconds: commitP99,
                 statP50Milliseconds: stat.0, statP99Milliseconds: stat.1, listP50Milliseconds: list.0,
                 listP99Milliseconds: list.1, masterPeakRSSMebibytes: rss, databaseMebibytes: database,
                 backend: location.description.hasPrefix("sqlite:") ? "sqlite" : "postgres", masters: masters,
@@ -160,7 +165,8 @@ struct BenchMetadataCommand: AsyncParsableCommand {
                     (database \(Int(database)) MiB, \
                     \(bytesPerFile) bytes per file)
                     masters: \(masters)
-                    commits (one-chunk files, \(clients) clients): \(Int(rate)) per second
+                    commits (one-chunk files, \(clients) clients): \(Int(rate)) per second, \
+                    latency p50 \(String(format: "%.2f", commitP50)) ms, p99 \(String(format: "%.2f", commitP99)) ms
                     read plans (\(clients) clients): \(Int(plans)) per second, \(fromStandbys) answered by standbys
                     stat: p50 \(String(format: "%.2f", stat.0)) ms, p99 \(String(format: "%.2f", stat.1)) ms
                     list page of 1000: p50 \(String(format: "%.2f", list.0)) ms, \
@@ -239,7 +245,9 @@ struct BenchMetadataCommand: AsyncParsableCommand {
         }
     }
 
-    func measureCommits(_ masters: [BenchHTTP]) async throws -> Double {
+    /// Commits per second of new one-chunk files, `clients` at once, and the p50 and p99 of one
+    /// commit's latency in milliseconds.
+    func measureCommits(_ masters: [BenchHTTP]) async throws -> (rate: Double, p50: Double, p99: Double) {
         let client = masters[0]
         // Chunks first, acknowledged in batches, so the timed part is commits alone.
         let ids = (0..<commits).map { ChunkID(hashing: Array("commit-chunk:\($0)".utf8)) }
@@ -250,26 +258,32 @@ struct BenchMetadataCommand: AsyncParsableCommand {
             try await client.send("POST", "/v1/replicas", ReplicaAcknowledgements(chunks: acks))
         }
         let start = ContinuousClock.now
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        var latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
             for worker in 0..<clients {
                 group.addTask {
                     var i = worker
+                    var samples: [Double] = []
                     while i < ids.count {
                         let commit = ManifestCommit(
                             path: try BlobPath("commits/\(i)"), size: 4096, contentType: "application/octet-stream",
                             sha256: ids[i].hex, chunks: [ManifestEntry(chunkID: ids[i], offset: 0, length: 4096)])
+                        let sent = ContinuousClock.now
                         try await masters[worker % masters.count].send("POST", "/v1/files", commit)
+                        samples.append(Self.seconds(ContinuousClock.now - sent) * 1000)
                         i += clients
                     }
+                    return samples
                 }
             }
-            try await group.waitForAll()
+            return try await group.reduce(into: [Double]()) { $0 += $1 }
         }
-        return Double(commits) / Self.seconds(ContinuousClock.now - start)
+        let rate = Double(commits) / Self.seconds(ContinuousClock.now - start)
+        latencies.sort()
+        return (
+            rate, latencies[latencies.count / 2], latencies[min(latencies.count - 1, latencies.count * 99 / 100)]
+        )
     }
 
-    /// Read plans per second of the files the commits made, `clients` at once, client i asking
-    /// master i mod N.
     /// With standbys, each plan carries the write position of a last commit (a writer reading
     /// back): returns the rate and how many plans standbys answered.
     func measureReadPlans(_ masters: [BenchHTTP]) async throws -> (Double, Int) {
