@@ -97,6 +97,7 @@ struct MasterRoutes: Sendable {
                 expiresInMilliseconds: $0.expiresMilliseconds - now)
         }
         status.answeredBy = election.holder
+        status.metadataNodes = await store.metadataNodes()
         return try jsonResponse(status)
     }
 

@@ -475,6 +475,8 @@ struct ClusterStatusCommand: AsyncParsableCommand {
         /// no repair pass).
         var answeredBy: String?
         var repair: RepairActivity?
+        /// The PostgreSQL nodes of the metadata as the answering master found them; nil on SQLite.
+        var metadataNodes: [MetadataNodeStatus]?
     }
 
     func run() async throws {
@@ -503,7 +505,7 @@ struct ClusterStatusCommand: AsyncParsableCommand {
             leader: leader, servers: servers,
             logicalBytes: servers.reduce(0) { $0 + ($1.logicalBytes ?? 0) },
             storedBytes: servers.reduce(0) { $0 + ($1.usedBytes ?? 0) }, answeredBy: status.answeredBy,
-            repair: status.repair)
+            repair: status.repair, metadataNodes: status.metadataNodes)
         if json {
             try printJSON(output)
             return
@@ -532,6 +534,16 @@ struct ClusterStatusCommand: AsyncParsableCommand {
                 ])
             }
             print(columns(masterRows))
+        }
+        if let nodes = status.metadataNodes, !nodes.isEmpty {
+            var nodeRows = [["DATABASE", "ROLE", "WAL", "BEHIND", "READS"]]
+            for node in nodes {
+                nodeRows.append([
+                    node.endpoint, node.role, node.position ?? "-", node.bytesBehind.map(HumanSize.format) ?? "-",
+                    node.role == "primary" ? "yes" : (node.servesReads ? "yes" : "no"),
+                ])
+            }
+            print(columns(nodeRows))
         }
         var rows = [["SERVER", "ADDRESS", "ZONE", "STATE", "RING", "CHUNKS", "USED", "CAPACITY"]]
         for s in servers {

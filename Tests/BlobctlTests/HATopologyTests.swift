@@ -15,6 +15,7 @@ struct HATopologyTests {
             var pid: Int32
             var running: Bool
             var duty: String?
+            var address: String?
         }
         var processes: [Process]
     }
@@ -78,6 +79,16 @@ struct HATopologyTests {
                 let primary = try #require(before.processes.first { $0.duty?.hasPrefix("primary") == true })
                 #expect(before.processes.contains { $0.duty?.hasPrefix("synchronous standby") == true })
                 #expect(before.processes.contains { $0.duty?.hasPrefix("leader") == true }, "a master leads")
+                // cluster status shows the database's nodes as a master finds them: Patroni's
+                // primary, and two standbys the masters read from.
+                let cluster = try await blobctl(["cluster", "status", "--json"])
+                let nodes = try #require(
+                    (try JSONSerialization.jsonObject(with: Data(cluster.stdout.utf8)) as? [String: Any])?[
+                        "metadata_nodes"] as? [[String: Any]], "\(cluster.stdout)")
+                let primaries = nodes.filter { $0["role"] as? String == "primary" }
+                #expect(primaries.count == 1 && primaries.first?["endpoint"] as? String == primary.address, "\(nodes)")
+                #expect(nodes.filter { $0["role"] as? String == "standby" }.count == 2, "\(nodes)")
+                #expect(nodes.allSatisfy { $0["serves_reads"] as? Bool == true }, "\(nodes)")
 
                 let outcomes = Outcomes()
                 try await withThrowingTaskGroup(of: Void.self) { group in

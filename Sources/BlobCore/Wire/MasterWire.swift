@@ -197,11 +197,41 @@ public struct ClusterStatus: Codable, Sendable, Hashable {
     public var leader: LeaderStatus?
     /// The id of the master that answered.
     public var answeredBy: String?
+    /// The PostgreSQL nodes of the metadata (`--metadata` and `--metadata-replicas` hosts), each
+    /// as it answered the master that answered now; nil on SQLite.
+    public var metadataNodes: [MetadataNodeStatus]?
 
     public init(ringEpoch: UInt64?, replicaCount: Int, servers: [ServerStatusEntry]) {
         self.ringEpoch = ringEpoch
         self.replicaCount = replicaCount
         self.servers = servers
+    }
+}
+
+/// One PostgreSQL node of the metadata, as a master found it just now.
+public struct MetadataNodeStatus: Codable, Sendable, Hashable {
+    /// HOST:PORT.
+    public var endpoint: String
+    /// `primary`, `standby`, or `unreachable` (with ``error``).
+    public var role: String
+    /// The primary's WAL write position, or a standby's replayed one.
+    public var position: String?
+    /// How far a standby's replay is behind the primary, in bytes of WAL.
+    public var bytesBehind: Int64?
+    /// Whether masters may read from it (`--metadata-replicas` names it).
+    public var servesReads: Bool
+    public var error: String?
+
+    public init(
+        endpoint: String, role: String, position: String? = nil, bytesBehind: Int64? = nil, servesReads: Bool,
+        error: String? = nil
+    ) {
+        self.endpoint = endpoint
+        self.role = role
+        self.position = position
+        self.bytesBehind = bytesBehind
+        self.servesReads = servesReads
+        self.error = error
     }
 }
 

@@ -48,6 +48,12 @@ public final class MetadataStore: Sendable {
         return try await standbys.primaryPosition.position()
     }
 
+    /// The PostgreSQL nodes of the metadata as they answer now (`cluster status`); nil on SQLite.
+    public func metadataNodes() async -> [MetadataNodeStatus]? {
+        guard let postgres = database as? PostgresDatabase else { return nil }
+        return await postgres.nodeStatus(standbys: standbys?.endpoints ?? [])
+    }
+
     /// Runs a read a hot standby may answer: on one, when the request allows it
     /// (``StandbyRead/current``) and one has replayed far enough; else on the primary, in one
     /// read transaction, or (`oneStatement`) as a single autocommit statement.

@@ -283,3 +283,57 @@ final class PostgresStandbys: Sendable {
     /// Where each standby is, for `cluster status` and logs.
     var endpoints: [PostgresEndpoint] { standbys.map(\.endpoint) }
 }
+
+extension PostgresDatabase {
+    /// Every node of the metadata (this database's hosts and `standbys`), asked just now on a
+    /// direct connection each (2 s to connect): primary or standby, and where its WAL is.
+    func nodeStatus(standbys: [PostgresEndpoint]) async -> [MetadataNodeStatus] {
+        var endpoints = location.hosts
+        for endpoint in standbys where !endpoints.contains(endpoint) { endpoints.append(endpoint) }
+        let (location, logger) = (self.location, self.logger)
+        var found = await withTaskGroup(of: (Int, MetadataNodeStatus).self) { group in
+            for (index, endpoint) in endpoints.enumerated() {
+                group.addTask {
+                    let servesReads = standbys.contains(endpoint)
+                    do {
+                        let connection = try await PostgresConnection.connect(
+                            configuration: location.connectionConfiguration(endpoint, connectTimeout: .seconds(2)),
+                            id: index, logger: logger)
+                        defer { Task { try? await connection.close() } }
+                        var answer: (Bool, String) = (true, "0/0")
+                        let query: PostgresQuery = """
+                            SELECT pg_is_in_recovery(), CAST(CASE WHEN pg_is_in_recovery()
+                            THEN COALESCE(pg_last_wal_replay_lsn(), '0/0') ELSE pg_current_wal_lsn() END AS TEXT)
+                            """
+                        for try await row in try await connection.query(query, logger: logger) {
+                            answer = try row.decode((Bool, String).self)
+                        }
+                        return (
+                            index,
+                            MetadataNodeStatus(
+                                endpoint: endpoint.description, role: answer.0 ? "standby" : "primary",
+                                position: answer.1, servesReads: servesReads)
+                        )
+                    } catch {
+                        return (
+                            index,
+                            MetadataNodeStatus(
+                                endpoint: endpoint.description, role: "unreachable", servesReads: servesReads,
+                                error: "\(location.explain(error, at: endpoint))")
+                        )
+                    }
+                }
+            }
+            return await group.reduce(into: [(Int, MetadataNodeStatus)]()) { $0.append($1) }
+        }
+        found.sort { $0.0 < $1.0 }
+        let primary = found.first { $0.1.role == "primary" }.flatMap { $0.1.position.flatMap(MetadataPosition.init) }
+        return found.map { _, node in
+            var node = node
+            if node.role == "standby", let primary, let replayed = node.position.flatMap(MetadataPosition.init) {
+                node.bytesBehind = primary.value >= replayed.value ? Int64(primary.value - replayed.value) : 0
+            }
+            return node
+        }
+    }
+}
