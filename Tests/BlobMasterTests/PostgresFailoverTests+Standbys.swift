@@ -34,12 +34,7 @@ extension PostgresFailoverTests {
                 }
                 #expect(caughtUp, "the standby answers once it has replayed the write")
 
-                _ = try await Self.sql(standby.port, "SELECT pg_wal_replay_pause()")
-                let paused = try await eventually(within: .seconds(30)) {
-                    try await Self.sql(standby.port, "SELECT CAST(pg_get_wal_replay_pause_state() AS TEXT)").first?
-                        .decode(String.self) == "paused"
-                }
-                #expect(paused)
+                #expect(try await Self.pauseReplay(standby), "the standby's replay pauses")
                 _ = try await store.commit(try await MetadataTesting.upload(store, path.value, sizes: [200], seed: 2))
                 let second = try #require(try await store.database.writePosition())
                 #expect(second > first)
@@ -72,7 +67,7 @@ extension PostgresFailoverTests {
 
             // With a 1 s lag bound, a standby whose replay is paused behind the primary stops
             // answering even reads that carry an old position.
-            _ = try await Self.sql(standby.port, "SELECT pg_wal_replay_pause()")
+            #expect(try await Self.pauseReplay(standby), "the standby's replay pauses")
             try await MetadataLocation.postgres(location).withStore(
                 logger: Self.logger, standbys: standbys, maxStandbyLag: .seconds(1)
             ) { store in
@@ -146,12 +141,7 @@ extension PostgresFailoverTests {
         }
         #expect(caughtUp, "the standby answers reads once it has replayed the write")
 
-        _ = try await Self.sql(standby.port, "SELECT pg_wal_replay_pause()")
-        let paused = try await eventually(within: .seconds(30)) {
-            try await Self.sql(standby.port, "SELECT CAST(pg_get_wal_replay_pause_state() AS TEXT)").first?
-                .decode(String.self) == "paused"
-        }
-        #expect(paused)
+        #expect(try await Self.pauseReplay(standby), "the standby's replay pauses")
         let second = SyntheticData.random(byteCount: 300_000, seed: 2)
         _ = try await client.put(.bytes(second), to: path)
         // The client's own write, whole: its stat, read plan and bytes are the new version's.
@@ -165,5 +155,14 @@ extension PostgresFailoverTests {
         let own = try await stat(client.writePosition)
         #expect(own.answeredBy == "primary" && own.version == 2, "\(own)")
         _ = try await Self.sql(standby.port, "SELECT pg_wal_replay_resume()")
+    }
+
+    /// Pauses the standby's WAL replay; true once it reports paused (within 30 s).
+    static func pauseReplay(_ standby: Server) async throws -> Bool {
+        _ = try await sql(standby.port, "SELECT pg_wal_replay_pause()")
+        return try await eventually(within: .seconds(30)) {
+            try await sql(standby.port, "SELECT CAST(pg_get_wal_replay_pause_state() AS TEXT)").first?
+                .decode(String.self) == "paused"
+        }
     }
 }

@@ -109,14 +109,7 @@ public final class PostgresDatabase: SQLDatabase {
         let readOnly = begin.contains("READ ONLY")
         return try await onPrimary { connection in
             let transaction = Transaction(connection: connection, logger: logger, clock: clock)
-            try await transaction.run(begin)
-            let result: T
-            do {
-                result = try await body(transaction)
-            } catch {
-                try? await transaction.run("ROLLBACK")
-                throw error
-            }
+            let result = try await transaction.begun(begin, body)
             do {
                 try await transaction.run("COMMIT")
             } catch  where !readOnly && PostgresPrimary.meansPrimaryLost(error) {
@@ -416,6 +409,18 @@ public final class PostgresDatabase: SQLDatabase {
         let clock: (@Sendable () -> Int64)?
         let time = TimeOfTransaction()
         var dialect: SQLDialect { .postgres }
+
+        /// Sends `begin`, then runs `body`: rolled back (and its error thrown) when it throws. The
+        /// COMMIT, and what its failure means, is the caller's.
+        func begun<T: Sendable>(_ begin: String, _ body: (any SQLTransaction) async throws -> T) async throws -> T {
+            try await run(begin)
+            do {
+                return try await body(self)
+            } catch {
+                try? await run("ROLLBACK")
+                throw error
+            }
+        }
 
         func run(_ sql: String) async throws {
             let (connection, logger) = (self.connection, self.logger)

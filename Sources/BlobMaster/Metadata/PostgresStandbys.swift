@@ -97,11 +97,15 @@ final class PostgresStandbys: Sendable {
         _ location: PostgresLocation, primary: any SQLDatabase, maxLag: Duration, logger: Logger,
         _ body: (PostgresStandbys) async throws -> T
     ) async throws -> T {
+        // The pool retries a standby that refuses connections many times a second while a read
+        // waits for one (500 ms at most): that is the master's log line, not each attempt's.
+        var poolLogger = logger
+        poolLogger.logLevel = max(logger.logLevel, .warning)
         let standbys = location.hosts.map { endpoint in
             var configuration = location.clientConfiguration(endpoint)
             configuration.options.maximumConnections = 8
             configuration.options.connectTimeout = .seconds(2)
-            let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+            let client = PostgresClient(configuration: configuration, backgroundLogger: poolLogger)
             // Detached, as the primary's pool: the master's graceful shutdown must not close it.
             return Standby(endpoint: endpoint, client: client, run: Task.detached { await client.run() })
         }
@@ -170,9 +174,11 @@ final class PostgresStandbys: Sendable {
                 throw error
             } catch {
                 // Unreachable, promoted, too slow, or a query cancelled by a recovery conflict:
-                // this standby rests.
-                logger.debug(
-                    "metadata standby left out",
+                // this standby rests. The primary among the listed nodes is left out every time it
+                // comes round, as configured (every node may be listed): that is no news.
+                let promoted = (error as? BlobError)?.reason == "metadata.standbyPromoted"
+                logger.log(
+                    level: promoted ? .debug : .notice, "metadata standby left out",
                     metadata: ["postgres.endpoint": "\(standbys[index].endpoint)", "error.message": "\(error)"])
                 state.withLock {
                     $0.replayed[index] = nil
@@ -203,14 +209,7 @@ final class PostgresStandbys: Sendable {
                 state.withLock { $0.replayed[index] = replayed }
                 guard replayed >= floor else { return nil }
             }
-            try await transaction.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            let result: T
-            do {
-                result = try await body(transaction)
-            } catch {
-                try? await transaction.run("ROLLBACK")
-                throw error
-            }
+            let result = try await transaction.begun("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", body)
             try? await transaction.run("COMMIT")
             return result
         }
