@@ -253,11 +253,21 @@ private func bound(_ box: AddressBox, what: String, task: Task<Void, any Error>)
 
 /// Polls `condition` every 20 ms until it holds or `timeout` passes (then checks once more);
 /// an error from the condition ends the wait.
+///
+/// Time this waiter could not run does not count: a 20 ms pause that took a second means the
+/// test process was starved (two cores, tests in parallel), and so was whatever the condition
+/// waits for. The deadline moves on by the stall, up to three times `timeout` in all.
 public func eventually(within timeout: Duration, _ condition: () async throws -> Bool) async throws -> Bool {
-    let deadline = ContinuousClock.now + timeout
+    let start = ContinuousClock.now
+    let latest = start + timeout * 3
+    var deadline = start + timeout
+    let pause = Duration.milliseconds(20)
     while ContinuousClock.now < deadline {
         if try await condition() { return true }
-        try await Task.sleep(for: .milliseconds(20))
+        let before = ContinuousClock.now
+        try await Task.sleep(for: pause)
+        let stalled = ContinuousClock.now - before - pause
+        if stalled > .milliseconds(250) { deadline = min(deadline + stalled, latest) }
     }
     return try await condition()
 }

@@ -92,7 +92,7 @@ struct MasterLinkTests {
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { try await group.run() }
                 defer { tasks.cancelAll() }
-                #expect(try await ChunkServerFaultTests.eventually(within: .seconds(10)) { port.withLock { $0 } != 0 })
+                #expect(try await ChunkServerFaultTests.eventually(within: .seconds(30)) { port.withLock { $0 } != 0 })
                 let server = ChunkServerProcess(
                     dataDirectory: dir.appendingPathComponent("cs"), secretFile: secretFile,
                     extraArguments: [
@@ -102,7 +102,7 @@ struct MasterLinkTests {
                 do {
                     try await server.start()
                     #expect(
-                        try await ChunkServerFaultTests.eventually(within: .seconds(10)) {
+                        try await ChunkServerFaultTests.eventually(within: .seconds(30)) {
                             master.registrations.count >= 1
                         })
                     let registration = try #require(master.registrations.items.first)
@@ -122,13 +122,13 @@ struct MasterLinkTests {
                         ).status == 201)
                     try await http.shutdown()
                     #expect(
-                        try await ChunkServerFaultTests.eventually(within: .seconds(10)) {
+                        try await ChunkServerFaultTests.eventually(within: .seconds(30)) {
                             master.heartbeats.items.contains {
                                 $0.usage.chunkCount == 1 && $0.usage.logicalBytes == 200_000
                             }
                         })
                     #expect(
-                        try await ChunkServerFaultTests.eventually(within: .seconds(10)) {
+                        try await ChunkServerFaultTests.eventually(within: .seconds(30)) {
                             master.reports.items.contains {
                                 $0.added.contains { $0.id == id && $0.plainByteCount == 200_000 }
                             }
@@ -139,13 +139,13 @@ struct MasterLinkTests {
                     // A master that forgets the server gets a new registration.
                     master.forget(true)
                     #expect(
-                        try await ChunkServerFaultTests.eventually(within: .seconds(10)) {
+                        try await ChunkServerFaultTests.eventually(within: .seconds(30)) {
                             master.registrations.count >= 2
                         })
                     #expect(master.refused.items.isEmpty, "\(master.refused.items)")
                     // After registering again it reports its whole inventory.
                     #expect(
-                        try await ChunkServerFaultTests.eventually(within: .seconds(10)) {
+                        try await ChunkServerFaultTests.eventually(within: .seconds(30)) {
                             master.reports.items.filter { $0.added.contains { $0.id == id } }.count >= 2
                         })
                     try await server.stop()

@@ -54,7 +54,7 @@ struct MasterTests {
     func writeAndReadPlan() async throws {
         try await Self.withCluster(servers: 3) { master, servers, client, _ in
             #expect(
-                try await ChunkServerFaultTests.eventually(within: .seconds(15)) {
+                try await ChunkServerFaultTests.eventually(within: .seconds(30)) {
                     try await Self.status(client, master).ringEpoch != nil
                 })
             let plains = [
@@ -121,7 +121,7 @@ struct MasterTests {
     func reportsBuildFacts() async throws {
         try await Self.withCluster(servers: 3) { master, servers, client, _ async throws -> Void in
             #expect(
-                try await ChunkServerFaultTests.eventually(within: .seconds(15)) {
+                try await ChunkServerFaultTests.eventually(within: .seconds(30)) {
                     try await Self.status(client, master).ringEpoch != nil
                 })
             let plain = SyntheticData.logs(byteCount: 50_000, seed: 9)
@@ -134,7 +134,7 @@ struct MasterTests {
                 ).status == 201)
             let ask = PlacementRequest(chunks: [PlacementRequestEntry(id: id, plainByteCount: 50_000)])
             #expect(
-                try await ChunkServerFaultTests.eventually(within: .seconds(10)) {
+                try await ChunkServerFaultTests.eventually(within: .seconds(30)) {
                     let reply = try await Self.post(client, master, "/v1/placement", ask).json(PlacementReply.self)
                     return reply.chunks.first?.isPresent == true && reply.chunks.first?.holders.count == 3
                 }, "the master learned all three replicas from the servers' reports")
@@ -145,7 +145,7 @@ struct MasterTests {
                     headers: [(LeaderTermGuardHeader.name, "1")]
                 ).status == 204)
             #expect(
-                try await ChunkServerFaultTests.eventually(within: .seconds(10)) {
+                try await ChunkServerFaultTests.eventually(within: .seconds(30)) {
                     let reply = try await Self.post(client, master, "/v1/placement", ask).json(PlacementReply.self)
                     return reply.chunks.first?.isPresent == false && reply.chunks.first?.holders.count == 2
                 })
@@ -208,7 +208,7 @@ struct MasterTests {
     func crashDuringCommits() async throws {
         try await Self.withCluster(servers: 1) { master, servers, client, _ in
             #expect(
-                try await ChunkServerFaultTests.eventually(within: .seconds(10)) {
+                try await ChunkServerFaultTests.eventually(within: .seconds(30)) {
                     try await Self.status(client, master).servers.first?.state == .alive
                 })
             let plain = SyntheticData.random(byteCount: 1000, seed: 3)
