@@ -59,12 +59,15 @@ public actor Membership {
     /// Who may admit servers automatically: the leader. Nil: this membership always may (a
     /// lone master, and unit tests).
     private var leadership: LeaderElection?
-    private var records: [String: ServerRecord] = [:]
+    private var records: [String: ServerRecord] = [:] { didSet { localChanges &+= 1 } }
     private var live: [String: Live] = [:]
     public private(set) var ring: PlacementRing?
     /// Server id → end of its maintenance window (database milliseconds): repair leaves its
     /// data alone until then (planned reboots).
-    private var maintenanceUntil: [String: Int64] = [:]
+    private var maintenanceUntil: [String: Int64] = [:] { didSet { localChanges &+= 1 } }
+    /// Counts changes to ``records`` and ``maintenanceUntil``: a refresh whose database read
+    /// overlapped one (a weight set, a registration) does not put its older snapshot over it.
+    private var localChanges = 0
     /// Servers an operator removed: they may not register again under the same id.
     private var removed: Set<String> = []
     /// Since when masters have been hearing heartbeats without a gap (database milliseconds): a
@@ -110,16 +113,20 @@ public actor Membership {
     /// heartbeats that reached other masters, their ring changes and maintenance windows.
     public func refresh() async throws {
         try await saveHeartbeats()
+        let changesBefore = localChanges
         let view = try await store.clusterView()
         anchor(at: view.nowMilliseconds)
-        records = Dictionary(uniqueKeysWithValues: view.servers.map { ($0.id, $0) })
+        // A change made here while the view was read is newer than the view: the next
+        // refresh brings the rest.
+        let current = localChanges == changesBefore
+        if current { records = Dictionary(uniqueKeysWithValues: view.servers.map { ($0.id, $0) }) }
         for beat in view.heartbeats {
             if let known = live[beat.serverID], known.heardMilliseconds >= beat.heardMilliseconds { continue }
             live[beat.serverID] = Live(
                 heardMilliseconds: beat.heardMilliseconds, usage: beat.usage, sequence: beat.sequence)
         }
         live = live.filter { records[$0.key] != nil }
-        maintenanceUntil = view.maintenance
+        if current { maintenanceUntil = view.maintenance }
         // Before any master took the lease, observation starts with this master.
         observedSince =
             view.lease?.observedSinceMilliseconds ?? (observedSince == 0 ? view.nowMilliseconds : observedSince)
