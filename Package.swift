@@ -29,6 +29,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.34.1"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.29.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
     ],
     targets: [
         // Debian's libzstd and libxxhash behind module maps: glue, not code.
@@ -52,7 +54,8 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        // HTTP glue shared by the server roles: JSON errors, the status mapping, request counting.
+        // HTTP glue shared by the server roles: JSON errors, the status mapping, request counting,
+        // metrics, probes and request logs.
         .target(
             name: "BlobServerSupport",
             dependencies: [
@@ -60,6 +63,11 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
         ),
@@ -115,6 +123,7 @@ let package = Package(
             dependencies: [
                 "BlobCore",
                 "BlobClient",
+                "BlobServerSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -149,6 +158,7 @@ let package = Package(
             name: "blobctl",
             dependencies: [
                 "BlobCore",
+                "BlobServerSupport",
                 "BlobMaster",
                 "BlobChunkServer",
                 "BlobClient",

@@ -261,6 +261,7 @@ struct ChunkRoutes: Sendable {
                         let server = try await forwarder.forward(frame, id: id, to: target)
                         return ReplicaOutcome(index: index, serverID: server, alreadyPresent: false, error: nil)
                     } catch {
+                        storage.count("forwardFailures")
                         return ReplicaOutcome(
                             index: index, serverID: nil, alreadyPresent: false, error: BlobError.wrapping(error))
                     }

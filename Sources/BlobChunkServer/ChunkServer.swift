@@ -45,7 +45,9 @@ public struct ChunkServer: Sendable {
         diskThreads: NIOThreadPool, signer: RequestSigner,
         onListening: @escaping @Sendable (_ address: String, _ serverID: String) async -> Void
     ) async throws {
-        let storage = ChunkStorage(configuration: configuration, logger: logger, threadPool: diskThreads)
+        let metrics = ServerMetrics(role: "chunkserver")
+        let storage = ChunkStorage(
+            configuration: configuration, logger: logger, threadPool: diskThreads, metrics: metrics)
         let serverID = try await storage.open()
         var logger = self.logger
         logger[metadataKey: "node.id"] = "\(serverID)"
@@ -70,10 +72,17 @@ public struct ChunkServer: Sendable {
             signer: signer, serverID: serverID, addressBox: box,
             terms: LeaderTermGuard(dataDirectory: configuration.dataDirectory))
         let inFlight = InFlightCounter<ClusterRequestContext>()
-        let router = Self.makeRouter(routes: routes, signer: signer, inFlight: inFlight).router
+        let registration = configuration.masterURL == nil ? nil : MasterLink.Registration()
+        let readiness = ChunkServerMetrics.readiness(storage: storage, registration: registration)
+        let router = Self.makeRouter(
+            routes: routes, signer: signer, inFlight: inFlight, metrics: metrics, readiness: readiness, logger: logger
+        ).router
+        let progressFile = configuration.dataDirectory + "/" + ScrubProgress.fileName
+        ChunkServerMetrics.register(metrics, storage: storage, scrubProgressFile: progressFile)
         let configuration = self.configuration
         let app = Application(
             router: router,
+            server: .http1(configuration: .init(additionalChannelHandlers: [BodyByteCounter(metrics: metrics)])),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { [logger] channel in
                 let port = channel.localAddress?.port ?? configuration.port
@@ -88,15 +97,19 @@ public struct ChunkServer: Sendable {
         let scrubber = Scrubber(
             storage: storage, bytesPerSecond: configuration.scrubBytesPerSecond,
             passInterval: configuration.scrubPassInterval,
-            progressFile: configuration.dataDirectory + "/" + ScrubProgress.fileName, logger: logger,
-            clock: clock)
+            progressFile: progressFile, logger: logger, clock: clock)
         var services: [any Service] = [app, scrubber]
-        if let masterURL = configuration.masterURL {
+        if let masterURL = configuration.masterURL, let registration {
             services.append(
                 MasterLink(
                     masterURL: masterURL, client: client, signer: signer, storage: storage, serverID: serverID,
                     addressBox: box, inFlight: { inFlight.current }, defaultInterval: configuration.heartbeatInterval,
-                    logger: logger, clock: clock))
+                    logger: logger, clock: clock, registration: registration))
+        }
+        if let listener = configuration.metricsListener {
+            services.append(
+                ObservabilityListener.make(
+                    configuration: listener, metrics: metrics, readiness: readiness, logger: logger))
         }
         let group = ServiceGroup(
             configuration: .init(
@@ -113,14 +126,17 @@ public struct ChunkServer: Sendable {
 
     /// Every route of the chunk server, each behind the token check for the roles it declares.
     static func makeRouter(
-        routes: ChunkRoutes, signer: RequestSigner, inFlight: InFlightCounter<ClusterRequestContext>
+        routes: ChunkRoutes, signer: RequestSigner, inFlight: InFlightCounter<ClusterRequestContext>,
+        metrics: ServerMetrics, readiness: @escaping ReadinessCheck, logger: Logger
     )
         -> AuthenticatedRoutes
     {
         let router = Router(context: ClusterRequestContext.self)
+        router.add(middleware: RequestObserver(metrics: metrics, logger: logger))
         router.add(middleware: inFlight)
         router.add(middleware: JSONErrorMiddleware(node: routes.serverID))
         let authenticated = AuthenticatedRoutes(router: router, signer: signer)
+        authenticated.probes(role: "chunkserver", readiness: readiness)
         routes.register(on: authenticated)
         return authenticated
     }

@@ -1,4 +1,5 @@
 import BlobCore
+public import BlobServerSupport
 
 /// Everything a chunk server needs to run; no hidden globals.
 public struct ChunkServerConfiguration: Sendable {
@@ -35,6 +36,8 @@ public struct ChunkServerConfiguration: Sendable {
     public var diskFaults: (any DiskFaultInjector)?
     /// Faults to inject into requests to peers (tests only); nil in servers.
     public var peerFaults: (any PeerFaultInjector)?
+    /// The metrics listener (`/metrics` and the probes); nil: none.
+    public var metricsListener: ObservabilityListenerConfiguration?
 
     public init(
         dataDirectory: String, host: String = "127.0.0.1", port: Int = 0, advertisedHost: String? = nil,

@@ -1,4 +1,5 @@
 import BlobCore
+import BlobServerSupport
 import Glibc
 import Logging
 import NIOPosix
@@ -34,12 +35,19 @@ final class ChunkStorage: Sendable {
     /// `threadPool` runs the blocking file calls; it must be started and is not shut down here.
     /// Several threads let concurrent writes wait on fsync together (ext4 commits them in one
     /// journal transaction) instead of queueing behind one another.
-    init(configuration: ChunkServerConfiguration, logger: Logger, threadPool: NIOThreadPool) {
+    init(
+        configuration: ChunkServerConfiguration, logger: Logger, threadPool: NIOThreadPool,
+        metrics: ServerMetrics? = nil
+    ) {
         self.disk = DiskChunkStore(root: configuration.dataDirectory, faults: configuration.diskFaults)
         self.configuration = configuration
         self.logger = logger
         self.threadPool = threadPool
+        self.metrics = metrics
     }
+
+    /// Where durable-write latencies go (`blob_chunkserver_durable_write_duration_seconds`).
+    let metrics: ServerMetrics?
 
     /// Creates the layout, removes leftovers of a crash, counts what is stored.
     func open() async throws -> String {
@@ -171,7 +179,14 @@ final class ChunkStorage: Sendable {
         do {
             let n = sequence.add(1, ordering: .relaxed).newValue
             // One trip to the thread pool: keep an intact existing copy, else write.
-            let outcome = try await threadPool.runIfActive { [disk] () throws -> WriteOutcome in
+            let outcome = try await threadPool.runIfActive { [disk, metrics] () throws -> WriteOutcome in
+                // Temporary file, write, fsync, rename, fsync of the directory.
+                func writeDurably() throws {
+                    let started = ContinuousClock.now
+                    try disk.writeFrame(frame, for: id, sequence: n)
+                    metrics?.observe(
+                        "blob_chunkserver_durable_write_duration_seconds", ContinuousClock.now - started)
+                }
                 if let existing = try disk.readFrame(id) {
                     if (try? ChunkFrame.verify(existing)) != nil {
                         disk.touch(id)
@@ -179,10 +194,10 @@ final class ChunkStorage: Sendable {
                     }
                     // Keep the damaged copy for inspection, then store the good one.
                     _ = try disk.quarantine(id, stamp: Int64(time(nil)))
-                    try disk.writeFrame(frame, for: id, sequence: n)
+                    try writeDurably()
                     return .replacedDamaged(existing.count)
                 }
-                try disk.writeFrame(frame, for: id, sequence: n)
+                try writeDurably()
                 return .written
             }
             statistics.withLock {

@@ -27,6 +27,14 @@ struct MasterLink: Service {
     let logger: Logger
     /// Heartbeat intervals and backoff run on it.
     let clock: any ServiceClock
+    /// Whether the master knows this server now (`/readyz`).
+    var registration = Registration()
+
+    final class Registration: Sendable {
+        private let state = Atomic<Bool>(false)
+        var isRegistered: Bool { state.load(ordering: .relaxed) }
+        func set(_ value: Bool) { state.store(value, ordering: .relaxed) }
+    }
 
     func run() async throws {
         // Register only once the port is bound, so the master learns the real address.
@@ -50,6 +58,7 @@ struct MasterLink: Service {
                             // The master's facts may be gone (new master, lost state): tell it all.
                             try await sendFullInventory()
                             registered = true
+                            registration.set(true)
                             logger.info("registered with master", metadata: ["peer.id": "\(masterURL)"])
                         }
                         failures = 0
@@ -58,6 +67,7 @@ struct MasterLink: Service {
                     } catch let error as BlobError where error.code == .notFound {
                         // The master does not know us (it lost its state or removed us): register again.
                         registered = false
+                        registration.set(false)
                         logger.info("master does not know this server; registering again")
                     } catch is CancellationError {
                         return

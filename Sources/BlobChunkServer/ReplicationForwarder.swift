@@ -48,6 +48,7 @@ struct ReplicationForwarder: Sendable {
                 role: .server, method: "PUT", pathAndQuery: path,
                 expiry: Int64(Date().timeIntervalSince1970) + RequestSigner.defaultLifetimeSeconds))
         request.headers.add(name: "Content-Type", value: "application/x-blob-frame")
+        if let requestID = RequestID.current { request.headers.add(name: RequestID.headerName, value: requestID) }
         request.body = .bytes(ByteBuffer(bytes: frame))
         let response = try await transport.execute(
             request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000))

@@ -35,6 +35,11 @@ extension ClusterClient {
     }
 
     /// Servers, their states and usage, and the ring epoch.
+    /// Whether some master can serve: its `/readyz` answered 200 (the others are asked in turn).
+    public func masterReady() async throws {
+        _ = try await masterBytes("GET", "/readyz", body: nil as String?)
+    }
+
     public func clusterStatus() async throws -> ClusterStatus {
         try await master("GET", "/v1/cluster/status", as: ClusterStatus.self)
     }

@@ -155,6 +155,7 @@ public final class ClusterClient: Sendable {
         var request = HTTPClientRequest(url: url + pathAndQuery)
         request.method = .RAW(value: method)
         request.headers.add(name: "Authorization", value: token(method: method, pathAndQuery: pathAndQuery))
+        Self.carryRequestID(&request)
         if method == "GET", metadataReads == .session, Self.mayReadStandby(pathAndQuery) {
             let position = lastWritePosition.load(ordering: .relaxed)
             if position > 0 {
@@ -191,6 +192,11 @@ public final class ClusterClient: Sendable {
             return .refused(error)
         }
         return .answered(bytes)
+    }
+
+    /// Passes the id of the request being served (``RequestID/current``) on to the next process.
+    static func carryRequestID(_ request: inout HTTPClientRequest) {
+        if let id = RequestID.current { request.headers.add(name: RequestID.headerName, value: id) }
     }
 
     /// Stat, list and read plans: the reads a master may hand to a hot standby.
@@ -235,6 +241,7 @@ public final class ClusterClient: Sendable {
         var request = HTTPClientRequest(url: "http://\(targets[0].address)\(path)")
         request.method = .PUT
         request.headers.add(name: "Authorization", value: token(method: "PUT", pathAndQuery: path))
+        Self.carryRequestID(&request)
         request.headers.add(name: "Content-Type", value: "application/x-blob-frame")
         request.body = .bytes(ByteBuffer(bytes: frame))
         let response: HTTPClientResponse
@@ -286,6 +293,7 @@ public final class ClusterClient: Sendable {
     {
         var request = HTTPClientRequest(url: "http://\(server.address)\(pathAndQuery)")
         request.headers.add(name: "Authorization", value: token(method: "GET", pathAndQuery: pathAndQuery))
+        Self.carryRequestID(&request)
         let response: HTTPClientResponse
         do {
             response = try await http.execute(request, timeout: chunkTimeout)

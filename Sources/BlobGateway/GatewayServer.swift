@@ -1,5 +1,6 @@
 public import BlobClient
 import BlobCore
+public import BlobServerSupport
 import Foundation
 import Hummingbird
 public import Logging
@@ -18,6 +19,8 @@ public struct GatewayConfiguration: Sendable {
     public var spoolDirectory: String
     /// Where the bound address is written, if anywhere.
     public var addressFile: String?
+    /// The metrics listener (`/metrics` and the probes); nil: none.
+    public var metricsListener: ObservabilityListenerConfiguration?
 
     public init(
         host: String = "127.0.0.1", port: Int = 0, cluster: ClusterAddress, virtualHostSuffix: String? = nil,
@@ -54,17 +57,24 @@ public struct GatewayServer: Sendable {
         // Behind a load balancer, an S3 client's next request may reach another gateway, which
         // knows nothing of this one's writes: every read sees everything committed before it.
         let client = try ClusterClient(address: configuration.cluster, metadataReads: .latest)
+        let metrics = ServerMetrics(role: "gateway")
         let handler = S3Handler(
             client: client, configuration: configuration, keys: KeyCache(client: client),
-            buckets: BucketCache(client: client), logger: logger)
+            buckets: BucketCache(client: client), logger: logger, metrics: GatewayMetrics(metrics: metrics))
         let router = Router()
+        router.add(middleware: RequestObserver(metrics: metrics, logger: logger))
+        let readiness = Self.readiness(client)
+        // Bucket names `healthz` and `readyz` are reserved for these (``BucketRecord/reservedNames``).
+        Probes.register(on: router, role: "gateway", readiness: readiness)
         handler.register(on: router)
         let configuration = self.configuration
         let app = Application(
             router: router,
             // An idle connection (including one that stopped sending a body) is closed after a minute.
             server: .http1(
-                configuration: .init(additionalChannelHandlers: [ContinueHandler()], idleTimeout: .seconds(60))),
+                configuration: .init(
+                    additionalChannelHandlers: [ContinueHandler(), BodyByteCounter(metrics: metrics)],
+                    idleTimeout: .seconds(60))),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { [logger] channel in
                 let bound = "\(configuration.host):\(channel.localAddress?.port ?? configuration.port)"
@@ -75,7 +85,13 @@ public struct GatewayServer: Sendable {
                 await onListening(bound)
             },
             logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
+        var services: [any Service] = [app]
+        if let listener = configuration.metricsListener {
+            services.append(
+                ObservabilityListener.make(
+                    configuration: listener, metrics: metrics, readiness: readiness, logger: logger))
+        }
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [], logger: logger))
         do {
             try await group.run()
         } catch {
@@ -84,6 +100,20 @@ public struct GatewayServer: Sendable {
         }
         try? await client.shutdown()
         logger.info("gateway stopped")
+    }
+}
+
+extension GatewayServer {
+    /// Ready when a master answers that it is ready.
+    static func readiness(_ client: ClusterClient) -> ReadinessCheck {
+        {
+            do {
+                try await client.masterReady()
+                return nil
+            } catch {
+                return NotReady(reason: "master.unreachable", "no master is ready: \(error)")
+            }
+        }
     }
 }
 

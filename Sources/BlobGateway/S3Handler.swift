@@ -1,5 +1,6 @@
 import BlobClient
 import BlobCore
+import BlobServerSupport
 import Crypto
 import Foundation
 import HTTPTypes
@@ -15,6 +16,7 @@ struct S3Handler: Sendable {
     let keys: KeyCache
     let buckets: BucketCache
     let logger: Logger
+    var metrics = GatewayMetrics(metrics: ServerMetrics(role: "gateway"))
     /// S3's limit for one PUT.
     static let maxObjectByteCount: Int64 = 5 << 30
 
@@ -62,14 +64,30 @@ struct S3Handler: Sendable {
     }
 
     func handle(_ request: Request) async -> Response {
-        let requestID = String(UInt64.random(in: 0...UInt64.max), radix: 16, uppercase: true)
+        let started = ContinuousClock.now
+        // The id the request observer gave this request (the client's Blob-Request-ID, if it
+        // sent one): the same id is in every log line it causes, on every process.
+        let requestID = RequestID.current ?? RequestID.make()
         let target = target(request)
+        let operation = S3Operation.name(method: request.method, target: target, headers: request.headers)
         do {
             var response = try await route(request, target)
             response.headers[HTTPField.Name("x-amz-request-id")!] = requestID
+            metrics.recordOperation(operation, code: "OK")
+            if operation == "GetObject", response.status.code < 300 {
+                // Time to first byte: until the first bytes of the object leave for the client.
+                let body = response.body
+                let metrics = self.metrics
+                response.body = ResponseBody(contentLength: body.contentLength) { writer in
+                    let tally = BodyTally()
+                    try await body.write(CountingWriter(base: writer, tally: tally))
+                    if let first = tally.firstByte { metrics.recordFirstByte(first - started) }
+                }
+            }
             return response
         } catch {
             let s3 = S3Error.from(error)
+            metrics.recordOperation(operation, code: s3.code)
             if s3.status.code >= 500 {
                 logger.warning(
                     "gateway request failed", metadata: ["error.message": "\(error)", "path": "\(target.resource)"])

@@ -13,6 +13,7 @@ struct MasterRoutes: Sendable {
     /// Concurrent commits go to the database in groups.
     let commits: CommitQueue
     let election: LeaderElection
+    let metrics: ServerMetrics
     /// How often masters renew their entries (a lease round): "reachable" is three of them.
     var configuredRound: Duration { election.policy.renewInterval }
     static let maxPlacementBatch = 10_000
@@ -192,7 +193,9 @@ struct MasterRoutes: Sendable {
     func commit(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
         let commit = try await decodeJSONBody(ManifestCommit.self, from: request, maxByteCount: Self.maxBodyByteCount)
         let replicas = try await reportsByServer(commit.acknowledgements ?? [])
+        let started = ContinuousClock.now
         let version = try await commits.commit(commit, recording: replicas)
+        metrics.observe("blob_master_commit_duration_seconds", ContinuousClock.now - started)
         return try jsonResponse(version, status: .created)
     }
 

@@ -1,5 +1,5 @@
 public import BlobCore
-import BlobServerSupport
+public import BlobServerSupport
 import Foundation
 import Hummingbird
 import AsyncHTTPClient
@@ -44,6 +44,8 @@ public struct MasterConfiguration: Sendable {
     /// collection grace period must be longer: a stale read plan must not name deleted chunks).
     public var metadataStandbys: PostgresLocation?
     public var maxStandbyLag: Duration = .seconds(5)
+    /// The metrics listener (`/metrics`, probes, status page); nil: none.
+    public var metricsListener: ObservabilityListenerConfiguration?
 
     public init(
         dataDirectory: String, host: String = "127.0.0.1", port: Int = 0, replicaCount: Int = 3,
@@ -120,6 +122,8 @@ public struct MasterServer: Sendable {
     ) async throws {
         var logger = self.logger
         logger[metadataKey: "node.role"] = "master"
+        let metrics = ServerMetrics(role: "master")
+        let operations = OperationsRecord()
         let election = LeaderElection(
             store: store, policy: configuration.leaderLease, takeOverAtStart: lone, logger: logger, clock: clock)
         let membership = Membership(
@@ -165,12 +169,17 @@ public struct MasterServer: Sendable {
         }
         let router = makeRouter(
             store: store, signer: signer, membership: membership, peer: peer, repairer: repairer,
-            rebalancer: rebalancer, election: election,
+            rebalancer: rebalancer, election: election, metrics: metrics, operations: operations,
             logger: logger
         ).router
+        MasterMetrics(
+            metrics: metrics, membership: membership, election: election, repairer: repairer, rebalancer: rebalancer,
+            store: store, operations: operations
+        ).register()
         let configuration = self.configuration
         let app = Application(
             router: router,
+            server: .http1(configuration: .init(additionalChannelHandlers: [BodyByteCounter(metrics: metrics)])),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { [logger] channel in
                 let bound = "\(configuration.host):\(channel.localAddress?.port ?? configuration.port)"
@@ -208,10 +217,15 @@ public struct MasterServer: Sendable {
         let forget = PeriodicService(name: "master list", interval: .seconds(600), clock: clock, logger: logger) {
             try await store.forgetMasters(unseenFor: 86_400_000)
         }
+        var services: [any Service] = [app, ElectionService(election: election), refresh, repair, lifecycle, forget]
+        if let listener = configuration.metricsListener {
+            services.append(
+                ObservabilityListener.make(
+                    configuration: listener, metrics: metrics, readiness: MasterMetrics.readiness(store),
+                    logger: logger))
+        }
         let group = ServiceGroup(
-            configuration: .init(
-                services: [app, ElectionService(election: election), refresh, repair, lifecycle, forget],
-                gracefulShutdownSignals: [], logger: logger))
+            configuration: .init(services: services, gracefulShutdownSignals: [], logger: logger))
         do {
             try await group.run()
         } catch {
@@ -227,24 +241,33 @@ public struct MasterServer: Sendable {
     /// Every route of the master, each behind the token check for the roles it declares.
     func makeRouter(
         store: MetadataStore, signer: RequestSigner, membership: Membership, peer: ChunkServerPeer, repairer: Repairer,
-        rebalancer: Rebalancer, election: LeaderElection, logger: Logger
+        rebalancer: Rebalancer, election: LeaderElection, metrics: ServerMetrics, operations: OperationsRecord,
+        logger: Logger
     ) -> AuthenticatedRoutes {
         let router = Router(context: ClusterRequestContext.self)
+        router.add(
+            middleware: RequestObserver(
+                metrics: metrics, logger: logger,
+                quietRoutes: RequestObserver<ClusterRequestContext>.routineRoutes.union([
+                    "/v1/cluster/servers/{id}/heartbeat", "/v1/cluster/servers/{id}/reports",
+                ])))
         router.add(middleware: JSONErrorMiddleware(node: "master"))
         router.add(middleware: MetadataPositionMiddleware(store: store))
         let routes = AuthenticatedRoutes(router: router, signer: signer)
+        routes.probes(role: "master", readiness: MasterMetrics.readiness(store))
         MasterRoutes(
             membership: membership, store: store, signer: signer, repairer: repairer,
             commits: CommitQueue(store: store),
-            election: election
+            election: election, metrics: metrics
         ).register(on: routes)
         OperationsRoutes(
             membership: membership, store: store, signer: signer, rebalancer: rebalancer,
             collector: GarbageCollector(
                 store: store, membership: membership, peer: peer, logger: logger,
-                staleUploadAge: configuration.staleUploadAge),
+                staleUploadAge: configuration.staleUploadAge, record: operations),
             checker: ConsistencyCheck(
-                store: store, membership: membership, peer: peer, repairer: repairer, logger: logger),
+                store: store, membership: membership, peer: peer, repairer: repairer, logger: logger,
+                record: operations),
             repairer: repairer, gcGrace: configuration.gcGrace, election: election
         ).register(on: routes)
         GatewayRoutes(store: store, signer: signer).register(on: routes)

@@ -80,6 +80,16 @@ public struct AuthenticatedRoutes {
     public func delete(_ path: String, roles: Set<RequestRole>, use handler: @escaping Handler) {
         on(.delete, path, roles: roles, use: handler)
     }
+
+    /// `GET /healthz` and `GET /readyz`, the only routes open without a token
+    /// (``RouteTable/openPaths``): load balancers and orchestrators probe them, and they say
+    /// nothing beyond whether the server can serve.
+    public func probes(role: String, readiness: @escaping ReadinessCheck) {
+        Probes.register(on: router, role: role, readiness: readiness)
+        for path in RouteTable.openPaths {
+            table.add(RouteTable.Entry(method: .get, path: path, roles: []))
+        }
+    }
 }
 
 /// What routes were registered through ``AuthenticatedRoutes``, and for which roles.
@@ -88,10 +98,14 @@ public final class RouteTable: Sendable {
         public var method: HTTPRequest.Method
         /// The route's pattern as Hummingbird prints it (`/v1/chunks/{id}`).
         public var path: String
+        /// Empty for the open probe routes.
         public var roles: Set<RequestRole>
         /// `METHOD /path`, as `Router.routes` describes a route.
         public var description: String { "\(method) \(path)" }
     }
+
+    /// The routes answered without a token.
+    public static let openPaths = ["/healthz", "/readyz"]
 
     private let entries = Mutex<[Entry]>([])
 

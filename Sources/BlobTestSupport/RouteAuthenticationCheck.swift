@@ -10,7 +10,8 @@ import NIOCore
 /// one it must let through, and returns what went wrong (empty when every route is guarded).
 ///
 /// For each route that `Router.routes` lists (every route, however it was added):
-/// - it must be in the ``RouteTable`` of ``AuthenticatedRoutes`` (registered with its roles);
+/// - it must be in the ``RouteTable`` of ``AuthenticatedRoutes`` (registered with its roles),
+///   or be one of the open probes (``RouteTable/openPaths``), which answer without a token;
 /// - without a token it answers 401;
 /// - with a valid token of each role it does not accept it answers 403;
 /// - with a valid token of each role it accepts it answers neither (the handler ran).
@@ -41,6 +42,16 @@ public enum RouteAuthenticationCheck {
                     )
                 }
                 let unsigned = try await client.execute(uri: route.path, method: route.method, body: body).status
+                if route.roles?.isEmpty == true {
+                    // An open route: only the probes may be one, and they answer anyone.
+                    if route.method != .get || !RouteTable.openPaths.contains(route.path) {
+                        failures.append("\(route.description): open without a token, and not a probe")
+                    }
+                    if unsigned != .ok && unsigned != .serviceUnavailable {
+                        failures.append("\(route.description): a probe answered \(unsigned.code) without a token")
+                    }
+                    continue
+                }
                 if unsigned != .unauthorized {
                     failures.append(
                         "\(route.description): answered \(unsigned.code) to a request without a token, not 401")

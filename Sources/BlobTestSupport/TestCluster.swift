@@ -38,6 +38,8 @@ public struct TestClusterOptions: Sendable {
     /// Hot standbys that may answer the master's stat, list and read plans, and their lag bound.
     public var metadataStandbys: PostgresLocation?
     public var maxStandbyLag: Duration = .seconds(5)
+    /// Give every server a metrics listener (``TestCluster/metricsAddress(of:)``).
+    public var metricsListeners = false
 
     public init() {}
 }
@@ -109,6 +111,10 @@ public final class TestCluster: Sendable {
             masterURL: masterURL, heartbeatInterval: options.liveness.heartbeatInterval)
         configuration.diskFaults = options.diskFaults[index]
         configuration.peerFaults = options.peerFaults[index]
+        if options.metricsListeners {
+            configuration.metricsListener = ObservabilityListenerConfiguration(
+                addressFile: configuration.dataDirectory + "/metrics-address")
+        }
         state.withLock {
             $0.configurations.append(configuration)
             $0.servers.append(TestChunkServer(id: "", address: "", dataDirectory: configuration.dataDirectory))
@@ -147,10 +153,13 @@ public final class TestCluster: Sendable {
     func startGateway() async throws {
         let spool = directory + "/gateway-spool"
         try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
-        let gateway = GatewayServer(
-            configuration: GatewayConfiguration(
-                cluster: ClusterAddress(masterURL: masterURL, secret: secret), spoolDirectory: spool),
-            logger: logger)
+        var configuration = GatewayConfiguration(
+            cluster: ClusterAddress(masterURL: masterURL, secret: secret), spoolDirectory: spool)
+        if options.metricsListeners {
+            configuration.metricsListener = ObservabilityListenerConfiguration(
+                addressFile: directory + "/gateway-metrics-address")
+        }
+        let gateway = GatewayServer(configuration: configuration, logger: logger)
         let box = AddressBox("")
         let task = Task { try await gateway.run { address in box.set(address) } }
         state.withLock { $0.gatewayTask = task }
@@ -168,6 +177,31 @@ public final class TestCluster: Sendable {
         }
         for task in tasks { task.cancel() }
         for task in tasks { _ = await task.result }
+    }
+
+    public enum Role: Sendable {
+        case master
+        case chunkServer(Int)
+        case gateway
+    }
+
+    /// The metrics listener of a role (with ``TestClusterOptions/metricsListeners``), once it
+    /// has written its address.
+    public func metricsAddress(of role: Role) async throws -> String {
+        let file: String
+        switch role {
+        case .master: file = directory + "/master/metrics-address"
+        case .chunkServer(let index): file = "\(directory)/cs\(index)/metrics-address"
+        case .gateway: file = directory + "/gateway-metrics-address"
+        }
+        var address: String?
+        _ = try await eventually(within: .seconds(30)) {
+            address = (try? String(contentsOfFile: file, encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            return address?.isEmpty == false
+        }
+        guard let address, !address.isEmpty else { throw TestClusterError("no metrics address in \(file)") }
+        return address
     }
 
     /// Waits (bounded) until the ring holds `count` servers and all of them are alive. 90 s: in
@@ -208,6 +242,10 @@ public func withTestCluster<T: Sendable>(
     configuration.metadata = options.metadata
     configuration.metadataStandbys = options.metadataStandbys
     configuration.maxStandbyLag = options.maxStandbyLag
+    if options.metricsListeners {
+        configuration.metricsListener = ObservabilityListenerConfiguration(
+            addressFile: directory + "/master/metrics-address")
+    }
     // A manual master clock is the database's clock too: liveness and leases move as one.
     let master = MasterServer(
         configuration: configuration, logger: logger, clock: options.masterClock,

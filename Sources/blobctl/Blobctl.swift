@@ -1,4 +1,5 @@
 import ArgumentParser
+import BlobCore
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -8,7 +9,7 @@ struct Blobctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "blobctl",
         abstract: "Blobstore: a distributed file and blob store.",
-        version: "0.1.0",
+        version: Blobstore.version,
         subcommands: [
             PutCommand.self, GetCommand.self, ListCommand.self, StatCommand.self, RemoveCommand.self,
             ClusterCommand.self, DevCommand.self, MasterCommand.self, ChunkServerCommand.self, RingCommand.self,
@@ -38,10 +39,16 @@ enum BlobctlMain {
         // kills the process; NIO ignores SIGPIPE too, but only once it has started.
         signal(SIGPIPE, SIG_IGN)
         let arguments = Array(CommandLine.arguments.dropFirst())
-        if let name = arguments.first, let command = Blobctl.parsedAlone[name] {
-            await command.main(Array(arguments.dropFirst()))
-        } else {
-            await Blobctl.main(arguments)
+        // A client command's requests all carry one request id, which its errors print: the
+        // servers' logs of that command are found by it. Servers give each request its own.
+        let servers: Set<String> = ["master", "chunkserver", "gateway", "bench", "dev"]
+        let id = arguments.first.map { servers.contains($0) } == true ? nil : RequestID.make()
+        await RequestID.$current.withValue(id) {
+            if let name = arguments.first, let command = Blobctl.parsedAlone[name] {
+                await command.main(Array(arguments.dropFirst()))
+            } else {
+                await Blobctl.main(arguments)
+            }
         }
     }
 }

@@ -61,6 +61,8 @@ struct ChunkServerCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @OptionGroup var observability: ObservabilityOptions
+
     func run() async throws {
         let (host, port) = try Self.parseAddress(listen)
         let advertisedHost = try advertise.map { try Self.parseAddress($0).host }
@@ -76,14 +78,16 @@ struct ChunkServerCommand: AsyncParsableCommand {
         let masterURL = try (master ?? ProcessInfo.processInfo.environment["BLOBCTL_MASTER"]).map(Self.parseMasterURL)
         guard heartbeatInterval >= 10 else { throw ValidationError("--heartbeat-interval must be at least 10 ms") }
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
-        let configuration = ChunkServerConfiguration(
+        var configuration = ChunkServerConfiguration(
             dataDirectory: URL(fileURLWithPath: data).standardizedFileURL.path, host: host, port: port,
             advertisedHost: advertisedHost, zone: zone, weight: weight,
             capacityBytes: try size(capacity, "capacity"), reserveBytes: try size(reserve, "reserve"),
             secret: secret, scrubBytesPerSecond: try size(scrubRate, "scrub-rate") ?? 0,
             scrubPassInterval: .seconds(max(1, scrubInterval)), masterURL: masterURL,
             heartbeatInterval: .milliseconds(heartbeatInterval))
-        bootstrapLogging(level: logLevel)
+        configuration.metricsListener = try observability.listener(
+            defaultFile: configuration.dataDirectory + "/metrics-address")
+        observability.bootstrap(level: logLevel)
         let logger = Logger(label: "blobctl.chunkserver")
         let server = ChunkServer(configuration: configuration, logger: logger)
         try await runUntilSignalled(logger: logger) {

@@ -120,13 +120,17 @@ struct CLIError: Error, CustomStringConvertible {
     /// the exit code to throw.
     static func exit(_ error: any Error, json: Bool) -> ExitCode {
         let failure = CLIError(error)
+        // An answer from a server (a coded error) names the request, for its logs.
+        let requestID = failure.code == nil ? nil : RequestID.current
         if json {
-            let body: [String: String] = [
+            var body: [String: String] = [
                 "error": failure.message, "code": failure.code ?? "", "reason": failure.reason ?? "",
             ]
+            if let requestID { body["request_id"] = requestID }
             if let data = try? snakeCaseJSONEncoder().encode(body) { print(String(decoding: data, as: UTF8.self)) }
         }
-        FileHandle.standardError.write(Data("blobctl: error: \(failure.message)\n".utf8))
+        let suffix = requestID.map { " (request id \($0))" } ?? ""
+        FileHandle.standardError.write(Data("blobctl: error: \(failure.message)\(suffix)\n".utf8))
         return ExitCode(failure.status.rawValue)
     }
 

@@ -1,14 +1,23 @@
+import BlobServerSupport
 import Logging
 import ServiceLifecycle
 
-/// Sends every role's logs to standard error at the given level (unknown names mean info).
-/// Only blobctl bootstraps logging; the libraries take a Logger.
-func bootstrapLogging(level: String) {
-    LoggingSystem.bootstrap { label in
-        var handler = StreamLogHandler.standardError(label: label)
-        handler.logLevel = Logger.Level(rawValue: level) ?? .info
-        return handler
-    }
+/// Sends every role's logs to standard error at the given level (unknown names mean info), as
+/// plain lines or one JSON object per line; each line logged while a request is served carries
+/// its `request.id`. Only blobctl bootstraps logging; the libraries take a Logger.
+func bootstrapLogging(level: String, json: Bool = false) {
+    LoggingSystem.bootstrap(
+        { label, provider in
+            let level = Logger.Level(rawValue: level) ?? .info
+            if json {
+                var handler = JSONLogHandler(label: label, metadataProvider: provider)
+                handler.logLevel = level
+                return handler
+            }
+            var handler = StreamLogHandler.standardError(label: label, metadataProvider: provider)
+            handler.logLevel = level
+            return handler
+        }, metadataProvider: .requestID)
 }
 
 extension Duration {

@@ -38,6 +38,8 @@ struct DevCluster: Codable {
         var address: String
         var dataDirectory: String
         var log: String
+        /// Its metrics listener (`/metrics`, `/healthz`, `/readyz`), HOST:PORT, once known.
+        var metricsAddress: String?
     }
 
     var masterURL: String
@@ -235,6 +237,8 @@ struct DevUpCommand: AsyncParsableCommand {
                           AWS_ACCESS_KEY_ID=\(id) AWS_SECRET_ACCESS_KEY='\(secret)' aws --endpoint-url \(gateway) s3 ls
                         """)
                 }
+                let scrapeConfig = DevObservability.prometheusConfigFile(dir)
+                print("metrics: a Prometheus scrape configuration for it is in \(scrapeConfig)")
                 print("stop:  blobctl dev down\(directory.dir == nil ? "" : " --dir \(dir)")")
             }
         } catch {
@@ -281,9 +285,10 @@ struct DevUpCommand: AsyncParsableCommand {
             let log = dir + "/logs/\(name).log"
             // The gateway keeps no data: its directory is where uploads are spooled.
             let dataFlag = role == "gateway" ? "--spool-dir" : "--data"
+            // Each server's metrics listener takes a free loopback port and writes it down.
             let pid = try spawnDetached(
                 [executable, role, dataFlag, data, "--listen", address, "--secret-file", secretFile]
-                    + arguments, log: log)
+                    + ["--metrics-address-file", data + "/metrics-address"] + arguments, log: log)
             cluster.members.append(
                 .init(name: name, role: role, pid: pid, address: address, dataDirectory: data, log: log))
             try cluster.save(dir)
@@ -349,7 +354,9 @@ struct DevUpCommand: AsyncParsableCommand {
             try cluster.save(dir)
             try await waitUntilReady(cluster, timeout: .seconds(60))
             try await createKey(&cluster)
+            try await DevObservability.recordMetricsAddresses(&cluster)
             try cluster.save(dir)
+            try DevObservability.writePrometheusConfig(cluster, to: DevObservability.prometheusConfigFile(dir))
         } catch {
             _ = await cluster.stop()
             throw error

@@ -38,13 +38,16 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @OptionGroup var observability: ObservabilityOptions
+
     func run() async throws {
         let (host, port) = try ChunkServerCommand.parseAddress(listen)
         let address = try cluster.address()
-        let configuration = GatewayConfiguration(
+        var configuration = GatewayConfiguration(
             host: host, port: port, cluster: address, virtualHostSuffix: virtualHostSuffix, region: region,
             spoolDirectory: spoolDir, addressFile: addressFile)
-        bootstrapLogging(level: logLevel)
+        configuration.metricsListener = try observability.listener(defaultFile: nil)
+        observability.bootstrap(level: logLevel)
         let logger = Logger(label: "blobctl.gateway")
         let server = GatewayServer(configuration: configuration, logger: logger)
         try await runUntilSignalled(logger: logger) {

@@ -92,6 +92,8 @@ struct MasterCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @OptionGroup var observability: ObservabilityOptions
+
     func run() async throws {
         let (host, port) = try ChunkServerCommand.parseAddress(listen)
         guard (1...16).contains(replicas) else { throw ValidationError("--replicas must be between 1 and 16") }
@@ -148,7 +150,9 @@ struct MasterCommand: AsyncParsableCommand {
             throw ValidationError("--leader-lease must be between 1s and 1h, got \(leaderLease)")
         }
         configuration.leaderLease = LeasePolicy(timeToLive: lease)
-        bootstrapLogging(level: logLevel)
+        configuration.metricsListener = try observability.listener(
+            defaultFile: configuration.dataDirectory + "/metrics-address")
+        observability.bootstrap(level: logLevel)
         let logger = Logger(label: "blobctl.master")
         let server = MasterServer(configuration: configuration, logger: logger)
         try await runUntilSignalled(logger: logger) {

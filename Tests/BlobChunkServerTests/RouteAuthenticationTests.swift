@@ -33,12 +33,16 @@ struct ChunkServerRouteAuthenticationTests {
                 transport: HTTPPeerTransport(client: client), signer: signer, timeout: .seconds(5)),
             signer: signer, serverID: serverID, addressBox: AddressBox("127.0.0.1:1"),
             terms: LeaderTermGuard(dataDirectory: dir.path))
-        let routes = ChunkServer.makeRouter(routes: chunkRoutes, signer: signer, inFlight: InFlightCounter())
+        let routes = ChunkServer.makeRouter(
+            routes: chunkRoutes, signer: signer, inFlight: InFlightCounter(),
+            metrics: ServerMetrics(role: "chunkserver"),
+            readiness: ChunkServerMetrics.readiness(storage: storage, registration: nil),
+            logger: Logger(label: "test.routes"))
         let failures = try await RouteAuthenticationCheck.failures(
             of: routes, signer: signer, parameters: ["id": ChunkID(hashing: Array("absent".utf8)).hex])
         try await client.shutdown()
         try await threads.shutdownGracefully()
         #expect(failures == [])
-        #expect(routes.router.routes.count == 8)
+        #expect(routes.router.routes.count == 10)
     }
 }

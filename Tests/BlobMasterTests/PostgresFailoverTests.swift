@@ -102,9 +102,12 @@ struct PostgresFailoverTests {
         }
     }
 
-    /// Starts `postgres` on a free port; it dies with this process (parent-death signal).
-    static func start(_ data: String, socket: String, log: String, settings: [String] = []) async throws -> Server {
-        let port = try freePort()
+    /// Starts `postgres` on `port` (a free one when nil); it dies with this process
+    /// (parent-death signal).
+    static func start(
+        _ data: String, socket: String, log: String, settings: [String] = [], port: Int? = nil
+    ) async throws -> Server {
+        let port = try port ?? freePort()
         let process = Process()
         var arguments = asOwner + ["--pdeathsig", "KILL", "--"]
         if asOwner.isEmpty { arguments = ["/usr/bin/setpriv", "--pdeathsig", "KILL", "--"] }

@@ -34,7 +34,15 @@ public struct BucketRecord: Codable, Sendable, Hashable {
                 "bucket name \"\(name)\" is invalid: use 3 to 63 lowercase letters, digits, dots and hyphens, "
                     + "starting and ending with a letter or digit, with no '..', '.-' or '-.'")
         }
+        guard !reservedNames.contains(name) else {
+            throw BlobError(
+                .invalidArgument, reason: "bucket.reserved",
+                "bucket name \"\(name)\" is reserved: gateways answer GET /\(name) as a health probe; choose another")
+        }
     }
+
+    /// Names that gateways' probe routes (`/healthz`, `/readyz`) take.
+    public static let reservedNames: Set<String> = ["healthz", "readyz"]
 }
 
 public struct BucketCreate: Codable, Sendable, Hashable {

@@ -288,11 +288,22 @@ public struct RepairActivity: Codable, Sendable, Hashable {
     public var copiedChunks: Int64
     public var copiedBytes: Int64
     public var failures: Int64
+    /// Chunks below R live copies that the last pass found (all of them once a full scan has
+    /// ended; between full scans, those on down servers and those reported damaged).
+    public var underReplicatedChunks: Int64?
+    /// Of those, the ones still short when the last pass ended (a copy failed, or no live
+    /// source or target was there).
+    public var queuedChunks: Int64?
 
-    public init(passes: Int64, copiedChunks: Int64, copiedBytes: Int64, failures: Int64) {
+    public init(
+        passes: Int64, copiedChunks: Int64, copiedBytes: Int64, failures: Int64, underReplicatedChunks: Int64? = nil,
+        queuedChunks: Int64? = nil
+    ) {
         self.passes = passes
         self.copiedChunks = copiedChunks
         self.copiedBytes = copiedBytes
         self.failures = failures
+        self.underReplicatedChunks = underReplicatedChunks
+        self.queuedChunks = queuedChunks
     }
 }

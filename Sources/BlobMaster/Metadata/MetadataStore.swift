@@ -27,6 +27,8 @@ public final class MetadataStore: Sendable {
     static let maxWriteAttempts = 12
 
     public let database: any SQLDatabase
+    /// Write transactions retried after a conflict, and failed (`blob_master_database_*`).
+    public let tally = DatabaseTally()
     /// Hot standbys that may answer stat, list and read plans (`--metadata-replicas`).
     let standbys: PostgresStandbys?
     var dialect: SQLDialect { database.dialect }
@@ -98,11 +100,20 @@ public final class MetadataStore: Sendable {
                 where repeatable && error.reason == Self.commitUnknown && unknownOutcomes < Self.maxWriteAttempts
             {
                 unknownOutcomes += 1
+                tally.retried()
             } catch  where attempt < Self.maxWriteAttempts && database.isTransient(error) {
+                tally.retried()
                 // 1, 2, 4 … ms, capped at 100 ms, each a random 50-100% so colliders spread out.
                 let ceiling = min(100_000, 1000 << min(attempt - 1, 7))
                 try await Task.sleep(for: .microseconds(Int.random(in: ceiling / 2...ceiling)))
                 attempt += 1
+            } catch {
+                // A rule's own refusal (a precondition, a conflict it reports) is an answer, not
+                // a database failure.
+                if !(error is any CodedError) || (error as? BlobError)?.reason.hasPrefix("metadata.") == true {
+                    tally.failed()
+                }
+                throw error
             }
         }
     }

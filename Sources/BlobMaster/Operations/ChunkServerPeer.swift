@@ -72,6 +72,7 @@ struct ChunkServerPeer: Sendable {
             value: signer.token(
                 role: .master, method: method, pathAndQuery: pathAndQuery,
                 expiry: Int64(Date().timeIntervalSince1970) + RequestSigner.defaultLifetimeSeconds))
+        if let requestID = RequestID.current { request.headers.add(name: RequestID.headerName, value: requestID) }
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: body))

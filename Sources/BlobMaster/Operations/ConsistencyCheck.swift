@@ -10,10 +10,12 @@ struct ConsistencyCheck: Sendable {
     let peer: ChunkServerPeer
     let repairer: Repairer
     let logger: Logger
+    var record = OperationsRecord()
     static let maxProblems = 1000
 
     func run(repair: Bool) async throws -> FsckReport {
         var report = try await check()
+        record.checked(report, at: try await store.now())
         guard repair else { return report }
         // Forget replicas whose files are gone, adopt files the master lost track of, then copy
         // whatever is below R; then look again, so the answer says what is still wrong.
@@ -24,6 +26,7 @@ struct ConsistencyCheck: Sendable {
         report.repairedChunks = Int64(repaired)
         report.forgottenReplicas = forgotten
         report.adoptedReplicas = adopted
+        record.checked(report, at: try await store.now())
         return report
     }
 

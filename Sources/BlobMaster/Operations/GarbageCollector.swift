@@ -19,6 +19,7 @@ struct GarbageCollector: Sendable {
     let logger: Logger
     /// Multipart uploads older than this are aborted: their parts become garbage.
     let staleUploadAge: Duration
+    var record = OperationsRecord()
 
     func run(dryRun: Bool, grace: Duration) async throws -> GCReport {
         // Marks, acknowledgements and orphan notes are dated by the database clock, which every
@@ -177,6 +178,7 @@ struct GarbageCollector: Sendable {
             logger.info(
                 "gc finished", metadata: ["deleted.chunks": "\(deletedChunks)", "deleted.bytes": "\(deletedBytes)"])
         }
+        record.collected(report, at: now)
         return report
     }
 

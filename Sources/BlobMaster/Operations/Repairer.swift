@@ -31,9 +31,14 @@ actor Repairer {
     private(set) var copiedBytes: Int64 = 0
     private(set) var failures: Int64 = 0
     private(set) var passes: Int64 = 0
+    /// What the last pass found short, and left short.
+    private var lastShort: Int64?
+    private var lastLeft: Int64?
 
     var activity: RepairActivity {
-        RepairActivity(passes: passes, copiedChunks: copiedChunks, copiedBytes: copiedBytes, failures: failures)
+        RepairActivity(
+            passes: passes, copiedChunks: copiedChunks, copiedBytes: copiedBytes, failures: failures,
+            underReplicatedChunks: lastShort, queuedChunks: lastLeft)
     }
 
     init(
@@ -131,7 +136,11 @@ actor Repairer {
         if repaired > 0 || !work.isEmpty {
             logger.info("repair pass", metadata: ["chunk.count": "\(work.count)", "repaired": "\(repaired)"])
         }
-        if !Task.isCancelled { passes += 1 }
+        if !Task.isCancelled {
+            passes += 1
+            lastShort = Int64(work.count)
+            lastLeft = Int64(work.count - repaired)
+        }
         return repaired
     }
 

@@ -1,0 +1,151 @@
+import BlobCore
+public import Hummingbird
+public import HTTPTypes
+public import Logging
+import Metrics
+public import NIOCore
+public import NIOHTTPTypes
+import Synchronization
+
+/// The outermost middleware of every role: gives each request its id (the caller's
+/// ``RequestID/headerName`` when it sent a usable one, else a new one) for the whole time it is
+/// served, body included; answers with the id; counts the request and its latency by route
+/// (``ServerMetrics/recordRequest(route:method:status:duration:)``) once the body is written;
+/// and logs one `request` event at info level with id, method, route, status, bytes and duration.
+public struct RequestObserver<Context: RequestContext>: RouterMiddleware {
+    let metrics: ServerMetrics
+    let logger: Logger
+    /// Routes whose events are logged at debug, not info: probes, scrapes and the servers'
+    /// own heartbeats, which would drown the log.
+    let quietRoutes: Set<String>
+    public static var routineRoutes: Set<String> { ["/healthz", "/readyz", "/metrics"] }
+
+    public init(metrics: ServerMetrics, logger: Logger, quietRoutes: Set<String> = Self.routineRoutes) {
+        self.metrics = metrics
+        self.logger = logger
+        self.quietRoutes = quietRoutes
+    }
+
+    static var headerField: HTTPField.Name { HTTPField.Name(RequestID.headerName)! }
+
+    public func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        let start = ContinuousClock.now
+        let id = RequestID.accepted(request.headers[Self.headerField]) ?? RequestID.make()
+        var response: Response
+        do {
+            response = try await RequestID.$current.withValue(id) { try await next(request, context) }
+        } catch {
+            // Errors are answered by an inner middleware; one that escapes is still counted.
+            let status = (error as? any HTTPResponseError)?.status ?? .internalServerError
+            finish(request, context, id: id, status: status, sent: 0, start: start)
+            throw error
+        }
+        response.headers[Self.headerField] = id
+        let body = response.body
+        let status = response.status
+        let observer = self
+        response.body = ResponseBody(contentLength: body.contentLength) { writer in
+            let tally = BodyTally()
+            do {
+                try await RequestID.$current.withValue(id) {
+                    try await body.write(CountingWriter(base: writer, tally: tally))
+                }
+            } catch {
+                observer.finish(request, context, id: id, status: status, sent: tally.bytes, start: start)
+                throw error
+            }
+            observer.finish(request, context, id: id, status: status, sent: tally.bytes, start: start)
+        }
+        return response
+    }
+
+    func finish(
+        _ request: Request, _ context: Context, id: String, status: HTTPResponse.Status, sent: Int64,
+        start: ContinuousClock.Instant
+    ) {
+        let duration = ContinuousClock.now - start
+        let route = context.endpointPath ?? "unmatched"
+        metrics.recordRequest(route: route, method: request.method.rawValue, status: status.code, duration: duration)
+        let level: Logger.Level = quietRoutes.contains(route) ? .debug : .info
+        guard logger.logLevel <= level else { return }
+        logger.log(
+            level: level, "request",
+            metadata: [
+                "request.id": "\(id)", "http.method": "\(request.method.rawValue)", "http.route": "\(route)",
+                "http.status": "\(status.code)",
+                "bytes.in": "\(request.headers[.contentLength] ?? "-")", "bytes.out": "\(sent)",
+                "duration.ms": "\(String(format: "%.2f", Double(duration.wholeNanoseconds) / 1e6))",
+            ])
+    }
+}
+
+/// What a response body writer wrote: its bytes, and when the first of them went out.
+public final class BodyTally: Sendable {
+    private let state = Mutex<(bytes: Int64, first: ContinuousClock.Instant?)>((0, nil))
+
+    public init() {}
+
+    func note(_ count: Int) {
+        state.withLock {
+            $0.bytes += Int64(count)
+            if $0.first == nil, count > 0 { $0.first = .now }
+        }
+    }
+
+    public var bytes: Int64 { state.withLock { $0.bytes } }
+    public var firstByte: ContinuousClock.Instant? { state.withLock { $0.first } }
+}
+
+/// A response body writer that tallies what passes through it.
+public struct CountingWriter: ResponseBodyWriter {
+    var base: any ResponseBodyWriter
+    let tally: BodyTally
+
+    public init(base: any ResponseBodyWriter, tally: BodyTally) {
+        self.base = base
+        self.tally = tally
+    }
+
+    public mutating func write(_ buffer: ByteBuffer) async throws {
+        tally.note(buffer.readableBytes)
+        try await base.write(buffer)
+    }
+
+    public mutating func write(contentsOf buffers: some Sequence<ByteBuffer>) async throws {
+        for buffer in buffers { tally.note(buffer.readableBytes) }
+        try await base.write(contentsOf: buffers)
+    }
+
+    public consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
+        try await base.finish(trailingHeaders)
+    }
+}
+
+/// Counts request and response body bytes on every connection, into a role's
+/// `blob_http_received_bytes_total` and `blob_http_sent_bytes_total`.
+public final class BodyByteCounter: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = HTTPRequestPart
+    public typealias InboundOut = HTTPRequestPart
+    public typealias OutboundIn = HTTPResponsePart
+    public typealias OutboundOut = HTTPResponsePart
+
+    let received: Metrics.Counter
+    let sent: Metrics.Counter
+
+    public init(metrics: ServerMetrics) {
+        received = metrics.receivedBytes
+        sent = metrics.sentBytes
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .body(let buffer) = unwrapInboundIn(data) { received.increment(by: buffer.readableBytes) }
+        context.fireChannelRead(data)
+    }
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .body(let buffer) = unwrapOutboundIn(data) { sent.increment(by: buffer.readableBytes) }
+        context.write(data, promise: promise)
+    }
+}
