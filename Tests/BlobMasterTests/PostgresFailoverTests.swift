@@ -31,30 +31,7 @@ struct PostgresFailoverTests {
         func kill(_ signal: Int32) { _ = Foundation.kill(process.processIdentifier, signal) }
     }
 
-    /// Starts a process from a thread of its own that lives until ``release()``. The parent-death
-    /// signal (setpriv --pdeathsig) follows the thread that spawned the child, not the process,
-    /// and a thread of Swift's pool may end at any time: the server would be killed with it.
-    final class Spawner: @unchecked Sendable {
-        private let done = DispatchSemaphore(value: 0)
-
-        func start(_ process: Process) async throws {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let thread = Thread { [done] in
-                    do {
-                        try process.run()
-                    } catch {
-                        continuation.resume(throwing: error)
-                        return
-                    }
-                    continuation.resume()
-                    done.wait()
-                }
-                thread.start()
-            }
-        }
-
-        func release() { done.signal() }
-    }
+    typealias Spawner = ThreadSpawner
 
     static let binaries = "/usr/lib/postgresql/15/bin"
     static var asOwner: [String] {
