@@ -72,9 +72,7 @@ struct PrometheusTests {
         return out
     }
 
-    @Test(
-        "Prometheus scrapes every process of dev up's cluster (up == 1); a put grows master, gateway and chunk server bytes"
-    )
+    @Test("Prometheus scrapes all of dev up's cluster (up == 1); a put grows master, gateway and chunk server bytes")
     func prometheusScrapesTheCluster() async throws {
         guard FileManager.default.isExecutableFile(atPath: Self.prometheus) else {
             throw TestFailure("Prometheus is not installed: `apt-get install prometheus` (Scripts/test-tools.sh does)")
