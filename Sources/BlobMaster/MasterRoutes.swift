@@ -80,26 +80,9 @@ struct MasterRoutes: Sendable {
     }
 
     func clusterStatus(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {
-        var status = await membership.status()
-        status.repair = await repairer.activity
-        let (masters, now) = try await store.masters()
-        let lease = try await store.lease()
-        let fresh = 3 * configuredRound.wholeMilliseconds
-        status.masters = masters.map { m in
-            MasterStatusEntry(
-                id: m.id, address: m.address, reachable: now - m.seenMilliseconds <= fresh,
-                isLeader: lease.map { $0.holder == m.id && $0.expiresMilliseconds > now } ?? false,
-                millisecondsSinceSeen: max(0, now - m.seenMilliseconds), startedAtMilliseconds: m.startedMilliseconds)
-        }
-        status.leader = lease.map {
-            LeaderStatus(
-                id: $0.holder, address: $0.address, term: $0.term,
-                leaseAgeMilliseconds: max(0, now - $0.renewedMilliseconds),
-                expiresInMilliseconds: $0.expiresMilliseconds - now)
-        }
-        status.answeredBy = election.holder
-        status.metadataNodes = await store.metadataNodes()
-        return try jsonResponse(status)
+        try jsonResponse(
+            try await ClusterStatusReader(membership: membership, repairer: repairer, store: store, election: election)
+                .read())
     }
 
     func ring(_ request: Request, _ _: ClusterRequestContext) async throws -> Response {

@@ -2,6 +2,8 @@ public import BlobCore
 public import BlobServerSupport
 import Foundation
 import Hummingbird
+import HTTPTypes
+import NIOCore
 import AsyncHTTPClient
 public import Logging
 import ServiceLifecycle
@@ -192,7 +194,8 @@ public struct MasterServer: Sendable {
             logger: logger)
         // Repair and lifecycle run on the leader alone, each pass inside its fence.
         let repair = PeriodicService(
-            name: "repair", interval: configuration.repairInterval, clock: clock, logger: logger, trigger: repairNow
+            name: "repair", interval: configuration.repairInterval, clock: clock, logger: logger, trigger: repairNow,
+            failures: metrics.recentErrors
         ) {
             guard await election.currentTerm != nil else { return }
             try await election.asLeader { _ = try await repairer.pass() }
@@ -200,7 +203,7 @@ public struct MasterServer: Sendable {
         let expirer = LifecycleExpirer(store: store, logger: logger)
         let lifecycle = PeriodicService(
             name: "lifecycle", interval: configuration.lifecycleInterval, clock: clock, logger: logger,
-            trigger: lifecycleNow
+            trigger: lifecycleNow, failures: metrics.recentErrors
         ) {
             guard await election.currentTerm != nil else { return }
             try await election.asLeader { _ = try await expirer.pass(nowMilliseconds: try await store.now()) }
@@ -219,10 +222,26 @@ public struct MasterServer: Sendable {
         }
         var services: [any Service] = [app, ElectionService(election: election), refresh, repair, lifecycle, forget]
         if let listener = configuration.metricsListener {
+            let page = StatusPage(
+                reader: ClusterStatusReader(
+                    membership: membership, repairer: repairer, store: store, election: election),
+                rebalancer: rebalancer, operations: operations, errors: metrics.recentErrors)
             services.append(
                 ObservabilityListener.make(
                     configuration: listener, metrics: metrics, readiness: MasterMetrics.readiness(store),
-                    logger: logger))
+                    logger: logger,
+                    addRoutes: { router in
+                        for path in ["/", "/status"] {
+                            router.get(RouterPath(path)) { _, _ in
+                                var headers = HTTPFields()
+                                headers[.contentType] = "text/html; charset=utf-8"
+                                headers[.cacheControl] = "no-store"
+                                return Response(
+                                    status: .ok, headers: headers,
+                                    body: .init(byteBuffer: ByteBuffer(string: await page.render())))
+                            }
+                        }
+                    }))
         }
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [], logger: logger))

@@ -68,6 +68,9 @@ public struct RequestObserver<Context: RequestContext>: RouterMiddleware {
         let duration = ContinuousClock.now - start
         let route = context.endpointPath ?? "unmatched"
         metrics.recordRequest(route: route, method: request.method.rawValue, status: status.code, duration: duration)
+        if status.code >= 500 {
+            metrics.recentErrors.note("\(request.method.rawValue) \(route) answered \(status.code) (request id \(id))")
+        }
         let level: Logger.Level = quietRoutes.contains(route) ? .debug : .info
         guard logger.logLevel <= level else { return }
         logger.log(

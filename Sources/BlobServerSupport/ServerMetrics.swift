@@ -17,6 +17,8 @@ public final class ServerMetrics: Sendable {
     private let registry: PrometheusCollectorRegistry
     private let requests = Mutex<[RouteKey: RouteInstruments]>([:])
     private let collectors = Mutex<[@Sendable () async -> Void]>([])
+    /// 5xx answers and failed background passes, for the status page.
+    public let recentErrors = RecentErrors()
     public let receivedBytes: Metrics.Counter
     public let sentBytes: Metrics.Counter
 

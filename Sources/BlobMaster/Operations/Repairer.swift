@@ -1,4 +1,5 @@
 import BlobCore
+import BlobServerSupport
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -199,6 +200,8 @@ struct PeriodicService: Service {
     let clock: any ServiceClock
     let logger: Logger
     var trigger: PassTrigger? = nil
+    /// Where failed passes are noted for the status page, if anywhere.
+    var failures: RecentErrors? = nil
     let pass: @Sendable () async throws -> Void
 
     func run() async throws {
@@ -211,6 +214,7 @@ struct PeriodicService: Service {
                         return
                     } catch {
                         logger.warning("\(name) pass failed", metadata: ["error.message": "\(error)"])
+                        failures?.note("\(name) pass failed: \(error)")
                     }
                     try await pause()
                 }
