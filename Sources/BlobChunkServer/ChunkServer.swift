@@ -75,14 +75,18 @@ public struct ChunkServer: Sendable {
         let registration = configuration.masterURL == nil ? nil : MasterLink.Registration()
         let readiness = ChunkServerMetrics.readiness(storage: storage, registration: registration)
         let router = Self.makeRouter(
-            routes: routes, signer: signer, inFlight: inFlight, metrics: metrics, readiness: readiness, logger: logger
+            routes: routes, signer: signer, inFlight: inFlight, metrics: metrics, readiness: readiness, logger: logger,
+            observeRequests: configuration.observeRequests
         ).router
         let progressFile = configuration.dataDirectory + "/" + ScrubProgress.fileName
         ChunkServerMetrics.register(metrics, storage: storage, scrubProgressFile: progressFile)
         let configuration = self.configuration
         let app = Application(
             router: router,
-            server: .http1(configuration: .init(additionalChannelHandlers: [BodyByteCounter(metrics: metrics)])),
+            server: .http1(
+                configuration: .init(
+                    additionalChannelHandlers: configuration.observeRequests ? [BodyByteCounter(metrics: metrics)] : [])
+            ),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { [logger] channel in
                 let port = channel.localAddress?.port ?? configuration.port
@@ -127,12 +131,12 @@ public struct ChunkServer: Sendable {
     /// Every route of the chunk server, each behind the token check for the roles it declares.
     static func makeRouter(
         routes: ChunkRoutes, signer: RequestSigner, inFlight: InFlightCounter<ClusterRequestContext>,
-        metrics: ServerMetrics, readiness: @escaping ReadinessCheck, logger: Logger
+        metrics: ServerMetrics, readiness: @escaping ReadinessCheck, logger: Logger, observeRequests: Bool = true
     )
         -> AuthenticatedRoutes
     {
         let router = Router(context: ClusterRequestContext.self)
-        router.add(middleware: RequestObserver(metrics: metrics, logger: logger))
+        if observeRequests { router.add(middleware: RequestObserver(metrics: metrics, logger: logger)) }
         router.add(middleware: inFlight)
         router.add(middleware: JSONErrorMiddleware(node: routes.serverID))
         let authenticated = AuthenticatedRoutes(router: router, signer: signer)

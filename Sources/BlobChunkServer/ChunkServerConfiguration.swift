@@ -38,6 +38,9 @@ public struct ChunkServerConfiguration: Sendable {
     public var peerFaults: (any PeerFaultInjector)?
     /// The metrics listener (`/metrics` and the probes); nil: none.
     public var metricsListener: ObservabilityListenerConfiguration?
+    /// Count, time and log every request (``RequestObserver``, ``BodyByteCounter``); off only to
+    /// measure what that costs (`--no-observe-requests`).
+    public var observeRequests = true
 
     public init(
         dataDirectory: String, host: String = "127.0.0.1", port: Int = 0, advertisedHost: String? = nil,

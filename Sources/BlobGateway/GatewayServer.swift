@@ -21,6 +21,9 @@ public struct GatewayConfiguration: Sendable {
     public var addressFile: String?
     /// The metrics listener (`/metrics` and the probes); nil: none.
     public var metricsListener: ObservabilityListenerConfiguration?
+    /// Count, time and log every request (``RequestObserver``, ``BodyByteCounter``); off only to
+    /// measure what that costs (`--no-observe-requests`).
+    public var observeRequests = true
 
     public init(
         host: String = "127.0.0.1", port: Int = 0, cluster: ClusterAddress, virtualHostSuffix: String? = nil,
@@ -62,7 +65,7 @@ public struct GatewayServer: Sendable {
             client: client, configuration: configuration, keys: KeyCache(client: client),
             buckets: BucketCache(client: client), logger: logger, metrics: GatewayMetrics(metrics: metrics))
         let router = Router()
-        router.add(middleware: RequestObserver(metrics: metrics, logger: logger))
+        if configuration.observeRequests { router.add(middleware: RequestObserver(metrics: metrics, logger: logger)) }
         let readiness = Self.readiness(client)
         // Bucket names `healthz` and `readyz` are reserved for these (``BucketRecord/reservedNames``).
         Probes.register(on: router, role: "gateway", readiness: readiness)
@@ -73,7 +76,8 @@ public struct GatewayServer: Sendable {
             // An idle connection (including one that stopped sending a body) is closed after a minute.
             server: .http1(
                 configuration: .init(
-                    additionalChannelHandlers: [ContinueHandler(), BodyByteCounter(metrics: metrics)],
+                    additionalChannelHandlers: [ContinueHandler()]
+                        + (configuration.observeRequests ? [BodyByteCounter(metrics: metrics)] : []),
                     idleTimeout: .seconds(60))),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { [logger] channel in

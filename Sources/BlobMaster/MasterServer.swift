@@ -48,6 +48,9 @@ public struct MasterConfiguration: Sendable {
     public var maxStandbyLag: Duration = .seconds(5)
     /// The metrics listener (`/metrics`, probes, status page); nil: none.
     public var metricsListener: ObservabilityListenerConfiguration?
+    /// Count, time and log every request (``RequestObserver``, ``BodyByteCounter``); off only to
+    /// measure what that costs (`--no-observe-requests`).
+    public var observeRequests = true
 
     public init(
         dataDirectory: String, host: String = "127.0.0.1", port: Int = 0, replicaCount: Int = 3,
@@ -181,7 +184,10 @@ public struct MasterServer: Sendable {
         let configuration = self.configuration
         let app = Application(
             router: router,
-            server: .http1(configuration: .init(additionalChannelHandlers: [BodyByteCounter(metrics: metrics)])),
+            server: .http1(
+                configuration: .init(
+                    additionalChannelHandlers: configuration.observeRequests ? [BodyByteCounter(metrics: metrics)] : [])
+            ),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { [logger] channel in
                 let bound = "\(configuration.host):\(channel.localAddress?.port ?? configuration.port)"
@@ -264,12 +270,14 @@ public struct MasterServer: Sendable {
         logger: Logger
     ) -> AuthenticatedRoutes {
         let router = Router(context: ClusterRequestContext.self)
-        router.add(
-            middleware: RequestObserver(
-                metrics: metrics, logger: logger,
-                quietRoutes: RequestObserver<ClusterRequestContext>.routineRoutes.union([
-                    "/v1/cluster/servers/{id}/heartbeat", "/v1/cluster/servers/{id}/reports",
-                ])))
+        if configuration.observeRequests {
+            router.add(
+                middleware: RequestObserver(
+                    metrics: metrics, logger: logger,
+                    quietRoutes: RequestObserver<ClusterRequestContext>.routineRoutes.union([
+                        "/v1/cluster/servers/{id}/heartbeat", "/v1/cluster/servers/{id}/reports",
+                    ])))
+        }
         router.add(middleware: JSONErrorMiddleware(node: "master"))
         router.add(middleware: MetadataPositionMiddleware(store: store))
         let routes = AuthenticatedRoutes(router: router, signer: signer)

@@ -87,6 +87,7 @@ struct ChunkServerCommand: AsyncParsableCommand {
             heartbeatInterval: .milliseconds(heartbeatInterval))
         configuration.metricsListener = try observability.listener(
             defaultFile: configuration.dataDirectory + "/metrics-address")
+        configuration.observeRequests = observability.observeRequests
         observability.bootstrap(level: logLevel)
         let logger = Logger(label: "blobctl.chunkserver")
         let server = ChunkServer(configuration: configuration, logger: logger)

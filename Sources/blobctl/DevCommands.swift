@@ -182,6 +182,14 @@ struct DevUpCommand: AsyncParsableCommand {
         help: "With --ha: the masters read stat, list and read plans from the PostgreSQL standbys too.")
     var standbyReads = true
 
+    @Option(help: "Log level of every server (default: info; the gateways log warnings only).")
+    var serverLogLevel: String?
+
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Servers count, time and log every request; off only to measure what that costs.")
+    var observeRequests = true
+
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
@@ -286,9 +294,12 @@ struct DevUpCommand: AsyncParsableCommand {
             // The gateway keeps no data: its directory is where uploads are spooled.
             let dataFlag = role == "gateway" ? "--spool-dir" : "--data"
             // Each server's metrics listener takes a free loopback port and writes it down.
+            var observability = ["--metrics-address-file", data + "/metrics-address"]
+            if !observeRequests { observability.append("--no-observe-requests") }
+            if let serverLogLevel { observability += ["--log-level", serverLogLevel] }
             let pid = try spawnDetached(
                 [executable, role, dataFlag, data, "--listen", address, "--secret-file", secretFile]
-                    + ["--metrics-address-file", data + "/metrics-address"] + arguments, log: log)
+                    + arguments + observability, log: log)
             cluster.members.append(
                 .init(name: name, role: role, pid: pid, address: address, dataDirectory: data, log: log))
             try cluster.save(dir)

@@ -47,6 +47,7 @@ struct GatewayCommand: AsyncParsableCommand {
             host: host, port: port, cluster: address, virtualHostSuffix: virtualHostSuffix, region: region,
             spoolDirectory: spoolDir, addressFile: addressFile)
         configuration.metricsListener = try observability.listener(defaultFile: nil)
+        configuration.observeRequests = observability.observeRequests
         observability.bootstrap(level: logLevel)
         let logger = Logger(label: "blobctl.gateway")
         let server = GatewayServer(configuration: configuration, logger: logger)

@@ -152,6 +152,7 @@ struct MasterCommand: AsyncParsableCommand {
         configuration.leaderLease = LeasePolicy(timeToLive: lease)
         configuration.metricsListener = try observability.listener(
             defaultFile: configuration.dataDirectory + "/metrics-address")
+        configuration.observeRequests = observability.observeRequests
         observability.bootstrap(level: logLevel)
         let logger = Logger(label: "blobctl.master")
         let server = MasterServer(configuration: configuration, logger: logger)

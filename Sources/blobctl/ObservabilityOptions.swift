@@ -18,6 +18,11 @@ struct ObservabilityOptions: ParsableArguments {
     @Option(help: "Log format: plain, or json (one object per line).")
     var logFormat: String = "plain"
 
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Count, time and log every request (metrics and request events); off only to measure their cost.")
+    var observeRequests = true
+
     func validate() throws {
         guard ["plain", "json"].contains(logFormat) else {
             throw ValidationError("--log-format \(logFormat) is not plain or json")
