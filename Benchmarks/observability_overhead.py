@@ -87,7 +87,8 @@ try:
 except s3.exceptions.BucketAlreadyOwnedByYou:
     pass
 size = 256 << 20
-s3.put_object(Bucket=bucket, Key="big", Body=random.Random(7).randbytes(size))
+rng = random.Random(7)
+s3.put_object(Bucket=bucket, Key="big", Body=b"".join(rng.randbytes(1 << 20) for _ in range(size >> 20)))
 offsets = [random.Random(i).randrange(0, size - (1 << 20)) for i in range(args.ranges)]
 
 

@@ -93,7 +93,8 @@ struct StatusPage: Sendable {
         return """
             <p class="summary"><span id="ring-epoch">\(ring)</span> · \(status.replicaCount) replicas · \
             <span id="servers-alive">\(alive) of \(status.servers.count) chunk servers alive</span> · \(leader) · \
-            page from master \(Self.escape(status.answeredBy ?? "")) at \(UTCTime.iso8601(milliseconds: Self.nowMilliseconds))</p>
+            page from master \(Self.escape(status.answeredBy ?? "")) at \
+            \(UTCTime.iso8601(milliseconds: Self.nowMilliseconds))</p>
 
             """
     }
@@ -186,7 +187,8 @@ struct StatusPage: Sendable {
         for master in status.masters ?? [] {
             rows += """
                 <tr><td>\(Self.escape(master.id))</td><td>\(Self.escape(master.address))</td>\
-                <td>\(master.isLeader ? "leader" : "follower")</td><td>\(master.reachable ? "reachable" : "unreachable")</td>\
+                <td>\(master.isLeader ? "leader" : "follower")</td>\
+                <td>\(master.reachable ? "reachable" : "unreachable")</td>\
                 <td>\(HumanSize.fixed(Double(master.millisecondsSinceSeen) / 1000, digits: 1)) s ago</td></tr>
 
                 """
@@ -213,8 +215,8 @@ struct StatusPage: Sendable {
         guard !entries.isEmpty else { return "<section id=\"errors\"><h2>Recent errors</h2><p>none</p></section>\n" }
         var items = ""
         for entry in entries {
-            items +=
-                "<li><time>\(UTCTime.iso8601(milliseconds: entry.milliseconds))</time> \(Self.escape(entry.message))</li>\n"
+            let time = UTCTime.iso8601(milliseconds: entry.milliseconds)
+            items += "<li><time>\(time)</time> \(Self.escape(entry.message))</li>\n"
         }
         return "<section id=\"errors\"><h2>Recent errors</h2><ul>\n\(items)</ul></section>\n"
     }
@@ -264,7 +266,8 @@ struct StatusPage: Sendable {
         .state-suspect .badge { background: #fef0c7; color: #93370d; }
         .state-down .badge, .state-unknown .badge { background: #fee4e2; color: #b42318; }
         .state-down { background: #fff6f5; }
-        .bar { display: block; width: 12rem; height: .6rem; background: #eceff4; border-radius: .3rem; overflow: hidden; }
+        .bar { display: block; width: 12rem; height: .6rem; background: #eceff4; border-radius: .3rem;
+          overflow: hidden; }
         .bar.inline { display: inline-block; vertical-align: middle; width: 8rem; }
         .bar span { display: block; height: 100%; background: #4f7cff; }
         ul { padding-left: 1.2rem; } time { color: #667085; font-family: ui-monospace, monospace; font-size: 12px; }

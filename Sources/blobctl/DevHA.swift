@@ -191,8 +191,8 @@ struct DevHA {
                 option redispatch 1
                 retry-on all-retryable-errors
                 http-request disable-l7-retry if METH_POST || METH_PUT
-                option httpchk GET /healthz
-                http-check expect rstatus ^[234]
+                option httpchk GET /readyz
+                http-check expect status 200
                 default-server inter 500ms fastinter 200ms downinter 500ms fall 2 rise 2
             \(servers)
             listen stats
