@@ -80,7 +80,10 @@ struct S3Handler: Sendable {
                 let metrics = self.metrics
                 response.body = ResponseBody(contentLength: body.contentLength) { writer in
                     let tally = BodyTally()
-                    try await body.write(CountingWriter(base: writer, tally: tally))
+                    // The body fetches the chunks as it streams: under the request's id.
+                    try await RequestID.$current.withValue(requestID) {
+                        try await body.write(CountingWriter(base: writer, tally: tally))
+                    }
                     if let first = tally.firstByte { metrics.recordFirstByte(first - started) }
                 }
             }

@@ -9,8 +9,9 @@ import Synchronization
 
 /// The outermost middleware of every role: gives each request its id (the caller's
 /// ``RequestID/headerName`` when it sent a usable one, else a new one) for the whole time it is
-/// served, body included; answers with the id; counts the request and its latency by route
-/// (``ServerMetrics/recordRequest(route:method:status:duration:)``) once the body is written;
+/// served, the writing of a large or streamed body included; answers with the id; counts the
+/// request and its latency by route (``ServerMetrics/recordRequest(route:method:status:duration:)``)
+/// once the body is written;
 /// and logs one `request` event at info level with id, method, route, status, bytes and duration.
 public struct RequestObserver<Context: RequestContext>: RouterMiddleware {
     let metrics: ServerMetrics
@@ -27,6 +28,10 @@ public struct RequestObserver<Context: RequestContext>: RouterMiddleware {
     }
 
     static var headerField: HTTPField.Name { HTTPField.Name(RequestID.headerName)! }
+
+    /// Bodies of at most this many bytes are not wrapped: their requests are timed until the
+    /// handler returns, and their bytes counted from the declared length.
+    static var smallBodyByteCount: Int { 64 << 10 }
 
     public func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
@@ -45,6 +50,12 @@ public struct RequestObserver<Context: RequestContext>: RouterMiddleware {
         response.headers[Self.headerField] = id
         let body = response.body
         let status = response.status
+        // A small body is written with the head in one go (Hummingbird's fast path for an
+        // in-memory body); a wrapped body would be three writes. It is counted as it returns.
+        if let length = body.contentLength, length <= Self.smallBodyByteCount {
+            finish(request, context, id: id, status: status, sent: Int64(length), start: start)
+            return response
+        }
         let observer = self
         response.body = ResponseBody(contentLength: body.contentLength) { writer in
             let tally = BodyTally()

@@ -63,6 +63,15 @@ struct PrometheusTests {
         }
     }
 
+    /// Whether Prometheus accepts `query` (parses and evaluates it).
+    static func accepts(_ http: HTTPClient, _ port: Int, _ query: String) async throws -> Bool {
+        var components = URLComponents(string: "http://127.0.0.1:\(port)/api/v1/query")!
+        components.queryItems = [URLQueryItem(name: "query", value: query)]
+        let response = try await http.execute(HTTPClientRequest(url: components.string!), timeout: .seconds(10))
+        _ = try await response.body.collect(upTo: 1 << 20)
+        return response.status == .ok
+    }
+
     /// Received body bytes per job, as Prometheus last scraped them.
     static func receivedBytes(_ http: HTTPClient, _ port: Int) async throws -> [String: Double] {
         var out: [String: Double] = [:]
@@ -159,6 +168,26 @@ struct PrometheusTests {
                 #expect(grew, "before \(before), after \(after)")
                 #expect(
                     (after["blobstore-chunkserver"] ?? 0) - (before["blobstore-chunkserver"] ?? 0) >= Double(2 << 20))
+
+                // Every query of the Grafana dashboard in docs/ is one Prometheus accepts.
+                let dashboardFile = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+                    .deletingLastPathComponent().deletingLastPathComponent()
+                    .appendingPathComponent("docs/grafana-dashboard.json")
+                struct Dashboard: Decodable {
+                    struct Panel: Decodable {
+                        struct Target: Decodable { var expr: String }
+                        var title: String
+                        var targets: [Target]
+                    }
+                    var panels: [Panel]
+                }
+                let dashboard = try JSONDecoder().decode(Dashboard.self, from: Data(contentsOf: dashboardFile))
+                #expect(dashboard.panels.count >= 10)
+                for panel in dashboard.panels {
+                    for target in panel.targets {
+                        #expect(try await Self.accepts(http, port, target.expr), "\(panel.title): \(target.expr)")
+                    }
+                }
 
                 // The GET's id is in the master's log (its read plan) and a chunk server's (the chunk).
                 func logged(_ role: String) -> Bool {
