@@ -83,10 +83,6 @@ public struct ChunkServer: Sendable {
         let configuration = self.configuration
         let app = Application(
             router: router,
-            server: .http1(
-                configuration: .init(
-                    additionalChannelHandlers: configuration.observeRequests ? [BodyByteCounter(metrics: metrics)] : [])
-            ),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { [logger] channel in
                 let port = channel.localAddress?.port ?? configuration.port

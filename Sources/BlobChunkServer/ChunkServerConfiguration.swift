@@ -38,7 +38,7 @@ public struct ChunkServerConfiguration: Sendable {
     public var peerFaults: (any PeerFaultInjector)?
     /// The metrics listener (`/metrics` and the probes); nil: none.
     public var metricsListener: ObservabilityListenerConfiguration?
-    /// Count, time and log every request (``RequestObserver``, ``BodyByteCounter``); off only to
+    /// Count, time and log every request (``RequestObserver``); off only to
     /// measure what that costs (`--no-observe-requests`).
     public var observeRequests = true
 

@@ -21,7 +21,7 @@ public struct GatewayConfiguration: Sendable {
     public var addressFile: String?
     /// The metrics listener (`/metrics` and the probes); nil: none.
     public var metricsListener: ObservabilityListenerConfiguration?
-    /// Count, time and log every request (``RequestObserver``, ``BodyByteCounter``); off only to
+    /// Count, time and log every request (``RequestObserver``); off only to
     /// measure what that costs (`--no-observe-requests`).
     public var observeRequests = true
 
@@ -76,8 +76,7 @@ public struct GatewayServer: Sendable {
             // An idle connection (including one that stopped sending a body) is closed after a minute.
             server: .http1(
                 configuration: .init(
-                    additionalChannelHandlers: [ContinueHandler()]
-                        + (configuration.observeRequests ? [BodyByteCounter(metrics: metrics)] : []),
+                    additionalChannelHandlers: [ContinueHandler()],
                     idleTimeout: .seconds(60))),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { [logger] channel in

@@ -48,7 +48,7 @@ public struct MasterConfiguration: Sendable {
     public var maxStandbyLag: Duration = .seconds(5)
     /// The metrics listener (`/metrics`, probes, status page); nil: none.
     public var metricsListener: ObservabilityListenerConfiguration?
-    /// Count, time and log every request (``RequestObserver``, ``BodyByteCounter``); off only to
+    /// Count, time and log every request (``RequestObserver``); off only to
     /// measure what that costs (`--no-observe-requests`).
     public var observeRequests = true
 
@@ -184,10 +184,6 @@ public struct MasterServer: Sendable {
         let configuration = self.configuration
         let app = Application(
             router: router,
-            server: .http1(
-                configuration: .init(
-                    additionalChannelHandlers: configuration.observeRequests ? [BodyByteCounter(metrics: metrics)] : [])
-            ),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { [logger] channel in
                 let bound = "\(configuration.host):\(channel.localAddress?.port ?? configuration.port)"

@@ -4,8 +4,6 @@ public import HTTPTypes
 public import Logging
 import Metrics
 public import NIOCore
-public import NIOHTTPTypes
-import Synchronization
 
 /// The outermost middleware of every role: gives each request its id (the caller's
 /// ``RequestID/headerName`` when it sent a usable one, else a new one) for the whole time it is
@@ -78,7 +76,10 @@ public struct RequestObserver<Context: RequestContext>: RouterMiddleware {
     ) {
         let duration = ContinuousClock.now - start
         let route = context.endpointPath ?? "unmatched"
+        let received = request.headers[.contentLength].flatMap { Int64($0) } ?? 0
         metrics.recordRequest(route: route, method: request.method.rawValue, status: status.code, duration: duration)
+        metrics.receivedBytes.increment(by: received)
+        metrics.sentBytes.increment(by: sent)
         if status.code >= 500 {
             metrics.recentErrors.note("\(request.method.rawValue) \(route) answered \(status.code) (request id \(id))")
         }
@@ -90,26 +91,23 @@ public struct RequestObserver<Context: RequestContext>: RouterMiddleware {
                 "request.id": "\(id)", "http.method": "\(request.method.rawValue)", "http.route": "\(route)",
                 "http.status": "\(status.code)",
                 "bytes.in": "\(request.headers[.contentLength] ?? "-")", "bytes.out": "\(sent)",
-                "duration.ms": "\(String(format: "%.2f", Double(duration.wholeNanoseconds) / 1e6))",
+                "duration.ms": "\(HumanSize.fixed(Double(duration.wholeNanoseconds) / 1e6, digits: 2))",
             ])
     }
 }
 
-/// What a response body writer wrote: its bytes, and when the first of them went out.
-public final class BodyTally: Sendable {
-    private let state = Mutex<(bytes: Int64, first: ContinuousClock.Instant?)>((0, nil))
+/// What a response body writer wrote: its bytes, and when the first of them went out. Written
+/// by the one task that writes the body, read once it has finished: no lock.
+public final class BodyTally: @unchecked Sendable {
+    public private(set) var bytes: Int64 = 0
+    public private(set) var firstByte: ContinuousClock.Instant?
 
     public init() {}
 
     func note(_ count: Int) {
-        state.withLock {
-            $0.bytes += Int64(count)
-            if $0.first == nil, count > 0 { $0.first = .now }
-        }
+        bytes += Int64(count)
+        if firstByte == nil, count > 0 { firstByte = .now }
     }
-
-    public var bytes: Int64 { state.withLock { $0.bytes } }
-    public var firstByte: ContinuousClock.Instant? { state.withLock { $0.first } }
 }
 
 /// A response body writer that tallies what passes through it.
@@ -134,32 +132,5 @@ public struct CountingWriter: ResponseBodyWriter {
 
     public consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
         try await base.finish(trailingHeaders)
-    }
-}
-
-/// Counts request and response body bytes on every connection, into a role's
-/// `blob_http_received_bytes_total` and `blob_http_sent_bytes_total`.
-public final class BodyByteCounter: ChannelDuplexHandler, RemovableChannelHandler {
-    public typealias InboundIn = HTTPRequestPart
-    public typealias InboundOut = HTTPRequestPart
-    public typealias OutboundIn = HTTPResponsePart
-    public typealias OutboundOut = HTTPResponsePart
-
-    let received: Metrics.Counter
-    let sent: Metrics.Counter
-
-    public init(metrics: ServerMetrics) {
-        received = metrics.receivedBytes
-        sent = metrics.sentBytes
-    }
-
-    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .body(let buffer) = unwrapInboundIn(data) { received.increment(by: buffer.readableBytes) }
-        context.fireChannelRead(data)
-    }
-
-    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .body(let buffer) = unwrapOutboundIn(data) { sent.increment(by: buffer.readableBytes) }
-        context.write(data, promise: promise)
     }
 }
