@@ -65,7 +65,9 @@ public struct GatewayServer: Sendable {
             client: client, configuration: configuration, keys: KeyCache(client: client),
             buckets: BucketCache(client: client), logger: logger, metrics: GatewayMetrics(metrics: metrics))
         let router = Router()
-        if configuration.observeRequests { router.add(middleware: RequestObserver(metrics: metrics, logger: logger)) }
+        if configuration.observeRequests {
+            router.add(middleware: RequestObserver(metrics: metrics, logger: logger, bodiesStream: true))
+        }
         let readiness = Self.readiness(client)
         // Bucket names `healthz` and `readyz` are reserved for these (``BucketRecord/reservedNames``).
         Probes.register(on: router, role: "gateway", readiness: readiness)

@@ -18,11 +18,20 @@ public struct RequestObserver<Context: RequestContext>: RouterMiddleware {
     /// own heartbeats, which would drown the log.
     let quietRoutes: Set<String>
     public static var routineRoutes: Set<String> { ["/healthz", "/readyz", "/metrics"] }
+    /// The role's large answers stream from elsewhere (the gateway's objects, fetched chunk by
+    /// chunk as they are written): such a request is timed until its last byte is written,
+    /// and keeps its id meanwhile. When false (the master's and the chunk servers' answers are
+    /// in memory when the handler returns), a body of known length is never wrapped.
+    let bodiesStream: Bool
 
-    public init(metrics: ServerMetrics, logger: Logger, quietRoutes: Set<String> = Self.routineRoutes) {
+    public init(
+        metrics: ServerMetrics, logger: Logger, quietRoutes: Set<String> = Self.routineRoutes,
+        bodiesStream: Bool = false
+    ) {
         self.metrics = metrics
         self.logger = logger
         self.quietRoutes = quietRoutes
+        self.bodiesStream = bodiesStream
     }
 
     static var headerField: HTTPField.Name { HTTPField.Name(RequestID.headerName)! }
@@ -48,9 +57,9 @@ public struct RequestObserver<Context: RequestContext>: RouterMiddleware {
         response.headers[Self.headerField] = id
         let body = response.body
         let status = response.status
-        // A small body is written with the head in one go (Hummingbird's fast path for an
-        // in-memory body); a wrapped body would be three writes. It is counted as it returns.
-        if let length = body.contentLength, length <= Self.smallBodyByteCount {
+        // An in-memory body is written with the head in one go (Hummingbird's fast path); a
+        // wrapped one would be three writes. It is counted as the handler returns it.
+        if let length = body.contentLength, length <= Self.smallBodyByteCount || !bodiesStream {
             finish(request, context, id: id, status: status, sent: Int64(length), start: start)
             return response
         }
