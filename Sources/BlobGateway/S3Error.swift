@@ -76,27 +76,7 @@ struct S3Error: Error, Sendable {
 
 /// Just enough XML writing for S3's answers, escaped.
 enum XML {
-    static func escape(_ text: String) -> String {
-        var out = ""
-        out.reserveCapacity(text.utf8.count)
-        for c in text.unicodeScalars {
-            switch c {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&apos;"
-            default:
-                // XML 1.0 cannot carry most control characters at all.
-                if c.value < 0x20 && c != "\t" && c != "\n" && c != "\r" {
-                    out += "&#x\(String(c.value, radix: 16));"
-                } else {
-                    out.unicodeScalars.append(c)
-                }
-            }
-        }
-        return out
-    }
+    static func escape(_ text: String) -> String { Markup.escape(text) }
 
     /// The five predefined entities and numeric character references, decoded.
     static func unescape(_ text: String) -> String {

@@ -37,7 +37,11 @@ struct ChunkServerRouteAuthenticationTests {
             routes: chunkRoutes, signer: signer, inFlight: InFlightCounter(),
             metrics: ServerMetrics(role: "chunkserver"),
             readiness: ChunkServerMetrics.readiness(storage: storage, registration: nil),
-            logger: Logger(label: "test.routes"))
+            logger: {
+                var quiet = Logger(label: "test.routes")
+                quiet.logLevel = .warning
+                return quiet
+            }())
         let failures = try await RouteAuthenticationCheck.failures(
             of: routes, signer: signer, parameters: ["id": ChunkID(hashing: Array("absent".utf8)).hex])
         try await client.shutdown()
