@@ -51,10 +51,6 @@ final class RateWindow: Sendable {
     }
 }
 
-extension Duration {
-    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
-}
-
 /// The master's status page (`GET /status` on its metrics listener): plain server-rendered
 /// HTML and CSS that refreshes itself every 5 s. It has the metrics listener's access rule:
 /// whoever can reach that address (loopback by default) can read it; it changes nothing.

@@ -114,7 +114,7 @@ public struct ObservabilityListenerConfiguration: Sendable {
 /// The metrics listener: `GET /metrics` (Prometheus text format), `/healthz` and `/readyz`, and
 /// any pages a role adds (the master's status page), on an address of its own that is bound to
 /// loopback unless the operator says otherwise. Nothing on it changes state; what it shows is
-/// for whoever can reach that address, as with SeaweedFS's and MinIO's metrics ports.
+/// for whoever can reach that address, as with SeaweedFS's `-metricsPort`.
 public enum ObservabilityListener {
     public static func make(
         configuration: ObservabilityListenerConfiguration, metrics: ServerMetrics, readiness: @escaping ReadinessCheck,

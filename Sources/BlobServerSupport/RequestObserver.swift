@@ -34,7 +34,7 @@ public struct RequestObserver<Context: RequestContext>: RouterMiddleware {
         self.bodiesStream = bodiesStream
     }
 
-    static var headerField: HTTPField.Name { HTTPField.Name(RequestID.headerName)! }
+    static var headerField: HTTPField.Name { requestIDField }
 
     /// Bodies of at most this many bytes are not wrapped: their requests are timed until the
     /// handler returns, and their bytes counted from the declared length.
@@ -85,7 +85,8 @@ public struct RequestObserver<Context: RequestContext>: RouterMiddleware {
     ) {
         let duration = ContinuousClock.now - start
         let route = context.endpointPath ?? "unmatched"
-        let received = request.headers[.contentLength].flatMap { Int64($0) } ?? 0
+        let declared = request.headers[.contentLength]
+        let received = declared.flatMap { Int64($0) } ?? 0
         metrics.recordRequest(route: route, method: request.method.rawValue, status: status.code, duration: duration)
         metrics.receivedBytes.increment(by: received)
         metrics.sentBytes.increment(by: sent)
@@ -99,11 +100,14 @@ public struct RequestObserver<Context: RequestContext>: RouterMiddleware {
             metadata: [
                 "request.id": "\(id)", "http.method": "\(request.method.rawValue)", "http.route": "\(route)",
                 "http.status": "\(status.code)",
-                "bytes.in": "\(request.headers[.contentLength] ?? "-")", "bytes.out": "\(sent)",
+                "bytes.in": "\(declared ?? "-")", "bytes.out": "\(sent)",
                 "duration.ms": "\(HumanSize.fixed(Double(duration.wholeNanoseconds) / 1e6, digits: 2))",
             ])
     }
 }
+
+/// ``RequestID/headerName`` as a field name, made once (not per request).
+let requestIDField = HTTPField.Name(RequestID.headerName)!
 
 /// What a response body writer wrote: its bytes, and when the first of them went out. Written
 /// by the one task that writes the body, read once it has finished: no lock.

@@ -20,13 +20,6 @@ func bootstrapLogging(level: String, json: Bool = false) {
         }, metadataProvider: .requestID)
 }
 
-extension Duration {
-    /// The duration in seconds, as a floating-point number, for rates and reports.
-    var inSeconds: Double {
-        Double(components.seconds) + Double(components.attoseconds) * 1e-18
-    }
-}
-
 /// Runs a server until SIGTERM or SIGINT asks it to stop gracefully: the servers own no
 /// signal handling (tests run them in-process), the command does.
 func runUntilSignalled(logger: Logger, _ body: @escaping @Sendable () async throws -> Void) async throws {
