@@ -112,11 +112,11 @@ def signed_put(key, body, headers):
             return reply.status, reply.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
-for size in (1 << 20, (1 << 20) + 1, 3 << 20):
-    data = os.urandom(size)
+for n in (1 << 20, (1 << 20) + 1, 3 << 20):
+    data = os.urandom(n)
     md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
-    s3.put_object(Bucket="media", Key="sized-%d.bin" % size, Body=data, ContentMD5=md5)
-    assert s3.get_object(Bucket="media", Key="sized-%d.bin" % size)["Body"].read() == data, size
+    s3.put_object(Bucket="media", Key="sized-%d.bin" % n, Body=data, ContentMD5=md5)
+    assert s3.get_object(Bucket="media", Key="sized-%d.bin" % n)["Body"].read() == data, n
 for declared, sent in ((10, 20), (10, 5), (2 << 20, 20), (2 << 20, 3 << 20)):
     piece = os.urandom(sent)
     chunked = b"%x\r\n" % sent + piece + b"\r\n0\r\n\r\n"
@@ -131,7 +131,7 @@ status, reply = signed_put("honest.bin", b"14\r\n" + piece + b"\r\n0\r\n\r\n", {
     "X-Amz-Decoded-Content-Length": "20"})
 assert status == 200, (status, reply)
 assert s3.get_object(Bucket="media", Key="honest.bin")["Body"].read() == piece
-for key in ["honest.bin"] + ["sized-%d.bin" % size for size in (1 << 20, (1 << 20) + 1, 3 << 20)]:
+for key in ["honest.bin"] + ["sized-%d.bin" % n for n in (1 << 20, (1 << 20) + 1, 3 << 20)]:
     s3.delete_object(Bucket="media", Key=key)
 check("bodies in memory and spooled store the same bytes; a body unlike its declared length stores nothing")
 
@@ -441,7 +441,7 @@ cli_back = os.path.join(work, "cli-back.bin")
 subprocess.run(aws + ["s3", "cp", "s3://cli/big.bin", cli_back, "--only-show-errors"], env=env, check=True)
 assert hashlib.sha256(open(cli_back, "rb").read()).hexdigest() == digest
 ls = subprocess.run(aws + ["s3", "ls", "s3://cli/"], env=env, check=True, capture_output=True, text=True).stdout
-assert "big.bin" in ls and str(size) in ls
+assert "big.bin" in ls and str(size) in ls, ls
 check("aws s3 cp up and down, ls")
 
 # rclone: copy, check, sync (a change and a deletion), check again, check --download.
