@@ -31,6 +31,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.29.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.10.0"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.0.0"),
     ],
     targets: [
         // Debian's libzstd and libxxhash behind module maps: glue, not code.
@@ -54,12 +56,26 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // How components reach each other: http or https, the trust roots every client inside the
+        // cluster verifies servers against, and a server's certificate, reloadable.
+        .target(
+            name: "BlobTransport",
+            dependencies: [
+                "BlobCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // HTTP glue shared by the server roles: JSON errors, the status mapping, request counting,
         // metrics, probes and request logs.
         .target(
             name: "BlobServerSupport",
             dependencies: [
                 "BlobCore",
+                "BlobTransport",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -76,6 +92,7 @@ let package = Package(
             name: "BlobMaster",
             dependencies: [
                 "BlobCore",
+                "BlobTransport",
                 "BlobServerSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -94,6 +111,7 @@ let package = Package(
             name: "BlobChunkServer",
             dependencies: [
                 "BlobCore",
+                "BlobTransport",
                 "BlobServerSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -111,6 +129,7 @@ let package = Package(
             name: "BlobClient",
             dependencies: [
                 "BlobCore",
+                "BlobTransport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -158,6 +177,10 @@ let package = Package(
             name: "blobctl",
             dependencies: [
                 "BlobCore",
+                "BlobTransport",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 "BlobServerSupport",
                 "BlobMaster",
                 "BlobChunkServer",

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 public import BlobCore
 import BlobServerSupport
+import BlobTransport
 import Foundation
 import Hummingbird
 public import Logging
@@ -60,7 +61,8 @@ public struct ChunkServer: Sendable {
                 Int64(configuration.peerConnectTimeout.components.seconds) * 1_000_000_000
                     + configuration.peerConnectTimeout.components.attoseconds / 1_000_000_000),
             read: .seconds(Int64(configuration.forwardTimeout.components.seconds)))
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
+        let client = HTTPClient(
+            eventLoopGroupProvider: .singleton, configuration: configuration.transport.configure(clientConfiguration))
         let plain = HTTPPeerTransport(client: client)
         let transport: any PeerTransport =
             configuration.peerFaults.map { FaultyPeerTransport(base: plain, faults: $0) } ?? plain
@@ -68,7 +70,8 @@ public struct ChunkServer: Sendable {
         let routes = ChunkRoutes(
             storage: storage,
             forwarder: ReplicationForwarder(
-                transport: transport, signer: signer, timeout: configuration.forwardTimeout),
+                transport: transport, signer: signer, timeout: configuration.forwardTimeout,
+                scheme: configuration.transport),
             signer: signer, serverID: serverID, addressBox: box,
             terms: LeaderTermGuard(dataDirectory: configuration.dataDirectory))
         let inFlight = InFlightCounter<ClusterRequestContext>()
@@ -81,8 +84,11 @@ public struct ChunkServer: Sendable {
         let progressFile = configuration.dataDirectory + "/" + ScrubProgress.fileName
         ChunkServerMetrics.register(metrics, storage: storage, scrubProgressFile: progressFile)
         let configuration = self.configuration
+        ServerCertificate.announce(
+            configuration.certificate, host: configuration.host, role: "chunk server", logger: logger)
         let app = Application(
             router: router,
+            server: .blobHTTP1(certificate: configuration.certificate),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { [logger] channel in
                 let port = channel.localAddress?.port ?? configuration.port
@@ -110,6 +116,9 @@ public struct ChunkServer: Sendable {
             services.append(
                 ObservabilityListener.make(
                     configuration: listener, metrics: metrics, readiness: readiness, logger: logger))
+        }
+        if let certificate = configuration.certificate {
+            services.append(CertificateReloader(certificate: certificate, logger: logger))
         }
         let group = ServiceGroup(
             configuration: .init(

@@ -1,5 +1,6 @@
 import BlobCore
 public import BlobServerSupport
+public import BlobTransport
 
 /// Everything a chunk server needs to run; no hidden globals.
 public struct ChunkServerConfiguration: Sendable {
@@ -41,6 +42,11 @@ public struct ChunkServerConfiguration: Sendable {
     /// Count, time and log every request (``RequestObserver``); off only to
     /// measure what that costs (`--no-observe-requests`).
     public var observeRequests = true
+    /// The certificate this server serves HTTPS with (nil: plain HTTP), reloaded on SIGHUP.
+    public var certificate: ServerCertificate?
+    /// How this server reaches the master and its peers (the masters' scheme, verified against
+    /// `--tls-ca`).
+    public var transport: ClusterTransport = .plain
 
     public init(
         dataDirectory: String, host: String = "127.0.0.1", port: Int = 0, advertisedHost: String? = nil,

@@ -66,9 +66,9 @@ struct FaultyPeerTransport: PeerTransport {
         }
     }
 
-    /// `host:port` and the path of `http://host:port/path`.
+    /// `host:port` and the path of `http://host:port/path` (or `https://`).
     static func split(_ url: String) -> (String, String) {
-        let rest = url.hasPrefix("http://") ? url.dropFirst(7) : Substring(url)
+        let rest = url.firstRange(of: "://").map { url[$0.upperBound...] } ?? Substring(url)
         guard let slash = rest.firstIndex(of: "/") else { return (String(rest), "/") }
         return (String(rest[..<slash]), String(rest[slash...]))
     }

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import BlobCore
+import BlobTransport
 import Foundation
 import NIOCore
 
@@ -9,6 +10,8 @@ struct ReplicationForwarder: Sendable {
     let transport: any PeerTransport
     let signer: RequestSigner
     let timeout: Duration
+    /// http or https: the peers' scheme.
+    var scheme: ClusterTransport = .plain
 
     /// Parses `host:port` targets; anything else is refused before a byte moves.
     static func parseTargets(_ text: String?) throws -> [String] {
@@ -40,7 +43,7 @@ struct ReplicationForwarder: Sendable {
     /// Writes the frame to one peer; returns its server id, or throws its error.
     func forward(_ frame: [UInt8], id: ChunkID, to target: String) async throws -> String {
         let path = "/v1/chunks/\(id.hex)"
-        var request = HTTPClientRequest(url: "http://\(target)\(path)")
+        var request = HTTPClientRequest(url: scheme.url(target, path))
         request.method = .PUT
         request.headers.add(
             name: "Authorization",

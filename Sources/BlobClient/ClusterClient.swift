@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 public import BlobCore
+public import BlobTransport
 import Foundation
 import NIOCore
 import Synchronization
@@ -9,16 +10,20 @@ public struct ClusterAddress: Sendable, Hashable {
     /// `http://HOST:PORT` of each master.
     public var masterURLs: [String]
     public var secret: [UInt8]
+    /// PEM file of the CA certificates the cluster's servers are verified against, when the
+    /// masters are `https://` (nil: the system's trust store).
+    public var trustRootsFile: String?
 
     /// The masters as given: one URL, or several separated by commas.
     public var masterURL: String { masterURLs.joined(separator: ",") }
 
     /// `masterURL`: one master's URL, or several separated by commas.
-    public init(masterURL: String, secret: [UInt8]) {
+    public init(masterURL: String, secret: [UInt8], trustRootsFile: String? = nil) {
         self.masterURLs = masterURL.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
             !$0.isEmpty
         }
         self.secret = secret
+        self.trustRootsFile = trustRootsFile
     }
 }
 
@@ -28,6 +33,8 @@ public final class ClusterClient: Sendable {
     public let address: ClusterAddress
     let signer: RequestSigner
     let http: HTTPClient
+    /// http or https for the masters and chunk servers alike.
+    public let transport: ClusterTransport
     /// Deadline of one master request: with several masters, short enough that a master that
     /// stopped answering (paused, partitioned) costs one wait before the next is asked.
     let masterTimeout: TimeAmount
@@ -64,10 +71,11 @@ public final class ClusterClient: Sendable {
         self.address = address
         masterTimeout = address.masterURLs.count > 1 ? .seconds(15) : .seconds(60)
         signer = try RequestSigner(secret: address.secret)
+        transport = try ClusterTransport.forMasters(address.masterURLs, trustRootsFile: address.trustRootsFile)
         var configuration = HTTPClient.Configuration()
         configuration.timeout.connect = .seconds(2)
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 16
-        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: transport.configure(configuration))
     }
 
     public func shutdown() async throws {
@@ -176,9 +184,20 @@ public final class ClusterClient: Sendable {
             }
             bytes = Array(try await response.body.collect(upTo: 256 << 20).readableBytesView)
         } catch {
+            if let problem = ClusterTransport.tlsProblem(error) {
+                // Nothing was sent, and another try meets the same certificate.
+                return .refused(
+                    BlobError(
+                        .unavailable, reason: "master.tls", "cannot talk to the master at \(url): \(problem)",
+                        underlying: error))
+            }
+            var hint = ""
+            if !transport.isSecure, let closed = error as? HTTPClientError, closed == .remoteConnectionClosed {
+                hint = "; if the cluster serves HTTPS, give the master as https://HOST:PORT"
+            }
             let failure = BlobError(
                 .unavailable, reason: "master.unreachable",
-                "cannot reach the master at \(url) (\(Self.describe(error))); start a local "
+                "cannot reach the master at \(url) (\(Self.describe(error))\(hint)); start a local "
                     + "cluster with `blobctl dev up`, or point --master / BLOBCTL_MASTER at a running one",
                 underlying: error)
             return Self.neverSent(error) ? .notSent(failure) : .unknownOutcome(failure)
@@ -238,7 +257,7 @@ public final class ClusterClient: Sendable {
         if targets.count > 1 {
             path += "?replicas=" + targets.dropFirst().map(\.address).joined(separator: ",") + "&quorum=\(quorum)"
         }
-        var request = HTTPClientRequest(url: "http://\(targets[0].address)\(path)")
+        var request = HTTPClientRequest(url: transport.url(targets[0].address, path))
         request.method = .PUT
         request.headers.add(name: "Authorization", value: token(method: "PUT", pathAndQuery: path))
         Self.carryRequestID(&request)
@@ -291,7 +310,7 @@ public final class ClusterClient: Sendable {
     /// the server's error, or `unavailable` when it cannot be reached in time.
     func getFromChunkServer(_ pathAndQuery: String, server: ServerEndpoint, upTo limit: Int) async throws -> ByteBuffer
     {
-        var request = HTTPClientRequest(url: "http://\(server.address)\(pathAndQuery)")
+        var request = HTTPClientRequest(url: transport.url(server.address, pathAndQuery))
         request.headers.add(name: "Authorization", value: token(method: "GET", pathAndQuery: pathAndQuery))
         Self.carryRequestID(&request)
         let response: HTTPClientResponse
@@ -332,6 +351,7 @@ public final class ClusterClient: Sendable {
     }
 
     static func describe(_ error: any Error) -> String {
+        if let problem = ClusterTransport.tlsProblem(error) { return problem }
         if let error = error as? HTTPClientError {
             switch error {
             case .connectTimeout: return "connection timed out"

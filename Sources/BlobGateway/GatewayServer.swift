@@ -1,6 +1,7 @@
 public import BlobClient
 import BlobCore
 public import BlobServerSupport
+public import BlobTransport
 import Foundation
 import Hummingbird
 public import Logging
@@ -24,6 +25,8 @@ public struct GatewayConfiguration: Sendable {
     /// Count, time and log every request (``RequestObserver``); off only to
     /// measure what that costs (`--no-observe-requests`).
     public var observeRequests = true
+    /// The certificate this gateway serves HTTPS with (nil: plain HTTP), reloaded on SIGHUP.
+    public var certificate: ServerCertificate?
 
     public init(
         host: String = "127.0.0.1", port: Int = 0, cluster: ClusterAddress, virtualHostSuffix: String? = nil,
@@ -73,13 +76,13 @@ public struct GatewayServer: Sendable {
         Probes.register(on: router, role: "gateway", readiness: readiness)
         handler.register(on: router)
         let configuration = self.configuration
+        ServerCertificate.announce(configuration.certificate, host: configuration.host, role: "gateway", logger: logger)
         let app = Application(
             router: router,
             // An idle connection (including one that stopped sending a body) is closed after a minute.
-            server: .http1(
-                configuration: .init(
-                    additionalChannelHandlers: [ContinueHandler()],
-                    idleTimeout: .seconds(60))),
+            server: .blobHTTP1(
+                .init(additionalChannelHandlers: [ContinueHandler()], idleTimeout: .seconds(60)),
+                certificate: configuration.certificate),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { [logger] channel in
                 let bound = "\(configuration.host):\(channel.localAddress?.port ?? configuration.port)"
@@ -95,6 +98,9 @@ public struct GatewayServer: Sendable {
             services.append(
                 ObservabilityListener.make(
                     configuration: listener, metrics: metrics, readiness: readiness, logger: logger))
+        }
+        if let certificate = configuration.certificate {
+            services.append(CertificateReloader(certificate: certificate, logger: logger))
         }
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [], logger: logger))
         do {

@@ -1,5 +1,6 @@
 public import BlobCore
 public import BlobServerSupport
+public import BlobTransport
 import Foundation
 import Hummingbird
 import HTTPTypes
@@ -51,6 +52,11 @@ public struct MasterConfiguration: Sendable {
     /// Count, time and log every request (``RequestObserver``); off only to
     /// measure what that costs (`--no-observe-requests`).
     public var observeRequests = true
+    /// The certificate this master serves HTTPS with (nil: plain HTTP), reloaded on SIGHUP.
+    public var certificate: ServerCertificate?
+    /// How this master reaches chunk servers: HTTPS, verified against `--tls-ca`, when it
+    /// serves TLS itself (a cluster is all one or the other).
+    public var peerTransport: ClusterTransport = .plain
 
     public init(
         dataDirectory: String, host: String = "127.0.0.1", port: Int = 0, replicaCount: Int = 3,
@@ -138,9 +144,9 @@ public struct MasterServer: Sendable {
         await membership.setLeadership(election)
         let client = HTTPClient(
             eventLoopGroupProvider: .singleton,
-            configuration: .init(
-                timeout: .init(connect: .seconds(2), read: .seconds(60))))
-        let peer = ChunkServerPeer(client: client, signer: signer)
+            configuration: configuration.peerTransport.configure(
+                .init(timeout: .init(connect: .seconds(2), read: .seconds(60)))))
+        let peer = ChunkServerPeer(client: client, signer: signer, transport: configuration.peerTransport)
         let repairer = Repairer(
             store: store, membership: membership, peer: peer, bytesPerSecond: configuration.repairBytesPerSecond,
             fullScanInterval: configuration.repairFullScanInterval, logger: logger, clock: clock)
@@ -182,8 +188,10 @@ public struct MasterServer: Sendable {
             store: store, operations: operations
         ).register()
         let configuration = self.configuration
+        ServerCertificate.announce(configuration.certificate, host: configuration.host, role: "master", logger: logger)
         let app = Application(
             router: router,
+            server: .blobHTTP1(certificate: configuration.certificate),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { [logger] channel in
                 let bound = "\(configuration.host):\(channel.localAddress?.port ?? configuration.port)"
@@ -223,6 +231,9 @@ public struct MasterServer: Sendable {
             try await store.forgetMasters(unseenFor: 86_400_000)
         }
         var services: [any Service] = [app, ElectionService(election: election), refresh, repair, lifecycle, forget]
+        if let certificate = configuration.certificate {
+            services.append(CertificateReloader(certificate: certificate, logger: logger))
+        }
         if let listener = configuration.metricsListener {
             let page = StatusPage(
                 reader: ClusterStatusReader(

@@ -1,4 +1,5 @@
 import Foundation
+public import BlobTransport
 public import Hummingbird
 import HTTPTypes
 public import Logging
@@ -103,11 +104,16 @@ public struct ObservabilityListenerConfiguration: Sendable {
     public var port: Int
     /// The bound `host:port` is written here, if anywhere (`DIR/metrics-address`).
     public var addressFile: String?
+    /// The server's own certificate, when it serves TLS: the listener serves HTTPS too.
+    public var certificate: ServerCertificate?
 
-    public init(host: String = "127.0.0.1", port: Int = 0, addressFile: String? = nil) {
+    public init(
+        host: String = "127.0.0.1", port: Int = 0, addressFile: String? = nil, certificate: ServerCertificate? = nil
+    ) {
         self.host = host
         self.port = port
         self.addressFile = addressFile
+        self.certificate = certificate
     }
 }
 
@@ -133,6 +139,7 @@ public enum ObservabilityListener {
         addRoutes(router)
         return Application(
             router: router,
+            server: .blobHTTP1(certificate: configuration.certificate),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { channel in
                 let bound = "\(configuration.host):\(channel.localAddress?.port ?? configuration.port)"

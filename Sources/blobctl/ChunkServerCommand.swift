@@ -63,6 +63,8 @@ struct ChunkServerCommand: AsyncParsableCommand {
 
     @OptionGroup var observability: ObservabilityOptions
 
+    @OptionGroup var tls: TLSOptions
+
     func run() async throws {
         let (host, port) = try Self.parseAddress(listen)
         let advertisedHost = try advertise.map { try Self.parseAddress($0).host }
@@ -85,15 +87,21 @@ struct ChunkServerCommand: AsyncParsableCommand {
             secret: secret, scrubBytesPerSecond: try size(scrubRate, "scrub-rate") ?? 0,
             scrubPassInterval: .seconds(max(1, scrubInterval)), masterURL: masterURL,
             heartbeatInterval: .milliseconds(heartbeatInterval))
+        configuration.certificate = try tls.certificate()
+        configuration.transport = try tls.clusterTransport(
+            masterURLs: masterURL.map { $0.split(separator: ",").map(String.init) },
+            serving: configuration.certificate)
         configuration.metricsListener = try observability.listener(
-            defaultFile: configuration.dataDirectory + "/metrics-address")
+            defaultFile: configuration.dataDirectory + "/metrics-address", certificate: configuration.certificate)
         configuration.observeRequests = observability.observeRequests
         observability.bootstrap(level: logLevel)
         let logger = Logger(label: "blobctl.chunkserver")
         let server = ChunkServer(configuration: configuration, logger: logger)
+        let scheme = configuration.transport.scheme.rawValue
         try await runUntilSignalled(logger: logger) {
             try await server.run { address, serverID in
-                FileHandle.standardOutput.write(Data("chunkserver \(serverID) listening on http://\(address)\n".utf8))
+                FileHandle.standardOutput.write(
+                    Data("chunkserver \(serverID) listening on \(scheme)://\(address)\n".utf8))
             }
         }
     }
@@ -119,11 +127,10 @@ struct ChunkServerCommand: AsyncParsableCommand {
         for part in parts {
             let full = part.hasPrefix("http://") || part.hasPrefix("https://") ? part : "http://" + part
             let trimmed = full.hasSuffix("/") ? String(full.dropLast()) : full
-            guard trimmed.hasPrefix("http://"), let address = try? parseAddress(String(trimmed.dropFirst(7))),
-                address.port > 0
-            else {
+            let rest = trimmed.drop(while: { $0 != "/" }).dropFirst(2)
+            guard let address = try? parseAddress(String(rest)), address.port > 0 else {
                 throw ValidationError(
-                    "--master \(part) is not http://HOST:PORT "
+                    "--master \(part) is not http://HOST:PORT or https://HOST:PORT "
                         + "(e.g. http://127.0.0.1:9400; several: separated by commas)"
                 )
             }

@@ -15,6 +15,13 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "File holding the cluster secret. Env: BLOBCTL_SECRET_FILE.")
     var secretFile: String?
 
+    @Option(
+        help: """
+            PEM file of the CA certificates an https:// cluster's servers are verified against (default: \
+            the system's trust store). Env: BLOBCTL_TLS_CA.
+            """)
+    var tlsCA: String?
+
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
@@ -36,7 +43,11 @@ struct ClusterOptions: ParsableArguments {
         }
         let url = try ChunkServerCommand.parseMasterURL(master)
         let secret = try ChunkServerCommand.loadSecret(secretFile)
-        return ClusterAddress(masterURL: url, secret: secret)
+        // The saved CA goes with the saved cluster only.
+        let trustRoots =
+            tlsCA ?? environment["BLOBCTL_TLS_CA"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? (master == saved?.master ? saved?.tlsCA : nil)
+        return ClusterAddress(masterURL: url, secret: secret, trustRootsFile: trustRoots)
     }
 
     /// Runs `body` with a client, turning every failure into a message and an exit code.
@@ -63,6 +74,8 @@ struct ClientConfigFile: Codable {
     var master: String
     var secretFile: String
     var devDirectory: String?
+    /// The CA an https:// cluster's servers are verified against (`dev up --tls`).
+    var tlsCA: String?
 
     /// `BLOBCTL_CONFIG`, else `$XDG_CONFIG_HOME/blobctl/config.json`, else `~/.config/blobctl/config.json`.
     static var path: String {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BlobClient
 import BlobCore
+import BlobTransport
 import AsyncHTTPClient
 import Foundation
 
@@ -52,6 +53,15 @@ struct DevCluster: Codable {
     var secretAccessKey: String?
     /// With `--ha`: the `--port` the database's ports sit below (``DevHA``).
     var haPort: Int?
+    /// With `--tls`: the CA every process's certificate is signed by (``DevCertificates``).
+    var tlsCA: String?
+
+    /// The cluster's address for a client of this process.
+    func address() -> ClusterAddress {
+        let secret = RequestSigner.secret(
+            fromFileText: (try? String(contentsOfFile: secretFile, encoding: .utf8)) ?? "")
+        return ClusterAddress(masterURL: masterURL, secret: secret, trustRootsFile: tlsCA)
+    }
 
     static func file(_ dir: String) -> String { dir + "/cluster.json" }
 
@@ -190,6 +200,13 @@ struct DevUpCommand: AsyncParsableCommand {
         help: "Servers count, time and log every request; off only to measure what that costs.")
     var observeRequests = true
 
+    @Flag(
+        help: """
+            Serve HTTPS everywhere: a local CA (made once, in DIR/tls) signs a certificate per process, \
+            every process verifies the others against it, and the client config trusts it.
+            """)
+    var tls = false
+
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
@@ -207,6 +224,13 @@ struct DevUpCommand: AsyncParsableCommand {
         }
         guard (1...9).contains(masters) else {
             throw CLIError.exit(CLIError(.usage, "--masters takes 1 to 9, got \(masters)"), json: json)
+        }
+        guard !(ha && tls) else {
+            throw CLIError.exit(
+                CLIError(
+                    .usage,
+                    "--tls does not combine with --ha yet (HAProxy's checks and PostgreSQL speak plain HTTP and TCP "
+                        + "there); run one or the other"), json: json)
         }
         guard !ha || masterCount >= 2 else {
             throw CLIError.exit(CLIError(.usage, "--ha runs several masters; drop --masters 1"), json: json)
@@ -226,7 +250,9 @@ struct DevUpCommand: AsyncParsableCommand {
         let dir = directory.path
         do {
             let cluster = try await up(dir)
-            try ClientConfigFile(master: cluster.masterURL, secretFile: cluster.secretFile, devDirectory: dir).save()
+            try ClientConfigFile(
+                master: cluster.masterURL, secretFile: cluster.secretFile, devDirectory: dir, tlsCA: cluster.tlsCA
+            ).save()
             if json {
                 try printJSON(cluster)
             } else {
@@ -242,7 +268,8 @@ struct DevUpCommand: AsyncParsableCommand {
                     print(
                         """
                         S3 and HTTP gateway: \(gateway)   (access key id \(id), secret access key \(secret))
-                          AWS_ACCESS_KEY_ID=\(id) AWS_SECRET_ACCESS_KEY='\(secret)' aws --endpoint-url \(gateway) s3 ls
+                          \(cluster.tlsCA.map { "AWS_CA_BUNDLE=\($0) " } ?? "")AWS_ACCESS_KEY_ID=\(id) \
+                        AWS_SECRET_ACCESS_KEY='\(secret)' aws --endpoint-url \(gateway) s3 ls
                         """)
                 }
                 let scrapeConfig = DevObservability.prometheusConfigFile(dir)
@@ -256,7 +283,8 @@ struct DevUpCommand: AsyncParsableCommand {
 
     func up(_ dir: String) async throws -> DevCluster {
         if let existing = DevCluster.load(dir) {
-            if existing.members.allSatisfy(DevCluster.isRunning),
+            // A running cluster is reused only if it speaks the scheme asked for.
+            if existing.members.allSatisfy(DevCluster.isRunning), (existing.tlsCA != nil) == tls,
                 (try? await waitUntilReady(existing, timeout: .seconds(5))) != nil
             {
                 if !json {
@@ -280,9 +308,15 @@ struct DevUpCommand: AsyncParsableCommand {
         }
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         let masterAddresses = (0..<masterCount).map { "127.0.0.1:\(port + $0)" }
-        let masterURL = masterAddresses.map { "http://" + $0 }.joined(separator: ",")
+        let certificates = tls ? DevCertificates(directory: dir + "/tls") : nil
+        let scheme = tls ? "https://" : "http://"
+        let masterURL = masterAddresses.map { scheme + $0 }.joined(separator: ",")
         let firstServerPort = port + masterCount
         var cluster = DevCluster(masterURL: masterURL, secretFile: secretFile, replicas: replicas, members: [])
+        if let certificates {
+            _ = try certificates.authority()
+            cluster.tlsCA = certificates.caFile
+        }
         // The S3 key made by an earlier `up` is still in the master's database: keep using it.
         if let previous = DevCluster.load(dir) {
             cluster.accessKeyID = previous.accessKeyID
@@ -297,9 +331,17 @@ struct DevUpCommand: AsyncParsableCommand {
             var observability = ["--metrics-address-file", data + "/metrics-address"]
             if !observeRequests { observability.append("--no-observe-requests") }
             if let serverLogLevel { observability += ["--log-level", serverLogLevel] }
+            var tlsArguments: [String] = []
+            if let certificates {
+                try certificates.issue(name)
+                tlsArguments = [
+                    "--tls-cert", certificates.certificateFile(name), "--tls-key", certificates.keyFile(name),
+                    "--tls-ca", certificates.caFile,
+                ]
+            }
             let pid = try spawnDetached(
                 [executable, role, dataFlag, data, "--listen", address, "--secret-file", secretFile]
-                    + arguments + observability, log: log)
+                    + arguments + tlsArguments + observability, log: log)
             cluster.members.append(
                 .init(name: name, role: role, pid: pid, address: address, dataDirectory: data, log: log))
             try cluster.save(dir)
@@ -346,7 +388,7 @@ struct DevUpCommand: AsyncParsableCommand {
                     arguments: ["--master", masterURL, "--log-level", "warning"])
                 gateways.append(gateway)
             }
-            cluster.gatewayURL = "http://" + gateways[0]
+            cluster.gatewayURL = scheme + gateways[0]
             if ha {
                 // HAProxy in front of the gateways: the cluster's S3 and HTTP address.
                 let front = firstServerPort + servers + gatewayCount
@@ -420,9 +462,7 @@ struct DevUpCommand: AsyncParsableCommand {
     /// An S3 key for the local cluster, made once and kept in cluster.json (mode 0600, like the secret).
     func createKey(_ cluster: inout DevCluster) async throws {
         guard cluster.accessKeyID == nil else { return }
-        let secret = RequestSigner.secret(
-            fromFileText: (try? String(contentsOfFile: cluster.secretFile, encoding: .utf8)) ?? "")
-        let client = try ClusterClient(address: ClusterAddress(masterURL: cluster.masterURL, secret: secret))
+        let client = try ClusterClient(address: cluster.address())
         let key: AccessKey
         do {
             key = try await client.createAccessKey(name: "dev")
@@ -437,9 +477,7 @@ struct DevUpCommand: AsyncParsableCommand {
 
     /// Waits until the master answers and every chunk server is alive and in the ring.
     func waitUntilReady(_ cluster: DevCluster, timeout: Duration) async throws {
-        let secret = RequestSigner.secret(
-            fromFileText: (try? String(contentsOfFile: cluster.secretFile, encoding: .utf8)) ?? "")
-        let client = try ClusterClient(address: ClusterAddress(masterURL: cluster.masterURL, secret: secret))
+        let client = try ClusterClient(address: cluster.address())
         defer { Task { try? await client.shutdown() } }
         let deadline = ContinuousClock.now + timeout
         var last = "the master did not answer"
@@ -458,7 +496,7 @@ struct DevUpCommand: AsyncParsableCommand {
                 let wanted = cluster.members.count { $0.role == "chunkserver" }
                 if status.ringEpoch != nil && ready >= wanted {
                     guard let gateway = cluster.gatewayURL else { return }
-                    if await Self.answers(gateway) { return }
+                    if await Self.answers(gateway, transport: client.transport) { return }
                     last = "the gateway at \(gateway) did not answer"
                 } else {
                     last = "\(ready) of \(wanted) chunk servers alive and in the ring"
@@ -476,8 +514,8 @@ struct DevUpCommand: AsyncParsableCommand {
 
 extension DevUpCommand {
     /// Whether anything answers HTTP at `url` (any status: the gateway refuses unsigned requests).
-    static func answers(_ url: String) async -> Bool {
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+    static func answers(_ url: String, transport: ClusterTransport) async -> Bool {
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: transport.configure(.init()))
         defer { Task { try? await client.shutdown() } }
         var request = HTTPClientRequest(url: url + "/")
         request.method = .GET

@@ -95,9 +95,7 @@ extension DevStatusCommand {
                 duties["127.0.0.1:\(member.port)"] = (names[member.role] ?? member.role) + " (\(member.state))"
             }
         }
-        let secret = RequestSigner.secret(
-            fromFileText: (try? String(contentsOfFile: cluster.secretFile, encoding: .utf8)) ?? "")
-        if let client = try? ClusterClient(address: ClusterAddress(masterURL: cluster.masterURL, secret: secret)) {
+        if let client = try? ClusterClient(address: cluster.address()) {
             if let leader = (try? await client.clusterStatus())?.leader {
                 duties[leader.address] = "leader (term \(leader.term))"
             }
@@ -124,5 +122,10 @@ struct DevEnvCommand: AsyncParsableCommand {
         func quoted(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'" }
         print("export BLOBCTL_MASTER=\(quoted(cluster.masterURL))")
         print("export BLOBCTL_SECRET_FILE=\(quoted(cluster.secretFile))")
+        if let ca = cluster.tlsCA {
+            print("export BLOBCTL_TLS_CA=\(quoted(ca))")
+            // The aws CLI, boto3, curl and Python verify the gateway against it too.
+            print("export AWS_CA_BUNDLE=\(quoted(ca))")
+        }
     }
 }

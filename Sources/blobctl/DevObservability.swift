@@ -45,7 +45,11 @@ enum DevObservability {
         for role in ["master", "chunkserver", "gateway"] {
             let members = cluster.members.filter { $0.role == role && $0.metricsAddress != nil }
             guard !members.isEmpty else { continue }
-            text += "  - job_name: blobstore-\(role)\n    static_configs:\n"
+            text += "  - job_name: blobstore-\(role)\n"
+            if let ca = cluster.tlsCA {
+                text += "    scheme: https\n    tls_config:\n      ca_file: '\(ca)'\n"
+            }
+            text += "    static_configs:\n"
             for member in members {
                 text += "      - targets: ['\(member.metricsAddress!)']\n"
                 text += "        labels: {name: '\(member.name)'}\n"

@@ -2,6 +2,7 @@ import ArgumentParser
 import BlobClient
 import BlobCore
 import BlobGateway
+import BlobTransport
 import Foundation
 import Logging
 
@@ -40,20 +41,33 @@ struct GatewayCommand: AsyncParsableCommand {
 
     @OptionGroup var observability: ObservabilityOptions
 
+    @Option(help: "PEM certificate chain to serve HTTPS (S3) with; with --tls-key. Read again on SIGHUP.")
+    var tlsCert: String?
+
+    @Option(help: "PEM private key of --tls-cert.")
+    var tlsKey: String?
+
+    func validate() throws {
+        try TLSOptions.checkPair(tlsCert, tlsKey)
+    }
+
     func run() async throws {
         let (host, port) = try ChunkServerCommand.parseAddress(listen)
         let address = try cluster.address()
+        let serving = try TLSOptions.certificate(tlsCert, tlsKey)
         var configuration = GatewayConfiguration(
             host: host, port: port, cluster: address, virtualHostSuffix: virtualHostSuffix, region: region,
             spoolDirectory: spoolDir, addressFile: addressFile)
-        configuration.metricsListener = try observability.listener(defaultFile: nil)
+        configuration.certificate = serving
+        configuration.metricsListener = try observability.listener(defaultFile: nil, certificate: serving)
         configuration.observeRequests = observability.observeRequests
         observability.bootstrap(level: logLevel)
         let logger = Logger(label: "blobctl.gateway")
         let server = GatewayServer(configuration: configuration, logger: logger)
         try await runUntilSignalled(logger: logger) {
             try await server.run { bound in
-                FileHandle.standardOutput.write(Data("gateway listening on http://\(bound)\n".utf8))
+                let scheme = serving == nil ? "http" : "https"
+                FileHandle.standardOutput.write(Data("gateway listening on \(scheme)://\(bound)\n".utf8))
             }
         }
     }

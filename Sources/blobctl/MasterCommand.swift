@@ -94,6 +94,8 @@ struct MasterCommand: AsyncParsableCommand {
 
     @OptionGroup var observability: ObservabilityOptions
 
+    @OptionGroup var tls: TLSOptions
+
     func run() async throws {
         let (host, port) = try ChunkServerCommand.parseAddress(listen)
         guard (1...16).contains(replicas) else { throw ValidationError("--replicas must be between 1 and 16") }
@@ -150,15 +152,18 @@ struct MasterCommand: AsyncParsableCommand {
             throw ValidationError("--leader-lease must be between 1s and 1h, got \(leaderLease)")
         }
         configuration.leaderLease = LeasePolicy(timeToLive: lease)
+        configuration.certificate = try tls.certificate()
+        configuration.peerTransport = try tls.clusterTransport(masterURLs: nil, serving: configuration.certificate)
         configuration.metricsListener = try observability.listener(
-            defaultFile: configuration.dataDirectory + "/metrics-address")
+            defaultFile: configuration.dataDirectory + "/metrics-address", certificate: configuration.certificate)
         configuration.observeRequests = observability.observeRequests
         observability.bootstrap(level: logLevel)
         let logger = Logger(label: "blobctl.master")
         let server = MasterServer(configuration: configuration, logger: logger)
+        let scheme = configuration.peerTransport.scheme.rawValue
         try await runUntilSignalled(logger: logger) {
             try await server.run { address in
-                FileHandle.standardOutput.write(Data("master listening on http://\(address)\n".utf8))
+                FileHandle.standardOutput.write(Data("master listening on \(scheme)://\(address)\n".utf8))
             }
         }
     }

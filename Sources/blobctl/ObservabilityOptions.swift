@@ -1,5 +1,6 @@
 import ArgumentParser
 import BlobServerSupport
+import BlobTransport
 import Logging
 
 /// What every server role takes for metrics and logs.
@@ -32,11 +33,14 @@ struct ObservabilityOptions: ParsableArguments {
 
     /// The listener's configuration (nil for `off`); its address goes to `defaultFile` unless
     /// --metrics-address-file names another.
-    func listener(defaultFile: String?) throws -> ObservabilityListenerConfiguration? {
+    /// The listener serves HTTPS with `certificate` when the server does.
+    func listener(
+        defaultFile: String?, certificate: ServerCertificate? = nil
+    ) throws -> ObservabilityListenerConfiguration? {
         guard metricsAddress != "off" else { return nil }
         let (host, port) = try ChunkServerCommand.parseAddress(metricsAddress)
         return ObservabilityListenerConfiguration(
-            host: host, port: port, addressFile: metricsAddressFile ?? defaultFile)
+            host: host, port: port, addressFile: metricsAddressFile ?? defaultFile, certificate: certificate)
     }
 
     func bootstrap(level: String) {

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import BlobCore
+import BlobTransport
 import Foundation
 import NIOCore
 
@@ -8,6 +9,7 @@ import NIOCore
 struct ChunkServerPeer: Sendable {
     let client: HTTPClient
     let signer: RequestSigner
+    var transport: ClusterTransport = .plain
     static let timeout: TimeAmount = .seconds(60)
 
     /// Asks `source` to send chunk `id` to `targets`; returns where it is now durable.
@@ -60,7 +62,7 @@ struct ChunkServerPeer: Sendable {
     func call(
         _ method: String, _ address: String, _ pathAndQuery: String, body: [UInt8]?, okStatuses: Set<UInt>
     ) async throws -> [UInt8] {
-        var request = HTTPClientRequest(url: "http://\(address)\(pathAndQuery)")
+        var request = HTTPClientRequest(url: transport.url(address, pathAndQuery))
         request.method = .init(rawValue: method)
         // Leader work carries its term; a leader past its own deadline sends nothing more.
         if let fence = LeaderFence.current {
