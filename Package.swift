@@ -200,6 +200,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "BlobTransportTests",
+            dependencies: ["BlobCore", "BlobTransport"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "BlobGatewayTests",
             dependencies: ["BlobGateway"],
             swiftSettings: strictSettings

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the client tools the gateway tests drive, when missing: curl, rclone, ffmpeg and chromium (Debian packages), and
-# boto3 and the aws CLI (Python packages); and Prometheus (Debian's), which the metrics test starts.
+# Installs the client tools the gateway tests drive, when missing: curl, rclone, ffmpeg, chromium and openssl (Debian
+# packages; the TLS test signs a renewed certificate with openssl), and boto3 and the aws CLI (Python packages); and
+# Prometheus (Debian's), which the metrics test starts.
 set -euo pipefail
 sudo=""
 if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo="sudo"; fi
@@ -9,6 +10,7 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v rclone >/dev/null 2>&1 || missing+=(rclone)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -x /usr/bin/prometheus ] || missing+=(prometheus)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
