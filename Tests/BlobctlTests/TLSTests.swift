@@ -23,7 +23,7 @@ struct TLSTests {
     }
 
     @Test(
-        "dev up --tls: put/get and the S3 clients over verified HTTPS; untrusted and plain clients refused; SIGHUP reload"
+        "dev up --tls: put/get and S3 clients over verified HTTPS; untrusted and plain clients refused; SIGHUP reload"
     )
     func devUpWithTLS() async throws {
         try await withTemporaryDirectory { dir in
@@ -76,6 +76,9 @@ struct TLSTests {
             (try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])?["servers"]
             as? [[String: Any]] ?? []
         #expect(servers.count == 3 && servers.allSatisfy { $0["state"] as? String == "alive" }, "\(status.stdout)")
+        // fsck: the master asks every chunk server for its inventory, over HTTPS.
+        let fsck = try await blobctl(["fsck", "--json"], [:])
+        #expect(fsck.status == 0, "\(fsck.stdout) \(fsck.stderr)")
 
         // curl: refused without the CA, answered with it; a plain request to the TLS port gets no HTTP answer.
         let health = cluster.masterURL + "/healthz"
