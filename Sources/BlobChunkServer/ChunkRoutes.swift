@@ -69,7 +69,8 @@ struct ChunkRoutes: Sendable {
         // Local write and forwarding run at the same time; the answer waits for all of them.
         // Each outcome is tagged by index (-1: this server); errors become plain values so
         // nothing but Sendable data crosses back.
-        async let forwarded = forwardToAll(frame, id: id, targets: targets)
+        // The received buffer goes to every target as it is (shared, not copied per target).
+        async let forwarded = forwardToAll(body, id: id, targets: targets)
         let local: ReplicaOutcome
         do {
             let present = try await storage.write(frame, header: header, id: id)
@@ -238,7 +239,7 @@ struct ChunkRoutes: Sendable {
                 .corruptChunk, reason: "chunk.quarantined",
                 "chunk \(id.shortHex)… failed its check on this server (\(error.reason)); copy from another replica")
         }
-        let outcomes = await forwardToAll(frame, id: id, targets: targets)
+        let outcomes = await forwardToAll(ByteBuffer(bytes: frame), id: id, targets: targets)
         let stored = outcomes.filter { $0.error == nil }
         storage.count("copiesSent", Int64(stored.count))
         storage.count("bytesCopied", Int64(frame.count * stored.count))
@@ -253,7 +254,7 @@ struct ChunkRoutes: Sendable {
     }
 
     /// Writes the frame to every target at once; one outcome per target, in target order.
-    func forwardToAll(_ frame: [UInt8], id: ChunkID, targets: [String]) async -> [ReplicaOutcome] {
+    func forwardToAll(_ frame: ByteBuffer, id: ChunkID, targets: [String]) async -> [ReplicaOutcome] {
         await withTaskGroup(of: ReplicaOutcome.self) { group in
             for (index, target) in targets.enumerated() {
                 group.addTask {

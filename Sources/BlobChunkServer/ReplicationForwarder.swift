@@ -41,7 +41,7 @@ struct ReplicationForwarder: Sendable {
     }
 
     /// Writes the frame to one peer; returns its server id, or throws its error.
-    func forward(_ frame: [UInt8], id: ChunkID, to target: String) async throws -> String {
+    func forward(_ frame: ByteBuffer, id: ChunkID, to target: String) async throws -> String {
         let path = "/v1/chunks/\(id.hex)"
         var request = HTTPClientRequest(url: scheme.url(target, path))
         request.method = .PUT
@@ -52,7 +52,7 @@ struct ReplicationForwarder: Sendable {
                 expiry: Int64(Date().timeIntervalSince1970) + RequestSigner.defaultLifetimeSeconds))
         request.headers.add(name: "Content-Type", value: "application/x-blob-frame")
         if let requestID = RequestID.current { request.headers.add(name: RequestID.headerName, value: requestID) }
-        request.body = .bytes(ByteBuffer(bytes: frame))
+        request.body = .bytes(frame)
         let response = try await transport.execute(
             request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000))
         let body = try await response.body.collect(upTo: 1 << 20)
