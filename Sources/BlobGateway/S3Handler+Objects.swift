@@ -211,21 +211,28 @@ extension S3Handler {
         guard !spec.contains(","), let dash = spec.firstIndex(of: "-") else { return nil }
         let first = spec[..<dash]
         let last = spec[spec.index(after: dash)...]
+        // Digits only (RFC 9110 §14.1.2): Int64("+5") and Int64("-0") would accept a sign.
+        func number(_ text: Substring) -> Int64? {
+            guard !text.isEmpty, text.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) else {
+                return nil
+            }
+            return Int64(text)
+        }
         if first.isEmpty {
-            guard let count = Int64(last), count > 0 else {
-                if Int64(last) == 0 { throw S3Error.invalidRange(size: size) }
+            guard let count = number(last), count > 0 else {
+                if number(last) == 0 { throw S3Error.invalidRange(size: size) }
                 return nil
             }
             // A suffix of an empty object is satisfiable and empty (RFC 9110 §14.1.1): send it whole.
             guard size > 0 else { return nil }
             return (max(0, size - count), size - 1)
         }
-        guard let start = Int64(first), start >= 0 else { return nil }
+        guard let start = number(first) else { return nil }
         let end: Int64
         if last.isEmpty {
             end = size - 1
         } else {
-            guard let e = Int64(last), e >= start else { return nil }
+            guard let e = number(last), e >= start else { return nil }
             end = min(e, size - 1)  // no arithmetic on the client's number: it may be Int64.max
         }
         guard start < size else { throw S3Error.invalidRange(size: size) }
