@@ -65,6 +65,24 @@ struct RequestSignerTests {
         #expect(throws: AuthError.self) { try RequestSigner(secret: Array("short".utf8)) }
     }
 
+    /// Found by Scripts/fuzz.sh FuzzRequestToken: Int64 read "01800000100" and "+1800000100" as
+    /// the signed expiry, so one token had several spellings. It has one now.
+    @Test("an expiry written with a leading zero or a sign is malformed, though it reads as the signed number")
+    func expirySpelling() throws {
+        let token = signer.token(role: .client, method: "GET", pathAndQuery: "/v1/ring", expiry: now + 60)
+        #expect(
+            try signer.verify(header: token, method: "GET", pathAndQuery: "/v1/ring", now: now, allowed: [.client])
+                == .client)
+        let expiry = "\(now + 60)"
+        for spelling in ["0" + expiry, "+" + expiry, "00" + expiry] {
+            let respelled = token.replacingOccurrences(of: ":\(expiry):", with: ":\(spelling):")
+            #expect(throws: AuthError.malformedToken) {
+                try signer.verify(
+                    header: respelled, method: "GET", pathAndQuery: "/v1/ring", now: now, allowed: [.client])
+            }
+        }
+    }
+
     @Test("secret files are read without surrounding whitespace")
     func secretFile() {
         #expect(RequestSigner.secret(fromFileText: "  abc\n") == Array("abc".utf8))

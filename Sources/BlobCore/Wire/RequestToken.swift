@@ -101,8 +101,11 @@ public struct RequestSigner: Sendable {
         guard let header, !header.isEmpty else { throw .missingToken }
         guard header.hasPrefix(Self.scheme + " ") else { throw .malformedToken }
         let parts = header.dropFirst(Self.scheme.count + 1).split(separator: ":", omittingEmptySubsequences: false)
+        // The expiry as the signer writes it, decimal digits without a sign or leading zero: a
+        // token has one spelling (Int64 alone would also take "+18…" and "018…").
         guard parts.count == 4, parts[0] == "v1", let role = RequestRole(rawValue: String(parts[1])),
-            let expiry = Int64(parts[2]), parts[3].utf8.count == 64
+            parts[2].utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }),
+            parts[2].first != "0" || parts[2] == "0", let expiry = Int64(parts[2]), parts[3].utf8.count == 64
         else { throw .malformedToken }
         let expected = signature(role: role, method: method, pathAndQuery: pathAndQuery, expiry: expiry)
         guard Self.constantTimeEqual(Array(expected.utf8), Array(parts[3].utf8)) else { throw .badSignature }
