@@ -1,0 +1,17 @@
+// swift-tools-version:6.1
+// libFuzzer targets for the parsers that read bytes from the network or the disk. Built apart
+// from the main package (its own .build), with `--sanitize=fuzzer --sanitize=address`:
+// `bash Scripts/fuzz.sh TARGET SECONDS` builds and runs one; `Scripts/fuzz.sh all SECONDS` every one.
+import PackageDescription
+
+let targets = ["FuzzChunkFrame", "FuzzBlobPath", "FuzzRingJSON", "FuzzRequestToken"]
+
+let package = Package(
+    name: "BlobstoreFuzz",
+    platforms: [.macOS(.v15)],
+    products: targets.map { .executable(name: $0, targets: [$0]) },
+    dependencies: [.package(name: "Blobstore", path: "..")],
+    targets: targets.map {
+        .executableTarget(name: $0, dependencies: [.product(name: "BlobCore", package: "Blobstore")])
+    }
+)
