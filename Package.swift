@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "BlobClient", targets: ["BlobClient"]),
         .library(name: "BlobMaster", targets: ["BlobMaster"]),
         .library(name: "BlobChunkServer", targets: ["BlobChunkServer"]),
+        .library(name: "BlobS3Wire", targets: ["BlobS3Wire"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.0.0"),
@@ -136,11 +137,24 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // S3's wire formats, with no server: signatures (SigV4, V2, presigned), aws-chunked bodies,
+        // checksums, errors and XML, Range headers. The gateway speaks them; the fuzz targets
+        // (Fuzz/) read them without building a server.
+        .target(
+            name: "BlobS3Wire",
+            dependencies: [
+                "BlobCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // The HTTP and S3 front end, on the client library.
         .target(
             name: "BlobGateway",
             dependencies: [
                 "BlobCore",
+                "BlobS3Wire",
                 "BlobClient",
                 "BlobServerSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -206,7 +220,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BlobGatewayTests",
-            dependencies: ["BlobGateway"],
+            dependencies: ["BlobGateway", "BlobS3Wire"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -1,3 +1,4 @@
+import BlobS3Wire
 import BlobClient
 import BlobCore
 import Crypto

@@ -1,4 +1,5 @@
 @testable import BlobGateway
+import BlobS3Wire
 import Crypto
 import Foundation
 import Testing

@@ -1,5 +1,6 @@
 import BlobCore
 @testable import BlobGateway
+import BlobS3Wire
 import Foundation
 import Testing
 

@@ -1,10 +1,10 @@
-import Crypto
+public import Crypto
 
 /// Decodes an `aws-chunked` request body (`Content-Encoding: aws-chunked`), streaming: chunk
 /// data goes out as it arrives, and with signed chunks each chunk's signature is checked against
 /// the chain that starts at the request's signature.
-struct AwsChunkedDecoder {
-    enum State {
+public struct AwsChunkedDecoder {
+    public enum State {
         case header
         case data(remaining: Int)
         case dataEnd
@@ -12,28 +12,28 @@ struct AwsChunkedDecoder {
         case done
     }
 
-    var state = State.header
-    var line: [UInt8] = []
+    public var state = State.header
+    public var line: [UInt8] = []
     /// Set for STREAMING-AWS4-HMAC-SHA256-PAYLOAD.
-    let signing: (key: [UInt8], amzDate: String, scope: String)?
-    var previousSignature: String
-    var expectedSignature: String?
-    var chunkHash = SHA256()
-    var decodedByteCount: Int64 = 0
-    var trailerLines = 0
+    public let signing: (key: [UInt8], amzDate: String, scope: String)?
+    public var previousSignature: String
+    public var expectedSignature: String?
+    public var chunkHash = SHA256()
+    public var decodedByteCount: Int64 = 0
+    public var trailerLines = 0
     /// The trailing headers (names lowercased), such as `x-amz-checksum-crc32`.
-    var trailers: [String: String] = [:]
-    static let maxLine = 4096
-    static let maxTrailerLines = 64
+    public var trailers: [String: String] = [:]
+    public static let maxLine = 4096
+    public static let maxTrailerLines = 64
 
-    init(seedSignature: String, signing: (key: [UInt8], amzDate: String, scope: String)?) {
+    public init(seedSignature: String, signing: (key: [UInt8], amzDate: String, scope: String)?) {
         self.previousSignature = seedSignature
         self.signing = signing
     }
 
-    var isDone: Bool { if case .done = state { return true } else { return false } }
+    public var isDone: Bool { if case .done = state { return true } else { return false } }
 
-    mutating func feed(_ bytes: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+    public mutating func feed(_ bytes: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
         var i = 0
         while i < bytes.count {
             switch state {
@@ -61,7 +61,7 @@ struct AwsChunkedDecoder {
         }
     }
 
-    mutating func endOfLine(_ text: String) throws {
+    public mutating func endOfLine(_ text: String) throws {
         switch state {
         case .header:
             let parts = text.split(separator: ";", maxSplits: 1)
@@ -101,7 +101,7 @@ struct AwsChunkedDecoder {
         }
     }
 
-    mutating func checkSignature() throws {
+    public mutating func checkSignature() throws {
         guard let signing, let expected = expectedSignature else { return }
         let emptyHash = SigV4.hex(SHA256.hash(data: [UInt8]()))
         let stringToSign = [
@@ -113,7 +113,7 @@ struct AwsChunkedDecoder {
         previousSignature = actual
     }
 
-    static func malformed(_ why: String) -> S3Error {
+    public static func malformed(_ why: String) -> S3Error {
         S3Error("IncompleteBody", .badRequest, "The aws-chunked body is malformed: \(why).")
     }
 }

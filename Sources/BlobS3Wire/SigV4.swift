@@ -1,12 +1,12 @@
 import BlobCore
 import Crypto
-import Foundation
+public import Foundation
 
 /// AWS Signature Version 4 as S3 uses it: in the Authorization header, or in the query
 /// (presigned URLs). Signatures are compared in constant time.
-struct SigV4: Sendable {
+public struct SigV4: Sendable {
     /// What a verified request tells about its body.
-    enum Payload: Sendable, Equatable {
+    public enum Payload: Sendable, Equatable {
         /// The body's SHA-256 (lowercase hex), to check once read.
         case sha256(String)
         case unsigned
@@ -16,22 +16,22 @@ struct SigV4: Sendable {
         case streamingUnsigned
     }
 
-    struct Verified: Sendable {
-        var accessKeyID: String
-        var payload: Payload
-        var signingKey: [UInt8]
-        var amzDate: String
-        var scope: String
+    public struct Verified: Sendable {
+        public var accessKeyID: String
+        public var payload: Payload
+        public var signingKey: [UInt8]
+        public var amzDate: String
+        public var scope: String
     }
 
-    struct Credential {
-        var accessKeyID: String
-        var date: String
-        var region: String
-        var service: String
-        var scope: String { "\(date)/\(region)/\(service)/aws4_request" }
+    public struct Credential {
+        public var accessKeyID: String
+        public var date: String
+        public var region: String
+        public var service: String
+        public var scope: String { "\(date)/\(region)/\(service)/aws4_request" }
 
-        init(_ text: String) throws {
+        public init(_ text: String) throws {
             let parts = text.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
             guard parts.count == 5, parts[4] == "aws4_request", !parts[0].isEmpty, parts[1].count == 8 else {
                 throw S3Error(
@@ -45,13 +45,13 @@ struct SigV4: Sendable {
         }
     }
 
-    static let algorithm = "AWS4-HMAC-SHA256"
-    static let maxClockSkewSeconds: Int64 = 15 * 60
-    static let maxPresignSeconds: Int64 = 7 * 86_400
+    public static let algorithm = "AWS4-HMAC-SHA256"
+    public static let maxClockSkewSeconds: Int64 = 15 * 60
+    public static let maxPresignSeconds: Int64 = 7 * 86_400
 
     /// Verifies a request signed in its Authorization header.
     /// `headers`: every header, names lowercased, values as sent (repeats joined by ",").
-    static func verifyHeader(
+    public static func verifyHeader(
         method: String, rawPath: String, rawQuery: String, headers: [String: String],
         secret: (String) async throws -> String?, now: Date = Date()
     ) async throws -> Verified {
@@ -111,7 +111,7 @@ struct SigV4: Sendable {
     }
 
     /// Verifies a presigned URL (`X-Amz-Signature` in the query).
-    static func verifyQuery(
+    public static func verifyQuery(
         method: String, rawPath: String, rawQuery: String, headers: [String: String],
         secret: (String) async throws -> String?, now: Date = Date()
     ) async throws -> Verified {
@@ -161,7 +161,7 @@ struct SigV4: Sendable {
     /// A legacy (Signature Version 2) presigned URL, as boto3 and older SDKs still make by
     /// default: `AWSAccessKeyId`, `Expires`, `Signature` = base64 HMAC-SHA1 of the method, the
     /// (empty) content MD5 and type, the expiry and the path. GET and HEAD only.
-    static func verifyQueryV2(
+    public static func verifyQueryV2(
         method: String, resource: String, rawQuery: String,
         secret: (String) async throws -> String?, now: Date = Date()
     ) async throws -> Verified {
@@ -194,7 +194,7 @@ struct SigV4: Sendable {
     /// Signature Version 2 in the header (`Authorization: AWS KEY:SIGNATURE`): HMAC-SHA1 of the
     /// method, Content-MD5, Content-Type, Date (empty when x-amz-date is sent), the x-amz-*
     /// headers and the resource with its sub-resources. The payload is not signed.
-    static func verifyHeaderV2(
+    public static func verifyHeaderV2(
         method: String, resource: String, rawQuery: String, headers: [String: String],
         secret: (String) async throws -> String?, now: Date = Date()
     ) async throws -> Verified {
@@ -240,7 +240,7 @@ struct SigV4: Sendable {
     }
 
     /// The query parameters V2 signs, as `?a&b=v` sorted by name, values decoded.
-    static let signedSubresourcesV2: Set = [
+    public static let signedSubresourcesV2: Set = [
         "acl", "cors", "delete", "lifecycle", "location", "logging", "notification", "partNumber", "policy",
         "requestPayment",
         "restore", "tagging", "torrent", "uploadId", "uploads", "versionId", "versioning", "versions", "website",
@@ -248,7 +248,7 @@ struct SigV4: Sendable {
         "response-content-disposition", "response-content-encoding",
     ]
 
-    static func subresourcesV2(_ rawQuery: String) -> String {
+    public static func subresourcesV2(_ rawQuery: String) -> String {
         let pairs = rawQuery.split(separator: "&").compactMap { pair -> (String, String?)? in
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             let name = percentDecode(String(parts[0]))
@@ -259,7 +259,7 @@ struct SigV4: Sendable {
         return "?" + pairs.map { name, value in value.map { name + "=" + $0 } ?? name }.joined(separator: "&")
     }
 
-    static func checkSkew(_ amzDate: String, credential: Credential, now: Date) throws {
+    public static func checkSkew(_ amzDate: String, credential: Credential, now: Date) throws {
         guard let signedAt = parseAmzDate(amzDate), amzDate.hasPrefix(credential.date) else {
             throw S3Error.accessDenied("x-amz-date is malformed or does not match the credential's date")
         }
@@ -272,7 +272,7 @@ struct SigV4: Sendable {
 
     // MARK: Canonical forms
 
-    static func canonicalRequest(
+    public static func canonicalRequest(
         method: String, rawPath: String, query: String, headers: [String: String],
         signedHeaders: [String], payloadHash: String
     ) -> String {
@@ -288,12 +288,12 @@ struct SigV4: Sendable {
     /// The path decoded and encoded again the way SDKs do (every byte but unreserved ones and `/`),
     /// so any equivalent spelling the client sent gives the same form. S3 does not normalise dot
     /// segments or double slashes.
-    static func canonicalURI(_ rawPath: String) -> String {
+    public static func canonicalURI(_ rawPath: String) -> String {
         let path = rawPath.isEmpty ? "/" : rawPath
         return uriEncode(percentDecode(path), keepSlash: true)
     }
 
-    static func canonicalQuery(_ rawQuery: String, excluding excluded: String?) -> String {
+    public static func canonicalQuery(_ rawQuery: String, excluding excluded: String?) -> String {
         var pairs: [(String, String)] = []
         for item in rawQuery.split(separator: "&", omittingEmptySubsequences: true) {
             let parts = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -307,7 +307,7 @@ struct SigV4: Sendable {
     }
 
     /// Query parameters decoded (last one wins).
-    static func parseQuery(_ rawQuery: String) -> [String: String] {
+    public static func parseQuery(_ rawQuery: String) -> [String: String] {
         var out: [String: String] = [:]
         for item in rawQuery.split(separator: "&", omittingEmptySubsequences: true) {
             let parts = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -317,14 +317,14 @@ struct SigV4: Sendable {
         return out
     }
 
-    static func plusAsSpace(_ s: String) -> String { s }
+    public static func plusAsSpace(_ s: String) -> String { s }
 
-    static func normalizeSpaces(_ value: String) -> String {
+    public static func normalizeSpaces(_ value: String) -> String {
         value.trimmingCharacters(in: .whitespaces).split(separator: " ", omittingEmptySubsequences: true).joined(
             separator: " ")
     }
 
-    static func uriEncode(_ text: String, keepSlash: Bool) -> String {
+    public static func uriEncode(_ text: String, keepSlash: Bool) -> String {
         var out = ""
         for byte in text.utf8 {
             switch byte {
@@ -342,7 +342,7 @@ struct SigV4: Sendable {
     }
 
     /// Decodes %XX escapes into bytes (invalid escapes stay as they are).
-    static func percentDecode(_ text: String) -> String {
+    public static func percentDecode(_ text: String) -> String {
         let bytes = Array(text.utf8)
         guard bytes.contains(UInt8(ascii: "%")) else { return text }
         var out: [UInt8] = []
@@ -362,7 +362,7 @@ struct SigV4: Sendable {
         return String(decoding: out, as: UTF8.self)
     }
 
-    static func hexValue(_ c: UInt8) -> UInt8? {
+    public static func hexValue(_ c: UInt8) -> UInt8? {
         switch c {
         case 48...57: c - 48
         case 65...70: c - 55
@@ -373,21 +373,21 @@ struct SigV4: Sendable {
 
     // MARK: Signing
 
-    static func signingKey(secret: String, credential: Credential) -> [UInt8] {
+    public static func signingKey(secret: String, credential: Credential) -> [UInt8] {
         var key = hmac(Array(("AWS4" + secret).utf8), credential.date)
         key = hmac(key, credential.region)
         key = hmac(key, credential.service)
         return hmac(key, "aws4_request")
     }
 
-    static func sign(_ canonicalRequest: String, amzDate: String, scope: String, key: [UInt8]) -> String {
+    public static func sign(_ canonicalRequest: String, amzDate: String, scope: String, key: [UInt8]) -> String {
         let stringToSign = [algorithm, amzDate, scope, hex(SHA256.hash(data: Array(canonicalRequest.utf8)))].joined(
             separator: "\n")
         return hex(hmac(key, stringToSign))
     }
 
     /// The signature of one `aws-chunked` chunk, chained from the previous one.
-    static func chunkSignature(
+    public static func chunkSignature(
         previous: String, chunk: some DataProtocol, amzDate: String, scope: String, key: [UInt8]
     ) -> String {
         let emptyHash = hex(SHA256.hash(data: [UInt8]()))
@@ -398,11 +398,11 @@ struct SigV4: Sendable {
         return hex(hmac(key, stringToSign))
     }
 
-    static func hmac(_ key: [UInt8], _ message: String) -> [UInt8] {
+    public static func hmac(_ key: [UInt8], _ message: String) -> [UInt8] {
         Array(HMAC<SHA256>.authenticationCode(for: Array(message.utf8), using: SymmetricKey(data: key)))
     }
 
-    static func hex(_ bytes: some Sequence<UInt8>) -> String {
+    public static func hex(_ bytes: some Sequence<UInt8>) -> String {
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         out.reserveCapacity(bytes.underestimatedCount * 2)
@@ -414,7 +414,7 @@ struct SigV4: Sendable {
     }
 
     /// Lowercase or uppercase hex as bytes; nil for anything else.
-    static func hexBytes(_ text: String) -> [UInt8]? {
+    public static func hexBytes(_ text: String) -> [UInt8]? {
         let chars = Array(text.utf8)
         guard chars.count % 2 == 0 else { return nil }
         var out: [UInt8] = []
@@ -428,7 +428,7 @@ struct SigV4: Sendable {
         return out
     }
 
-    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+    public static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
         let x = Array(a.utf8)
         let y = Array(b.utf8)
         guard x.count == y.count else { return false }
@@ -437,11 +437,11 @@ struct SigV4: Sendable {
         return diff == 0
     }
 
-    static func parseAmzDate(_ text: String) -> Int64? {
+    public static func parseAmzDate(_ text: String) -> Int64? {
         UTCTime.parseAmzDate(text)
     }
 
-    static func amzDate(fromHTTPDate text: String) -> String? {
+    public static func amzDate(fromHTTPDate text: String) -> String? {
         HTTPDate.parse(text).map { UTCTime(secondsSince1970: $0).amzDate }
     }
 }

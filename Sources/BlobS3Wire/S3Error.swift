@@ -1,51 +1,53 @@
 import BlobCore
 import Foundation
-import HTTPTypes
+public import HTTPTypes
 
 /// An S3 error: the standard code, HTTP status and message, answered as S3's XML.
-struct S3Error: Error, Sendable {
-    let code: String
-    let status: HTTPResponse.Status
-    let message: String
+public struct S3Error: Error, Sendable {
+    public let code: String
+    public let status: HTTPResponse.Status
+    public let message: String
     /// For InvalidRange: the object's size, answered as `Content-Range: bytes */SIZE`.
-    var objectSize: Int64?
+    public var objectSize: Int64?
 
-    init(_ code: String, _ status: HTTPResponse.Status, _ message: String, objectSize: Int64? = nil) {
+    public init(_ code: String, _ status: HTTPResponse.Status, _ message: String, objectSize: Int64? = nil) {
         self.code = code
         self.status = status
         self.message = message
         self.objectSize = objectSize
     }
 
-    static func accessDenied(_ message: String = "Access Denied") -> S3Error {
+    public static func accessDenied(_ message: String = "Access Denied") -> S3Error {
         S3Error("AccessDenied", .forbidden, message)
     }
-    static func signatureDoesNotMatch() -> S3Error {
+    public static func signatureDoesNotMatch() -> S3Error {
         S3Error(
             "SignatureDoesNotMatch", .forbidden,
             "The request signature we calculated does not match the signature you provided. "
                 + "Check your key and signing method."
         )
     }
-    static func invalidAccessKey() -> S3Error {
+    public static func invalidAccessKey() -> S3Error {
         S3Error("InvalidAccessKeyId", .forbidden, "The AWS Access Key Id you provided does not exist in our records.")
     }
-    static func noSuchBucket(_ name: String) -> S3Error {
+    public static func noSuchBucket(_ name: String) -> S3Error {
         S3Error("NoSuchBucket", .notFound, "The specified bucket does not exist: \(name)")
     }
-    static func noSuchKey() -> S3Error { S3Error("NoSuchKey", .notFound, "The specified key does not exist.") }
-    static func notImplemented(_ what: String) -> S3Error {
+    public static func noSuchKey() -> S3Error { S3Error("NoSuchKey", .notFound, "The specified key does not exist.") }
+    public static func notImplemented(_ what: String) -> S3Error {
         S3Error("NotImplemented", .notImplemented, "\(what) is not implemented by this gateway.")
     }
-    static func invalidArgument(_ message: String) -> S3Error { S3Error("InvalidArgument", .badRequest, message) }
-    static func invalidRange(size: Int64) -> S3Error {
+    public static func invalidArgument(_ message: String) -> S3Error {
+        S3Error("InvalidArgument", .badRequest, message)
+    }
+    public static func invalidRange(size: Int64) -> S3Error {
         S3Error(
             "InvalidRange", .rangeNotSatisfiable, "The requested range is not satisfiable (object size \(size)).",
             objectSize: size)
     }
 
     /// A store error as the nearest S3 error.
-    static func from(_ error: any Error) -> S3Error {
+    public static func from(_ error: any Error) -> S3Error {
         if let e = error as? S3Error { return e }
         if let e = error as? any CodedError {
             switch e.code {
@@ -64,7 +66,7 @@ struct S3Error: Error, Sendable {
         return S3Error("InternalError", .internalServerError, "\(error)")
     }
 
-    func xml(resource: String, requestID: String) -> String {
+    public func xml(resource: String, requestID: String) -> String {
         // S3's error documents carry no namespace (clients look for a bare <Error>).
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error>"
             + [
@@ -75,11 +77,11 @@ struct S3Error: Error, Sendable {
 }
 
 /// Just enough XML writing for S3's answers, escaped.
-enum XML {
-    static func escape(_ text: String) -> String { Markup.escape(text) }
+public enum XML {
+    public static func escape(_ text: String) -> String { Markup.escape(text) }
 
     /// The five predefined entities and numeric character references, decoded.
-    static func unescape(_ text: String) -> String {
+    public static func unescape(_ text: String) -> String {
         guard text.contains("&") else { return text }
         var out = ""
         var rest = Substring(text)
@@ -111,29 +113,31 @@ enum XML {
         return out + rest
     }
 
-    static func element(_ name: String, _ value: String) -> String { "<\(name)>\(escape(value))</\(name)>" }
-    static func element(_ name: String, children: [String]) -> String { "<\(name)>" + children.joined() + "</\(name)>" }
+    public static func element(_ name: String, _ value: String) -> String { "<\(name)>\(escape(value))</\(name)>" }
+    public static func element(_ name: String, children: [String]) -> String {
+        "<\(name)>" + children.joined() + "</\(name)>"
+    }
 
-    static func document(_ root: String, _ children: [String]) -> String {
+    public static func document(_ root: String, _ children: [String]) -> String {
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<\(root) xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
             + children.joined() + "</\(root)>"
     }
 
     /// ISO 8601 with milliseconds, as S3 lists times.
-    static func timestamp(_ milliseconds: Int64) -> String {
+    public static func timestamp(_ milliseconds: Int64) -> String {
         let seconds = UTCTime.seconds(milliseconds: milliseconds)
         return UTCTime(secondsSince1970: seconds).iso8601(milliseconds: Int(milliseconds - seconds * 1000))
     }
 }
 
 /// HTTP dates (RFC 9110 IMF-fixdate) for Last-Modified and the conditional headers.
-enum HTTPDate {
-    static func format(_ milliseconds: Int64) -> String {
+public enum HTTPDate {
+    public static func format(_ milliseconds: Int64) -> String {
         UTCTime(secondsSince1970: UTCTime.seconds(milliseconds: milliseconds)).imfFixdate
     }
 
     /// Seconds since 1970, or nil when the text is not an HTTP date.
-    static func parse(_ text: String) -> Int64? {
+    public static func parse(_ text: String) -> Int64? {
         UTCTime.parseHTTPDate(text.trimmingCharacters(in: .whitespaces))
     }
 }

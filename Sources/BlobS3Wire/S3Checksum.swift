@@ -2,7 +2,7 @@ import Crypto
 import Foundation
 
 /// The S3 "flexible checksum" algorithms (x-amz-checksum-*).
-enum S3ChecksumAlgorithm: String, CaseIterable, Sendable {
+public enum S3ChecksumAlgorithm: String, CaseIterable, Sendable {
     case crc32 = "CRC32"
     case crc32c = "CRC32C"
     case crc64nvme = "CRC64NVME"
@@ -10,11 +10,11 @@ enum S3ChecksumAlgorithm: String, CaseIterable, Sendable {
     case sha256 = "SHA256"
 
     /// The header carrying this checksum, lowercase: `x-amz-checksum-crc32` etc.
-    var headerName: String { "x-amz-checksum-" + rawValue.lowercased() }
+    public var headerName: String { "x-amz-checksum-" + rawValue.lowercased() }
 
     /// From a header name such as `x-amz-checksum-crc32c` (any case). Other
     /// `x-amz-checksum-*` headers (`-algorithm`, `-type`, `-mode`) give nil.
-    init?(headerName: String) {
+    public init?(headerName: String) {
         let name = headerName.lowercased()
         let prefix = "x-amz-checksum-"
         guard name.hasPrefix(prefix) else { return nil }
@@ -22,12 +22,12 @@ enum S3ChecksumAlgorithm: String, CaseIterable, Sendable {
     }
 
     /// From the value of x-amz-checksum-algorithm / x-amz-sdk-checksum-algorithm, case-insensitively.
-    init?(algorithmName: String) {
+    public init?(algorithmName: String) {
         self.init(rawValue: algorithmName.uppercased())
     }
 
     /// The length of the raw (decoded) digest.
-    var digestByteCount: Int {
+    public var digestByteCount: Int {
         switch self {
         case .crc32, .crc32c: 4
         case .crc64nvme: 8
@@ -36,7 +36,7 @@ enum S3ChecksumAlgorithm: String, CaseIterable, Sendable {
         }
     }
 
-    var isCRC: Bool {
+    public var isCRC: Bool {
         switch self {
         case .crc32, .crc32c, .crc64nvme: true
         case .sha1, .sha256: false
@@ -46,15 +46,15 @@ enum S3ChecksumAlgorithm: String, CaseIterable, Sendable {
 
 /// An incremental S3 checksum. CRCs are slicing-by-8 table lookups over 8-byte loads; the
 /// SHAs go through swift-crypto. Digests are big-endian bytes, as S3 base64-encodes them.
-struct S3ChecksumState: Sendable {
-    let algorithm: S3ChecksumAlgorithm
+public struct S3ChecksumState: Sendable {
+    public let algorithm: S3ChecksumAlgorithm
     /// The running CRC register (pre-inversion applied, final xorout not yet), 32-bit CRCs in the low half.
     private var crc: UInt64
     // Optionals mutated through `!` update in place, so the hashers' copy-on-write contexts are not copied.
     private var sha1: Insecure.SHA1?
     private var sha256: SHA256?
 
-    init(_ algorithm: S3ChecksumAlgorithm) {
+    public init(_ algorithm: S3ChecksumAlgorithm) {
         self.algorithm = algorithm
         switch algorithm {
         case .crc32, .crc32c: crc = 0xFFFF_FFFF
@@ -68,7 +68,7 @@ struct S3ChecksumState: Sendable {
         }
     }
 
-    mutating func update(_ bytes: UnsafeRawBufferPointer) {
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
         guard !bytes.isEmpty else { return }
         switch algorithm {
         case .crc32:
@@ -87,12 +87,12 @@ struct S3ChecksumState: Sendable {
         }
     }
 
-    mutating func update(_ bytes: [UInt8]) {
+    public mutating func update(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { update($0) }
     }
 
     /// The digest so far (the state is not consumed; more updates may follow).
-    func finalize() -> [UInt8] {
+    public func finalize() -> [UInt8] {
         switch algorithm {
         case .crc32, .crc32c: Self.bigEndianBytes(crc ^ 0xFFFF_FFFF, count: 4)
         case .crc64nvme: Self.bigEndianBytes(~crc, count: 8)
@@ -102,30 +102,30 @@ struct S3ChecksumState: Sendable {
     }
 
     /// The checksum as S3 sends it in headers and XML: standard base64 of the digest bytes.
-    static func base64(_ digest: [UInt8]) -> String {
+    public static func base64(_ digest: [UInt8]) -> String {
         Data(digest).base64EncodedString()
     }
 
     /// Decodes a header value; nil unless it is valid base64 of exactly the algorithm's digest length.
-    static func digest(fromBase64 text: String, algorithm: S3ChecksumAlgorithm) -> [UInt8]? {
+    public static func digest(fromBase64 text: String, algorithm: S3ChecksumAlgorithm) -> [UInt8]? {
         guard let data = Data(base64Encoded: text), data.count == algorithm.digestByteCount else { return nil }
         return Array(data)
     }
 
     /// One-shot digest.
-    static func digest(_ algorithm: S3ChecksumAlgorithm, of bytes: UnsafeRawBufferPointer) -> [UInt8] {
+    public static func digest(_ algorithm: S3ChecksumAlgorithm, of bytes: UnsafeRawBufferPointer) -> [UInt8] {
         var state = S3ChecksumState(algorithm)
         state.update(bytes)
         return state.finalize()
     }
 
-    static func digest(_ algorithm: S3ChecksumAlgorithm, of bytes: [UInt8]) -> [UInt8] {
+    public static func digest(_ algorithm: S3ChecksumAlgorithm, of bytes: [UInt8]) -> [UInt8] {
         bytes.withUnsafeBytes { digest(algorithm, of: $0) }
     }
 
     /// A multipart object's COMPOSITE checksum: base64 of the algorithm applied to the
     /// concatenated raw part digests, then "-" and the part count.
-    static func composite(_ algorithm: S3ChecksumAlgorithm, partDigests: [[UInt8]]) -> String {
+    public static func composite(_ algorithm: S3ChecksumAlgorithm, partDigests: [[UInt8]]) -> String {
         var state = S3ChecksumState(algorithm)
         for part in partDigests { state.update(part) }
         return base64(state.finalize()) + "-\(partDigests.count)"
@@ -134,7 +134,9 @@ struct S3ChecksumState: Sendable {
     /// The CRC of A followed by B, from CRC(A), CRC(B) and B's length (digests big-endian, as
     /// `finalize()` returns them): for FULL_OBJECT checksums of multipart uploads. This is zlib's
     /// crc32_combine: CRC(A‖B) = CRC(A)·x^(8·len(B)) mod P ⊕ CRC(B), valid because init == xorout.
-    static func combineCRC(algorithm: S3ChecksumAlgorithm, _ a: [UInt8], _ b: [UInt8], lengthOfB: Int64) -> [UInt8] {
+    public static func combineCRC(
+        algorithm: S3ChecksumAlgorithm, _ a: [UInt8], _ b: [UInt8], lengthOfB: Int64
+    ) -> [UInt8] {
         let width = algorithm.digestByteCount
         precondition(algorithm.isCRC, "combineCRC needs a CRC algorithm, not \(algorithm)")
         precondition(a.count == width && b.count == width, "combineCRC: digests must be \(width) bytes")
@@ -164,16 +166,16 @@ struct S3ChecksumState: Sendable {
 /// Reflected CRC tables and kernels. Each table is 8 × 256 entries, slice k at offset 256·k:
 /// slice 0 is the classic byte table, slice k advances a byte through k further zero bytes.
 private enum CRCTables {
-    static let crc32: [UInt32] = makeTable(poly: UInt32(0xEDB8_8320))
-    static let crc32c: [UInt32] = makeTable(poly: UInt32(0x82F6_3B78))
-    static let crc64nvme: [UInt64] = makeTable(poly: UInt64(0x9A6C_9329_AC4B_C9B5))
+    public static let crc32: [UInt32] = makeTable(poly: UInt32(0xEDB8_8320))
+    public static let crc32c: [UInt32] = makeTable(poly: UInt32(0x82F6_3B78))
+    public static let crc64nvme: [UInt64] = makeTable(poly: UInt64(0x9A6C_9329_AC4B_C9B5))
 
-    static let crc32Model = Model(poly: 0xEDB8_8320, width: 32)
-    static let crc32cModel = Model(poly: 0x82F6_3B78, width: 32)
-    static let crc64nvmeModel = Model(poly: 0x9A6C_9329_AC4B_C9B5, width: 64)
+    public static let crc32Model = Model(poly: 0xEDB8_8320, width: 32)
+    public static let crc32cModel = Model(poly: 0x82F6_3B78, width: 32)
+    public static let crc64nvmeModel = Model(poly: 0x9A6C_9329_AC4B_C9B5, width: 64)
 
     /// Built once per polynomial, so generic code costs nothing on the hot path.
-    static func makeTable<Word: FixedWidthInteger & UnsignedInteger>(poly: Word) -> [Word] {
+    public static func makeTable<Word: FixedWidthInteger & UnsignedInteger>(poly: Word) -> [Word] {
         var table = [Word](repeating: 0, count: 8 * 256)
         for i in 0..<256 {
             var c = Word(i)
@@ -191,7 +193,9 @@ private enum CRCTables {
 
     /// Slicing-by-8 over a reflected 32-bit CRC register.
     @inline(__always)
-    static func update32(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer, _ t: UnsafeBufferPointer<UInt32>) -> UInt32 {
+    public static func update32(
+        _ crc: UInt32, _ bytes: UnsafeRawBufferPointer, _ t: UnsafeBufferPointer<UInt32>
+    ) -> UInt32 {
         guard let base = bytes.baseAddress else { return crc }
         var crc = crc
         var offset = 0
@@ -217,7 +221,9 @@ private enum CRCTables {
 
     /// Slicing-by-8 over a reflected 64-bit CRC register.
     @inline(__always)
-    static func update64(_ crc: UInt64, _ bytes: UnsafeRawBufferPointer, _ t: UnsafeBufferPointer<UInt64>) -> UInt64 {
+    public static func update64(
+        _ crc: UInt64, _ bytes: UnsafeRawBufferPointer, _ t: UnsafeBufferPointer<UInt64>
+    ) -> UInt64 {
         guard let base = bytes.baseAddress else { return crc }
         var crc = crc
         var offset = 0
@@ -241,13 +247,13 @@ private enum CRCTables {
 
     /// Polynomial arithmetic modulo a reflected CRC polynomial (zlib's multmodp / x2nmodp),
     /// widths 32 and 64 held in UInt64. In the reflected form x^0 is the top bit.
-    struct Model: Sendable {
-        let poly: UInt64
-        let top: UInt64
+    public struct Model: Sendable {
+        public let poly: UInt64
+        public let top: UInt64
         /// x^(2^k) mod P for k in 0..<67: enough for 8·n with any n below 2^64.
-        let powers: [UInt64]
+        public let powers: [UInt64]
 
-        init(poly: UInt64, width: Int) {
+        public init(poly: UInt64, width: Int) {
             self.poly = poly
             top = 1 << UInt64(width - 1)
             var powers: [UInt64] = []
@@ -259,7 +265,7 @@ private enum CRCTables {
             self.powers = powers
         }
 
-        static func multiply(_ a: UInt64, _ b: UInt64, poly: UInt64, top: UInt64) -> UInt64 {
+        public static func multiply(_ a: UInt64, _ b: UInt64, poly: UInt64, top: UInt64) -> UInt64 {
             var a = a
             var b = b
             var product: UInt64 = 0
@@ -275,12 +281,12 @@ private enum CRCTables {
             return product
         }
 
-        func multiply(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        public func multiply(_ a: UInt64, _ b: UInt64) -> UInt64 {
             Self.multiply(a, b, poly: poly, top: top)
         }
 
         /// x^(8·n) mod P.
-        func xPow8n(_ n: UInt64) -> UInt64 {
+        public func xPow8n(_ n: UInt64) -> UInt64 {
             var result = top  // x^0
             var n = n
             var k = 3
@@ -296,24 +302,26 @@ private enum CRCTables {
 
 /// What a request asks of S3's flexible checksums: the algorithm, and the value to check the
 /// body against (from a header, or from the aws-chunked trailer once the body is read).
-struct RequestedChecksum: Sendable {
-    var algorithm: S3ChecksumAlgorithm
+public struct RequestedChecksum: Sendable {
+    public var algorithm: S3ChecksumAlgorithm
     /// Base64 as sent; nil when only the algorithm was named (the value is computed and kept).
-    var expected: String?
+    public var expected: String?
     /// The value comes in the body's trailer.
-    var inTrailer: Bool
+    public var inTrailer: Bool
 
     /// The attribute a version keeps its checksum under, such as `:checksum-crc32`.
-    static func attribute(_ algorithm: S3ChecksumAlgorithm) -> String {
+    public static func attribute(_ algorithm: S3ChecksumAlgorithm) -> String {
         ":" + algorithm.headerName.dropFirst("x-amz-".count)
     }
-    static let typeAttribute = ":checksum-type"
-    static let algorithmAttribute = ":checksum-algorithm"
+    public static let typeAttribute = ":checksum-type"
+    public static let algorithmAttribute = ":checksum-algorithm"
 
     /// From `x-amz-checksum-ALG: VALUE`, `x-amz-trailer: x-amz-checksum-ALG`, or
     /// `x-amz-sdk-checksum-algorithm` / `x-amz-checksum-algorithm` (`fallback`, an upload's
     /// algorithm, when none); nil when the request names no checksum.
-    static func from(_ headers: [String: String], fallback: S3ChecksumAlgorithm? = nil) throws -> RequestedChecksum? {
+    public static func from(
+        _ headers: [String: String], fallback: S3ChecksumAlgorithm? = nil
+    ) throws -> RequestedChecksum? {
         let given = headers.compactMap { name, value in S3ChecksumAlgorithm(headerName: name).map { ($0, value) } }
         guard given.count <= 1 else {
             throw S3Error(
@@ -341,7 +349,7 @@ struct RequestedChecksum: Sendable {
 
     /// The computed digest checked against the expected value (BadDigest when they differ);
     /// its base64.
-    func check(_ digest: [UInt8], trailers: [String: String]) throws -> String {
+    public func check(_ digest: [UInt8], trailers: [String: String]) throws -> String {
         let actual = S3ChecksumState.base64(digest)
         let expected = inTrailer ? trailers[algorithm.headerName] : self.expected
         if inTrailer, expected == nil {
