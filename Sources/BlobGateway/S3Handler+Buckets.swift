@@ -77,7 +77,7 @@ extension S3Handler {
                     "MalformedACLError", .badRequest,
                     "The XML you provided was not well-formed or did not validate against our published schema.")
             }
-            let permissions = Self.elements("Permission", in: body)
+            let permissions = XML.elements("Permission", in: body)
             let allUsers = body.contains("http://acs.amazonaws.com/groups/global/AllUsers")
             guard permissions.allSatisfy({ $0 == "FULL_CONTROL" || ($0 == "READ" && allUsers) }),
                 permissions.filter({ $0 == "FULL_CONTROL" }).count <= 1

@@ -35,12 +35,12 @@ extension S3Handler {
         let failed = S3Error(
             "PreconditionFailed", .preconditionFailed, "At least one of the pre-conditions you specified did not hold")
         if let ifMatch = header("if-match") {
-            guard Self.etagMatches(ifMatch, etag, weak: false) else { throw failed }
+            guard S3Headers.etagMatches(ifMatch, etag, weak: false) else { throw failed }
         } else if let since = header("if-unmodified-since").flatMap(HTTPDate.parse), modifiedSeconds > since {
             throw failed
         }
         if let ifNoneMatch = header("if-none-match") {
-            if Self.etagMatches(ifNoneMatch, etag) { throw failed }
+            if S3Headers.etagMatches(ifNoneMatch, etag) { throw failed }
         } else if let since = header("if-modified-since").flatMap(HTTPDate.parse), modifiedSeconds <= since {
             throw failed
         }

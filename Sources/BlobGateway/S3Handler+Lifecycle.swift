@@ -41,7 +41,7 @@ extension S3Handler {
             "MalformedXML", .badRequest,
             "The XML you provided was not well-formed or did not validate against our published schema.")
         guard document.contains("<LifecycleConfiguration") else { throw malformed }
-        let blocks = elements("Rule", in: document)
+        let blocks = XML.elements("Rule", in: document)
         guard !blocks.isEmpty, blocks.count <= BucketLifecycle.maxRules else { throw malformed }
         var rules: [LifecycleRule] = []
         var ids = Set<String>()
@@ -53,35 +53,36 @@ extension S3Handler {
             where block.contains("<\(unsupported)>") {
                 throw S3Error.notImplemented("the lifecycle element \(unsupported)")
             }
-            let id = elements("ID", in: block).first.map(XML.unescape)
+            let id = XML.elements("ID", in: block).first.map(XML.unescape)
             if let id {
                 guard id.count <= 255, ids.insert(id).inserted else {
                     throw S3Error.invalidArgument("Rule ID must be unique and at most 255 characters")
                 }
             }
-            guard let status = elements("Status", in: block).first, status == "Enabled" || status == "Disabled" else {
+            guard let status = XML.elements("Status", in: block).first, status == "Enabled" || status == "Disabled"
+            else {
                 throw malformed
             }
-            let prefix = XML.unescape(elements("Prefix", in: block).first ?? "")
+            let prefix = XML.unescape(XML.elements("Prefix", in: block).first ?? "")
             var expirationDays: Int?
             var hasAction = false
-            if let expiration = elements("Expiration", in: block).first {
-                if let days = elements("Days", in: expiration).first {
+            if let expiration = XML.elements("Expiration", in: block).first {
+                if let days = XML.elements("Days", in: expiration).first {
                     guard let value = Int(days.trimmingCharacters(in: .whitespaces)),
                         (1...LifecycleRule.maxDays).contains(value)
                     else {
                         throw S3Error.invalidArgument("'Days' for Expiration action must be a positive integer")
                     }
                     expirationDays = value
-                } else if elements("ExpiredObjectDeleteMarker", in: expiration).isEmpty {
+                } else if XML.elements("ExpiredObjectDeleteMarker", in: expiration).isEmpty {
                     throw malformed
                 }
                 hasAction = true
             }
             var abortDays: Int?
-            if let abort = elements("AbortIncompleteMultipartUpload", in: block).first {
+            if let abort = XML.elements("AbortIncompleteMultipartUpload", in: block).first {
                 guard
-                    let days = elements("DaysAfterInitiation", in: abort).first.flatMap({
+                    let days = XML.elements("DaysAfterInitiation", in: abort).first.flatMap({
                         Int($0.trimmingCharacters(in: .whitespaces))
                     }),
                     (1...LifecycleRule.maxDays).contains(days)

@@ -338,14 +338,14 @@ extension S3Handler {
     /// `<ChecksumALG>` values of each `<Part>` in a completion document, by part number.
     static func partChecksums(_ xml: String) -> [Int: [S3ChecksumAlgorithm: String]] {
         var out: [Int: [S3ChecksumAlgorithm: String]] = [:]
-        for block in elements("Part", in: xml) {
+        for block in XML.elements("Part", in: xml) {
             guard
-                let number = elements("PartNumber", in: block).first.flatMap({
+                let number = XML.elements("PartNumber", in: block).first.flatMap({
                     Int($0.trimmingCharacters(in: .whitespaces))
                 })
             else { continue }
             for algorithm in S3ChecksumAlgorithm.allCases {
-                if let value = elements("Checksum" + algorithm.rawValue, in: block).first {
+                if let value = XML.elements("Checksum" + algorithm.rawValue, in: block).first {
                     out[number, default: [:]][algorithm] = value
                 }
             }
@@ -418,10 +418,10 @@ extension S3Handler {
             }
             let block = String(rest[open.upperBound..<close.lowerBound])
             guard
-                let number = Self.elements("PartNumber", in: block).first.flatMap({
+                let number = XML.elements("PartNumber", in: block).first.flatMap({
                     Int($0.trimmingCharacters(in: .whitespaces))
                 }),
-                let etag = Self.elements("ETag", in: block).first
+                let etag = XML.elements("ETag", in: block).first
             else {
                 throw S3Error("MalformedXML", .badRequest, "Each Part needs a PartNumber and an ETag.")
             }

@@ -81,7 +81,7 @@ extension S3Handler {
         do {
             let rangeText = request.headers[.range]
             if !head, request.headers[HTTPField.Name("If-Range")!] == nil,
-                let (start, last) = rangeText.map(Self.explicitStart) ?? (0, nil)
+                let (start, last) = rangeText.map(S3Headers.explicitStart) ?? (0, nil)
             {
                 do {
                     // An open-ended read plans its first page only; the stream plans the rest.
@@ -115,7 +115,7 @@ extension S3Handler {
                     honour = HTTPDate.parse(ifRange).map { modifiedSeconds == $0 } ?? false
                 }
             }
-            if honour, let parsed = try Self.parseRange(rangeText, size: file.size) { range = parsed }
+            if honour, let parsed = try S3Headers.range(rangeText, size: file.size) { range = parsed }
         }
         let offset = range?.0 ?? 0
         let end = range.map { $0.1 + 1 } ?? file.size
@@ -165,7 +165,7 @@ extension S3Handler {
     static func conditionalAnswer(_ request: Request, file: FileVersion, headers: HTTPFields) throws -> Response? {
         let etag = Self.etag(file)
         let modifiedSeconds = file.createdAtMilliseconds / 1000
-        if let ifMatch = request.headers[.ifMatch], !Self.etagMatches(ifMatch, etag, weak: false) {
+        if let ifMatch = request.headers[.ifMatch], !S3Headers.etagMatches(ifMatch, etag, weak: false) {
             throw S3Error(
                 "PreconditionFailed", .preconditionFailed,
                 "At least one of the pre-conditions you specified did not hold")
@@ -178,66 +178,11 @@ extension S3Handler {
                 "At least one of the pre-conditions you specified did not hold")
         }
         if let ifNoneMatch = request.headers[.ifNoneMatch] {
-            if Self.etagMatches(ifNoneMatch, etag) { return Response(status: .notModified, headers: headers) }
+            if S3Headers.etagMatches(ifNoneMatch, etag) { return Response(status: .notModified, headers: headers) }
         } else if let since = request.headers[.ifModifiedSince].flatMap(HTTPDate.parse), modifiedSeconds <= since {
             return Response(status: .notModified, headers: headers)
         }
         return nil
-    }
-
-    /// `bytes=N-M` or `bytes=N-` as (N, M?); nil for anything else (suffix, several ranges).
-    static func explicitStart(_ text: String) -> (Int64, Int64?)? {
-        guard text.hasPrefix("bytes="), !text.contains(",") else { return nil }
-        let spec = text.dropFirst(6).trimmingCharacters(in: .whitespaces)
-        guard let dash = spec.firstIndex(of: "-"), let start = Int64(spec[..<dash]), start >= 0 else { return nil }
-        let last = spec[spec.index(after: dash)...]
-        if last.isEmpty { return (start, nil) }
-        guard let end = Int64(last), end >= start, end < Int64.max / 2 else { return (start, nil) }
-        return (start, end)
-    }
-
-    /// If-None-Match compares weakly (a `W/` tag matches); If-Match strongly.
-    static func etagMatches(_ header: String, _ etag: String, weak: Bool = true) -> Bool {
-        header.split(separator: ",").contains { candidate in
-            let c = candidate.trimmingCharacters(in: .whitespaces)
-            return c == "*" || c == etag || (weak && c == "W/" + etag)
-        }
-    }
-
-    /// One byte range, resolved against the size; nil to ignore the header (not bytes, or
-    /// several ranges: the whole object is sent); throws InvalidRange when unsatisfiable.
-    static func parseRange(_ text: String, size: Int64) throws -> (Int64, Int64)? {
-        guard text.hasPrefix("bytes=") else { return nil }
-        let spec = text.dropFirst(6).trimmingCharacters(in: .whitespaces)
-        guard !spec.contains(","), let dash = spec.firstIndex(of: "-") else { return nil }
-        let first = spec[..<dash]
-        let last = spec[spec.index(after: dash)...]
-        // Digits only (RFC 9110 §14.1.2): Int64("+5") and Int64("-0") would accept a sign.
-        func number(_ text: Substring) -> Int64? {
-            guard !text.isEmpty, text.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) else {
-                return nil
-            }
-            return Int64(text)
-        }
-        if first.isEmpty {
-            guard let count = number(last), count > 0 else {
-                if number(last) == 0 { throw S3Error.invalidRange(size: size) }
-                return nil
-            }
-            // A suffix of an empty object is satisfiable and empty (RFC 9110 §14.1.1): send it whole.
-            guard size > 0 else { return nil }
-            return (max(0, size - count), size - 1)
-        }
-        guard let start = number(first) else { return nil }
-        let end: Int64
-        if last.isEmpty {
-            end = size - 1
-        } else {
-            guard let e = number(last), e >= start else { return nil }
-            end = min(e, size - 1)  // no arithmetic on the client's number: it may be Int64.max
-        }
-        guard start < size else { throw S3Error.invalidRange(size: size) }
-        return (start, end)
     }
 
     func deleteObject(_ path: BlobPath, bucket: String) async throws -> Response {
@@ -254,7 +199,7 @@ extension S3Handler {
     func deleteObjects(_ bucket: String, _ request: Request) async throws -> Response {
         _ = try await requireBucket(bucket)
         let body = String(buffer: try await request.body.collect(upTo: 2 << 20))
-        let keys = Self.elements("Key", in: body).map(XML.unescape)
+        let keys = XML.elements("Key", in: body).map(XML.unescape)
         guard !keys.isEmpty, keys.count <= 1000 else {
             throw S3Error(
                 "MalformedXML", .badRequest,
@@ -262,7 +207,7 @@ extension S3Handler {
                     + "(1 to 1000 keys)."
             )
         }
-        let quiet = Self.elements("Quiet", in: body).first?.lowercased() == "true"
+        let quiet = XML.elements("Quiet", in: body).first?.lowercased() == "true"
         var children: [String] = []
         for key in keys {
             do {
@@ -282,18 +227,5 @@ extension S3Handler {
             }
         }
         return xmlResponse(XML.document("DeleteResult", children))
-    }
-
-    /// The text of every `<tag>…</tag>` in document order (no nesting of the same tag).
-    static func elements(_ tag: String, in xml: String) -> [String] {
-        var out: [String] = []
-        var rest = Substring(xml)
-        while let open = rest.range(of: "<\(tag)>"),
-            let close = rest.range(of: "</\(tag)>", range: open.upperBound..<rest.endIndex)
-        {
-            out.append(String(rest[open.upperBound..<close.lowerBound]))
-            rest = rest[close.upperBound...]
-        }
-        return out
     }
 }
