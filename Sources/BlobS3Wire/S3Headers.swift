@@ -2,15 +2,23 @@ import Foundation
 
 /// Range and conditional request headers as the gateway reads them (RFC 9110 §13.1, §14).
 public enum S3Headers {
+    /// A range's number: decimal digits only (RFC 9110 §14.1.2). `Int64("+5")` and `Int64("-0")`
+    /// would take a sign.
+    static func number(_ text: Substring) -> Int64? {
+        guard !text.isEmpty, text.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) else {
+            return nil
+        }
+        return Int64(text)
+    }
 
     /// `bytes=N-M` or `bytes=N-` as (N, M?); nil for anything else (suffix, several ranges).
     public static func explicitStart(_ text: String) -> (Int64, Int64?)? {
         guard text.hasPrefix("bytes="), !text.contains(",") else { return nil }
         let spec = text.dropFirst(6).trimmingCharacters(in: .whitespaces)
-        guard let dash = spec.firstIndex(of: "-"), let start = Int64(spec[..<dash]), start >= 0 else { return nil }
+        guard let dash = spec.firstIndex(of: "-"), let start = number(spec[..<dash]) else { return nil }
         let last = spec[spec.index(after: dash)...]
         if last.isEmpty { return (start, nil) }
-        guard let end = Int64(last), end >= start, end < Int64.max / 2 else { return (start, nil) }
+        guard let end = number(last), end >= start, end < Int64.max / 2 else { return (start, nil) }
         return (start, end)
     }
 
@@ -30,13 +38,6 @@ public enum S3Headers {
         guard !spec.contains(","), let dash = spec.firstIndex(of: "-") else { return nil }
         let first = spec[..<dash]
         let last = spec[spec.index(after: dash)...]
-        // Digits only (RFC 9110 §14.1.2): Int64("+5") and Int64("-0") would accept a sign.
-        func number(_ text: Substring) -> Int64? {
-            guard !text.isEmpty, text.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) else {
-                return nil
-            }
-            return Int64(text)
-        }
         if first.isEmpty {
             guard let count = number(last), count > 0 else {
                 if number(last) == 0 { throw S3Error.invalidRange(size: size) }
