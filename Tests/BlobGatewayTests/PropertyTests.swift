@@ -99,6 +99,24 @@ struct GatewayPropertyTests {
         }
     }
 
+    /// Found by the XML fuzz target: a combining mark after `&` or `;` joined it into one
+    /// Character, so `&lt;` followed by U+0301 was not read back.
+    @Test("XML escape then unescape gives the text back, combining marks and control characters included")
+    func xmlRoundTrip() {
+        let seed = Self.seed
+        var rng = Rng(state: seed)
+        let pieces = [
+            "a", "<", ">", "&", "\"", "'", ";", "\u{301}", "\u{5B0}", "\u{16}", "\t", "日本", "&amp;", "#x41",
+        ]
+        #expect(XML.unescape("a&lt;\u{301}b&amp;\u{5B0}") == "a<\u{301}b&\u{5B0}")
+        #expect(XML.unescape("&#x65E5;&#26412;&bogus;&&lt") == "日本&bogus;&&lt")
+        for _ in 0..<2_000 {
+            let text = (0..<Int.random(in: 0...12, using: &rng)).map { _ in pieces.randomElement(using: &rng)! }
+                .joined()
+            #expect(XML.unescape(XML.escape(text)) == text, "seed \(seed): \(text.debugDescription)")
+        }
+    }
+
     struct Case: Decodable {
         var method: String
         var rawPath: String
