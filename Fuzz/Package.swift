@@ -4,14 +4,23 @@
 // `bash Scripts/fuzz.sh TARGET SECONDS` builds and runs one; `Scripts/fuzz.sh all SECONDS` every one.
 import PackageDescription
 
-let targets = ["FuzzChunkFrame", "FuzzBlobPath", "FuzzRingJSON", "FuzzRequestToken"]
+let core = ["FuzzChunkFrame", "FuzzBlobPath", "FuzzRingJSON", "FuzzRequestToken"]
+let s3 = ["FuzzSigV4", "FuzzAwsChunked", "FuzzS3Headers", "FuzzS3XML"]
 
 let package = Package(
     name: "BlobstoreFuzz",
     platforms: [.macOS(.v15)],
-    products: targets.map { .executable(name: $0, targets: [$0]) },
+    products: (core + s3).map { .executable(name: $0, targets: [$0]) },
     dependencies: [.package(name: "Blobstore", path: "..")],
-    targets: targets.map {
+    targets: core.map {
         .executableTarget(name: $0, dependencies: [.product(name: "BlobCore", package: "Blobstore")])
     }
+        + s3.map {
+            .executableTarget(
+                name: $0,
+                dependencies: [
+                    .product(name: "BlobCore", package: "Blobstore"),
+                    .product(name: "BlobS3Wire", package: "Blobstore"),
+                ])
+        }
 )

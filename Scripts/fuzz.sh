@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${1:?usage: Scripts/fuzz.sh TARGET|all SECONDS}"
 seconds="${2:?usage: Scripts/fuzz.sh TARGET|all SECONDS}"
-all=(FuzzChunkFrame FuzzBlobPath FuzzRingJSON FuzzRequestToken)
+all=(FuzzChunkFrame FuzzBlobPath FuzzRingJSON FuzzRequestToken FuzzSigV4 FuzzAwsChunked FuzzS3Headers FuzzS3XML)
 if [ "$target" = all ]; then targets=("${all[@]}"); else targets=("$target"); fi
 for t in "${targets[@]}"; do
   [ -d "Fuzz/Corpus/$t" ] || { echo "fuzz.sh: no target $t (targets: ${all[*]})" >&2; exit 64; }
