@@ -1,32 +1,27 @@
-import BlobS3Wire
-import BlobClient
 import BlobCore
 import Crypto
 import Foundation
-import HTTPTypes
-import Hummingbird
-import NIOCore
 
 /// A streaming multipart/form-data parser (RFC 7578, RFC 2046 §5.1): bytes go in as they arrive,
 /// in pieces of any size; part starts, part data and part ends come out. It holds back at most a
 /// possible start of the delimiter, or one unfinished header block (at most 8 KiB), so its memory
 /// is bounded whatever the parts' sizes.
-struct MultipartFormParser {
-    struct PartHeaders: Sendable, Equatable {
+public struct MultipartFormParser {
+    public struct PartHeaders: Sendable, Equatable {
         /// The Content-Disposition `name`, as sent.
-        var name: String
-        var filename: String?
-        var contentType: String?
+        public var name: String
+        public var filename: String?
+        public var contentType: String?
     }
 
-    enum Event {
+    public enum Event {
         case begin(PartHeaders)
         /// Valid only during the call it is given to.
         case data(UnsafeRawBufferPointer)
         case end
     }
 
-    enum State {
+    public enum State {
         case preamble
         /// Just after a delimiter: CRLF (a part follows) or `--` (the last one).
         case afterDelimiter
@@ -35,26 +30,26 @@ struct MultipartFormParser {
         case epilogue
     }
 
-    static let maxHeaderBlockByteCount = 8 << 10
-    static let headerBlockEnd: [UInt8] = [13, 10, 13, 10]
+    public static let maxHeaderBlockByteCount = 8 << 10
+    public static let headerBlockEnd: [UInt8] = [13, 10, 13, 10]
 
     /// CRLF `--` boundary: what ends a part's data.
-    let delimiter: [UInt8]
+    public let delimiter: [UInt8]
     private(set) var state = State.preamble
     /// Bytes not yet used: a possible start of the delimiter, or an unfinished header block. The
     /// first delimiter has no CRLF before it (the body starts with `--boundary`): one is assumed.
     private var carry: [UInt8] = [13, 10]
 
-    init(boundary: String) {
+    public init(boundary: String) {
         delimiter = Array("\r\n--\(boundary)".utf8)
     }
 
     /// The closing delimiter was seen: the form is whole.
-    var isComplete: Bool { state == .epilogue }
+    public var isComplete: Bool { state == .epilogue }
 
     /// The `boundary` parameter of a `multipart/form-data` Content-Type (1 to 70 characters,
     /// quotes removed); nil for any other type.
-    static func boundary(contentType: String) -> String? {
+    public static func boundary(contentType: String) -> String? {
         let parts = contentType.split(separator: ";")
         guard let type = parts.first, type.trimmingCharacters(in: .whitespaces).lowercased() == "multipart/form-data"
         else {
@@ -74,13 +69,13 @@ struct MultipartFormParser {
         return nil
     }
 
-    static func malformed(_ why: String) -> S3Error {
+    public static func malformed(_ why: String) -> S3Error {
         S3Error(
             "MalformedPOSTRequest", .badRequest,
             "The body of your POST request is not well-formed multipart/form-data: \(why).")
     }
 
-    mutating func feed(_ bytes: UnsafeRawBufferPointer, _ handle: (Event) throws -> Void) throws {
+    public mutating func feed(_ bytes: UnsafeRawBufferPointer, _ handle: (Event) throws -> Void) throws {
         guard state != .epilogue else { return }  // the epilogue is ignored
         if carry.isEmpty {
             let used = try process(bytes, handle)
@@ -158,7 +153,7 @@ struct MultipartFormParser {
     }
 
     /// Where `needle` first occurs whole in `bytes` at or after `start`.
-    static func find(_ needle: [UInt8], in bytes: UnsafeRawBufferPointer, from start: Int) -> Int? {
+    public static func find(_ needle: [UInt8], in bytes: UnsafeRawBufferPointer, from start: Int) -> Int? {
         guard let base = bytes.baseAddress, let first = needle.first else { return nil }
         let lastStart = bytes.count - needle.count
         var position = start
@@ -175,7 +170,7 @@ struct MultipartFormParser {
 
     /// The length of the longest end of `bytes` (after `start`) that begins the delimiter: those
     /// bytes wait for the next feed to tell whether they are data.
-    static func delimiterStartLength(
+    public static func delimiterStartLength(
         _ delimiter: [UInt8], atEndOf bytes: UnsafeRawBufferPointer, from start: Int
     ) -> Int {
         let longest = min(delimiter.count - 1, bytes.count - start)
@@ -190,7 +185,7 @@ struct MultipartFormParser {
     }
 
     /// A part's Content-Disposition (`form-data`, `name`, `filename`) and Content-Type.
-    static func partHeaders(_ block: UnsafeRawBufferPointer) throws -> PartHeaders {
+    public static func partHeaders(_ block: UnsafeRawBufferPointer) throws -> PartHeaders {
         var disposition: String?
         var contentType: String?
         for line in String(decoding: block, as: UTF8.self).split(whereSeparator: \.isNewline) {
@@ -214,7 +209,7 @@ struct MultipartFormParser {
     /// `form-data; name="a"; filename="b"` as the type and its parameters (names lowercased).
     /// Quoted values end at the next quote: browsers percent-encode quotes in names and send
     /// backslashes as they are (HTML's form encoding), so no escapes are undone.
-    static func dispositionParameters(_ value: String) -> (type: String, parameters: [String: String]) {
+    public static func dispositionParameters(_ value: String) -> (type: String, parameters: [String: String]) {
         let scalars = Array(value.unicodeScalars)
         var i = 0
         var type = ""
@@ -257,35 +252,40 @@ struct MultipartFormParser {
 }
 
 /// A POST form as far as S3 reads it: the fields before the file, and the file's name.
-struct PostForm: Sendable, Equatable {
+public struct PostForm: Sendable, Equatable {
     /// Names lowercased (form field names are case-insensitive), values as sent.
-    var fields: [String: String]
+    public var fields: [String: String]
     /// The file part's filename ("" when it gave none); nil when no file part came.
-    var fileName: String?
+    public var fileName: String?
 
-    static func missingField(_ name: String) -> S3Error {
+    public init(fields: [String: String], fileName: String?) {
+        self.fields = fields
+        self.fileName = fileName
+    }
+
+    public static func missingField(_ name: String) -> S3Error {
         S3Error.invalidArgument(
             "Bucket POST must contain a field named '\(name)'. "
                 + "If it is specified, please check the order of the fields."
         )
     }
 
-    static func missingFile() -> S3Error {
+    public static func missingFile() -> S3Error {
         S3Error.invalidArgument("POST requires exactly one file upload per request.")
     }
 }
 
 /// Collects a form from its multipart body: fields before the file are kept (64 KiB in all),
 /// the file's data goes to the caller as it comes, and every part after the file is dropped.
-struct PostFormReader {
-    enum Part {
+public struct PostFormReader {
+    public enum Part {
         case field(String)
         case file
         case ignored
     }
 
     /// S3's limit on the fields before the file.
-    static let maxFieldsByteCount = 64 << 10
+    public static let maxFieldsByteCount = 64 << 10
 
     private var parser: MultipartFormParser
     private(set) var fields: [String: String] = [:]
@@ -294,22 +294,24 @@ struct PostFormReader {
     private var value: [UInt8] = []
     private var fieldsByteCount = 0
 
-    init(boundary: String) {
+    public init(boundary: String) {
         parser = MultipartFormParser(boundary: boundary)
     }
 
     /// The file part has begun: the fields that count are all known.
-    var fileStarted: Bool { fileName != nil }
-    var form: PostForm { PostForm(fields: fields, fileName: fileName) }
+    public var fileStarted: Bool { fileName != nil }
+    public var form: PostForm { PostForm(fields: fields, fileName: fileName) }
 
-    mutating func feed(_ bytes: UnsafeRawBufferPointer, writeFile: (UnsafeRawBufferPointer) throws -> Void) throws {
+    public mutating func feed(
+        _ bytes: UnsafeRawBufferPointer, writeFile: (UnsafeRawBufferPointer) throws -> Void
+    ) throws {
         var parser = self.parser
         defer { self.parser = parser }
         try parser.feed(bytes) { event in try take(event, writeFile: writeFile) }
     }
 
     /// The form, once the body has ended; throws if it ended before the closing boundary.
-    func finish() throws -> PostForm {
+    public func finish() throws -> PostForm {
         guard parser.isComplete else {
             throw MultipartFormParser.malformed("the body ended before the closing boundary")
         }

@@ -1,17 +1,12 @@
-import BlobS3Wire
-import BlobClient
 import BlobCore
 import Crypto
-import Foundation
-import HTTPTypes
-import Hummingbird
-import NIOCore
+public import Foundation
 
 /// A form that passed its signature and policy: the key to store (with `${filename}` replaced).
-struct PostUpload: Sendable {
-    var key: String
-    var policy: PostPolicy
-    var accessKeyID: String
+public struct PostUpload: Sendable {
+    public var key: String
+    public var policy: PostPolicy
+    public var accessKeyID: String
 }
 
 extension PostForm {
@@ -20,7 +15,7 @@ extension PostForm {
     /// policy well-formed, unexpired and met by every field (the key after `${filename}` is
     /// replaced, so the stored key is the one the policy allows). A form without a policy is
     /// refused: anonymous uploads are not supported.
-    func authorize(
+    public func authorize(
         bucket: String, secret: (String) async throws -> String?, now: Date = Date()
     ) async throws -> PostUpload {
         guard let rawKey = fields["key"] else { throw Self.missingField("key") }
@@ -39,8 +34,9 @@ extension PostForm {
     }
 
     /// The access key and the (base64) policy it signed.
-    func verifySignature(secret: (String) async throws -> String?) async throws -> (accessKeyID: String, policy: String)
-    {
+    public func verifySignature(
+        secret: (String) async throws -> String?
+    ) async throws -> (accessKeyID: String, policy: String) {
         guard let policy = fields["policy"] else { throw Self.missingField("Policy") }
         if fields["x-amz-algorithm"] != nil || fields["x-amz-credential"] != nil || fields["x-amz-signature"] != nil {
             guard let algorithm = fields["x-amz-algorithm"] else { throw Self.missingField("X-Amz-Algorithm") }
@@ -71,16 +67,16 @@ extension PostForm {
 }
 
 /// What a POST form signs: its base64 policy, as sent.
-enum PostSignature {
+public enum PostSignature {
     /// Signature Version 2: base64(HMAC-SHA1(secret, policy)).
-    static func v2(policy: String, secret: String) -> String {
+    public static func v2(policy: String, secret: String) -> String {
         let mac = HMAC<Insecure.SHA1>.authenticationCode(
             for: Array(policy.utf8), using: SymmetricKey(data: Array(secret.utf8)))
         return Data(mac).base64EncodedString()
     }
 
     /// Signature Version 4: hex(HMAC-SHA256(signing key of the credential's scope, policy)).
-    static func v4(policy: String, secret: String, credential: SigV4.Credential) -> String {
+    public static func v4(policy: String, secret: String, credential: SigV4.Credential) -> String {
         SigV4.hex(SigV4.hmac(SigV4.signingKey(secret: secret, credential: credential), policy))
     }
 }
@@ -88,21 +84,21 @@ enum PostSignature {
 /// A POST policy (base64 JSON): `expiration` (ISO 8601, UTC) and `conditions`, each an object
 /// with one field (exact match), `["eq" | "starts-with", "$field", "value"]`, or
 /// `["content-length-range", min, max]`. Element names are case-sensitive, field names are not.
-struct PostPolicy: Sendable, Equatable {
-    enum Condition: Sendable, Equatable, CustomStringConvertible {
+public struct PostPolicy: Sendable, Equatable {
+    public enum Condition: Sendable, Equatable, CustomStringConvertible {
         case equals(field: String, value: String)
         case startsWith(field: String, prefix: String)
         case contentLengthRange(min: Int64, max: Int64)
 
         /// The (lowercased) field it is about.
-        var field: String {
+        public var field: String {
             switch self {
             case .equals(let field, _), .startsWith(let field, _): field
             case .contentLengthRange: "content-length-range"
             }
         }
 
-        var description: String {
+        public var description: String {
             switch self {
             case .equals(let field, let value): "[\"eq\", \"$\(field)\", \(PostPolicy.quoted(value))]"
             case .startsWith(let field, let prefix): "[\"starts-with\", \"$\(field)\", \(PostPolicy.quoted(prefix))]"
@@ -111,7 +107,7 @@ struct PostPolicy: Sendable, Equatable {
         }
 
         /// Content length is checked once the file is in (``PostPolicy/checkContentLength(_:)``).
-        func isMet(by value: String) -> Bool {
+        public func isMet(by value: String) -> Bool {
             switch self {
             case .equals(_, let expected):
                 return value == expected
@@ -129,31 +125,31 @@ struct PostPolicy: Sendable, Equatable {
         }
     }
 
-    var expiration: Date
-    var conditions: [Condition]
+    public var expiration: Date
+    public var conditions: [Condition]
 
     /// Fields no condition needs to name.
-    static let exemptFields: Set<String> = ["file", "policy", "signature", "x-amz-signature", "awsaccesskeyid"]
+    public static let exemptFields: Set<String> = ["file", "policy", "signature", "x-amz-signature", "awsaccesskeyid"]
 
-    static func invalid(_ why: String) -> S3Error {
+    public static func invalid(_ why: String) -> S3Error {
         S3Error("InvalidPolicyDocument", .badRequest, "Invalid Policy: \(why)")
     }
-    static func entityTooLarge() -> S3Error {
+    public static func entityTooLarge() -> S3Error {
         S3Error("EntityTooLarge", .badRequest, "Your proposed upload exceeds the maximum allowed size.")
     }
-    static func entityTooSmall() -> S3Error {
+    public static func entityTooSmall() -> S3Error {
         S3Error("EntityTooSmall", .badRequest, "Your proposed upload is smaller than the minimum allowed size.")
     }
 
     /// The policy field as sent (whitespace, which some encoders wrap lines with, is ignored).
-    init(base64 text: String) throws {
+    public init(base64 text: String) throws {
         guard let json = Data(base64Encoded: text.filter { !$0.isWhitespace }) else {
             throw Self.invalid("Invalid Base64 Encoding.")
         }
         try self.init(json: json)
     }
 
-    init(json: Data) throws {
+    public init(json: Data) throws {
         let document: PolicyJSON
         do {
             document = try JSONDecoder().decode(PolicyJSON.self, from: json)
@@ -173,7 +169,7 @@ struct PostPolicy: Sendable, Equatable {
     }
 
     /// `yyyy-MM-ddTHH:mm:ss[.fraction]Z`, nothing else.
-    static func parseExpiration(_ text: String) -> Date? {
+    public static func parseExpiration(_ text: String) -> Date? {
         let bytes = Array(text.utf8)
         let shape = Array("dddd-dd-ddTdd:dd:dd".utf8)
         guard bytes.count > shape.count, bytes.last == UInt8(ascii: "Z") else { return nil }
@@ -199,7 +195,7 @@ struct PostPolicy: Sendable, Equatable {
         return seconds.addingTimeInterval(subsecond)
     }
 
-    static func condition(_ item: PolicyJSON) throws -> Condition {
+    public static func condition(_ item: PolicyJSON) throws -> Condition {
         switch item {
         case .object(let pairs):
             guard pairs.count == 1, let pair = pairs.first, let field = fieldName(pair.key, dollar: false) else {
@@ -239,19 +235,21 @@ struct PostPolicy: Sendable, Equatable {
     }
 
     /// A condition's field name lowercased, without its `$` (required in arrays, optional in objects).
-    static func fieldName(_ raw: String, dollar needsDollar: Bool) -> String? {
+    public static func fieldName(_ raw: String, dollar needsDollar: Bool) -> String? {
         guard !needsDollar || raw.hasPrefix("$") else { return nil }
         let name = (raw.hasPrefix("$") ? String(raw.dropFirst()) : raw).lowercased()
         return name.isEmpty ? nil : name
     }
 
-    static func isExempt(_ field: String) -> Bool { exemptFields.contains(field) || field.hasPrefix("x-ignore-") }
+    public static func isExempt(_ field: String) -> Bool {
+        exemptFields.contains(field) || field.hasPrefix("x-ignore-")
+    }
 
     /// Unexpired, every field named by a condition, every condition met (`bucket` against the
     /// bucket the form was posted to; a field the form lacks counts as empty). The policy must
     /// name its bucket: every key acts for the one owner of all buckets, so a policy handed to a
     /// browser for one bucket must not write into the others.
-    func check(fields: [String: String], bucket: String, now: Date = Date()) throws {
+    public func check(fields: [String: String], bucket: String, now: Date = Date()) throws {
         guard now < expiration else { throw S3Error.accessDenied("Invalid according to Policy: Policy expired.") }
         guard conditions.contains(where: { $0.field == "bucket" }) else {
             throw S3Error.accessDenied("Invalid according to Policy: the policy must have a bucket condition.")
@@ -269,7 +267,7 @@ struct PostPolicy: Sendable, Equatable {
     }
 
     /// The smallest of the content-length-range maxima, to stop a too-large upload early.
-    var maxContentLength: Int64? {
+    public var maxContentLength: Int64? {
         var smallest: Int64?
         for case .contentLengthRange(_, let max) in conditions {
             smallest = Swift.min(smallest ?? max, max)
@@ -277,20 +275,20 @@ struct PostPolicy: Sendable, Equatable {
         return smallest
     }
 
-    func checkContentLength(_ byteCount: Int64) throws {
+    public func checkContentLength(_ byteCount: Int64) throws {
         for case .contentLengthRange(let min, let max) in conditions {
             if byteCount > max { throw Self.entityTooLarge() }
             if byteCount < min { throw Self.entityTooSmall() }
         }
     }
 
-    static func quoted(_ text: String) -> String {
+    public static func quoted(_ text: String) -> String {
         "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
     }
 }
 
 /// Any JSON value, integers kept apart from other numbers.
-enum PolicyJSON: Decodable, Equatable {
+public enum PolicyJSON: Decodable, Equatable {
     case string(String)
     case integer(Int64)
     case number(Double)
@@ -299,7 +297,7 @@ enum PolicyJSON: Decodable, Equatable {
     case array([PolicyJSON])
     case object([String: PolicyJSON])
 
-    init(from decoder: any Decoder) throws {
+    public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         if container.decodeNil() {
             self = .null
@@ -319,7 +317,7 @@ enum PolicyJSON: Decodable, Equatable {
     }
 
     /// A string, or an integer as its digits (`{"success_action_status": 201}`).
-    var text: String? {
+    public var text: String? {
         switch self {
         case .string(let value): value
         case .integer(let value): String(value)
