@@ -5,7 +5,7 @@
 import PackageDescription
 
 let core = ["FuzzChunkFrame", "FuzzBlobPath", "FuzzRingJSON", "FuzzRequestToken"]
-let s3 = ["FuzzSigV4", "FuzzAwsChunked", "FuzzS3Headers", "FuzzS3XML"]
+let s3 = ["FuzzSigV4", "FuzzAwsChunked", "FuzzS3Headers", "FuzzS3XML", "FuzzPostForm", "FuzzPostPolicy"]
 
 let package = Package(
     name: "BlobstoreFuzz",

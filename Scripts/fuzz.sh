@@ -3,7 +3,7 @@
 # all, for a bounded time each, starting from the seed corpus in Fuzz/Corpus/TARGET.
 #
 #   bash Scripts/fuzz.sh TARGET SECONDS      # e.g. Scripts/fuzz.sh FuzzChunkFrame 600
-#   bash Scripts/fuzz.sh all SECONDS         # every target in turn (CI: 60 s each)
+#   bash Scripts/fuzz.sh all SECONDS         # every target in turn (CI: 40 s each)
 #
 # Fails on a crash (a Swift trap or a property a target checks), a sanitizer report, a hang
 # (an input taking over 10 s) or running out of memory; the input is kept under
@@ -19,7 +19,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${1:?usage: Scripts/fuzz.sh TARGET|all SECONDS}"
 seconds="${2:?usage: Scripts/fuzz.sh TARGET|all SECONDS}"
-all=(FuzzChunkFrame FuzzBlobPath FuzzRingJSON FuzzRequestToken FuzzSigV4 FuzzAwsChunked FuzzS3Headers FuzzS3XML)
+all=(
+  FuzzChunkFrame FuzzBlobPath FuzzRingJSON FuzzRequestToken
+  FuzzSigV4 FuzzAwsChunked FuzzS3Headers FuzzS3XML FuzzPostForm FuzzPostPolicy
+)
 if [ "$target" = all ]; then targets=("${all[@]}"); else targets=("$target"); fi
 for t in "${targets[@]}"; do
   [ -d "Fuzz/Corpus/$t" ] || { echo "fuzz.sh: no target $t (targets: ${all[*]})" >&2; exit 64; }
