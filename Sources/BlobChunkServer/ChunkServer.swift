@@ -88,7 +88,8 @@ public struct ChunkServer: Sendable {
             configuration.certificate, host: configuration.host, role: "chunk server", logger: logger)
         let app = Application(
             router: router,
-            server: .blobHTTP1(certificate: configuration.certificate),
+            server: .blobHTTP1(
+                certificate: configuration.certificate, malformed: MalformedRequestAnswer.json(node: "\(serverID)")),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { [logger] channel in
                 let port = channel.localAddress?.port ?? configuration.port

@@ -1,6 +1,7 @@
 public import BlobClient
 import BlobCore
 public import BlobServerSupport
+import BlobS3Wire
 public import BlobTransport
 import Foundation
 import Hummingbird
@@ -82,7 +83,7 @@ public struct GatewayServer: Sendable {
             // An idle connection (including one that stopped sending a body) is closed after a minute.
             server: .blobHTTP1(
                 .init(additionalChannelHandlers: [ContinueHandler()], idleTimeout: .seconds(60)),
-                certificate: configuration.certificate),
+                certificate: configuration.certificate, malformed: S3Error.malformedRequest),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { [logger] channel in
                 let bound = "\(configuration.host):\(channel.localAddress?.port ?? configuration.port)"
@@ -172,4 +173,14 @@ actor BucketCache {
     }
 
     func forget(_ name: String) { entries[name] = nil }
+}
+
+extension S3Error {
+    /// What the gateway answers a request its HTTP parser refuses: S3's error document.
+    static let malformedRequest: @Sendable (any Error) -> MalformedRequestAnswer = { error in
+        let headersTooLarge = MalformedRequestAnswer.status(for: error) == .requestHeaderFieldsTooLarge
+        let s3 = S3Error.malformedRequest(headersTooLarge: headersTooLarge, detail: "\(error)")
+        return MalformedRequestAnswer(
+            status: s3.status, contentType: "application/xml", body: s3.xml(resource: "", requestID: ""))
+    }
 }

@@ -191,7 +191,8 @@ public struct MasterServer: Sendable {
         ServerCertificate.announce(configuration.certificate, host: configuration.host, role: "master", logger: logger)
         let app = Application(
             router: router,
-            server: .blobHTTP1(certificate: configuration.certificate),
+            server: .blobHTTP1(
+                certificate: configuration.certificate, malformed: MalformedRequestAnswer.json(node: "master")),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { [logger] channel in
                 let bound = "\(configuration.host):\(channel.localAddress?.port ?? configuration.port)"

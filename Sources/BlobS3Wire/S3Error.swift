@@ -47,6 +47,17 @@ public struct S3Error: Error, Sendable {
     }
 
     /// A store error as the nearest S3 error.
+    /// The answer to a request the HTTP parser refuses (BlobServerSupport's
+    /// `MalformedRequestAnswer`): S3's code and an XML body. Headers over the limits are
+    /// `RequestHeaderSectionTooLarge`, as S3 answers them.
+    public static func malformedRequest(headersTooLarge: Bool, detail: String) -> S3Error {
+        headersTooLarge
+            ? S3Error(
+                "RequestHeaderSectionTooLarge", .badRequest,
+                "Your request header section exceeds the maximum allowed size.")
+            : S3Error("BadRequest", .badRequest, "The request is not valid HTTP/1.1 (\(detail)).")
+    }
+
     public static func from(_ error: any Error) -> S3Error {
         if let e = error as? S3Error { return e }
         if let e = error as? any CodedError {

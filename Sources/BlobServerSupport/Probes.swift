@@ -139,7 +139,8 @@ public enum ObservabilityListener {
         addRoutes(router)
         return Application(
             router: router,
-            server: .blobHTTP1(certificate: configuration.certificate),
+            server: .blobHTTP1(
+                certificate: configuration.certificate, malformed: MalformedRequestAnswer.json(node: metrics.role)),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { channel in
                 let bound = "\(configuration.host):\(channel.localAddress?.port ?? configuration.port)"

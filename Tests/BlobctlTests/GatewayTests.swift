@@ -284,6 +284,27 @@ struct GatewayTests {
     }
 
     @Test(
+        "hostile input on raw sockets: a 4xx with a JSON or S3 XML body, or a close; nothing stored changes"
+    )
+    func hostileInput() async throws {
+        try await Self.withGateway { cluster, gateway in
+            let key = try await cluster.json(["key", "create", "--name", "hostile"])
+            let id = try #require(key["access_key_id"] as? String)
+            let secret = try #require(key["secret_access_key"] as? String)
+            let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("Gateway/hostile.py")
+            let (status, output) = try await Self.tool(
+                "/usr/bin/env",
+                [
+                    "python3", script.path, cluster.master.address, cluster.servers[0].address, gateway.address,
+                    cluster.secretFile.path, id, secret,
+                ], dir: cluster.dir, timeout: .seconds(200), mergeErrors: true)
+            #expect(status == 0, "\(output.suffix(3000))")
+            #expect(output.contains("hostile input checks passed"), "\(output.suffix(3000))")
+        }
+    }
+
+    @Test(
         "boto3, aws CLI, rclone: put, get, multipart, list 2,500 keys, presign, copy, sync; bad input gets S3 errors"
     )
     func s3Clients() async throws {
