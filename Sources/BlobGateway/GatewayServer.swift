@@ -179,7 +179,12 @@ extension S3Error {
     /// What the gateway answers a request its HTTP parser refuses: S3's error document.
     static let malformedRequest: @Sendable (any Error) -> MalformedRequestAnswer = { error in
         let headersTooLarge = MalformedRequestAnswer.status(for: error) == .requestHeaderFieldsTooLarge
-        let s3 = S3Error.malformedRequest(headersTooLarge: headersTooLarge, detail: "\(error)")
+        let s3 =
+            error is RequestHeadTimeout
+            ? S3Error(
+                "RequestTimeout", .badRequest,
+                "Your socket connection to the server was not read from or written to within the timeout period.")
+            : S3Error.malformedRequest(headersTooLarge: headersTooLarge, detail: "\(error)")
         return MalformedRequestAnswer(
             status: s3.status, contentType: "application/xml", body: s3.xml(resource: "", requestID: ""))
     }

@@ -22,12 +22,18 @@ public struct MalformedRequestAnswer: Sendable {
 
     /// Which status a parse failure gets: 431 for headers over the limits, 400 otherwise.
     public static func status(for error: any Error) -> HTTPResponse.Status {
+        if error is RequestHeadTimeout { return .requestTimeout }
         if let error = error as? HTTPParserError, case .headerOverflow = error { return .requestHeaderFieldsTooLarge }
         return .badRequest
     }
 
     /// A reason and message for logs and bodies.
     public static func describe(_ error: any Error) -> (reason: String, message: String) {
+        if error is RequestHeadTimeout {
+            return (
+                "http.headTimeout", "the request's headers did not arrive within the deadline; the connection closes"
+            )
+        }
         if let error = error as? HTTPParserError, case .headerOverflow = error {
             return ("http.headersTooLarge", "the request's headers are over the size or count this server accepts")
         }

@@ -9,18 +9,24 @@ import UnixSignals
 /// HTTP/1.1 on every accepted connection, behind TLS when `certificate` is given. Each new
 /// connection takes the certificate's current context, so a reload reaches new connections
 /// while open ones finish on the identity they began with. A request the HTTP parser refuses
-/// gets `malformed`'s answer (the role's error body) rather than an empty 400.
+/// gets `malformed`'s answer (the role's error body) rather than an empty 400, and one whose
+/// headers do not arrive within `headDeadline` of its first byte gets a 408 the same way.
 extension HTTPServerBuilder {
     public static func blobHTTP1(
         _ configuration: HTTP1Channel.Configuration = .init(), certificate: ServerCertificate?,
-        malformed: @escaping @Sendable (any Error) -> MalformedRequestAnswer
+        malformed: @escaping @Sendable (any Error) -> MalformedRequestAnswer,
+        headDeadline: RequestHeadDeadline = RequestHeadDeadline()
     ) -> HTTPServerBuilder {
         var withAnswers = configuration
         let additional = configuration.additionalChannelHandlers
-        withAnswers.additionalChannelHandlers = { [MalformedRequestHandler(answer: malformed)] + additional() }
+        withAnswers.additionalChannelHandlers = {
+            [MalformedRequestHandler(answer: malformed), RequestHeadArrival()] + additional()
+        }
         let channelConfiguration = withAnswers
         return .init { responder in
-            let base = HTTP1Channel(responder: responder, configuration: channelConfiguration)
+            let base = RequestHeadDeadlineChannel(
+                base: HTTP1Channel(responder: responder, configuration: channelConfiguration), deadline: headDeadline,
+                answer: malformed)
             guard let certificate else { return base }
             return ReloadableTLSChannel(base, certificate: certificate)
         }

@@ -167,6 +167,16 @@ expect_4xx(chunkserver, longer, "json", "chunk server: a body longer than declar
            allow_close=True)
 check("oversized and duplicated headers, a body longer than declared")
 
+# Slow loris on every server: a request whose headers trickle in. Each server answers it in its
+# own format (408 JSON; the gateway S3's RequestTimeout) and closes, within its 30 s deadline
+# for a request's head; the answer is read at the end, after the other checks.
+lorises = []
+for address in (master, chunkserver, gateway):
+    h, p = address.rsplit(":", 1)
+    conn = socket.create_connection((h, int(p)), timeout=60)
+    conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a")
+    lorises.append((address, conn, time.time()))
+
 # A body shorter than declared, cut off midway, and a slow-loris header: the server closes the
 # connection in bounded time and keeps answering everyone else meanwhile.
 host, port = chunkserver.rsplit(":", 1)
@@ -191,6 +201,34 @@ expect_4xx(gateway, request("GET", "/media/x.bin", [("Authorization", "AWS4-HMAC
 expect_4xx(gateway, request("GET", "/media/x.bin?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=x"), "xml",
            "gateway: malformed presigned query")
 check("the gateway answers bad S3 requests in XML")
+
+for address, conn, opened in lorises:
+    data = b""
+    while True:
+        try:
+            conn.sendall(b"a")  # a byte now and then, as a slow loris does
+        except OSError:
+            pass
+        try:
+            conn.settimeout(1)
+            piece = conn.recv(65536)
+        except socket.timeout:
+            assert time.time() - opened < 45, "%s: a trickling request is still open after 45 s" % address
+            continue
+        except OSError:
+            break
+        if not piece:
+            break
+        data += piece
+    conn.close()
+    elapsed = time.time() - opened
+    head, _, body = data.partition(b"\r\n\r\n")
+    if address == gateway:
+        assert head.startswith(b"HTTP/1.1 400") and b"<Code>RequestTimeout</Code>" in body, (address, data[:300])
+    else:
+        assert head.startswith(b"HTTP/1.1 408") and b'"http.headTimeout"' in body, (address, data[:300])
+    assert 25 < elapsed < 45, "%s: closed the trickling request after %.1f s" % (address, elapsed)
+check("a request whose headers trickle in is answered (408 / RequestTimeout) and closed at its deadline")
 
 for address in (master, chunkserver, gateway):
     healthy(address)
