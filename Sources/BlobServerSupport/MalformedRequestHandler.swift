@@ -54,23 +54,50 @@ extension MalformedRequestAnswer {
     }
 }
 
-/// Hummingbird answers a request its parser refuses with an empty 400. This handler, placed
-/// after the HTTP codec, answers instead, with the role's error body, and closes the
-/// connection. Other errors (a reset connection, say) pass on untouched.
-final class MalformedRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
+/// After the HTTP codec, the one place that knows whether a response is owed on the connection:
+/// - a request the parser refuses while no response is owed gets the role's error body (where
+///   Hummingbird would answer an empty 400) and the connection closes;
+/// - a parse failure while a response is still owed (bytes after a body, say) is passed on, so
+///   Hummingbird answers it once that response is written and nothing is spliced into it; so is
+///   the end of input in the middle of a request (a client gone mid-body), so that the request's
+///   body fails rather than looks complete;
+/// - ``RequestHeadArming``, before the decoder, is told when a head has come (its deadline is
+///   met) and when no response is owed any more (the connection is idle).
+final class HTTPRequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
 
     let answer: @Sendable (any Error) -> MalformedRequestAnswer
+    /// Request heads received whose response has not ended.
+    private var responsesOwed = 0
     private var answered = false
 
     init(answer: @escaping @Sendable (any Error) -> MalformedRequestAnswer) {
         self.answer = answer
     }
 
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head = unwrapInboundIn(data) {
+            responsesOwed += 1
+            context.triggerUserOutboundEvent(RequestHeadEvent.headArrived, promise: nil)
+        }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data), responsesOwed > 0 {
+            responsesOwed -= 1
+            if responsesOwed == 0 { context.triggerUserOutboundEvent(RequestHeadEvent.idle, promise: nil) }
+        }
+        context.write(data, promise: promise)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard error is HTTPParserError || error is HTTP1TypeConversionError else {
+        guard error is HTTPParserError || error is HTTP1TypeConversionError, responsesOwed == 0,
+            context.channel.isActive, !Self.isEndOfInput(error)
+        else {
             context.fireErrorCaught(error)
             return
         }
@@ -86,5 +113,11 @@ final class MalformedRequestHandler: ChannelInboundHandler, RemovableChannelHand
         context.write(wrapOutboundOut(.body(body)), promise: nil)
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in bound.value.close(promise: nil) }
+    }
+
+    /// The peer closed in the middle of a request.
+    static func isEndOfInput(_ error: any Error) -> Bool {
+        if let error = error as? HTTPParserError, case .invalidEOFState = error { return true }
+        return false
     }
 }

@@ -3,10 +3,13 @@ import Logging
 public import NIOCore
 import NIOHTTPTypes
 
-/// A request's head (request line and headers) must arrive within a deadline of its first byte,
-/// or the connection gets the role's 408 body and is closed: a slow-loris client trickling its
-/// headers holds a connection for the deadline, not for as long as it likes. An idle keep-alive
-/// connection between requests is not timed (clients' pools keep those open on purpose).
+/// A request's head (request line and headers) must arrive within a deadline, or the connection
+/// gets the role's 408 body and is closed: a slow-loris client trickling its headers, or one
+/// that connects (or starts a TLS handshake) and sends nothing, holds a connection for the
+/// deadline, not for as long as it likes. The deadline runs from the connection's start for the
+/// first request, and from the first byte of each later one; an idle keep-alive connection
+/// between requests is not timed (clients' pools keep those open on purpose), and the server's
+/// idle timeout closes it in the end.
 public struct RequestHeadDeadline: Sendable {
     public static let standard = TimeAmount.seconds(30)
     public let timeout: TimeAmount
@@ -21,15 +24,18 @@ public struct RequestHeadTimeout: Error, CustomStringConvertible {
     public var description: String { "the request's headers did not arrive in time" }
 }
 
-/// What the handler after the HTTP codec tells the one before it (an outbound user event,
-/// which travels towards the socket).
+/// What ``HTTPRequestGuard``, after the HTTP codec, tells ``RequestHeadArming`` before it (an
+/// outbound user event, which travels towards the socket).
 enum RequestHeadEvent: Sendable {
+    /// A request's head has been parsed: its deadline is met.
     case headArrived
-    case requestEnded
+    /// Every response owed has been written: the next bytes start a new request.
+    case idle
 }
 
-/// Before the HTTP decoder: the first bytes of a request arm the deadline; the head's arrival
-/// (told by ``RequestHeadArrival``) disarms it.
+/// Before the HTTP decoder (after TLS): the connection's start, and the first bytes of each
+/// later request, arm the deadline; ``HTTPRequestGuard`` disarms it when the head has come.
+/// Nothing is armed while a response is owed, so a 408 never lands inside a response.
 final class RequestHeadArming: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -47,16 +53,29 @@ final class RequestHeadArming: ChannelDuplexHandler, RemovableChannelHandler {
         self.answer = answer
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { arm(context: context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        arm(context: context)
+        context.fireChannelActive()
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if state == .idle {
-            state = .awaitingHead
-            let bound = NIOLoopBound((context, self), eventLoop: context.eventLoop)
-            timer = context.eventLoop.scheduleTask(in: timeout) {
-                let (context, handler) = bound.value
-                handler.expire(context: context)
-            }
-        }
+        arm(context: context)
         context.fireChannelRead(data)
+    }
+
+    /// Starts the deadline when the connection is idle (its start, or no response owed).
+    private func arm(context: ChannelHandlerContext) {
+        guard state == .idle else { return }
+        state = .awaitingHead
+        let bound = NIOLoopBound((context, self), eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: timeout) {
+            let (context, handler) = bound.value
+            handler.expire(context: context)
+        }
     }
 
     func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
@@ -69,8 +88,8 @@ final class RequestHeadArming: ChannelDuplexHandler, RemovableChannelHandler {
             timer?.cancel()
             timer = nil
             state = .inRequest
-        case .requestEnded:
-            state = .idle
+        case .idle:
+            if state == .inRequest { state = .idle }
         }
         promise?.succeed(())
     }
@@ -96,24 +115,8 @@ final class RequestHeadArming: ChannelDuplexHandler, RemovableChannelHandler {
     }
 }
 
-/// After the HTTP codec: tells ``RequestHeadArming`` when a request's head has come and when
-/// the request has ended.
-final class RequestHeadArrival: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPRequestPart
-    typealias InboundOut = HTTPRequestPart
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head: context.triggerUserOutboundEvent(RequestHeadEvent.headArrived, promise: nil)
-        case .end: context.triggerUserOutboundEvent(RequestHeadEvent.requestEnded, promise: nil)
-        case .body: break
-        }
-        context.fireChannelRead(data)
-    }
-}
-
 /// Puts ``RequestHeadArming`` in front of the base channel's handlers (after TLS, when there
-/// is TLS); the base must have ``RequestHeadArrival`` among its HTTP handlers.
+/// is TLS); the base must have ``HTTPRequestGuard`` among its HTTP handlers.
 struct RequestHeadDeadlineChannel<Base: ServerChildChannel & HTTPChannelHandler>: ServerChildChannel,
     HTTPChannelHandler
 {

@@ -12,15 +12,19 @@ import UnixSignals
 /// gets `malformed`'s answer (the role's error body) rather than an empty 400, and one whose
 /// headers do not arrive within `headDeadline` of its first byte gets a 408 the same way.
 extension HTTPServerBuilder {
+    /// A connection with no traffic this long is closed. Clients' pools close theirs after 60 s
+    /// (AsyncHTTPClient's default), so the server closing first does not race their next request.
+    public static let idleTimeout = TimeAmount.seconds(300)
+
     public static func blobHTTP1(
-        _ configuration: HTTP1Channel.Configuration = .init(), certificate: ServerCertificate?,
+        _ configuration: HTTP1Channel.Configuration = .init(idleTimeout: idleTimeout), certificate: ServerCertificate?,
         malformed: @escaping @Sendable (any Error) -> MalformedRequestAnswer,
         headDeadline: RequestHeadDeadline = RequestHeadDeadline()
     ) -> HTTPServerBuilder {
         var withAnswers = configuration
         let additional = configuration.additionalChannelHandlers
         withAnswers.additionalChannelHandlers = {
-            [MalformedRequestHandler(answer: malformed), RequestHeadArrival()] + additional()
+            [HTTPRequestGuard(answer: malformed)] + additional()
         }
         let channelConfiguration = withAnswers
         return .init { responder in
