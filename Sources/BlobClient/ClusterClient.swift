@@ -133,7 +133,7 @@ public final class ClusterClient: Sendable {
                     throw error
                 case .notSent(let error):
                     lastError = error
-                    busy = busy || error.reason != "master.unreachable"
+                    busy = busy || (error.reason != "master.unreachable" && error.reason != "master.tls")
                 case .unknownOutcome(let error):
                     guard repeatable else { throw error }
                     lastError = error
@@ -185,8 +185,9 @@ public final class ClusterClient: Sendable {
             bytes = Array(try await response.body.collect(upTo: 256 << 20).readableBytesView)
         } catch {
             if let problem = ClusterTransport.tlsProblem(error) {
-                // Nothing was sent, and another try meets the same certificate.
-                return .refused(
+                // Nothing was sent: another master may do (one with a bad certificate must not
+                // stop the rest), but this one is not asked again after a pause.
+                return .notSent(
                     BlobError(
                         .unavailable, reason: "master.tls", "cannot talk to the master at \(url): \(problem)",
                         underlying: error))

@@ -49,11 +49,15 @@ public struct ClusterTransport: Sendable {
     }
 
     /// The transport of a cluster whose masters are at `masterURLs`: HTTPS when they are
-    /// `https://` (all of them, or it is an error), verified against `trustRootsFile`.
-    public static func forMasters(_ masterURLs: [String], trustRootsFile: String?) throws -> ClusterTransport {
+    /// `https://` (all of them, or it is an error), verified against `trustRootsFile`. A trust
+    /// roots file with plain masters is an error when it was asked for by name (`--tls-ca`), and
+    /// ignored when it came from the environment (a shell left with another cluster's CA).
+    public static func forMasters(
+        _ masterURLs: [String], trustRootsFile: String?, trustRootsNamed: Bool = true
+    ) throws -> ClusterTransport {
         let secure = masterURLs.filter { $0.hasPrefix("https://") }.count
         if secure == 0 {
-            if let trustRootsFile {
+            if let trustRootsFile, trustRootsNamed {
                 throw BlobError(
                     .invalidArgument, reason: "tls.schemeMismatch",
                     "--tls-ca \(trustRootsFile) is given but the masters are plain http:// URLs; "
@@ -102,8 +106,10 @@ extension ClusterTransport {
     public static func tlsProblem(_ error: any Error) -> String? {
         let text = String(describing: error)
         if text.contains("CERTIFICATE_VERIFY_FAILED") {
-            return "its TLS certificate is not signed by a CA this process trusts (CERTIFICATE_VERIFY_FAILED); "
-                + "pass --tls-ca (env BLOBCTL_TLS_CA) with the CA certificate that signed the cluster's servers"
+            return "its TLS certificate did not verify (CERTIFICATE_VERIFY_FAILED): not signed by a CA this "
+                + "process trusts, expired or not yet valid, or sent without its intermediate certificates; "
+                + "check the server's certificate (openssl x509 -noout -dates -issuer), and pass --tls-ca "
+                + "(env BLOBCTL_TLS_CA) with the CA that signed it"
         }
         if text.contains("failedToValidateHostname") || text.contains("unableToValidateCertificate") {
             return "its TLS certificate does not name the host or IP address connected to; the server's "

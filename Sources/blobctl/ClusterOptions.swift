@@ -47,7 +47,11 @@ struct ClusterOptions: ParsableArguments {
         let trustRoots =
             tlsCA ?? environment["BLOBCTL_TLS_CA"].flatMap { $0.isEmpty ? nil : $0 }
             ?? (master == saved?.master ? saved?.tlsCA : nil)
-        return ClusterAddress(masterURL: url, secret: secret, trustRootsFile: trustRoots)
+        // A CA from the environment or the saved config is for an https:// cluster; a plain one
+        // ignores it (only --tls-ca with http:// masters is refused).
+        let plain = !url.contains("https://")
+        return ClusterAddress(
+            masterURL: url, secret: secret, trustRootsFile: plain && tlsCA == nil ? nil : trustRoots)
     }
 
     /// Runs `body` with a client, turning every failure into a message and an exit code.

@@ -58,13 +58,15 @@ struct TLSOptions: ParsableArguments {
     func clusterTransport(masterURLs: [String]?, serving certificate: ServerCertificate?) throws -> ClusterTransport {
         do {
             guard let masterURLs, !masterURLs.isEmpty else {
-                if certificate == nil, let file = trustRootsFile {
+                if certificate == nil, let tlsCA {
                     throw ValidationError(
-                        "--tls-ca \(file) is given without --tls-cert; a cluster is all HTTPS or all HTTP")
+                        "--tls-ca \(tlsCA) is given without --tls-cert; a cluster is all HTTPS or all HTTP")
                 }
+                // BLOBCTL_TLS_CA left in the environment by another cluster does not matter here.
                 return certificate == nil ? .plain : try .tls(trustRootsFile: trustRootsFile)
             }
-            let transport = try ClusterTransport.forMasters(masterURLs, trustRootsFile: trustRootsFile)
+            let transport = try ClusterTransport.forMasters(
+                masterURLs, trustRootsFile: trustRootsFile, trustRootsNamed: tlsCA != nil)
             if transport.isSecure != (certificate != nil) {
                 throw ValidationError(
                     transport.isSecure

@@ -20,6 +20,10 @@ struct ClusterTransportTests {
         #expect(throws: BlobError.self) {
             try ClusterTransport.forMasters(["http://m1:9400"], trustRootsFile: "/etc/ssl/certs/ca-certificates.crt")
         }
+        // A CA left in the environment (BLOBCTL_TLS_CA) by another cluster: a plain one ignores it.
+        let ignored = try ClusterTransport.forMasters(
+            ["http://m1:9400"], trustRootsFile: "/nonexistent/ca.pem", trustRootsNamed: false)
+        #expect(!ignored.isSecure && ignored.trustRootsFile == nil)
     }
 
     @Test("a trust roots file that is missing or holds no certificate fails at start, naming --tls-ca")
