@@ -1,6 +1,7 @@
 // swift-tools-version:6.1
 // libFuzzer targets for the parsers that read bytes from the network or the disk. Built apart
-// from the main package (its own .build), with `--sanitize=fuzzer --sanitize=address`:
+// from the main package (its own .build) by Scripts/fuzz.sh, with libFuzzer and AddressSanitizer
+// (`--sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address`; the script says why not two flags):
 // `bash Scripts/fuzz.sh TARGET SECONDS` builds and runs one; `Scripts/fuzz.sh all SECONDS` every one.
 import PackageDescription
 

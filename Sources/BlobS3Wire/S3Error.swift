@@ -129,11 +129,18 @@ public enum XML {
         case "quot": return "\""
         case "apos": return "'"
         default:
-            let number =
-                name.hasPrefix("#x")
-                ? UInt32(name.dropFirst(2), radix: 16)
-                : name.hasPrefix("#") ? UInt32(name.dropFirst()) : nil
-            return number.flatMap(Unicode.Scalar.init)
+            // Digits only (UInt32 would also take a sign), and never NUL, which XML cannot carry.
+            let hex = name.hasPrefix("#x") ? name.dropFirst(2) : nil
+            let decimal = hex == nil && name.hasPrefix("#") ? name.dropFirst() : nil
+            let number: UInt32?
+            if let hex, !hex.isEmpty, hex.allSatisfy(\.isHexDigit) {
+                number = UInt32(hex, radix: 16)
+            } else if let decimal, !decimal.isEmpty, decimal.allSatisfy({ ("0"..."9").contains($0) }) {
+                number = UInt32(decimal)
+            } else {
+                number = nil
+            }
+            return number.flatMap { $0 == 0 ? nil : Unicode.Scalar($0) }
         }
     }
 

@@ -77,9 +77,22 @@ struct DevCertificates {
         try write(try certificate.serializeAsPEM().pemString, to: certificateFile(name), secret: false)
     }
 
+    /// Writes `text` to a new file made with its final mode (a key is never readable by others,
+    /// even for a moment), then renames it over `path`.
     private func write(_ text: String, to path: String, secret: Bool) throws {
-        let url = URL(fileURLWithPath: path)
-        try Data(text.utf8).write(to: url, options: .atomic)
-        try FileManager.default.setAttributes([.posixPermissions: secret ? 0o600 : 0o644], ofItemAtPath: path)
+        let temporary = path + ".new"
+        unlink(temporary)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, secret ? 0o600 : 0o644)
+        guard fd >= 0 else {
+            throw CLIError(.failure, "cannot create \(temporary): \(String(cString: strerror(errno)))")
+        }
+        let bytes = Array(text.utf8)
+        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd)
+        close(fd)
+        guard written == bytes.count, synced == 0, rename(temporary, path) == 0 else {
+            unlink(temporary)
+            throw CLIError(.failure, "cannot write \(path): \(String(cString: strerror(errno)))")
+        }
     }
 }

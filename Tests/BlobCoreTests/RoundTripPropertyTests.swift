@@ -2,21 +2,10 @@ import BlobCore
 import Foundation
 import Testing
 
-/// A seeded generator (SplitMix64): a failing case names its seed, and
-/// `BLOB_PROPERTY_SEED=N swift test --filter ...` replays it.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// The seeds of one property run: `BLOB_PROPERTY_SEED` alone, else `count` seeds from a
-    /// base that changes every run (printed with each failure).
+/// The seeds of one property run: `BLOB_PROPERTY_SEED` alone (to replay a failure, whose
+/// message names its seed), else `count` seeds from a base that changes every run. Inputs come
+/// from ``SplitMix64`` seeded with each.
+enum PropertySeeds {
     static func seeds(_ count: Int) -> [UInt64] {
         if let text = ProcessInfo.processInfo.environment["BLOB_PROPERTY_SEED"], let seed = UInt64(text) {
             return [seed]
@@ -29,7 +18,7 @@ struct SeededGenerator: RandomNumberGenerator {
 @Suite("round trips, as properties over seeded random inputs")
 struct RoundTripPropertyTests {
     /// Plain bytes of a random kind: noise, runs, text-like, or empty.
-    static func plainBytes(_ rng: inout SeededGenerator) -> [UInt8] {
+    static func plainBytes(_ rng: inout SplitMix64) -> [UInt8] {
         let count = [0, 1, 17, Int.random(in: 2...70_000, using: &rng), Int.random(in: 0...(1 << 20), using: &rng)]
             .randomElement(using: &rng)!
         switch Int.random(in: 0..<3, using: &rng) {
@@ -50,8 +39,8 @@ struct RoundTripPropertyTests {
     @Test("frame: every plain chunk encodes to a frame that decodes, checked against its id, to the same bytes")
     func frameRoundTrip() throws {
         let encoder = ChunkEncoder()
-        for seed in SeededGenerator.seeds(60) {
-            var rng = SeededGenerator(seed: seed)
+        for seed in PropertySeeds.seeds(60) {
+            var rng = SplitMix64(seed: seed)
             let plain = Self.plainBytes(&rng)
             let frame = encoder.frame(for: plain)
             let header = try FrameHeader(parsing: frame)
@@ -74,9 +63,9 @@ struct RoundTripPropertyTests {
     @Test("ring: any valid ring encodes to JSON and decodes to an equal ring with the same placements")
     func ringRoundTrip() throws {
         var built = 0
-        let seeds = SeededGenerator.seeds(25)
+        let seeds = PropertySeeds.seeds(25)
         for seed in seeds {
-            var rng = SeededGenerator(seed: seed)
+            var rng = SplitMix64(seed: seed)
             let replicas = Int.random(in: 1...4, using: &rng)
             let zones = Int.random(in: 1...6, using: &rng)
             let count = Int.random(in: max(replicas, zones >= replicas ? 1 : replicas)...24, using: &rng)
