@@ -129,7 +129,8 @@ public enum XML {
         case "quot": return "\""
         case "apos": return "'"
         default:
-            // Digits only (UInt32 would also take a sign), and never NUL, which XML cannot carry.
+            // Digits only (UInt32 would also take a sign). `&#0;` reads back as the NUL that
+            // `Markup.escape` writes so; a key holding one is refused by BlobPath after.
             let hex = name.hasPrefix("#x") ? name.dropFirst(2) : nil
             let decimal = hex == nil && name.hasPrefix("#") ? name.dropFirst() : nil
             let number: UInt32?
@@ -140,7 +141,7 @@ public enum XML {
             } else {
                 number = nil
             }
-            return number.flatMap { $0 == 0 ? nil : Unicode.Scalar($0) }
+            return number.flatMap(Unicode.Scalar.init)
         }
     }
 
