@@ -222,7 +222,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BlobGatewayTests",
-            dependencies: ["BlobGateway", "BlobS3Wire"],
+            dependencies: ["BlobGateway", "BlobS3Wire", "BlobTestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -12,7 +12,7 @@ public final class ThreadSpawner: @unchecked Sendable {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let thread = Thread { [done] in
                 do {
-                    try process.run()
+                    try process.launchSerially()
                 } catch {
                     continuation.resume(throwing: error)
                     return
@@ -43,4 +43,15 @@ public func freeLoopbackPort() throws -> Int {
     }
     guard bound == 0 else { throw TestClusterError("no free port on 127.0.0.1") }
     return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// One `Process.run()` at a time in the test process. A full test run starts children from
+/// many suites at once, and one such run crashed inside Foundation's `Process.run()` (a memcpy
+/// past a buffer, on Linux) while others were launching; every test starts its children here.
+private let launchLock = NSLock()
+
+extension Process {
+    public func launchSerially() throws {
+        try launchLock.withLock { try run() }
+    }
 }

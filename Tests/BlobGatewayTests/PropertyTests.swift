@@ -1,6 +1,7 @@
 import BlobCore
 @testable import BlobGateway
 import BlobS3Wire
+import BlobTestSupport
 import Foundation
 import Testing
 
@@ -131,7 +132,7 @@ struct GatewayPropertyTests {
         process.arguments = ["python3", script.path, "\(seed)", "\(count)"]
         process.standardOutput = try FileHandle(forWritingTo: out)
         process.standardError = FileHandle.nullDevice
-        try process.run()
+        try process.launchSerially()
         let deadline = ContinuousClock.now + .seconds(60)
         while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         if process.isRunning {

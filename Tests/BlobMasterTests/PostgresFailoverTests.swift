@@ -51,7 +51,7 @@ struct PostgresFailoverTests {
         process.standardOutput = handle
         process.standardError = handle
         process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try process.launchSerially()
         let deadline = ContinuousClock.now + .seconds(120)
         while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         if process.isRunning {
@@ -124,7 +124,7 @@ struct PostgresFailoverTests {
             let chown = Process()
             chown.executableURL = URL(fileURLWithPath: "/bin/chown")
             chown.arguments = ["-R", "postgres:postgres", dir]
-            try chown.run()
+            try chown.launchSerially()
             _ = try await eventually(within: .seconds(30)) { !chown.isRunning }
         }
         try await run(

@@ -1,3 +1,4 @@
+import BlobTestSupport
 import Foundation
 import Testing
 
@@ -49,7 +50,7 @@ struct BlobctlProcess {
         process.standardOutput = try FileHandle(forWritingTo: standardOutput ?? out)
         process.standardError = try FileHandle(forWritingTo: err)
         process.standardInput = try standardInput.map { try FileHandle(forReadingFrom: $0) } ?? FileHandle.nullDevice
-        try process.run()
+        try process.launchSerially()
         let deadline = ContinuousClock.now + timeout
         while process.isRunning && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(20))

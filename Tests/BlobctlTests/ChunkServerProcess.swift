@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import BlobCore
+import BlobTestSupport
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -47,7 +48,7 @@ final class ChunkServerProcess: @unchecked Sendable {
         p.standardOutput = log
         p.standardError = log
         p.standardInput = FileHandle.nullDevice
-        try p.run()
+        try p.launchSerially()
         process = p
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {

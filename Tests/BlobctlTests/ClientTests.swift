@@ -1,4 +1,5 @@
 import BlobCore
+import BlobTestSupport
 import Foundation
 import Testing
 
@@ -347,7 +348,7 @@ struct ClientTests {
             process.environment = ProcessInfo.processInfo.environment.merging(cluster.environment) { $1 }
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
-            try process.run()
+            try process.launchSerially()
             // Kill once the servers hold at least 24 chunks and the put is still running.
             let server = cluster.servers[0]
             let started = try await ChunkServerFaultTests.eventually(within: .seconds(120)) {
@@ -517,7 +518,7 @@ struct ClientTests {
         process.standardOutput = try FileHandle(forWritingTo: out)
         process.standardError = try FileHandle(forWritingTo: err)
         process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try process.launchSerially()
         try await process.exit(within: .seconds(60))
         guard !process.isRunning else { throw TestFailure("bash -c \(script) did not finish in 60 s") }
         let stdout = (try? String(contentsOf: out, encoding: .utf8)) ?? ""

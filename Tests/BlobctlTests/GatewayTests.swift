@@ -1,4 +1,5 @@
 import BlobCore
+import BlobTestSupport
 import Foundation
 import Testing
 
@@ -26,7 +27,7 @@ struct GatewayTests {
             process.standardOutput = handle
             process.standardError = handle
             process.standardInput = FileHandle.nullDevice
-            try process.run()
+            try process.launchSerially()
         }
 
         func waitUntilListening(_ dir: URL) async throws {
@@ -80,7 +81,7 @@ struct GatewayTests {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
         p.arguments = ["-s", "--max-time", "60", "-D", headersFile.path, "-o", bodyFile.path] + args + [url]
-        try p.run()
+        try p.launchSerially()
         try await p.exit(within: .seconds(70))
         let text = (try? String(contentsOf: headersFile, encoding: .utf8)) ?? ""
         var status = 0
@@ -193,7 +194,7 @@ struct GatewayTests {
         p.standardOutput = handle
         p.standardError = mergeErrors ? handle : FileHandle.nullDevice
         p.standardInput = FileHandle.nullDevice
-        try p.run()
+        try p.launchSerially()
         try await p.exit(within: timeout)
         try handle.close()
         guard !p.isRunning else { throw TestFailure("\(path) did not finish within \(timeout)") }

@@ -1,4 +1,5 @@
 import BlobCore
+import BlobTestSupport
 import Foundation
 import Synchronization
 import Testing
@@ -189,7 +190,7 @@ struct HATopologyTests {
                 load.standardOutput = try FileHandle(forWritingTo: output)
                 load.standardError = try FileHandle(forWritingTo: errors)
                 load.standardInput = FileHandle.nullDevice
-                try load.run()
+                try load.launchSerially()
                 func progress() -> Int {
                     (try? String(contentsOf: work.appendingPathComponent("progress"), encoding: .utf8)).flatMap {
                         Int($0)

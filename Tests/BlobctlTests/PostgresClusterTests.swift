@@ -1,4 +1,5 @@
 import BlobCore
+import BlobTestSupport
 import Foundation
 import Testing
 
@@ -26,7 +27,7 @@ enum PostgresTestDatabase {
         process.arguments =
             ["-h", server.host ?? "127.0.0.1", "-p", "\(server.port ?? 5432)", "-U", server.user ?? "postgres"] + args
         process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try process.launchSerially()
         try await process.exit(within: .seconds(60))
         guard !process.isRunning, process.terminationStatus == 0 else {
             let outcome = process.isRunning ? "did not finish" : "failed with \(process.terminationStatus)"
