@@ -289,20 +289,33 @@ struct GatewayTests {
     )
     func hostileInput() async throws {
         try await Self.withGateway { cluster, gateway in
-            let key = try await cluster.json(["key", "create", "--name", "hostile"])
-            let id = try #require(key["access_key_id"] as? String)
-            let secret = try #require(key["secret_access_key"] as? String)
-            let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-                .appendingPathComponent("Gateway/hostile.py")
-            let (status, output) = try await Self.tool(
-                "/usr/bin/env",
+            try await Self.runScript(
+                "hostile.py", cluster: cluster, timeout: .seconds(200), expecting: "hostile input checks passed"
+            ) { id, secret in
                 [
-                    "python3", script.path, cluster.master.address, cluster.servers[0].address, gateway.address,
-                    cluster.secretFile.path, id, secret,
-                ], dir: cluster.dir, timeout: .seconds(200), mergeErrors: true)
-            #expect(status == 0, "\(output.suffix(3000))")
-            #expect(output.contains("hostile input checks passed"), "\(output.suffix(3000))")
+                    cluster.master.address, cluster.servers[0].address, gateway.address, cluster.secretFile.path, id,
+                    secret,
+                ]
+            }
         }
+    }
+
+    /// Runs `Tests/Gateway/SCRIPT` with python3 and a fresh S3 key (its arguments from
+    /// `arguments(id, secret)`); expects exit 0 and `expecting` in its output.
+    static func runScript(
+        _ script: String, cluster: OperationsTests.Cluster, timeout: Duration, expecting: String,
+        arguments: (String, String) -> [String]
+    ) async throws {
+        let key = try await cluster.json(["key", "create", "--name", script])
+        let id = try #require(key["access_key_id"] as? String)
+        let secret = try #require(key["secret_access_key"] as? String)
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Gateway/\(script)")
+        let (status, output) = try await tool(
+            "/usr/bin/env", ["python3", path.path] + arguments(id, secret), dir: cluster.dir, timeout: timeout,
+            mergeErrors: true)
+        #expect(status == 0, "\(output.suffix(3000))")
+        #expect(output.contains(expecting), "\(output.suffix(3000))")
     }
 
     @Test(
@@ -310,21 +323,11 @@ struct GatewayTests {
     )
     func s3Clients() async throws {
         try await Self.withGateway { cluster, gateway in
-            let key = try await cluster.json(["key", "create", "--name", "tests"])
-            let id = try #require(key["access_key_id"] as? String)
-            let secret = try #require(key["secret_access_key"] as? String)
-            let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-                .appendingPathComponent("Gateway/s3_clients.py")
             let work = cluster.dir.appendingPathComponent("s3-clients")
             try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-            let (status, output) = try await Self.tool(
-                "/usr/bin/env",
-                [
-                    "python3", script.path, "http://\(gateway.address)", id, secret,
-                    work.path,
-                ], dir: cluster.dir, timeout: .seconds(400), mergeErrors: true)
-            #expect(status == 0, "\(output.suffix(3000))")
-            #expect(output.contains("all S3 client checks passed"), "\(output.suffix(3000))")
+            try await Self.runScript(
+                "s3_clients.py", cluster: cluster, timeout: .seconds(400), expecting: "all S3 client checks passed"
+            ) { id, secret in ["http://\(gateway.address)", id, secret, work.path] }
         }
     }
 }
